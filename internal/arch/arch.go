@@ -1,0 +1,160 @@
+// Package arch is the one table of what vmdeb knows per Debian architecture:
+// the emulators, the default kernel, the boot firmware and loaders. Adding an
+// architecture is adding one row.
+package arch
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Firmware is a way a machine starts a boot loader.
+type Firmware string
+
+const (
+	BIOS Firmware = "bios" // PC BIOS (SeaBIOS in qemu): ISOLINUX, GRUB for PC
+	UEFI Firmware = "uefi" // UEFI: GRUB EFI
+)
+
+// Arch is one row of the table.
+type Arch struct {
+	Name        string // Debian architecture name
+	ELFMachine  string // what `file`/debug/elf call the binaries' machine, e.g. "EM_AARCH64"
+	QemuUser    string // qemu-user emulator binary name (binfmt handler name without "qemu-")
+	QemuSystem  string // qemu-system binary
+	QemuMachine string // -M value ("" for the binary's default)
+	QemuCPU     string // -cpu value under TCG ("" for the default)
+	Console     string // serial console device for the kernel command line
+	Kernel      string // default kernel package
+	Firmware    []Firmware
+	// GrubEFITarget is grub-mkstandalone's -O for the EFI loader and
+	// GrubEFIPackage the Debian package holding its modules.
+	GrubEFITarget  string
+	GrubEFIPackage string
+	// EFIBootName is the removable-media loader file name under EFI/boot/.
+	EFIBootName string
+	// UEFICode and UEFIVars are candidate firmware images for qemu, first
+	// existing one wins; UEFIPackage provides them.
+	UEFICode    []string
+	UEFIVars    []string
+	UEFIPackage string
+	// NeedsDTB: the kernel needs a device tree from the boot loader on
+	// real boards (not under qemu's virt machine, which provides one).
+	NeedsDTB bool
+	// Outputs lists the output types this architecture supports.
+	Outputs []string
+}
+
+var table = map[string]Arch{
+	"amd64": {
+		Name: "amd64", ELFMachine: "EM_X86_64", QemuUser: "x86_64",
+		QemuSystem: "qemu-system-x86_64", Console: "ttyS0",
+		Kernel:   "linux-image-amd64",
+		Firmware: []Firmware{BIOS, UEFI},
+		GrubEFITarget: "x86_64-efi", GrubEFIPackage: "grub-efi-amd64-bin", EFIBootName: "bootx64.efi",
+		UEFICode:    []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"},
+		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		UEFIPackage: "ovmf",
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+	},
+	"i386": {
+		Name: "i386", ELFMachine: "EM_386", QemuUser: "i386",
+		QemuSystem: "qemu-system-i386", Console: "ttyS0",
+		Kernel:   "linux-image-686-pae",
+		Firmware: []Firmware{BIOS, UEFI},
+		GrubEFITarget: "i386-efi", GrubEFIPackage: "grub-efi-ia32-bin", EFIBootName: "bootia32.efi",
+		UEFICode:    []string{"/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"},
+		UEFIVars:    []string{"/usr/share/OVMF/OVMF32_VARS_4M.fd"},
+		UEFIPackage: "ovmf-ia32",
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+	},
+	"arm64": {
+		Name: "arm64", ELFMachine: "EM_AARCH64", QemuUser: "aarch64",
+		QemuSystem: "qemu-system-aarch64", QemuMachine: "virt", QemuCPU: "cortex-a57", Console: "ttyAMA0",
+		Kernel:   "linux-image-arm64",
+		Firmware: []Firmware{UEFI},
+		GrubEFITarget: "arm64-efi", GrubEFIPackage: "grub-efi-arm64-bin", EFIBootName: "bootaa64.efi",
+		UEFICode:    []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"},
+		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
+		UEFIPackage: "qemu-efi-aarch64",
+		NeedsDTB:    true,
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+	},
+	"armhf": {
+		Name: "armhf", ELFMachine: "EM_ARM", QemuUser: "arm",
+		QemuSystem: "qemu-system-arm", QemuMachine: "virt", QemuCPU: "cortex-a15", Console: "ttyAMA0",
+		Kernel:   "linux-image-armmp-lpae",
+		Firmware: []Firmware{UEFI},
+		GrubEFITarget: "arm-efi", GrubEFIPackage: "grub-efi-arm-bin", EFIBootName: "bootarm.efi",
+		UEFICode:    []string{"/usr/share/AAVMF/AAVMF32_CODE.fd"},
+		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
+		UEFIPackage: "qemu-efi-arm",
+		NeedsDTB:    true,
+		Outputs:     []string{"tarball", "directory"},
+	},
+	"armel": {
+		Name: "armel", ELFMachine: "EM_ARM", QemuUser: "arm",
+		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
+		Kernel:   "linux-image-marvell",
+		NeedsDTB: true,
+		Outputs:  []string{"tarball", "directory"},
+	},
+	"ppc64el": {
+		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",
+		QemuSystem: "qemu-system-ppc64", QemuMachine: "pseries", Console: "hvc0",
+		Kernel:  "linux-image-powerpc64le",
+		Outputs: []string{"tarball", "directory"},
+	},
+	"riscv64": {
+		Name: "riscv64", ELFMachine: "EM_RISCV", QemuUser: "riscv64",
+		QemuSystem: "qemu-system-riscv64", QemuMachine: "virt", Console: "ttyS0",
+		Kernel:  "linux-image-riscv64",
+		Outputs: []string{"tarball", "directory"},
+	},
+	"s390x": {
+		Name: "s390x", ELFMachine: "EM_S390", QemuUser: "s390x",
+		QemuSystem: "qemu-system-s390x", QemuMachine: "s390-ccw-virtio", Console: "ttysclp0",
+		Kernel:  "linux-image-s390x",
+		Outputs: []string{"tarball", "directory"},
+	},
+}
+
+// Lookup returns the row for a Debian architecture name.
+func Lookup(name string) (Arch, error) {
+	a, ok := table[name]
+	if !ok {
+		return Arch{}, fmt.Errorf("unknown architecture %q (valid: %s)", name, strings.Join(Names(), ", "))
+	}
+	return a, nil
+}
+
+// Names lists the known architectures, sorted.
+func Names() []string {
+	var n []string
+	for k := range table {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Supports reports whether the architecture can produce an output type.
+func (a Arch) Supports(output string) bool {
+	for _, o := range a.Outputs {
+		if o == output {
+			return true
+		}
+	}
+	return false
+}
+
+// HasFirmware reports whether the architecture boots with f.
+func (a Arch) HasFirmware(f Firmware) bool {
+	for _, x := range a.Firmware {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,265 @@
+// Package buildlog is the build's two voices: a full log file with every
+// command and its output, and a compact one-line-per-step account on the
+// terminal.
+package buildlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Log writes the full build log to a file and step lines to the terminal.
+// It is safe for concurrent use.
+type Log struct {
+	mu    sync.Mutex
+	file  io.Writer // full log (may be io.Discard)
+	term  io.Writer // compact progress (may be io.Discard)
+	path  string
+	tail  *Tail
+	start time.Time
+	step  string
+	stepT time.Time
+	Steps []StepTime // completed steps with their durations, in order
+}
+
+// StepTime is one finished step and how long it took.
+type StepTime struct {
+	Name     string
+	Duration time.Duration
+}
+
+// New returns a Log writing the full log to file (path is shown to the user
+// in error messages) and progress to term.
+func New(file io.Writer, path string, term io.Writer) *Log {
+	if file == nil {
+		file = io.Discard
+	}
+	if term == nil {
+		term = io.Discard
+	}
+	return &Log{file: file, term: term, path: path, tail: NewTail(40), start: time.Now()}
+}
+
+// Discard is a Log that writes nowhere; for tests.
+func Discard() *Log { return New(nil, "", nil) }
+
+// Path is the full log's file name.
+func (l *Log) Path() string { return l.path }
+
+// Step starts a named step: the previous one is finished and timed.
+func (l *Log) Step(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finishLocked()
+	l.step, l.stepT = name, time.Now()
+	fmt.Fprintf(l.term, "==> %s\n", name)
+	fmt.Fprintf(l.file, "\n==> %s [%s]\n", name, time.Now().UTC().Format(time.RFC3339))
+}
+
+// Done finishes the current step.
+func (l *Log) Done() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finishLocked()
+}
+
+func (l *Log) finishLocked() {
+	if l.step == "" {
+		return
+	}
+	d := time.Since(l.stepT)
+	l.Steps = append(l.Steps, StepTime{l.step, d})
+	fmt.Fprintf(l.file, "<== %s (%.1fs)\n", l.step, d.Seconds())
+	l.step = ""
+}
+
+// Printf writes a line to both the terminal and the log.
+func (l *Log) Printf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := strings.TrimRight(fmt.Sprintf(format, a...), "\n")
+	fmt.Fprintf(l.term, "    %s\n", msg)
+	fmt.Fprintf(l.file, "%s\n", msg)
+}
+
+// Logf writes a line to the log file only.
+func (l *Log) Logf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.file, "%s\n", strings.TrimRight(fmt.Sprintf(format, a...), "\n"))
+}
+
+// Writer returns a writer whose lines go to the log file, the tail kept
+// for error messages and, when echo is set, the terminal.
+func (l *Log) Writer(echo bool) io.Writer {
+	return &lineWriter{l: l, echo: echo}
+}
+
+// LastLines returns the last lines of command output, for error messages.
+func (l *Log) LastLines() []string { return l.tail.Lines() }
+
+type lineWriter struct {
+	l    *Log
+	echo bool
+	buf  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.l.mu.Lock()
+	defer w.l.mu.Unlock()
+	w.l.file.Write(p)
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(w.buf[:i]), "\r")
+		w.buf = w.buf[i+1:]
+		w.l.tail.Add(line)
+		if w.echo {
+			fmt.Fprintf(w.l.term, "    | %s\n", line)
+		}
+	}
+	return len(p), nil
+}
+
+// CommandError is a failed command with the last lines of its output.
+type CommandError struct {
+	Cmd     string
+	Err     error
+	Last    []string
+	LogPath string
+}
+
+func (e *CommandError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %v", e.Cmd, e.Err)
+	if len(e.Last) > 0 {
+		b.WriteString("\n  last output:")
+		for _, l := range e.Last {
+			b.WriteString("\n    " + l)
+		}
+	}
+	if e.LogPath != "" {
+		fmt.Fprintf(&b, "\n  full log: %s", e.LogPath)
+	}
+	return b.String()
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Cmd describes one command to run. Env is added to a clean environment
+// (PATH, LANG=C.UTF-8 and the caller's entries).
+type Cmd struct {
+	Name   string
+	Args   []string
+	Env    []string
+	Dir    string
+	Stdin  io.Reader
+	Stdout io.Writer // when set, stdout goes here instead of the log
+	Echo   bool      // also show the output on the terminal
+	// Secret hides the arguments in the log (for example a password on stdin
+	// is never in the arguments, but a command line may still be sensitive).
+	Secret bool
+}
+
+// BaseEnv is the environment every command starts from: no locale or
+// terminal surprises from the caller.
+func BaseEnv() []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		if !strings.Contains(":"+path+":", ":"+d+":") {
+			path += ":" + d
+		}
+	}
+	return []string{"PATH=" + path, "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "HOME=/root", "TERM=dumb"}
+}
+
+// Run runs c under ctx, logging the command line and its output. On failure
+// the error carries the last lines of output and the log's path. The command
+// gets its own process group, killed as a whole when ctx ends.
+func (l *Log) Run(ctx context.Context, c Cmd) error {
+	line := c.Name + " " + strings.Join(c.Args, " ")
+	if c.Secret {
+		line = c.Name + " (arguments hidden)"
+	}
+	l.Logf("$ %s", line)
+	l.tail.Reset()
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd.Env = append(BaseEnv(), c.Env...)
+	cmd.Dir = c.Dir
+	cmd.Stdin = c.Stdin
+	w := l.Writer(c.Echo)
+	cmd.Stdout = w
+	if c.Stdout != nil {
+		cmd.Stdout = c.Stdout
+	}
+	cmd.Stderr = w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		// The whole group: apt's dpkg, a hook's children.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	if lw, ok := w.(*lineWriter); ok && len(lw.buf) > 0 {
+		lw.Write([]byte("\n"))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return &CommandError{Cmd: c.Name, Err: err, Last: l.tail.Lines(), LogPath: l.path}
+	}
+	return nil
+}
+
+// Tail keeps the last n lines written to it.
+type Tail struct {
+	mu    sync.Mutex
+	n     int
+	lines []string
+}
+
+// NewTail returns a Tail keeping n lines.
+func NewTail(n int) *Tail { return &Tail{n: n} }
+
+// Add appends a line.
+func (t *Tail) Add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, s)
+	if len(t.lines) > t.n {
+		t.lines = t.lines[len(t.lines)-t.n:]
+	}
+}
+
+// Reset forgets everything.
+func (t *Tail) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = nil
+}
+
+// Lines returns a copy of the kept lines, at most 15 of the newest.
+func (t *Tail) Lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.lines
+	if len(l) > 15 {
+		l = l[len(l)-15:]
+	}
+	return append([]string(nil), l...)
+}
