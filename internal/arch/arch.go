@@ -50,8 +50,8 @@ var table = map[string]Arch{
 	"amd64": {
 		Name: "amd64", ELFMachine: "EM_X86_64", QemuUser: "x86_64",
 		QemuSystem: "qemu-system-x86_64", Console: "ttyS0",
-		Kernel:   "linux-image-amd64",
-		Firmware: []Firmware{BIOS, UEFI},
+		Kernel:        "linux-image-amd64",
+		Firmware:      []Firmware{BIOS, UEFI},
 		GrubEFITarget: "x86_64-efi", GrubEFIPackage: "grub-efi-amd64-bin", EFIBootName: "bootx64.efi",
 		UEFICode:    []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
@@ -61,8 +61,8 @@ var table = map[string]Arch{
 	"i386": {
 		Name: "i386", ELFMachine: "EM_386", QemuUser: "i386",
 		QemuSystem: "qemu-system-i386", Console: "ttyS0",
-		Kernel:   "linux-image-686-pae",
-		Firmware: []Firmware{BIOS, UEFI},
+		Kernel:        "linux-image-686-pae",
+		Firmware:      []Firmware{BIOS, UEFI},
 		GrubEFITarget: "i386-efi", GrubEFIPackage: "grub-efi-ia32-bin", EFIBootName: "bootia32.efi",
 		UEFICode:    []string{"/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF32_VARS_4M.fd"},
@@ -72,8 +72,8 @@ var table = map[string]Arch{
 	"arm64": {
 		Name: "arm64", ELFMachine: "EM_AARCH64", QemuUser: "aarch64",
 		QemuSystem: "qemu-system-aarch64", QemuMachine: "virt", QemuCPU: "cortex-a57", Console: "ttyAMA0",
-		Kernel:   "linux-image-arm64",
-		Firmware: []Firmware{UEFI},
+		Kernel:        "linux-image-arm64",
+		Firmware:      []Firmware{UEFI},
 		GrubEFITarget: "arm64-efi", GrubEFIPackage: "grub-efi-arm64-bin", EFIBootName: "bootaa64.efi",
 		UEFICode:    []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"},
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
@@ -84,8 +84,8 @@ var table = map[string]Arch{
 	"armhf": {
 		Name: "armhf", ELFMachine: "EM_ARM", QemuUser: "arm",
 		QemuSystem: "qemu-system-arm", QemuMachine: "virt", QemuCPU: "cortex-a15", Console: "ttyAMA0",
-		Kernel:   "linux-image-armmp-lpae",
-		Firmware: []Firmware{UEFI},
+		Kernel:        "linux-image-armmp-lpae",
+		Firmware:      []Firmware{UEFI},
 		GrubEFITarget: "arm-efi", GrubEFIPackage: "grub-efi-arm-bin", EFIBootName: "bootarm.efi",
 		UEFICode:    []string{"/usr/share/AAVMF/AAVMF32_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
