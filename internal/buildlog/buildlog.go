@@ -28,6 +28,7 @@ type Log struct {
 	step  string
 	stepT time.Time
 	Steps []StepTime // completed steps with their durations, in order
+	TTY   bool       // the terminal is interactive: progress is redrawn in place
 }
 
 // StepTime is one finished step and how long it took.
@@ -88,6 +89,28 @@ func (l *Log) Printf(format string, a ...any) {
 	msg := strings.TrimRight(fmt.Sprintf(format, a...), "\n")
 	fmt.Fprintf(l.term, "    %s\n", msg)
 	fmt.Fprintf(l.file, "%s\n", msg)
+}
+
+// Progress shows a counter for a long step: rewritten in place on a
+// terminal, a line at every quarter otherwise. The log file gets nothing
+// (the command's own lines are there).
+func (l *Log) Progress(what string, done, total int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if total <= 0 {
+		return
+	}
+	if l.TTY {
+		fmt.Fprintf(l.term, "\r    %s: %d/%d", what, done, total)
+		if done >= total {
+			fmt.Fprint(l.term, "\n")
+		}
+		return
+	}
+	q := func(n int) int { return n * 4 / total }
+	if done == total || q(done) != q(done-1) {
+		fmt.Fprintf(l.term, "    %s: %d/%d\n", what, done, total)
+	}
 }
 
 // Logf writes a line to the log file only.

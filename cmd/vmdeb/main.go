@@ -1,0 +1,263 @@
+// Command vmdeb builds bootable Debian images from one config file and
+// boots them in qemu to prove they work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/arch"
+	"vmdeb/internal/build"
+	"vmdeb/internal/buildlog"
+	"vmdeb/internal/config"
+	"vmdeb/internal/ns"
+	"vmdeb/internal/qemu"
+)
+
+// Exit statuses: 1 a build or boot failed, 2 bad input or a host that
+// cannot run the build (nothing was created).
+const (
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// Version is set at link time.
+var Version = "dev"
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	root := &cobra.Command{
+		Use:           "vmdeb",
+		Short:         "Build bootable Debian images from one config file, and boot them in qemu",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
+	})
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd())
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "vmdeb:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ce config.Errors
+	var pe *build.PreflightError
+	var single *config.Error
+	if errors.As(err, &ce) || errors.As(err, &pe) || errors.As(err, &single) {
+		return exitUsage
+	}
+	if isUsage(err) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// isUsage recognises cobra's own argument and flag errors.
+func isUsage(err error) bool {
+	var u *usageError
+	return errors.As(err, &u)
+}
+
+type usageError struct{ error }
+
+func args(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) != n {
+			return &usageError{fmt.Errorf("%s takes %d argument(s), got %d (see vmdeb %s --help)", cmd.Name(), n, len(a), cmd.Name())}
+		}
+		return nil
+	}
+}
+
+func checkCmd() *cobra.Command {
+	var offline bool
+	c := &cobra.Command{
+		Use:   "check CONFIG",
+		Short: "Validate a config file and the host (tools, mirror) without building",
+		Args:  args(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			s, err := config.Load(a[0])
+			if err != nil {
+				return err
+			}
+			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s: ok — %s %s, %d packages to install, mirror %s, image sources %s\n",
+				a[0], s.Suite, p.Arch.Name, len(p.Packages), p.Mirror, p.AptMirror)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&offline, "offline", false, "do not ask the mirror whether it has the suite")
+	return c
+}
+
+func buildCmd() *cobra.Command {
+	var o build.RunOptions
+	var logPath string
+	c := &cobra.Command{
+		Use:   "build CONFIG",
+		Short: "Build the outputs a config file describes (needs root)",
+		Args:  args(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			s, err := config.Load(a[0])
+			if err != nil {
+				return err
+			}
+			if !ns.Inside() {
+				if err := build.RequireRoot(); err != nil {
+					return err
+				}
+				// Check everything before the namespaced process starts, so
+				// bad input is reported once and nothing is created.
+				if _, err := build.NewPlan(cmd.Context(), s, build.Options{}); err != nil {
+					return err
+				}
+				code, err := ns.Reexec()
+				if err != nil {
+					return &exitError{exitFailed, err}
+				}
+				if code != 0 {
+					return &exitError{code, errors.New("build failed")}
+				}
+				return nil
+			}
+			return buildInside(s, o, logPath)
+		},
+	}
+	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
+	c.Flags().BoolVar(&o.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
+	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
+	return c
+}
+
+// buildInside runs in the build's own mount and PID namespaces.
+func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
+	if err := ns.Prepare(); err != nil {
+		return &exitError{exitFailed, err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	p, err := build.NewPlan(ctx, s, build.Options{})
+	if err != nil {
+		return err
+	}
+	if logPath == "" {
+		logPath = filepath.Join(filepath.Dir(s.Path(s.Outputs[0].Path)), s.Name+".build.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return &exitError{exitFailed, err}
+	}
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return &exitError{exitFailed, err}
+	}
+	defer lf.Close()
+	log := buildlog.New(lf, logPath, os.Stdout)
+	log.TTY = isTerminal(os.Stdout)
+	fmt.Printf("vmdeb %s: building %s (%s %s), log %s\n", Version, s.Name, s.Suite, p.Arch.Name, logPath)
+	start := time.Now()
+	st, err := build.Run(ctx, p, log, o)
+	if kerr := ns.KillOthers(); kerr != nil {
+		err = errors.Join(err, kerr)
+	}
+	if err != nil {
+		log.Logf("FAILED: %v", err)
+		if ctx.Err() != nil {
+			return &exitError{130, fmt.Errorf("interrupted; everything the build made was removed (%v)", err)}
+		}
+		return &exitError{exitFailed, err}
+	}
+	fmt.Printf("done:\n%s\n", build.FormatSummary(st, time.Since(start)))
+	for _, t := range log.Steps {
+		log.Logf("time %-10s %.1fs", t.Name, t.Duration.Seconds())
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func bootCmd() *cobra.Command {
+	var o qemu.Options
+	var archName string
+	var verbose bool
+	c := &cobra.Command{
+		Use:   "boot IMAGE",
+		Short: "Boot an image in qemu and wait for a login prompt on the serial console",
+		Args:  args(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			ar, err := arch.Lookup(archName)
+			if err != nil {
+				return &usageError{fmt.Errorf("--arch: %v", err)}
+			}
+			if _, err := os.Stat(a[0]); err != nil {
+				return &usageError{err}
+			}
+			o.Image, o.Arch = a[0], ar
+			if !o.UEFI && !ar.HasFirmware(arch.BIOS) {
+				o.UEFI = true
+			}
+			if verbose {
+				o.Console = os.Stdout
+			}
+			o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := qemu.Boot(ctx, o)
+			if err != nil {
+				return &exitError{exitFailed, err}
+			}
+			fmt.Printf("booted %s to %q in %s (%s)\n", a[0], res.Matched, res.Elapsed.Round(time.Second), res.Accel)
+			if o.Run != "" {
+				fmt.Print(res.RunOutput)
+				if res.RunStatus != 0 {
+					return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
+				}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&archName, "arch", "amd64", "the image's architecture")
+	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware (OVMF/AAVMF) instead of BIOS")
+	f.StringVar(&o.Accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
+	f.IntVar(&o.Memory, "memory", 2048, "memory in MiB")
+	f.IntVar(&o.CPUs, "cpus", 2, "virtual CPUs")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	f.StringVar(&o.Expect, "expect", "", "regular expression that means success (default: a login prompt)")
+	f.StringVar(&o.Run, "run", "", "after the login prompt, log in and run this command; its status is the result")
+	f.StringVar(&o.Login, "login", "root", "user for --run")
+	f.StringVar(&o.Password, "password", "", "password for --run")
+	f.StringVar(&o.Screenshot, "screenshot", "", "save a PNG of the screen when the expected text appears")
+	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
+	return c
+}

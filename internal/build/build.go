@@ -1,0 +1,170 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
+)
+
+// Stage is one step of the pipeline. A build is a list of stages; a live
+// build and a tarball build differ only in which stages the list holds.
+type Stage interface {
+	Name() string
+	Run(ctx context.Context, st *State) error
+}
+
+// State is what the stages share while a build runs.
+type State struct {
+	Plan    *Plan
+	Log     *buildlog.Log
+	WorkDir string
+	Rootfs  string
+	Chroot  *chroot.Chroot // set while the chroot is prepared
+	// Manifest is "package version" per line, read after the last apt run.
+	Manifest string
+	// Results lists the outputs written, in order.
+	Results []Result
+	// temps are files to remove if the build does not finish.
+	temps []string
+}
+
+// Result is one written output.
+type Result struct {
+	Type, Path string
+	Size       int64
+}
+
+// Run options.
+type RunOptions struct {
+	WorkDir  string // parent for the work directory ("" = /var/tmp)
+	KeepWork bool   // keep the work directory for debugging
+}
+
+// Stages is the pipeline for a plan: the common system stages, then one
+// stage per output, then the report.
+func Stages(p *Plan) []Stage {
+	s := []Stage{bootstrapStage{}, chrootStage{}, packagesStage{}, systemStage{}}
+	if p.Spec.Customise != "" {
+		s = append(s, hookStage{})
+	}
+	s = append(s, finaliseStage{})
+	for _, o := range p.Spec.Outputs {
+		switch o.Type {
+		case "live-iso":
+			s = append(s, liveISOStage{out: p.Spec.Path(o.Path)})
+		case "tarball":
+			s = append(s, tarballStage{out: p.Spec.Path(o.Path)})
+		case "directory":
+			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
+		}
+	}
+	return append(s, reportStage{})
+}
+
+// Run executes the plan. Whatever happens, the chroot is torn down, the
+// temporary files are removed and (unless asked otherwise) the work
+// directory is deleted; teardown errors are joined to the result.
+func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *State, err error) {
+	parent := o.WorkDir
+	if parent == "" {
+		parent = "/var/tmp"
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(parent, "vmdeb-"+p.Spec.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs")}
+	log.Logf("work directory %s", work)
+	defer func() {
+		if cerr := st.Chroot.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		}
+		st.Chroot = nil
+		if err != nil {
+			for _, t := range st.temps {
+				os.Remove(t)
+			}
+		}
+		if o.KeepWork {
+			log.Printf("work directory kept: %s", work)
+		} else if rerr := chroot.RemoveAll(work); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("removing work directory: %w", rerr))
+		}
+	}()
+	if err := os.Mkdir(st.Rootfs, 0o755); err != nil {
+		return st, err
+	}
+	for _, stage := range Stages(p) {
+		if err := ctx.Err(); err != nil {
+			return st, fmt.Errorf("interrupted before %s: %w", stage.Name(), err)
+		}
+		log.Step(stage.Name())
+		if err := stage.Run(ctx, st); err != nil {
+			log.Done()
+			return st, &StageError{Stage: stage.Name(), Err: err}
+		}
+	}
+	log.Done()
+	return st, nil
+}
+
+// StageError names the stage a build failed in.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return fmt.Sprintf("stage %s failed: %v", e.Stage, e.Err) }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// temp returns a temporary name beside out, removed if the build fails.
+func (st *State) temp(out string) string {
+	t := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".vmdeb-tmp")
+	st.temps = append(st.temps, t)
+	return t
+}
+
+// commit renames a finished temporary file to its final name.
+func (st *State) commit(tmp, out, typ string) error {
+	if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	var size int64
+	if fi, err := os.Stat(out); err == nil {
+		size = fi.Size()
+	}
+	st.Results = append(st.Results, Result{Type: typ, Path: out, Size: size})
+	return nil
+}
+
+// FormatSummary is the table printed at the end of a build.
+func FormatSummary(st *State, total time.Duration) string {
+	var b strings.Builder
+	for _, r := range st.Results {
+		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, humanSize(r.Size))
+	}
+	fmt.Fprintf(&b, "  built in %s", total.Round(time.Second))
+	return b.String()
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

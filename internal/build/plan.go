@@ -1,0 +1,195 @@
+// Package build turns a validated config into an image: a plan made
+// before anything is touched, then a list of stages run in order.
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"vmdeb/internal/apt"
+	"vmdeb/internal/arch"
+	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/config"
+	"vmdeb/internal/live"
+)
+
+// Plan is everything the build will do, resolved from the config and the
+// host before anything is created.
+type Plan struct {
+	Spec      *config.Spec
+	Arch      arch.Arch
+	Release   apt.Release
+	Mirror    string // used while building
+	AptMirror string // written into the image
+	Security  string // security archive for the image ("" = none)
+	Updates   bool   // add <suite>-updates to the image's sources
+	Packages  []string
+	Bootstrap bootstrap.Bootstrapper
+}
+
+// PreflightError is a problem found before the build starts: bad config,
+// a missing tool, a mirror without the suite. Exit status 2.
+type PreflightError struct{ Err error }
+
+func (e *PreflightError) Error() string { return e.Err.Error() }
+func (e *PreflightError) Unwrap() error { return e.Err }
+
+// Options change how a plan is made.
+type Options struct {
+	HostRoot string // where to read the host's apt sources ("/")
+	Offline  bool   // skip asking the mirror
+}
+
+// NewPlan resolves defaults from the host, checks tools and asks the
+// mirror whether it has the suite, architecture and components.
+func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
+	if o.HostRoot == "" {
+		o.HostRoot = "/"
+	}
+	a, err := arch.Lookup(s.Architecture)
+	if err != nil {
+		return nil, &PreflightError{s.Errorf("architecture", "%v", err)}
+	}
+	rel, _ := apt.LookupSuite(s.Suite)
+	p := &Plan{Spec: s, Arch: a, Release: rel, Mirror: s.Mirror, AptMirror: s.AptMirror, Security: s.SecurityMirror}
+	host, hostErr := apt.DetectHostMirrors(o.HostRoot)
+	if p.Mirror == "" {
+		if hostErr != nil {
+			return nil, &PreflightError{s.Errorf("mirror", "not set, and %v", hostErr)}
+		}
+		p.Mirror = host.Mirror
+	}
+	p.Mirror = strings.TrimRight(p.Mirror, "/")
+	if p.AptMirror == "" {
+		p.AptMirror = p.Mirror
+	}
+	if p.Bootstrap, err = bootstrap.New(s.Bootstrap); err != nil {
+		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
+	}
+	p.Packages = packageList(s)
+
+	if missing := p.MissingTools(); len(missing) > 0 {
+		return nil, &PreflightError{fmt.Errorf("missing on this host:\n  %s\ninstall with: apt-get install %s",
+			strings.Join(missing, "\n  "), strings.Join(missingPackages(p), " "))}
+	}
+	if o.Offline {
+		return p, nil
+	}
+	ri, err := apt.FetchRelease(ctx, p.Mirror, s.Suite)
+	if err != nil {
+		return nil, &PreflightError{s.Errorf("suite", "the mirror %s does not offer %s: %v", p.Mirror, s.Suite, err)}
+	}
+	if !ri.HasArch(a.Name) {
+		return nil, &PreflightError{s.Errorf("architecture", "the mirror's %s has no %s packages (it has: %s)", s.Suite, a.Name, strings.Join(ri.Architectures, ", "))}
+	}
+	for i, c := range s.Components {
+		if !ri.HasComponent(c) {
+			return nil, &PreflightError{s.Errorf(fmt.Sprintf("components[%d]", i), "the mirror's %s has no component %q (it has: %s)", s.Suite, c, strings.Join(ri.Components, ", "))}
+		}
+	}
+	if ri.Stable() {
+		p.Updates = true
+		if p.Security == "" {
+			p.Security = securityFor(p.AptMirror, host.Security)
+		}
+	} else if s.SecurityMirror == "" {
+		p.Security = ""
+	}
+	return p, nil
+}
+
+// securityFor picks the image's security archive: the host's when the
+// image uses the host's mirror, else the apt-mirror's sibling
+// (…/debian → …/debian-security), the layout of Debian's mirrors.
+func securityFor(aptMirror, hostSecurity string) string {
+	if hostSecurity != "" {
+		return hostSecurity
+	}
+	if b, ok := strings.CutSuffix(aptMirror, "/debian"); ok {
+		return b + "/debian-security"
+	}
+	return ""
+}
+
+// packageList is what apt installs in the chroot: the kernel, what each
+// output needs, sudo when a user gets it, and the config's packages.
+func packageList(s *config.Spec) []string {
+	var l []string
+	if k := s.KernelPackage(); k != "" {
+		l = append(l, k)
+	}
+	if s.HasOutput("live-iso") {
+		l = append(l, "live-boot", "live-config", "systemd-sysv")
+	}
+	for _, u := range s.Users {
+		if u.Sudo {
+			l = append(l, "sudo")
+			break
+		}
+	}
+	l = append(l, s.Packages...)
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range l {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// MissingTools lists host programs and files the build needs but cannot
+// find, each with the Debian package that provides it.
+func (p *Plan) MissingTools() []string {
+	need := map[string]string{"chroot": "coreutils", "tar": "tar"}
+	for k, v := range p.Bootstrap.Tools() {
+		need[k] = v
+	}
+	var out []string
+	for prog, pkg := range need {
+		if _, err := exec.LookPath(prog); err != nil {
+			out = append(out, fmt.Sprintf("%s (package %s)", prog, pkg))
+		}
+	}
+	if p.Spec.HasOutput("live-iso") {
+		for _, m := range live.CheckTools(p.Arch, p.Spec.Live.Splash != "") {
+			out = append(out, fmt.Sprintf("%s (package %s)", m.What, m.Package))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func missingPackages(p *Plan) []string {
+	set := map[string]bool{}
+	for _, m := range p.MissingTools() {
+		if i := strings.Index(m, "(package "); i >= 0 {
+			set[strings.TrimSuffix(m[i+len("(package "):], ")")] = true
+		}
+	}
+	var l []string
+	for k := range set {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// RequireRoot says why a build needs root when it does not have it.
+func RequireRoot() error {
+	if os.Geteuid() != 0 {
+		return &PreflightError{fmt.Errorf("vmdeb build needs root (debootstrap makes device nodes and the build mounts /proc, /sys and /dev in the chroot); run it with sudo")}
+	}
+	return nil
+}
+
+// Sources is the image's final apt sources.
+func (p *Plan) Sources() apt.ImageSources {
+	return apt.ImageSources{Release: p.Release, Suite: p.Spec.Suite, Mirror: p.AptMirror, Security: p.Security,
+		Components: p.Spec.Components, Updates: p.Updates}
+}

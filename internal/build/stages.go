@@ -1,0 +1,485 @@
+package build
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"pault.ag/go/debian/control"
+
+	"vmdeb/internal/apt"
+	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
+	"vmdeb/internal/live"
+)
+
+// bootstrapStage makes the base system.
+type bootstrapStage struct{}
+
+func (bootstrapStage) Name() string { return "bootstrap" }
+
+func (bootstrapStage) Run(ctx context.Context, st *State) error {
+	s := st.Plan.Spec
+	return st.Plan.Bootstrap.Bootstrap(ctx, st.Log, bootstrap.Request{
+		Suite: s.Suite, Arch: st.Plan.Arch.Name, Mirror: st.Plan.Mirror, Components: s.Components,
+		Variant: s.Variant, Keyring: s.Path(s.Keyring), Target: st.Rootfs,
+	})
+}
+
+// chrootStage mounts the kernel file systems and points apt at the build
+// mirror, moving the image's own sources aside until finalise.
+type chrootStage struct{}
+
+func (chrootStage) Name() string { return "chroot" }
+
+func (chrootStage) Run(ctx context.Context, st *State) error {
+	c, err := chroot.Setup(st.Rootfs, st.Log)
+	if err != nil {
+		return err
+	}
+	st.Chroot = c
+	p := st.Plan
+	return c.UseSources(apt.BuildSources(p.Mirror, p.Spec.Suite, p.Spec.Components))
+}
+
+// packagesStage installs the kernel, the live stack and the config's
+// packages with apt, Recommends included, as the image will have them.
+type packagesStage struct{}
+
+func (packagesStage) Name() string { return "packages" }
+
+// aptOptions keep apt quiet on the terminal and complete in the log.
+var aptOptions = []string{"-y", "-q", "-o", "APT::Install-Recommends=true", "-o", "Dpkg::Use-Pty=0",
+	"-o", "APT::Color=0", "-o", "Dpkg::Progress-Fancy=0", "-o", "Dpkg::Options::=--force-confdef",
+	"-o", "Dpkg::Options::=--force-confold"}
+
+// AptInstallArgs is the apt-get command line that installs pkgs.
+func AptInstallArgs(pkgs []string) []string {
+	return append(append(append([]string{}, aptOptions...), "install"), pkgs...)
+}
+
+func (packagesStage) Run(ctx context.Context, st *State) error {
+	c := st.Chroot
+	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append([]string{}, aptOptions...), "update")}); err != nil {
+		return err
+	}
+	if len(st.Plan.Packages) == 0 {
+		return nil
+	}
+	st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
+	pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
+	return c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw})
+}
+
+// aptProgress counts apt's "Setting up" lines against the number of newly
+// installed packages it announced.
+type aptProgress struct {
+	log         *buildlog.Log
+	w           io.Writer
+	buf         []byte
+	total, done int
+}
+
+var newlyRE = regexp.MustCompile(`(\d+) newly installed`)
+
+func (a *aptProgress) Write(p []byte) (int, error) {
+	a.w.Write(p)
+	a.buf = append(a.buf, p...)
+	for {
+		i := bytes.IndexByte(a.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(a.buf[:i])
+		a.buf = a.buf[i+1:]
+		if m := newlyRE.FindStringSubmatch(line); m != nil && a.total == 0 {
+			a.total, _ = strconv.Atoi(m[1])
+		}
+		if strings.HasPrefix(line, "Setting up ") && a.done < a.total {
+			a.done++
+			a.log.Progress("packages set up", a.done, a.total)
+		}
+	}
+	return len(p), nil
+}
+
+// systemStage sets the host name, creates the users and locks or sets
+// root's password. Passwords go to chpasswd on stdin, which hashes them:
+// they never appear on a command line or in the log.
+type systemStage struct{}
+
+func (systemStage) Name() string { return "system" }
+
+func (systemStage) Run(ctx context.Context, st *State) error {
+	s, c := st.Plan.Spec, st.Chroot
+	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.Hostname+"\n"), 0o644); err != nil {
+		return err
+	}
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.Hostname)
+	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hosts"), []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	for _, u := range s.Users {
+		args := []string{"--create-home", "--shell", u.Shell, "--user-group"}
+		groups := append([]string{}, u.Groups...)
+		if u.Sudo {
+			groups = append([]string{"sudo"}, groups...)
+		}
+		if len(groups) > 0 {
+			args = append(args, "--groups", strings.Join(groups, ","))
+		}
+		if err := c.Run(ctx, buildlog.Cmd{Name: "useradd", Args: append(args, u.Name)}); err != nil {
+			return fmt.Errorf("creating user %s: %w", u.Name, err)
+		}
+		if err := setPassword(ctx, c, u.Name, u.Password, u.PasswordHash); err != nil {
+			return err
+		}
+		st.Log.Printf("user %s created%s", u.Name, map[bool]string{true: " (sudo)", false: ""}[u.Sudo])
+	}
+	if s.LockRoot() {
+		if err := c.Run(ctx, buildlog.Cmd{Name: "passwd", Args: []string{"--lock", "root"}}); err != nil {
+			return err
+		}
+		st.Log.Printf("root password locked")
+	} else if err := setPassword(ctx, c, "root", s.Root.Password, s.Root.PasswordHash); err != nil {
+		return err
+	}
+	return nil
+}
+
+func setPassword(ctx context.Context, c *chroot.Chroot, user, password, hash string) error {
+	switch {
+	case hash != "":
+		return c.Run(ctx, buildlog.Cmd{Name: "chpasswd", Args: []string{"--encrypted"}, Stdin: strings.NewReader(user + ":" + hash + "\n")})
+	case password != "":
+		return c.Run(ctx, buildlog.Cmd{Name: "chpasswd", Stdin: strings.NewReader(user + ":" + password + "\n")})
+	}
+	return nil
+}
+
+// hookStage runs the config's customisation hook on the host as
+// `HOOK ROOTFS`, with the chroot mounts in place.
+type hookStage struct{}
+
+func (hookStage) Name() string { return "customise" }
+
+// HookEnv describes the build to the hook.
+func HookEnv(st *State) []string {
+	p := st.Plan
+	return append(chroot.NonInteractiveEnv(),
+		"VMDEB_ROOTFS="+st.Rootfs,
+		"VMDEB_NAME="+p.Spec.Name,
+		"VMDEB_ARCH="+p.Arch.Name,
+		"VMDEB_SUITE="+p.Spec.Suite,
+		"VMDEB_MIRROR="+p.Mirror,
+		"VMDEB_APT_MIRROR="+p.AptMirror,
+		"VMDEB_CONFIG="+p.Spec.File,
+		"VMDEB_CONFIG_DIR="+p.Spec.Dir,
+		"VMDEB_HOSTNAME="+p.Spec.Hostname,
+	)
+}
+
+func (hookStage) Run(ctx context.Context, st *State) error {
+	hook := st.Plan.Spec.Path(st.Plan.Spec.Customise)
+	timeout := st.Plan.Spec.HookTimeout.Duration
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st.Log.Printf("running %s %s", hook, st.Rootfs)
+	err := st.Log.Run(hctx, buildlog.Cmd{Name: hook, Args: []string{st.Rootfs}, Env: HookEnv(st), Dir: st.Plan.Spec.Dir, Echo: true})
+	if err != nil {
+		if errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("hook %s did not finish within %s (hook-timeout)", hook, timeout)
+		}
+		return fmt.Errorf("hook %s failed: %w", hook, err)
+	}
+	return nil
+}
+
+// finaliseStage cleans apt, tears the chroot down (which puts back the
+// image's own files) and writes the image's final apt sources.
+type finaliseStage struct{}
+
+func (finaliseStage) Name() string { return "finalise" }
+
+func (finaliseStage) Run(ctx context.Context, st *State) error {
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: []string{"-q", "clean"}}); err != nil {
+		return err
+	}
+	err := st.Chroot.Close()
+	st.Chroot = nil
+	if err != nil {
+		return fmt.Errorf("teardown: %w", err)
+	}
+	r := st.Rootfs
+	if err := writeFinalSources(r, st.Plan.Sources()); err != nil {
+		return err
+	}
+	// Package lists are named after the build mirror and stale at once.
+	if err := removeGlob(r, "var/lib/apt/lists/*_*", "var/cache/apt/*.bin"); err != nil {
+		return err
+	}
+	// The build's resolver must not stay: an empty file until DHCP writes one.
+	if fi, err := os.Lstat(filepath.Join(r, "etc/resolv.conf")); err == nil && fi.Mode().IsRegular() {
+		if err := os.WriteFile(filepath.Join(r, "etc/resolv.conf"), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	// Each booted system makes its own machine id.
+	if err := os.WriteFile(filepath.Join(r, "etc/machine-id"), nil, 0o444); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(r, "var/lib/dbus/machine-id"))
+	m, err := Manifest(r)
+	if err != nil {
+		return err
+	}
+	st.Manifest = m
+	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
+	return nil
+}
+
+func writeFinalSources(root string, s apt.ImageSources) error {
+	path, content := s.Render()
+	list := filepath.Join(root, "etc/apt/sources.list")
+	if path != "etc/apt/sources.list" {
+		if err := os.Remove(list); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	full := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(full, []byte(content), 0o644)
+}
+
+func removeGlob(root string, patterns ...string) error {
+	for _, pat := range patterns {
+		m, err := filepath.Glob(filepath.Join(root, pat))
+		if err != nil {
+			return err
+		}
+		for _, f := range m {
+			if err := os.Remove(f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Manifest lists the installed packages of a root file system, one
+// "name version" per line, read from dpkg's status file.
+func Manifest(root string) (string, error) {
+	f, err := os.Open(filepath.Join(root, "var/lib/dpkg/status"))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	pr, err := control.NewParagraphReader(bufio.NewReader(f), nil)
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for {
+		p, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading dpkg status: %w", err)
+		}
+		if !strings.HasPrefix(p.Values["Status"], "install ok installed") {
+			continue
+		}
+		name := p.Values["Package"]
+		if a := p.Values["Architecture"]; a != "" && a != "all" {
+			name += ":" + a
+		}
+		lines = append(lines, name+"\t"+p.Values["Version"])
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n", nil
+}
+
+// liveISOStage makes the squashfs and the hybrid ISO.
+type liveISOStage struct{ out string }
+
+func (liveISOStage) Name() string { return "live-iso" }
+
+func (s liveISOStage) Run(ctx context.Context, st *State) error {
+	p := st.Plan
+	sq := filepath.Join(st.WorkDir, "filesystem.squashfs")
+	if _, err := os.Stat(sq); err != nil {
+		st.Log.Printf("making the squashfs (%s)", p.Spec.Live.Compression)
+		if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, sq, live.SquashfsOptions{Compression: p.Spec.Live.Compression}); err != nil {
+			return err
+		}
+	}
+	info := fmt.Sprintf("%s %s %s - %s", p.Spec.Live.Title, p.Spec.Suite, p.Arch.Name, p.Spec.Name)
+	tmp := st.temp(s.out)
+	st.Log.Printf("assembling %s", s.out)
+	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
+		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
+		Info: info, KernelParams: p.Spec.Live.KernelParams,
+	})
+	if err != nil {
+		return err
+	}
+	return st.commit(tmp, s.out, "live-iso")
+}
+
+// tarballStage writes the root file system as a tar archive, compressed
+// by its name's extension.
+type tarballStage struct{ out string }
+
+func (tarballStage) Name() string { return "tarball" }
+
+// TarArgs is tar's command line for archiving root into out (the
+// compressor follows out's extension).
+func TarArgs(root, out string) []string {
+	return []string{"--create", "--file", out, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
+		"--sort=name", "--auto-compress", "-C", root, "."}
+}
+
+func (s tarballStage) Run(ctx context.Context, st *State) error {
+	tmp := st.temp(s.out)
+	// tar picks the compressor from the name it writes: keep the extension.
+	tmpExt := tmp + extension(s.out)
+	st.temps = append(st.temps, tmpExt)
+	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt)}); err != nil {
+		return err
+	}
+	return st.commit(tmpExt, s.out, "tarball")
+}
+
+func extension(p string) string {
+	for _, e := range []string{".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.bz2", ".tar"} {
+		if strings.HasSuffix(p, e) {
+			return e
+		}
+	}
+	return ""
+}
+
+// directoryStage copies the root file system to a directory.
+type directoryStage struct{ out string }
+
+func (directoryStage) Name() string { return "directory" }
+
+func (s directoryStage) Run(ctx context.Context, st *State) error {
+	if _, err := os.Lstat(s.out); err == nil {
+		return fmt.Errorf("%s already exists; remove it or choose another path", s.out)
+	}
+	tmp := st.temp(s.out)
+	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "cp", Args: []string{"-a", "--reflink=auto", st.Rootfs, tmp}}); err != nil {
+		chroot.RemoveAll(tmp)
+		return err
+	}
+	return st.commit(tmp, s.out, "directory")
+}
+
+// reportStage writes the package manifest beside each file output and
+// the SHA256SUMS of its directory.
+type reportStage struct{}
+
+func (reportStage) Name() string { return "report" }
+
+func (reportStage) Run(ctx context.Context, st *State) error {
+	byDir := map[string][]string{}
+	var added []Result
+	for _, r := range st.Results {
+		if r.Type == "directory" {
+			continue
+		}
+		man := manifestPath(r.Path)
+		if err := writeAtomic(man, []byte(st.Manifest)); err != nil {
+			return err
+		}
+		added = append(added, Result{Type: "manifest", Path: man, Size: int64(len(st.Manifest))})
+		byDir[filepath.Dir(r.Path)] = append(byDir[filepath.Dir(r.Path)], r.Path, man)
+	}
+	st.Results = append(st.Results, added...)
+	for dir, files := range byDir {
+		if err := updateSums(ctx, filepath.Join(dir, "SHA256SUMS"), files); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func manifestPath(out string) string {
+	for _, e := range []string{".iso", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst", ".tar", ".img", ".qcow2"} {
+		if b, ok := strings.CutSuffix(out, e); ok {
+			return b + ".packages"
+		}
+	}
+	return out + ".packages"
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// updateSums sets the lines for files in a SHA256SUMS file, keeping the
+// lines of other files.
+func updateSums(ctx context.Context, sums string, files []string) error {
+	entries := map[string]string{}
+	if data, err := os.ReadFile(sums); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if f := strings.SplitN(l, "  ", 2); len(f) == 2 {
+				entries[f[1]] = f[0]
+			}
+		}
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := sha256File(f)
+		if err != nil {
+			return err
+		}
+		entries[filepath.Base(f)] = h
+	}
+	var names []string
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s  %s\n", entries[n], n)
+	}
+	return writeAtomic(sums, []byte(b.String()))
+}
+
+func sha256File(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

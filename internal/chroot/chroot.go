@@ -1,0 +1,378 @@
+// Package chroot prepares a root file system for running its own programs:
+// the kernel file systems, a private /dev, no daemons, the build's DNS. Every
+// change is on one teardown stack, undone in reverse order whatever happens.
+package chroot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/buildlog"
+)
+
+// Chroot is a prepared root file system.
+type Chroot struct {
+	Root   string
+	log    *buildlog.Log
+	undo   []undo
+	Env    []string // extra environment for every command run inside
+	closed bool
+}
+
+type undo struct {
+	what string
+	fn   func() error
+}
+
+// policyRC forbids every daemon start during the build (invoke-rc.d's
+// policy interface, exit 101 = action forbidden).
+const policyRC = "#!/bin/sh\n# vmdeb: no daemons in a build chroot\nexit 101\n"
+
+// Setup mounts /proc, /sys, /dev, /dev/pts and /run inside root, installs
+// policy-rc.d and the host's resolv.conf. On error, what was done is undone.
+func Setup(root string, log *buildlog.Log) (c *Chroot, err error) {
+	root, err = filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	c = &Chroot{Root: root, log: log}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Close())
+			c = nil
+		}
+	}()
+	if err := c.mount("proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return c, err
+	}
+	if err := c.mount("sysfs", "sys", "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, ""); err != nil {
+		return c, err
+	}
+	if err := c.setupDev(); err != nil {
+		return c, err
+	}
+	if err := c.mount("tmpfs", "run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return c, err
+	}
+	if err := c.replaceFile("usr/sbin/policy-rc.d", []byte(policyRC), 0o755); err != nil {
+		return c, err
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolv = nil // no DNS on the host: a file:// mirror still works
+	}
+	if err := c.replaceFile("etc/resolv.conf", resolv, 0o644); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// setupDev gives the chroot a fresh tmpfs /dev with the few nodes programs
+// need, and its own devpts instance: nothing of the host's /dev is bound in,
+// so nothing done inside can touch it.
+func (c *Chroot) setupDev() error {
+	if err := c.mount("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64m"); err != nil {
+		return err
+	}
+	dev := filepath.Join(c.Root, "dev")
+	nodes := []struct {
+		name         string
+		major, minor uint32
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
+	for _, n := range nodes {
+		p := filepath.Join(dev, n.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return fmt.Errorf("mknod %s: %w", p, err)
+		}
+		if err := os.Chmod(p, 0o666); err != nil {
+			return err
+		}
+	}
+	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"pts", "shm"} {
+		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dev, "shm"), 0o1777); err != nil {
+		return err
+	}
+	return c.mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+}
+
+func (c *Chroot) mount(src, rel, fstype string, flags uintptr, data string) error {
+	target := filepath.Join(c.Root, rel)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(target); err != nil || !fi.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", target)
+	}
+	if err := unix.Mount(src, target, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, target, err)
+	}
+	c.log.Logf("mounted %s on %s", fstype, target)
+	c.undo = append(c.undo, undo{"unmount " + target, func() error { return unmount(target) }})
+	return nil
+}
+
+// unmount detaches target, lazily if it is busy: a busy mount must not
+// stop the rest of the teardown.
+func unmount(target string) error {
+	err := unix.Unmount(target, 0)
+	if err == nil || errors.Is(err, unix.EINVAL) {
+		return nil // EINVAL: not mounted any more
+	}
+	if err2 := unix.Unmount(target, unix.MNT_DETACH); err2 != nil {
+		return fmt.Errorf("unmount %s: %v; lazy unmount: %w", target, err, err2)
+	}
+	return nil
+}
+
+// replaceFile writes rel with data for the build and restores what was
+// there (or removes it) at teardown.
+func (c *Chroot) replaceFile(rel string, data []byte, mode os.FileMode) error {
+	p := filepath.Join(c.Root, rel)
+	saved := p + ".vmdeb-orig"
+	had := false
+	if _, err := os.Lstat(p); err == nil {
+		if err := os.Rename(p, saved); err != nil {
+			return err
+		}
+		had = true
+	}
+	restore := func() error {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if had {
+			return os.Rename(saved, p)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return errors.Join(err, restore())
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		return errors.Join(err, restore())
+	}
+	c.undo = append(c.undo, undo{"restore " + p, restore})
+	return nil
+}
+
+// UseSources points apt at the build's sources until teardown: the
+// image's sources.list and sources.list.d are moved aside and put back.
+func (c *Chroot) UseSources(sourcesList string) error {
+	d := filepath.Join(c.Root, "etc/apt/sources.list.d")
+	saved := d + ".vmdeb-orig"
+	if _, err := os.Stat(d); err == nil {
+		if err := os.Rename(d, saved); err != nil {
+			return err
+		}
+		c.undo = append(c.undo, undo{"restore " + d, func() error {
+			if err := os.RemoveAll(d); err != nil {
+				return err
+			}
+			return os.Rename(saved, d)
+		}})
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	return c.replaceFile("etc/apt/sources.list", []byte(sourcesList), 0o644)
+}
+
+// Defer adds a step to the teardown stack (run before the ones already on it).
+func (c *Chroot) Defer(what string, fn func() error) {
+	c.undo = append(c.undo, undo{what, fn})
+}
+
+// Run runs a command inside the chroot with the build environment:
+// non-interactive debconf, no daemons, C.UTF-8.
+func (c *Chroot) Run(ctx context.Context, cmd buildlog.Cmd) error {
+	args := append([]string{c.Root, cmd.Name}, cmd.Args...)
+	cmd.Name, cmd.Args = "chroot", args
+	cmd.Env = append(append(NonInteractiveEnv(), c.Env...), cmd.Env...)
+	return c.log.Run(ctx, cmd)
+}
+
+// NonInteractiveEnv is the environment of every apt and dpkg call.
+func NonInteractiveEnv() []string {
+	return []string{"DEBIAN_FRONTEND=noninteractive", "DEBCONF_NONINTERACTIVE_SEEN=true", "DEBCONF_NOWARNINGS=yes"}
+}
+
+// Close kills every process whose root is inside the chroot, then undoes
+// every change in reverse order. It goes on after a failed step and joins
+// the errors. Calling it twice is harmless.
+func (c *Chroot) Close() error {
+	if c == nil || c.closed {
+		return nil
+	}
+	c.closed = true
+	err := KillProcesses(c.Root, c.log)
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		if e := c.undo[i].fn(); e != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", c.undo[i].what, e))
+		}
+	}
+	c.undo = nil
+	return err
+}
+
+// KillProcesses kills (SIGKILL) every process whose root directory is root
+// or below it, and waits briefly for them to go: a daemon that a package or
+// a hook started must not outlive the build or hold its mounts.
+func KillProcesses(root string, log *buildlog.Log) error {
+	var left []int
+	for try := 0; try < 20; try++ {
+		left = left[:0]
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			r, err := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
+			if err != nil || !within(r, root) {
+				continue
+			}
+			if try == 0 && log != nil {
+				comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+				log.Logf("killing process %d (%s) left in the chroot", pid, strings.TrimSpace(string(comm)))
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			left = append(left, pid)
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sort.Ints(left)
+	return fmt.Errorf("processes still running in %s after SIGKILL: %v", root, left)
+}
+
+func within(p, root string) bool {
+	return p == root || strings.HasPrefix(p, root+"/")
+}
+
+// MountsUnder lists the mount points at or below dir in this process's
+// mount namespace, deepest first.
+func MountsUnder(dir string) ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if within(mp, dir) {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, nil
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// RemoveAll deletes dir, but refuses while anything is mounted below it and
+// never descends into another file system: a leftover bind mount must never
+// turn a cleanup into a deletion of the host's files.
+func RemoveAll(dir string) error {
+	mounts, err := MountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if err := unmount(m); err != nil {
+			return fmt.Errorf("not removing %s: %w", dir, err)
+		}
+	}
+	if mounts, _ := MountsUnder(dir); len(mounts) > 0 {
+		return fmt.Errorf("not removing %s: still mounted below it: %s", dir, strings.Join(mounts, ", "))
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	return removeSameDev(dir, st.Dev)
+}
+
+func removeSameDev(p string, dev uint64) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	if st.Dev != dev {
+		return fmt.Errorf("not removing %s: it is on another file system", p)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// Make sure we can list and delete inside (images have 0700 and 0555 dirs).
+		if st.Mode&0o700 != 0o700 {
+			os.Chmod(p, 0o700)
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, e := range ents {
+			if err := removeSameDev(filepath.Join(p, e.Name()), dev); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

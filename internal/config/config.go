@@ -1,0 +1,357 @@
+// Package config is vmdeb's image description: one YAML file per image
+// type, decoded strictly, with every error naming the file, line and key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Spec is one image description as written in the file, with defaults
+// filled in by Load. Paths are absolute after Load.
+type Spec struct {
+	Name           string   `yaml:"name"`
+	Suite          string   `yaml:"suite"`
+	Architecture   string   `yaml:"architecture"`
+	Mirror         string   `yaml:"mirror"`
+	AptMirror      string   `yaml:"apt-mirror"`
+	SecurityMirror string   `yaml:"security-mirror"`
+	Components     []string `yaml:"components"`
+	Variant        string   `yaml:"variant"`
+	Bootstrap      string   `yaml:"bootstrap"`
+	Keyring        string   `yaml:"keyring"`
+	Kernel         string   `yaml:"kernel"`
+	Packages       []string `yaml:"packages"`
+	Users          []User   `yaml:"users"`
+	Root           Root     `yaml:"root"`
+	Hostname       string   `yaml:"hostname"`
+	Customise      string   `yaml:"customise"`
+	HookTimeout    Duration `yaml:"hook-timeout"`
+	Live           Live     `yaml:"live"`
+	Outputs        []Output `yaml:"outputs"`
+
+	// File is the config file's absolute path, Dir its directory.
+	File string `yaml:"-"`
+	Dir  string `yaml:"-"`
+	// lines maps a key path ("users[0].name") to its line in File.
+	lines map[string]int
+}
+
+// User is an account created in the image.
+type User struct {
+	Name         string   `yaml:"name"`
+	Password     string   `yaml:"password"`
+	PasswordHash string   `yaml:"password-hash"`
+	Sudo         bool     `yaml:"sudo"`
+	Shell        string   `yaml:"shell"`
+	Groups       []string `yaml:"groups"`
+}
+
+// Root says what happens to root's password: locked, or set.
+type Root struct {
+	Lock         *bool  `yaml:"lock"`
+	Password     string `yaml:"password"`
+	PasswordHash string `yaml:"password-hash"`
+}
+
+// Live holds the live ISO's options.
+type Live struct {
+	Title        string   `yaml:"title"`
+	VolumeID     string   `yaml:"volume-id"`
+	Splash       string   `yaml:"splash"`
+	Compression  string   `yaml:"compression"`
+	KernelParams []string `yaml:"kernel-params"`
+}
+
+// Output is one thing the build writes.
+type Output struct {
+	Type string `yaml:"type"`
+	Path string `yaml:"path"`
+}
+
+// Duration is a time.Duration written as "30m", "90s".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration (valid: e.g. 90s, 30m, 1h)", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// OutputTypes are the output kinds vmdeb knows.
+var OutputTypes = []string{"live-iso", "tarball", "directory"}
+
+// Error is one problem in a config file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// Errors is every problem found in one file.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.Error())
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads, decodes strictly, fills defaults and validates a config file.
+// It touches nothing but the file and the paths it names.
+func Load(path string) (*Spec, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read config: %v", errors.Unwrap(err))}
+	}
+	s, err := Parse(data, abs)
+	if err != nil {
+		return nil, err
+	}
+	if errs := s.Validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+// Parse decodes data (the contents of file) and fills defaults; it does
+// not validate.
+func Parse(data []byte, file string) (*Spec, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if err.Error() == "EOF" {
+			return nil, &Error{File: file, Msg: "the file is empty (a config needs at least name, suite, architecture and outputs)"}
+		}
+		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil, &Error{File: file, Line: doc.Line, Msg: "the top level must be a mapping of keys (name:, suite:, ...)"}
+	}
+	s := &Spec{File: file, Dir: filepath.Dir(file), lines: map[string]int{}}
+	var errs Errors
+	checkKeys(doc, reflect.TypeOf(*s), "", s.lines, func(line int, key, msg string) {
+		errs = append(errs, &Error{File: file, Line: line, Key: key, Msg: msg})
+	})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := doc.Decode(s); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, m := range te.Errors {
+				errs = append(errs, typeError(file, m))
+			}
+			return nil, errs
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
+	}
+	s.setDefaults()
+	return s, nil
+}
+
+var (
+	lineRE       = regexp.MustCompile(`line (\d+)`)
+	linePrefixRE = regexp.MustCompile(`^line \d+: `)
+)
+
+func yamlErrLine(err error) int {
+	if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+var typeRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*?)`)? into (.+)$")
+
+func typeError(file, msg string) *Error {
+	if m := typeRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		want := m[4]
+		switch {
+		case strings.HasPrefix(want, "[]"):
+			want = "a list"
+		case want == "bool":
+			want = "true or false"
+		case strings.HasPrefix(want, "config."):
+			want = "a mapping of keys"
+		}
+		got := map[string]string{"str": "a string", "seq": "a list", "map": "a mapping", "int": "a number", "bool": "a boolean", "float": "a number"}[m[2]]
+		if got == "" {
+			got = m[2]
+		}
+		v := strings.TrimSpace(m[3])
+		if v != "" {
+			got += " (" + v + ")"
+		}
+		return &Error{File: file, Line: n, Msg: fmt.Sprintf("expected %s, found %s", want, got)}
+	}
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: n, Msg: strings.TrimPrefix(msg, m[0]+": ")}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+// checkKeys walks the YAML tree beside the Go type and reports every key
+// that the type does not have, with the keys that would be valid. It also
+// records the line of every key for later validation messages.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, report func(int, string, string)) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode && t != reflect.TypeOf(Duration{}):
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = f.Type
+			names = append(names, tag)
+		}
+		sort.Strings(names)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := join(path, k.Value)
+			ft, ok := fields[k.Value]
+			if !ok {
+				report(k.Line, key, fmt.Sprintf("unknown key (valid keys here: %s)", strings.Join(names, ", ")))
+				continue
+			}
+			if seen[k.Value] {
+				report(k.Line, key, "given twice")
+			}
+			seen[k.Value] = true
+			lines[key] = k.Line
+			checkKeys(v, ft, key, lines, report)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			key := fmt.Sprintf("%s[%d]", path, i)
+			lines[key] = c.Line
+			checkKeys(c, t.Elem(), key, lines, report)
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// Line is the line of a key path in the file (0 when absent).
+func (s *Spec) Line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := s.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+// Errorf makes an Error about a key of this spec.
+func (s *Spec) Errorf(key, format string, a ...any) *Error {
+	return &Error{File: s.File, Line: s.Line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Path resolves p against the config file's directory.
+func (s *Spec) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.Dir, p)
+}
+
+func (s *Spec) setDefaults() {
+	if len(s.Components) == 0 {
+		s.Components = []string{"main"}
+	}
+	if s.Variant == "" {
+		s.Variant = "minbase"
+	}
+	if s.Bootstrap == "" {
+		s.Bootstrap = "debootstrap"
+	}
+	if s.Hostname == "" {
+		s.Hostname = "debian"
+	}
+	if s.Root.Lock == nil && s.Root.Password == "" && s.Root.PasswordHash == "" {
+		t := true
+		s.Root.Lock = &t
+	}
+	if s.Live.Compression == "" {
+		s.Live.Compression = "xz"
+	}
+	if s.Live.Title == "" {
+		s.Live.Title = fmt.Sprintf("Debian GNU/Linux %s (%s)", s.Suite, s.Architecture)
+	}
+	if s.Live.VolumeID == "" {
+		v := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_", "+", "_").Replace(s.Name))
+		if len(v) > 32 {
+			v = v[:32]
+		}
+		s.Live.VolumeID = v
+	}
+	if s.HookTimeout.Duration == 0 {
+		s.HookTimeout.Duration = time.Hour
+	}
+	for i := range s.Users {
+		if s.Users[i].Shell == "" {
+			s.Users[i].Shell = "/bin/bash"
+		}
+	}
+}
+
+// LockRoot reports whether root's password is locked.
+func (s *Spec) LockRoot() bool { return s.Root.Lock != nil && *s.Root.Lock }

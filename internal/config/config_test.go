@@ -1,0 +1,166 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const good = `name: test-image
+suite: trixie
+architecture: amd64
+packages: [task-english, wpasupplicant]
+users:
+  - name: user
+    password: live
+    sudo: true
+customise: hook.sh
+outputs:
+  - type: live-iso
+    path: out/test.iso
+`
+
+// write puts a config and an executable hook in a temp dir.
+func write(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hook.sh"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "image.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadGoodAndDefaults(t *testing.T) {
+	p := write(t, good)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Variant != "minbase" || s.Hostname != "debian" || s.Live.Compression != "xz" || s.Bootstrap != "debootstrap" {
+		t.Errorf("defaults not set: %+v", s)
+	}
+	if len(s.Components) != 1 || s.Components[0] != "main" {
+		t.Errorf("components default = %v", s.Components)
+	}
+	if !s.LockRoot() {
+		t.Error("root should be locked by default")
+	}
+	if s.Live.VolumeID != "TEST_IMAGE" {
+		t.Errorf("volume id = %q", s.Live.VolumeID)
+	}
+	if s.Live.Title != "Debian GNU/Linux trixie (amd64)" {
+		t.Errorf("title = %q", s.Live.Title)
+	}
+	if want := filepath.Join(filepath.Dir(p), "out/test.iso"); s.Path(s.Outputs[0].Path) != want {
+		t.Errorf("output path %q, want %q", s.Path(s.Outputs[0].Path), want)
+	}
+	if s.KernelPackage() != "linux-image-amd64" {
+		t.Errorf("kernel = %q", s.KernelPackage())
+	}
+	if s.Users[0].Shell != "/bin/bash" {
+		t.Errorf("shell = %q", s.Users[0].Shell)
+	}
+}
+
+// Each bad config must fail with the file, the line and the key named, and
+// a hint of what is valid.
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string // substrings of the error
+	}{
+		{"unknown key", strings.Replace(good, "suite: trixie", "suite: trixie\nsuits: x", 1),
+			[]string{":3: suits: unknown key", "valid keys here:", "suite"}},
+		{"unknown nested key", strings.Replace(good, "sudo: true", "sudo: true\n    sudoo: true", 1),
+			[]string{":9: users[0].sudoo: unknown key", "password-hash"}},
+		{"wrong type", strings.Replace(good, "sudo: true", "sudo: [1]", 1),
+			[]string{":8:", "true or false"}},
+		{"list expected", strings.Replace(good, "packages: [task-english, wpasupplicant]", "packages: task-english", 1),
+			[]string{":4:", "expected a list"}},
+		{"missing name", strings.Replace(good, "name: test-image\n", "", 1),
+			[]string{"name: missing"}},
+		{"unknown arch", strings.Replace(good, "architecture: amd64", "architecture: amd65", 1),
+			[]string{":3: architecture:", "amd65", "arm64"}},
+		{"unknown suite", strings.Replace(good, "suite: trixie", "suite: trixy", 1),
+			[]string{":2: suite: unknown suite \"trixy\"", "bookworm"}},
+		{"bad package", strings.Replace(good, "wpasupplicant", "Bad_Pkg", 1),
+			[]string{":4: packages[1]:", "Bad_Pkg"}},
+		{"missing hook", strings.Replace(good, "hook.sh", "nohook.sh", 1),
+			[]string{":9: customise:", "nohook.sh", "no such file"}},
+		{"root user", strings.Replace(good, "name: user", "name: root", 1),
+			[]string{":6: users[0].name:", "root:"}},
+		{"bad output type", strings.Replace(good, "type: live-iso", "type: iso", 1),
+			[]string{":11: outputs[0].type: unknown output type \"iso\"", "live-iso"}},
+		{"bad compression", good + "live:\n  compression: bzip9\n",
+			[]string{":14: live.compression:", "zstd"}},
+		{"volume id too long", good + "live:\n  volume-id: " + strings.Repeat("A", 33) + "\n",
+			[]string{"live.volume-id:", "32"}},
+		{"no outputs", strings.Split(good, "outputs:")[0],
+			[]string{"outputs: missing"}},
+		{"lock and password", good + "root:\n  lock: true\n  password: x\n",
+			[]string{":13: root:", "contradict"}},
+		{"bad duration", good + "hook-timeout: soon\n",
+			[]string{":13: \"soon\" is not a duration"}},
+		{"not yaml", "name: [\n", []string{"image.yaml:", "not valid YAML"}},
+		{"not a mapping", "- a\n- b\n", []string{"top level must be a mapping"}},
+		{"twice", good + "name: again\n", []string{":13: name: given twice"}},
+		{"mirror not url", good + "mirror: debian\n", []string{":13: mirror:", "not a mirror URL"}},
+		{"empty", "", []string{"empty"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, c.yaml)
+			_, err := Load(p)
+			if err == nil {
+				t.Fatalf("no error for\n%s", c.yaml)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, p) {
+				t.Errorf("error does not name the file %s: %s", p, msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestHookNotExecutable(t *testing.T) {
+	p := write(t, good)
+	os.Chmod(filepath.Join(filepath.Dir(p), "hook.sh"), 0o644)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "not an executable file") {
+		t.Fatalf("want a not-executable error, got %v", err)
+	}
+}
+
+func TestOutputDirNotWritable(t *testing.T) {
+	p := write(t, strings.Replace(good, "path: out/test.iso", "path: hook.sh/out/test.iso", 1))
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "outputs[0].path") || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("want an output path error, got %v", err)
+	}
+}
+
+func TestMultipleErrorsReported(t *testing.T) {
+	p := write(t, strings.Replace(strings.Replace(good, "amd64", "amd65", 1), "trixie", "trixy", 1))
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "architecture") || !strings.Contains(err.Error(), "suite") {
+		t.Fatalf("want both errors, got %v", err)
+	}
+}
+
+func TestArchOutputRefused(t *testing.T) {
+	p := write(t, strings.Replace(good, "architecture: amd64", "architecture: s390x", 1))
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "cannot produce live-iso") {
+		t.Fatalf("want refusal, got %v", err)
+	}
+}

@@ -1,0 +1,270 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/apt"
+	"vmdeb/internal/arch"
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9.+_-]*$`)
+	packageRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?([=/][A-Za-z0-9.+~:-]+)?$`)
+	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	volidRE    = regexp.MustCompile(`^[A-Za-z0-9_ .-]{1,32}$`)
+)
+
+// Variants are the debootstrap variants vmdeb accepts ("important" means
+// debootstrap's default: Priority required and important).
+var Variants = []string{"minbase", "buildd", "important"}
+
+// Bootstraps are the base-system backends.
+var Bootstraps = []string{"debootstrap"}
+
+// Compressions are the squashfs compressors.
+var Compressions = []string{"xz", "zstd", "gzip", "lz4", "lzo"}
+
+// Validate checks everything that can be checked without the network and
+// returns every problem found.
+func (s *Spec) Validate() Errors {
+	var errs Errors
+	bad := func(key, format string, a ...any) { errs = append(errs, s.Errorf(key, format, a...)) }
+
+	switch {
+	case s.Name == "":
+		bad("name", "missing (the image's name, e.g. debian-live-minimal)")
+	case !nameRE.MatchString(s.Name):
+		bad("name", "%q: use lower-case letters, digits and . + _ - (starting with a letter or digit)", s.Name)
+	}
+	if s.Suite == "" {
+		bad("suite", "missing (e.g. trixie; valid: %s)", strings.Join(apt.SuiteNames(), ", "))
+	} else if _, ok := apt.LookupSuite(s.Suite); !ok {
+		bad("suite", "unknown suite %q (valid: %s)", s.Suite, strings.Join(apt.SuiteNames(), ", "))
+	}
+	var a arch.Arch
+	if s.Architecture == "" {
+		bad("architecture", "missing (valid: %s)", strings.Join(arch.Names(), ", "))
+	} else if x, err := arch.Lookup(s.Architecture); err != nil {
+		bad("architecture", "%v", err)
+	} else {
+		a = x
+	}
+	for _, k := range []struct{ key, val string }{{"mirror", s.Mirror}, {"apt-mirror", s.AptMirror}, {"security-mirror", s.SecurityMirror}} {
+		if k.val == "" {
+			continue
+		}
+		u, err := url.Parse(k.val)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
+			bad(k.key, "%q is not a mirror URL (valid: http://HOST/PATH, https://..., file:///PATH)", k.val)
+		}
+	}
+	for i, c := range s.Components {
+		if !nameRE.MatchString(c) {
+			bad(fmt.Sprintf("components[%d]", i), "%q is not a component name (e.g. main, contrib, non-free-firmware)", c)
+		}
+	}
+	if !oneOf(s.Variant, Variants) {
+		bad("variant", "unknown variant %q (valid: %s)", s.Variant, strings.Join(Variants, ", "))
+	}
+	if !oneOf(s.Bootstrap, Bootstraps) {
+		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, strings.Join(Bootstraps, ", "))
+	}
+	if s.Keyring != "" {
+		if _, err := os.Stat(s.Path(s.Keyring)); err != nil {
+			bad("keyring", "cannot read %s: %v", s.Path(s.Keyring), unwrapPath(err))
+		}
+	}
+	if s.Kernel != "" && s.Kernel != "none" && !packageRE.MatchString(s.Kernel) {
+		bad("kernel", "%q is not a package name (or none)", s.Kernel)
+	}
+	for i, p := range s.Packages {
+		if !packageRE.MatchString(p) {
+			bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
+		}
+	}
+	seen := map[string]bool{}
+	for i, u := range s.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		switch {
+		case u.Name == "":
+			bad(key+".name", "missing")
+		case u.Name == "root":
+			bad(key+".name", "root is set with the root: key, not as a user")
+		case !userRE.MatchString(u.Name):
+			bad(key+".name", "%q is not a valid user name (lower case letters, digits, _ and -, starting with a letter)", u.Name)
+		case seen[u.Name]:
+			bad(key+".name", "user %q is given twice", u.Name)
+		}
+		seen[u.Name] = true
+		if u.Password != "" && u.PasswordHash != "" {
+			bad(key, "give password or password-hash, not both")
+		}
+		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$") {
+			bad(key+".password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd)")
+		}
+		for j, g := range u.Groups {
+			if !userRE.MatchString(g) {
+				bad(fmt.Sprintf("%s.groups[%d]", key, j), "%q is not a valid group name", g)
+			}
+		}
+		if !strings.HasPrefix(u.Shell, "/") {
+			bad(key+".shell", "%q: expected an absolute path such as /bin/bash", u.Shell)
+		}
+	}
+	if s.LockRoot() && (s.Root.Password != "" || s.Root.PasswordHash != "") {
+		bad("root", "lock: true and a password contradict each other; choose one")
+	}
+	if s.Root.Password != "" && s.Root.PasswordHash != "" {
+		bad("root", "give password or password-hash, not both")
+	}
+	if s.Root.PasswordHash != "" && !strings.HasPrefix(s.Root.PasswordHash, "$") {
+		bad("root.password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd)")
+	}
+	if !hostnameRE.MatchString(s.Hostname) {
+		bad("hostname", "%q is not a valid host name (letters, digits and -, at most 63)", s.Hostname)
+	}
+	if s.Customise != "" {
+		p := s.Path(s.Customise)
+		if fi, err := os.Stat(p); err != nil {
+			bad("customise", "hook %s: %v", p, unwrapPath(err))
+		} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			bad("customise", "hook %s is not an executable file (chmod +x it)", p)
+		}
+	}
+	if !oneOf(s.Live.Compression, Compressions) {
+		bad("live.compression", "unknown compressor %q (valid: %s)", s.Live.Compression, strings.Join(Compressions, ", "))
+	}
+	if !volidRE.MatchString(s.Live.VolumeID) {
+		bad("live.volume-id", "%q: at most 32 characters of A-Z a-z 0-9 _ . - and space", s.Live.VolumeID)
+	}
+	if s.Live.Splash != "" {
+		p := s.Path(s.Live.Splash)
+		if data, err := readHead(p, 8); err != nil {
+			bad("live.splash", "%s: %v", p, unwrapPath(err))
+		} else if !bytes.Equal(data, []byte("\x89PNG\r\n\x1a\n")) {
+			bad("live.splash", "%s is not a PNG image", p)
+		}
+	}
+	for i, kp := range s.Live.KernelParams {
+		if kp == "" || strings.ContainsAny(kp, " \t\n\"'") {
+			bad(fmt.Sprintf("live.kernel-params[%d]", i), "%q: one parameter per list item, no spaces or quotes", kp)
+		}
+	}
+	if len(s.Outputs) == 0 {
+		bad("outputs", "missing: list at least one output, e.g. - {type: live-iso, path: %s.iso}", s.Name)
+	}
+	paths := map[string]bool{}
+	for i, o := range s.Outputs {
+		key := fmt.Sprintf("outputs[%d]", i)
+		if !oneOf(o.Type, OutputTypes) {
+			bad(key+".type", "unknown output type %q (valid: %s)", o.Type, strings.Join(OutputTypes, ", "))
+		} else if a.Name != "" && !a.Supports(o.Type) {
+			bad(key+".type", "architecture %s cannot produce %s outputs (it can: %s)", a.Name, o.Type, strings.Join(a.Outputs, ", "))
+		}
+		if o.Path == "" {
+			bad(key+".path", "missing")
+			continue
+		}
+		p := s.Path(o.Path)
+		if paths[p] {
+			bad(key+".path", "%s is already another output's path", p)
+		}
+		paths[p] = true
+		if err := writableDir(filepath.Dir(p)); err != nil {
+			bad(key+".path", "%v", err)
+		}
+	}
+	if s.Kernel == "none" && hasOutput(s, "live-iso") {
+		bad("kernel", "a live-iso output needs a kernel; remove kernel: none")
+	}
+	return errs
+}
+
+// KernelPackage is the kernel to install ("" for none).
+func (s *Spec) KernelPackage() string {
+	if s.Kernel == "none" {
+		return ""
+	}
+	if s.Kernel != "" {
+		return s.Kernel
+	}
+	a, err := arch.Lookup(s.Architecture)
+	if err != nil {
+		return ""
+	}
+	return a.Kernel
+}
+
+// HasOutput reports whether the spec has an output of type t.
+func (s *Spec) HasOutput(t string) bool { return hasOutput(s, t) }
+
+func hasOutput(s *Spec, t string) bool {
+	for _, o := range s.Outputs {
+		if o.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// writableDir checks that dir, or its nearest existing ancestor (which the
+// build would create dir under), is a writable directory.
+func writableDir(dir string) error {
+	d := dir
+	for {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("output directory %s: %s is not a directory", dir, d)
+			}
+			if unix.Access(d, unix.W_OK|unix.X_OK) != nil {
+				return fmt.Errorf("output directory %s cannot be written (no write permission on %s)", dir, d)
+			}
+			return nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return fmt.Errorf("output directory %s: no existing parent", dir)
+		}
+		d = parent
+	}
+}
+
+func readHead(p string, n int) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	m, err := f.Read(b)
+	if err != nil {
+		return nil, err
+	}
+	return b[:m], nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func oneOf(s string, l []string) bool {
+	for _, x := range l {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}

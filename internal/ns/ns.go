@@ -1,0 +1,138 @@
+// Package ns runs the build in its own mount and PID namespaces, so that
+// whatever kills it — an error, Ctrl-C, SIGKILL — the kernel removes every
+// mount it made and every process it started.
+package ns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const marker = "VMDEB_IN_NAMESPACE"
+
+// Inside reports whether this process is the namespaced build process.
+func Inside() bool { return os.Getenv(marker) == "1" }
+
+// Reexec runs this program again with the same arguments in new mount and
+// PID namespaces and returns its exit status. The child dies with us
+// (SIGKILL on parent death); Ctrl-C and SIGTERM are passed on to it so it
+// can tear down in order.
+func Reexec() (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 1, err
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), marker+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	// Pdeathsig fires when the forking thread ends: keep it alive.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 1, fmt.Errorf("cannot start the build in its own namespaces (vmdeb build needs root): %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				// A terminal's Ctrl-C reaches the child too (same process
+				// group); a kill of this process alone must be passed on.
+				cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			return 128 + int(st.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+// Prepare makes the new mount namespace private, so no mount of the build
+// propagates back to the host. Call it first thing inside.
+func Prepare() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	// A /proc of our own PID namespace: process ids read there are the
+	// ones kill(2) takes here.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc for the build: %w", err)
+	}
+	return nil
+}
+
+// KillOthers kills every other process of this PID namespace (a daemon a
+// hook left running on the host side) and waits for them to go.
+func KillOthers() error {
+	self, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return err
+	}
+	me := os.Getpid()
+	for try := 0; try < 20; try++ {
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == me {
+				continue
+			}
+			l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns/pid"))
+			if err != nil || l != self {
+				continue
+			}
+			if st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); isZombie(st) {
+				continue
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("processes of the build still running after SIGKILL")
+}
+
+func isZombie(stat []byte) bool {
+	// pid (comm) S ...: the state follows the last ')'.
+	for i := len(stat) - 1; i >= 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == 'Z'
+		}
+	}
+	return false
+}
