@@ -120,7 +120,7 @@ func checkCmd() *cobra.Command {
 
 func buildCmd() *cobra.Command {
 	var o build.RunOptions
-	var logPath string
+	var logPath, outDir string
 	c := &cobra.Command{
 		Use:   "build CONFIG",
 		Short: "Build the outputs a config file describes (needs root)",
@@ -129,6 +129,11 @@ func buildCmd() *cobra.Command {
 			s, err := config.Load(a[0])
 			if err != nil {
 				return err
+			}
+			if outDir != "" {
+				if err := s.SetOutputDir(outDir); err != nil {
+					return err
+				}
 			}
 			if !ns.Inside() {
 				if err := build.RequireRoot(); err != nil {
@@ -154,6 +159,7 @@ func buildCmd() *cobra.Command {
 	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
 	c.Flags().BoolVar(&o.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
 	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
+	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
 	return c
 }
 

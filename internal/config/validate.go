@@ -189,6 +189,21 @@ func (s *Spec) Validate() Errors {
 	return errs
 }
 
+// SetOutputDir moves every output into dir, keeping its file name.
+func (s *Spec) SetOutputDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := writableDir(abs); err != nil {
+		return &Error{File: s.File, Key: "--outdir", Msg: err.Error()}
+	}
+	for i := range s.Outputs {
+		s.Outputs[i].Path = filepath.Join(abs, filepath.Base(s.Outputs[i].Path))
+	}
+	return nil
+}
+
 // KernelPackage is the kernel to install ("" for none).
 func (s *Spec) KernelPackage() string {
 	if s.Kernel == "none" {

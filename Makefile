@@ -1,0 +1,40 @@
+# vmdeb: build, install the host's tools, test.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+
+# Debian packages vmdeb uses on the build host (and its tests).
+DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
+	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
+	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates
+
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all vmdeb deps example test unit integration bench clean
+
+all: vmdeb
+
+vmdeb:
+	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o vmdeb ./cmd/vmdeb
+
+# Install what a build needs on a Debian host (as root).
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+
+# Build the bundled default image: out/debian-live-minimal-amd64.iso
+example: vmdeb
+	./vmdeb build examples/live-minimal.yaml
+
+# Everything: unit tests and, as root, the real builds and boots.
+test: vmdeb
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 80m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: vmdeb
+	bench/live-minimal.sh
+
+clean:
+	rm -f vmdeb

@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// small is a quick build: no kernel, a tarball, so a failure test spends
+// its time on the failure, not on the image.
+const small = `name: small
+suite: trixie
+architecture: amd64
+kernel: none
+customise: hook.sh
+outputs:
+  - {type: tarball, path: small.tar.gz}
+`
+
+// TestHookFailureFailsBuild: a hook that exits 3 fails the build with its
+// name and status, and leaves nothing behind.
+func TestHookFailureFailsBuild(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir, work := t.TempDir(), t.TempDir()
+	cfg := writeConfig(t, dir, small, map[string]string{"hook.sh": "#!/bin/sh\necho hook ran on \"$1\" for $VMDEB_ARCH\nexit 3\n"})
+	r := run(t, ctx, "build", "--workdir", work, cfg)
+	if r.code != 1 {
+		t.Errorf("exit status %d, want 1", r.code)
+	}
+	for _, want := range []string{"stage customise failed", "hook.sh", "exit status 3", "hook ran on", "full log:"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error output lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "small.tar.gz")); err == nil {
+		t.Error("an output exists after a failed build")
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*vmdeb-tmp*"))
+	if len(leftovers) > 0 {
+		t.Errorf("temporary outputs left: %v", leftovers)
+	}
+	assertClean(t, work)
+}
+
+// TestInterruptDuringApt: Ctrl-C (SIGINT) while apt installs packages
+// stops the build with a non-zero status and leaves no mount, process or
+// work directory.
+func TestInterruptDuringApt(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir, work := t.TempDir(), t.TempDir()
+	cfg := writeConfig(t, dir, strings.Replace(small, "kernel: none\n", "packages: [task-english, man-db, locales]\n", 1)+"", map[string]string{"hook.sh": "#!/bin/sh\nexit 0\n"})
+	cmd := exec.CommandContext(ctx, vmdeb, "build", "--workdir", work, cfg)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log(line)
+		if !sent && strings.Contains(line, "installing") {
+			// apt is starting: give it a moment to be in dpkg's hands.
+			time.Sleep(3 * time.Second)
+			cmd.Process.Signal(syscall.SIGINT)
+			sent = true
+		}
+	}
+	err := cmd.Wait()
+	if !sent {
+		t.Fatal("the build never reached the package step")
+	}
+	if err == nil {
+		t.Fatal("an interrupted build exited 0")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "small.tar.gz")); err == nil {
+		t.Error("an output exists after an interrupted build")
+	}
+	assertClean(t, work)
+}
+
+// TestBadInput: bad configs and a missing tool are refused with exit
+// status 2, a message naming file, line and key, and nothing created.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, strings.Replace(small, "suite: trixie", "suite: trixy", 1), map[string]string{"hook.sh": "#!/bin/sh\n"})
+	r := run(t, context.Background(), "check", cfg)
+	if r.code != 2 || !strings.Contains(r.stderr, cfg+":2: suite: unknown suite \"trixy\"") {
+		t.Errorf("check: status %d, %s", r.code, r.stderr)
+	}
+	r = run(t, context.Background(), "build", cfg)
+	if r.code != 2 {
+		t.Errorf("build of a bad config: status %d", r.code)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("a refused build created files: %v", ents)
+	}
+
+	// A host without debootstrap: named with its package, before anything.
+	bin := t.TempDir()
+	for _, tool := range []string{"chroot", "tar"} {
+		if p, err := exec.LookPath(tool); err == nil {
+			os.Symlink(p, filepath.Join(bin, tool))
+		}
+	}
+	cfg = writeConfig(t, dir, small, nil)
+	c := exec.Command(vmdeb, "check", "--offline", cfg)
+	c.Env = []string{"PATH=" + bin}
+	o, err := c.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(o), "debootstrap (package debootstrap)") {
+		t.Errorf("missing debootstrap: %v\n%s", err, o)
+	}
+}

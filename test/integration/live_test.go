@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// copyExamples copies examples/ into dir so a test can change the config.
+func copyExamples(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", filepath.Join(repo(t), "examples")+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+}
+
+// TestLiveMinimal builds the bundled example as a user would, checks the
+// image's contents against the seed's rules and boots it under BIOS and
+// UEFI to a login prompt.
+func TestLiveMinimal(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
+	copyExamples(t, dir)
+	cfg := filepath.Join(dir, "live-minimal.yaml")
+	// The image must end up pointing at its own mirror, not the build's.
+	const aptMirror = "http://debian.invalid/debian"
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(data, []byte("apt-mirror: "+aptMirror+"\n")...), 0o644)
+
+	chk := run(t, ctx, "check", cfg)
+	if chk.code != 0 {
+		t.Fatalf("check failed: %s", chk.stderr)
+	}
+	m := regexp.MustCompile(`mirror (\S+),`).FindStringSubmatch(chk.stdout)
+	if m == nil {
+		t.Fatalf("check does not say which mirror: %s", chk.stdout)
+	}
+	buildMirror := m[1]
+
+	r := run(t, ctx, "build", "--outdir", out, "--workdir", work, cfg)
+	if r.code != 0 {
+		t.Fatalf("build failed (%d):\n%s", r.code, r.stderr)
+	}
+	assertClean(t, work)
+	iso := filepath.Join(out, "debian-live-minimal-amd64.iso")
+	for _, f := range []string{iso, filepath.Join(out, "debian-live-minimal-amd64.packages"), filepath.Join(out, "SHA256SUMS"), filepath.Join(out, "debian-live-minimal.build.log")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	sums := exec.Command("sha256sum", "--check", "--strict", "SHA256SUMS")
+	sums.Dir = out
+	if o, err := sums.CombinedOutput(); err != nil {
+		t.Errorf("SHA256SUMS does not check: %v\n%s", err, o)
+	}
+	man, _ := os.ReadFile(filepath.Join(out, "debian-live-minimal-amd64.packages"))
+	for _, p := range []string{"live-boot\t", "live-config\t", "sudo\t", "task-english\t", "linux-image-amd64\t"} {
+		if !strings.Contains(string(man), p) {
+			t.Errorf("manifest lacks %q", p)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(out, "debian-live-minimal.build.log"))
+	if strings.Contains(string(log), "user:live") || regexp.MustCompile(`password.*\blive\b`).Match(log) {
+		t.Error("the build log shows the user's password")
+	}
+	if !strings.Contains(string(log), "Setting up live-boot") {
+		t.Error("the build log does not show apt's package steps")
+	}
+
+	checkSquashfs(t, iso, buildMirror, aptMirror)
+
+	t.Run("boot-bios", func(t *testing.T) {
+		b := run(t, ctx, "boot", "--timeout", "8m", iso)
+		if b.code != 0 {
+			t.Fatalf("BIOS boot did not reach a login prompt:\n%s", b.stderr)
+		}
+	})
+	t.Run("boot-uefi", func(t *testing.T) {
+		b := run(t, ctx, "boot", "--uefi", "--timeout", "8m", iso)
+		if b.code != 0 {
+			t.Fatalf("UEFI boot did not reach a login prompt:\n%s", b.stderr)
+		}
+	})
+}
+
+// checkSquashfs looks inside the image's root file system.
+func checkSquashfs(t *testing.T, iso, buildMirror, aptMirror string) {
+	t.Helper()
+	tmp := t.TempDir()
+	sq := filepath.Join(tmp, "filesystem.squashfs")
+	if o, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/live/filesystem.squashfs", sq).CombinedOutput(); err != nil {
+		t.Fatalf("extracting the squashfs: %v\n%s", err, o)
+	}
+	list, err := exec.Command("unsquashfs", "-l", sq).Output()
+	if err != nil {
+		t.Fatalf("unsquashfs -l: %v", err)
+	}
+	for _, gone := range []string{"/usr/sbin/policy-rc.d", ".vmdeb-orig"} {
+		if strings.Contains(string(list), gone) {
+			t.Errorf("the image still has %s", gone)
+		}
+	}
+	root := filepath.Join(tmp, "root")
+	if o, err := exec.Command("unsquashfs", "-no-progress", "-d", root, sq).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v\n%s", err, o)
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("image: %v", err)
+		}
+		return string(b)
+	}
+	if !regexp.MustCompile(`(?m)^user:x:\d+:\d+:.*:/home/user:/bin/bash$`).MatchString(read("etc/passwd")) {
+		t.Error("user is not in /etc/passwd")
+	}
+	if !regexp.MustCompile(`(?m)^sudo:x:\d+:(.*,)?user(,.*)?$`).MatchString(read("etc/group")) {
+		t.Error("user is not in the sudo group")
+	}
+	shadow := read("etc/shadow")
+	if !regexp.MustCompile(`(?m)^root:!`).MatchString(shadow) {
+		t.Errorf("root is not locked: %s", firstLine(shadow, "root:"))
+	}
+	if !regexp.MustCompile(`(?m)^user:\$[^:]+\$[^:]+:`).MatchString(shadow) {
+		t.Errorf("user has no hashed password: %s", firstLine(shadow, "user:"))
+	}
+	if strings.Contains(shadow, ":live:") {
+		t.Error("the password is stored in clear")
+	}
+	src := read("etc/apt/sources.list.d/debian.sources")
+	uris := regexp.MustCompile(`(?m)^URIs: (\S+)$`).FindAllStringSubmatch(src, -1)
+	if len(uris) == 0 || uris[0][1] != aptMirror {
+		t.Errorf("image sources do not use the apt-mirror %s:\n%s", aptMirror, src)
+	}
+	for _, u := range uris {
+		if u[1] == buildMirror && buildMirror != aptMirror {
+			t.Errorf("image sources still point at the build mirror:\n%s", src)
+		}
+	}
+	if !strings.Contains(src, "trixie-security") || !strings.Contains(src, "trixie-updates") {
+		t.Errorf("a stable suite's image lacks security or updates:\n%s", src)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/apt/sources.list")); err == nil {
+		if b := read("etc/apt/sources.list"); strings.Contains(b, buildMirror) {
+			t.Errorf("sources.list still names the build mirror: %s", b)
+		}
+	}
+	if strings.TrimSpace(read("etc/resolv.conf")) != "" {
+		t.Errorf("the build's resolv.conf was left in the image")
+	}
+	if read("etc/machine-id") != "" {
+		t.Error("machine-id is not empty")
+	}
+	hook := read("etc/vmdeb-hook")
+	if !strings.Contains(hook, "arch=amd64") || !strings.Contains(hook, "hook=minimal") {
+		t.Errorf("hook marker: %q", hook)
+	}
+	if strings.TrimSpace(read("etc/hostname")) != "debian" {
+		t.Error("hostname not set")
+	}
+	lists, _ := filepath.Glob(filepath.Join(root, "var/lib/apt/lists/*_Packages"))
+	if len(lists) > 0 {
+		t.Errorf("apt lists of the build mirror left: %v", lists)
+	}
+}
+
+func firstLine(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}

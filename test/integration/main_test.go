@@ -1,0 +1,144 @@
+// Package integration runs vmdeb as a user does: real debootstrap against
+// the host's mirror, real mksquashfs and xorriso, real qemu boots. It needs
+// root and the Debian archive; `go test -short` skips it.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+var vmdeb string // the binary under test
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vmdeb-bin-")
+	if err != nil {
+		panic(err)
+	}
+	vmdeb = filepath.Join(dir, "vmdeb")
+	out, err := exec.Command("go", "build", "-o", vmdeb, "../../cmd/vmdeb").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building vmdeb: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needRoot skips a test that builds images when it cannot: not root, or
+// -short.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (skipped with -short)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("integration test: needs root")
+	}
+}
+
+// repo is the repository's top directory.
+func repo(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "../.."))
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs vmdeb with args and returns its exit status and output.
+func run(t *testing.T, ctx context.Context, args ...string) result {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, vmdeb, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running vmdeb %v: %v", args, err)
+	}
+	t.Logf("vmdeb %s -> %d\n%s%s", strings.Join(args, " "), r.code, tail(r.stdout, 30), tail(r.stderr, 30))
+	return r
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// writeConfig writes a config (and its hook, if any) into a temp dir.
+func writeConfig(t *testing.T, dir, yaml string, hooks map[string]string) string {
+	t.Helper()
+	for name, body := range hooks {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "image.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// assertClean checks that nothing of a build is left: no mount under the
+// work directory, no process mentioning it, no leftover work directory.
+func assertClean(t *testing.T, workParent string) {
+	t.Helper()
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, workParent) {
+			t.Errorf("mount left behind: %s", l)
+		}
+	}
+	out, _ := exec.Command("findmnt", "-rn", "-o", "TARGET").Output()
+	if strings.Contains(string(out), workParent) {
+		t.Errorf("findmnt shows mounts under %s:\n%s", workParent, out)
+	}
+	// Processes: any whose command line or root mentions the work dir.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []string
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err != nil {
+				continue
+			}
+			root, _ := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
+			if strings.Contains(string(cl), workParent) || strings.HasPrefix(root, workParent) {
+				left = append(left, e.Name()+": "+strings.ReplaceAll(string(cl), "\x00", " "))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes of the build left running:\n%s", strings.Join(left, "\n"))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ents, _ := os.ReadDir(workParent)
+	for _, e := range ents {
+		t.Errorf("work directory left behind: %s", filepath.Join(workParent, e.Name()))
+	}
+}
