@@ -13,6 +13,7 @@ import (
 
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
+	"vmdeb/internal/live"
 )
 
 var (
@@ -29,9 +30,6 @@ var Variants = []string{"minbase", "buildd", "important"}
 
 // Bootstraps are the base-system backends.
 var Bootstraps = []string{"debootstrap"}
-
-// Compressions are the squashfs compressors.
-var Compressions = []string{"xz", "zstd", "gzip", "lz4", "lzo"}
 
 // Validate checks everything that can be checked without the network and
 // returns every problem found.
@@ -140,8 +138,8 @@ func (s *Spec) Validate() Errors {
 			bad("customise", "hook %s is not an executable file (chmod +x it)", p)
 		}
 	}
-	if !oneOf(s.Live.Compression, Compressions) {
-		bad("live.compression", "unknown compressor %q (valid: %s)", s.Live.Compression, strings.Join(Compressions, ", "))
+	if !live.ValidCompression(s.Live.Compression) {
+		bad("live.compression", "unknown compressor %q (valid: %s)", s.Live.Compression, strings.Join(live.Compressions(), ", "))
 	}
 	if !volidRE.MatchString(s.Live.VolumeID) {
 		bad("live.volume-id", "%q: at most 32 characters of A-Z a-z 0-9 _ . - and space", s.Live.VolumeID)

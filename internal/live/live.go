@@ -1,0 +1,167 @@
+// Package live makes the pieces of a Debian live ISO: the squashfs of the
+// root file system, the ISOLINUX and GRUB boot menus, the EFI boot loader
+// and its FAT image, and the hybrid ISO that boots from CD and USB on BIOS
+// and UEFI machines. It follows the layout of live-build's images, so
+// live-boot finds /live/filesystem.squashfs as it does on Debian's own.
+package live
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"vmdeb/internal/arch"
+	"vmdeb/internal/buildlog"
+)
+
+// Host paths of the boot loader files, as Debian's packages install them.
+const (
+	isolinuxDir   = "/usr/lib/ISOLINUX"
+	syslinuxBIOS  = "/usr/lib/syslinux/modules/bios"
+	grubLibDir    = "/usr/lib/grub"
+	grubUnicodeFn = "/usr/share/grub/unicode.pf2"
+)
+
+// Missing is a tool or file the live ISO needs that the host lacks.
+type Missing struct {
+	What    string // binary name or file path
+	Package string // Debian package that provides it
+}
+
+func (m Missing) String() string { return m.What + " (install " + m.Package + ")" }
+
+// CheckTools lists what BuildISO and MakeSquashfs need on this host for
+// architecture a, and are missing, each with the Debian package that
+// provides it. splash adds what a graphical menu needs.
+func CheckTools(a arch.Arch, splash bool) []Missing {
+	var miss []Missing
+	bin := func(name, pkg string) {
+		if _, err := lookPath(name); err != nil {
+			miss = append(miss, Missing{name, pkg})
+		}
+	}
+	file := func(path, pkg string) {
+		if _, err := os.Stat(path); err != nil {
+			miss = append(miss, Missing{path, pkg})
+		}
+	}
+	bin("mksquashfs", "squashfs-tools")
+	bin("unsquashfs", "squashfs-tools")
+	bin("xorriso", "xorriso")
+	if a.HasFirmware(arch.BIOS) {
+		file(filepath.Join(isolinuxDir, "isolinux.bin"), "isolinux")
+		file(filepath.Join(isolinuxDir, "isohdpfx.bin"), "isolinux")
+		for _, m := range isolinuxModules(splash) {
+			file(filepath.Join(syslinuxBIOS, m), "syslinux-common")
+		}
+	}
+	if a.HasFirmware(arch.UEFI) {
+		bin("grub-mkimage", "grub-common")
+		pkg := a.GrubEFIPackage
+		if pkg == "" {
+			pkg = "grub-efi-" + a.Name + "-bin"
+		}
+		file(filepath.Join(grubLibDir, a.GrubEFITarget), pkg)
+		bin("mkfs.vfat", "dosfstools")
+		bin("mmd", "mtools")
+		bin("mcopy", "mtools")
+		if splash {
+			file(grubUnicodeFn, "grub-common")
+		}
+	}
+	return miss
+}
+
+// isolinuxModules are the COM32 modules the ISOLINUX menu loads.
+func isolinuxModules(splash bool) []string {
+	ui := "menu.c32"
+	if splash {
+		ui = "vesamenu.c32"
+	}
+	return []string{"ldlinux.c32", "libcom32.c32", "libutil.c32", ui}
+}
+
+// lookPath finds a binary on the PATH commands run with: sbin directories
+// included, which a user's own PATH may lack (mkfs.vfat lives there).
+func lookPath(name string) (string, error) {
+	path := ""
+	for _, e := range buildlog.BaseEnv() {
+		if p, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = p
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found on PATH", name)
+}
+
+// tool is name's full path, or name itself when not found, so that the
+// command fails with the runner's own "not found" error.
+func tool(name string) string {
+	if p, err := lookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+// freeSpace is the space an unprivileged writer can use on dir's file
+// system; the root reserve is not counted on, to stay on the safe side.
+func freeSpace(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// humanBytes formats n for people; error messages add the exact number.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// copyFile copies src to dst with mode perm.
+func copyFile(src, dst string, perm os.FileMode) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, out.Close()) }()
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// linkOrCopy hard-links src to dst, which costs no space for a large
+// squashfs, and copies when the two are on different file systems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	return copyFile(src, dst, 0o644)
+}

@@ -1,0 +1,378 @@
+package live
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"vmdeb/internal/buildlog"
+)
+
+// compressions are mksquashfs's compressors that vmdeb offers; the first
+// is the default (smallest image, what Debian's live images use).
+var compressions = []string{"xz", "zstd", "gzip", "lz4", "lzo"}
+
+// Compressions lists the valid SquashfsOptions.Compression values.
+func Compressions() []string { return slices.Clone(compressions) }
+
+// ValidCompression reports whether s is a compressor MakeSquashfs accepts
+// ("" is valid and means the default, xz).
+func ValidCompression(s string) bool {
+	return s == "" || slices.Contains(compressions, s)
+}
+
+// SquashfsOptions tune MakeSquashfs.
+type SquashfsOptions struct {
+	Compression string   // xz (default), zstd, gzip, lz4, lzo
+	Exclude     []string // paths relative to rootfs to leave out (nothing is excluded by default)
+	// SourceDateEpoch > 0 makes the image reproducible: every time stamp in
+	// it is set to this time. 0 keeps the files' own times.
+	SourceDateEpoch int64
+}
+
+// minSquashfs is the size below which an image is junk rather than a root
+// file system: mksquashfs can leave a few KiB behind on a full disk and
+// still exit 0 (a lesson vmdebootstrap learnt for debian-cd).
+const minSquashfs = 1 << 20
+
+// MakeSquashfs writes the squashfs of rootfs to out. It refuses to start
+// when out's file system cannot hold the uncompressed tree, and checks the
+// result; on any failure out is removed.
+func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o SquashfsOptions) (err error) {
+	if !ValidCompression(o.Compression) {
+		return fmt.Errorf("squashfs compression %q is not valid (valid: %s)", o.Compression, strings.Join(compressions, ", "))
+	}
+	var miss []Missing
+	for _, name := range []string{"mksquashfs", "unsquashfs"} {
+		if _, err := lookPath(name); err != nil {
+			miss = append(miss, Missing{name, "squashfs-tools"})
+		}
+	}
+	if len(miss) > 0 {
+		return missingError("squashfs", miss)
+	}
+	excl, err := cleanExcludes(o.Exclude)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(rootfs)
+	if err != nil {
+		return fmt.Errorf("squashfs: root file system: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("squashfs: root file system %s is not a directory", rootfs)
+	}
+	outDir := filepath.Dir(out)
+
+	mounts, err := mountPointsUnder(rootfs)
+	if err != nil {
+		return err
+	}
+	tree, err := measureTree(ctx, rootfs, excl, mounts)
+	if err != nil {
+		return err
+	}
+	need := tree.need()
+	free, err := freeSpace(outDir)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
+		free += uint64(st.Size()) // -noappend replaces it
+	}
+	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
+		rootfs, humanBytes(tree.bytes), tree.inodes, tree.bytes, humanBytes(need), humanBytes(free), outDir)
+	if len(tree.mounts) > 0 {
+		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
+	}
+	if need > free {
+		return fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
+			outDir, rootfs, humanBytes(tree.bytes), tree.bytes, humanBytes(need), need, humanBytes(free), free)
+	}
+
+	defer func() {
+		if err != nil {
+			if rmErr := os.Remove(out); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+				err = errors.Join(err, rmErr)
+			}
+		}
+	}()
+	// A failure with space left is likely not a full disk; say what is free
+	// now so the user can tell.
+	fullDisk := func(what string) error {
+		f, _ := freeSpace(outDir)
+		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, humanBytes(f), f, outDir)
+	}
+	runErr := log.Run(ctx, buildlog.Cmd{Name: tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("mksquashfs: %w", runErr)
+		}
+		return errors.Join(fullDisk("mksquashfs failed"), runErr)
+	}
+	st, statErr := os.Stat(out)
+	if statErr != nil {
+		return errors.Join(fullDisk("mksquashfs wrote no image"), statErr)
+	}
+	if st.Size() < minSquashfs {
+		return fullDisk(fmt.Sprintf("the squashfs %s is only %d bytes, under 1 MiB", out, st.Size()))
+	}
+	if err := checkSuperblock(out, st.Size()); err != nil {
+		return errors.Join(fullDisk("the squashfs "+out+" is damaged"), err)
+	}
+	if err := log.Run(ctx, buildlog.Cmd{Name: tool("unsquashfs"), Args: []string{"-s", out}}); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("unsquashfs: %w", err)
+		}
+		return errors.Join(fullDisk("unsquashfs cannot read the squashfs "+out), err)
+	}
+	log.Printf("filesystem.squashfs: %s (%s)", humanBytes(uint64(st.Size())), compressionOrDefault(o.Compression))
+	return nil
+}
+
+func compressionOrDefault(c string) string {
+	if c == "" {
+		return compressions[0]
+	}
+	return c
+}
+
+// squashfsArgs is mksquashfs's command line. excludes are relative paths,
+// escaped here: -wildcards is on whenever there are any, because the
+// contents of mount points are left out with "dir/*"-style patterns while
+// the mount point itself stays (the live system mounts proc, sys... on it).
+func squashfsArgs(rootfs, out string, o SquashfsOptions, excludes []string) []string {
+	args := []string{rootfs, out, "-noappend", "-comp", compressionOrDefault(o.Compression), "-no-progress"}
+	if o.SourceDateEpoch > 0 {
+		t := strconv.FormatInt(o.SourceDateEpoch, 10)
+		// Reproducible is mksquashfs's default since 4.4; saying so keeps
+		// it true whatever the default becomes.
+		args = append(args, "-reproducible", "-mkfs-time", t, "-all-time", t)
+	}
+	if len(excludes) > 0 {
+		// -e takes everything after it, so it comes last.
+		args = append(args, "-wildcards", "-e")
+		args = append(args, excludes...)
+	}
+	return args
+}
+
+// wildcardEscape makes a literal path safe under -wildcards (fnmatch with
+// extended patterns); "/" separates components and is never escaped.
+func wildcardEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`\*?[]+@!()`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// mountExcludes are the patterns that leave out a mount point's contents,
+// hidden files included ("*" does not match a leading dot).
+func mountExcludes(mounts []string) []string {
+	var ex []string
+	for _, m := range mounts {
+		e := wildcardEscape(m)
+		ex = append(ex, e+"/*", e+"/.*")
+	}
+	return ex
+}
+
+// cleanExcludes checks the caller's excludes and returns them escaped for
+// -wildcards, in order.
+func cleanExcludes(in []string) ([]string, error) {
+	var out []string
+	for _, e := range in {
+		c := filepath.Clean("/" + e)[1:]
+		if c == "" || slices.Contains(strings.Split(e, "/"), "..") {
+			return nil, fmt.Errorf("squashfs exclude %q: not a path inside the root file system", e)
+		}
+		out = append(out, wildcardEscape(c))
+	}
+	return out, nil
+}
+
+// treeSize is what a walk of the root file system found.
+type treeSize struct {
+	bytes  uint64   // file contents, each inode once
+	inodes uint64   // entries
+	mounts []string // relative paths of mount points whose contents are skipped
+}
+
+// need is a worst case for the image: incompressible data stored as is,
+// plus room for uncompressed metadata.
+func (t treeSize) need() uint64 { return t.bytes + 256*t.inodes }
+
+// measureTree adds up rootfs like "du -x": it does not descend into other
+// file systems (st_dev differs) nor into mount points from mountinfo (which
+// also catches bind mounts from the same file system), nor into excludes.
+func measureTree(ctx context.Context, rootfs string, excludes []string, mounts map[string]bool) (treeSize, error) {
+	var t treeSize
+	root, err := os.Lstat(rootfs)
+	if err != nil {
+		return t, err
+	}
+	rootDev := root.Sys().(*syscall.Stat_t).Dev
+	excl := map[string]bool{}
+	for _, e := range excludes {
+		excl[unescape(e)] = true
+	}
+	type inode struct{ dev, ino uint64 }
+	seen := map[inode]bool{}
+	err = filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("squashfs: measuring the root file system: %w", err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rel, _ := filepath.Rel(rootfs, path)
+		if rel == "." {
+			return nil
+		}
+		if excl[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("squashfs: measuring the root file system: %w", err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		t.inodes++
+		if d.IsDir() && (uint64(st.Dev) != uint64(rootDev) || mounts[rel]) {
+			t.mounts = append(t.mounts, rel)
+			return filepath.SkipDir
+		}
+		if fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0 {
+			if st.Nlink > 1 {
+				k := inode{uint64(st.Dev), st.Ino}
+				if seen[k] {
+					return nil
+				}
+				seen[k] = true
+			}
+			t.bytes += uint64(fi.Size())
+		}
+		return nil
+	})
+	return t, err
+}
+
+// unescape undoes wildcardEscape, to compare an exclude with walked paths.
+func unescape(p string) string {
+	var b strings.Builder
+	esc := false
+	for _, r := range p {
+		if r == '\\' && !esc {
+			esc = true
+			continue
+		}
+		esc = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// mountPointsUnder lists the mount points strictly inside dir, relative to
+// it, from
+// /proc/self/mountinfo. A host without it (no /proc) yields none: the
+// st_dev test in measureTree still applies.
+func mountPointsUnder(dir string) (map[string]bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseMountinfo(f, abs)
+}
+
+// parseMountinfo returns the mount points below abs (a resolved path) from
+// mountinfo text, relative to abs.
+func parseMountinfo(r io.Reader, abs string) (map[string]bool, error) {
+	m := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeOctal(fields[4])
+		rel, err := filepath.Rel(abs, mp)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		m[rel] = true
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	return m, nil
+}
+
+// unescapeOctal decodes mountinfo's \NNN escapes (space, tab, newline, \).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checkSuperblock reads the squashfs superblock: the magic must be there
+// and the bytes it says are used must all be in the file, which catches a
+// truncated image that unsquashfs -s alone would still describe.
+func checkSuperblock(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sb := make([]byte, 96)
+	if _, err := io.ReadFull(f, sb); err != nil {
+		return fmt.Errorf("reading the superblock: %w", err)
+	}
+	if magic := binary.LittleEndian.Uint32(sb[0:4]); magic != 0x73717368 {
+		return fmt.Errorf("no squashfs superblock (magic %#x)", magic)
+	}
+	if used := binary.LittleEndian.Uint64(sb[40:48]); used > uint64(size) {
+		return fmt.Errorf("superblock says %d bytes are used, the file has %d", used, size)
+	}
+	return nil
+}
