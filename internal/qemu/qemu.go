@@ -1,0 +1,543 @@
+// Package qemu boots an image vmdeb built in qemu and watches its serial
+// console until a login prompt (or another expected line) appears, and
+// optionally logs in and runs one command. It picks KVM only when KVM
+// really works and otherwise falls back to TCG, and it never leaves a qemu
+// process behind.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"vmdeb/internal/arch"
+)
+
+// Options describe one test boot.
+type Options struct {
+	Image string    // ISO or disk image path
+	Kind  string    // KindISO, KindQcow2 or KindRaw; "" = DetectImage(Image)
+	Arch  arch.Arch // the image's architecture
+	UEFI  bool      // boot with UEFI firmware; false: BIOS (only if Arch has arch.BIOS)
+	Accel string    // "auto" (""), "kvm" or "tcg"
+
+	Memory  int           // MiB, default 2048
+	CPUs    int           // default 2
+	Timeout time.Duration // per attempt, default 10m; a TCG retry after failed KVM gets its own
+	Expect  string        // regexp matched against each clean console line, default `login:\s*$`
+
+	// Run, if set, is typed into a shell after logging in as Login with
+	// Password once Expect matched; its output and exit status are reported.
+	Run             string
+	Login, Password string
+
+	// Screenshot, if set, is a PNG file written with the guest's screen
+	// once Expect matched.
+	Screenshot string
+
+	Console io.Writer                     // receives the raw console output live; may be nil
+	Log     func(format string, a ...any) // one-line status messages; may be nil
+
+	qmp string // QMP socket path, set by Boot when a screenshot is wanted
+}
+
+// Result describes a successful boot.
+type Result struct {
+	Accel     string        // "kvm" or "tcg": what the boot ran with
+	Elapsed   time.Duration // from starting qemu to the Expect match
+	Matched   string        // the console line that matched Expect
+	RunOutput string        // the Run command's output (console lines, ANSI-free)
+	RunStatus int           // the Run command's exit status
+}
+
+// DefaultExpect matches a getty's login prompt.
+const DefaultExpect = `login:\s*$`
+
+var (
+	// kvmProbeWait is how long a KVM boot may stay silent before KVM is
+	// judged broken: nested KVM can hang without a word.
+	kvmProbeWait = 45 * time.Second
+	// quietWait is how long an unfinished line must stay unchanged before
+	// it counts as a prompt.
+	quietWait = 300 * time.Millisecond
+	// kvmError is what qemu prints on stderr when KVM cannot run the guest.
+	kvmError = regexp.MustCompile(`KVM internal error|emulation failure`)
+)
+
+// kvmVerdict remembers for the whole process whether KVM proved usable, so
+// a later Boot neither retries a broken KVM nor probes a working one again.
+var kvmVerdict struct {
+	sync.Mutex
+	known, ok bool
+	why       string
+}
+
+func setVerdict(ok bool, why string) {
+	kvmVerdict.Lock()
+	defer kvmVerdict.Unlock()
+	kvmVerdict.known, kvmVerdict.ok, kvmVerdict.why = true, ok, why
+}
+
+func verdict() (known, ok bool, why string) {
+	kvmVerdict.Lock()
+	defer kvmVerdict.Unlock()
+	return kvmVerdict.known, kvmVerdict.ok, kvmVerdict.why
+}
+
+// kvmGuests lists the Debian architectures KVM can run on each host
+// architecture (runtime.GOARCH).
+var kvmGuests = map[string][]string{
+	"amd64":   {"amd64", "i386"},
+	"386":     {"i386"},
+	"arm64":   {"arm64"},
+	"ppc64le": {"ppc64el"},
+	"s390x":   {"s390x"},
+	"riscv64": {"riscv64"},
+}
+
+// kvmUsable says why KVM cannot be used for a on this host, or nil.
+func kvmUsable(a arch.Arch) error {
+	native := false
+	for _, g := range kvmGuests[runtime.GOARCH] {
+		native = native || g == a.Name
+	}
+	if !native {
+		return fmt.Errorf("KVM cannot run %s guests on this %s host", a.Name, runtime.GOARCH)
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("KVM is not available: %w", err)
+	}
+	return f.Close()
+}
+
+// Boot boots o.Image in qemu and waits for o.Expect on its serial console
+// (then runs o.Run, if set). qemu is killed when Boot returns.
+func Boot(ctx context.Context, o Options) (res Result, err error) {
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.Memory == 0 {
+		o.Memory = 2048
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Expect == "" {
+		o.Expect = DefaultExpect
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return res, fmt.Errorf("unknown accelerator %q (valid: auto, kvm, tcg)", o.Accel)
+	}
+	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
+		return res, fmt.Errorf("memory, CPUs and timeout must be positive")
+	}
+	expect, err := regexp.Compile(o.Expect)
+	if err != nil {
+		return res, fmt.Errorf("expect pattern: %w", err)
+	}
+	if o.Run != "" && o.Login == "" {
+		return res, fmt.Errorf("a command to run needs a login name")
+	}
+	a := o.Arch
+	switch {
+	case o.UEFI && !a.HasFirmware(arch.UEFI):
+		return res, fmt.Errorf("vmdeb cannot boot %s with UEFI", a.Name)
+	case !o.UEFI && !a.HasFirmware(arch.BIOS) && a.HasFirmware(arch.UEFI):
+		return res, fmt.Errorf("%s has no BIOS: boot it with UEFI", a.Name)
+	case !o.UEFI && !a.HasFirmware(arch.BIOS):
+		return res, fmt.Errorf("vmdeb cannot boot %s images", a.Name)
+	}
+	bin, err := lookPath(a.QemuSystem)
+	if err != nil {
+		return res, fmt.Errorf("%s not found: install %s", a.QemuSystem, systemPackage(a.QemuSystem))
+	}
+	if o.Kind == "" {
+		if o.Kind, err = DetectImage(o.Image); err != nil {
+			return res, err
+		}
+	}
+	var fw Firmware
+	if o.UEFI {
+		if fw, err = findFirmware(a); err != nil {
+			return res, err
+		}
+	}
+
+	tmp, err := os.MkdirTemp("", "vmdeb-qemu-")
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+	if o.Screenshot != "" {
+		o.qmp = filepath.Join(tmp, "qmp.sock")
+	}
+	b := &booter{o: o, bin: bin, fw: fw, tmp: tmp, expect: expect}
+
+	accel, probe, note, err := chooseAccel(o.Accel, a)
+	if err != nil {
+		return res, err
+	}
+	o.Log("qemu: booting %s (%s, %s) with %s%s", filepath.Base(o.Image), o.Kind, firmwareName(o.UEFI), accel, note)
+	first := b.attempt(ctx, accel, probe)
+	if first.kvmBroken == "" {
+		return first.res, first.err
+	}
+	if first.kvmCertain {
+		setVerdict(false, first.kvmBroken)
+	}
+	o.Log("qemu: KVM is not usable here (%s); restarting with TCG", first.kvmBroken)
+	out := b.attempt(ctx, "tcg", false)
+	if out.err == nil && !first.kvmCertain {
+		// The same image boots under TCG: the failure was KVM's.
+		setVerdict(false, first.kvmBroken)
+	}
+	return out.res, out.err
+}
+
+// chooseAccel picks the accelerator of the first attempt; probe means a
+// KVM attempt may fail over to TCG; note explains the choice for the log.
+func chooseAccel(want string, a arch.Arch) (accel string, probe bool, note string, err error) {
+	switch want {
+	case "tcg":
+		return "tcg", false, "", nil
+	case "kvm":
+		if err := kvmUsable(a); err != nil {
+			return "", false, "", err
+		}
+		return "kvm", false, "", nil
+	}
+	if err := kvmUsable(a); err != nil {
+		return "tcg", false, " (" + err.Error() + ")", nil
+	}
+	if known, ok, why := verdict(); known && !ok {
+		return "tcg", false, " (KVM failed earlier: " + why + ")", nil
+	}
+	return "kvm", true, " (TCG if KVM fails)", nil
+}
+
+func firmwareName(uefi bool) string {
+	if uefi {
+		return "UEFI"
+	}
+	return "BIOS"
+}
+
+// booter holds what all attempts of one Boot share.
+type booter struct {
+	o      Options
+	bin    string
+	fw     Firmware
+	tmp    string
+	expect *regexp.Regexp
+}
+
+// outcome is one attempt's end. kvmBroken, set only for a probing KVM
+// attempt, says why to retry with TCG; kvmCertain says qemu itself blamed
+// KVM (rather than the guest merely failing to start).
+type outcome struct {
+	res        Result
+	err        error
+	kvmBroken  string
+	kvmCertain bool
+}
+
+// attempt runs qemu once and watches it until the session is finished, the
+// attempt times out, or ctx is cancelled. qemu is dead when it returns.
+func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out outcome) {
+	o := b.o
+	fw := b.fw
+	if o.UEFI {
+		// A fresh copy of the variable store each time: the firmware
+		// writes boot entries into it, and the original stays pristine.
+		fw.Vars = filepath.Join(b.tmp, filepath.Base(b.fw.Vars))
+		if err := copyFile(b.fw.Vars, fw.Vars); err != nil {
+			out.err = err
+			return out
+		}
+	}
+	if o.qmp != "" {
+		os.Remove(o.qmp) // a socket left by the previous attempt
+	}
+
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		out.err = err
+		return out
+	}
+	defer stdinW.Close()
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		out.err = err
+		return out
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdoutR.Close()
+		stdoutW.Close()
+		out.err = err
+		return out
+	}
+
+	cmd := exec.CommandContext(actx, b.bin, Args(o, accel, fw)...)
+	// Our own pipes, not exec's: reading them does not race with Wait, so
+	// the last words of a dying qemu are not lost.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	// Its own process group, killed whole; and killed by the kernel if
+	// vmdeb dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	start := time.Now()
+	err = cmd.Start()
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdoutR.Close()
+		stderrR.Close()
+		out.err = fmt.Errorf("start %s: %w", b.bin, err)
+		return out
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	quit := make(chan struct{})
+	defer func() {
+		close(quit)
+		select {
+		case <-exited: // reaped already: its pid may belong to another process by now
+		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH if it just died
+			<-exited
+		}
+		stdoutR.Close()
+		stderrR.Close()
+	}()
+	stdout := make(chan []byte)
+	go readChunks(stdoutR, stdout, quit)
+	stderr := make(chan string)
+	go readLines(stderrR, stderr, quit)
+
+	con := &console{}
+	s := &session{expect: b.expect, run: o.Run, login: o.Login, password: o.Password}
+	var errTail []string
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	var silence <-chan time.Time
+	if probe {
+		t := time.NewTimer(kvmProbeWait)
+		defer t.Stop()
+		silence = t.C
+	}
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
+	var exitErr error
+	processExited := false
+	waitC := (<-chan error)(exited)
+
+	fail := func(format string, a ...any) outcome {
+		msg := fmt.Sprintf(format, a...)
+		if len(errTail) > 0 {
+			msg += "\nqemu said:\n    " + strings.Join(errTail, "\n    ")
+		}
+		out.err = fmt.Errorf("%s; last console lines:\n%s", msg, con.last())
+		return out
+	}
+	// react handles what the session wants typed, and the moment Expect
+	// matched.
+	react := func(before stage, send string, err error) bool {
+		if err != nil {
+			out = fail("%v", err)
+			return true
+		}
+		if before == waitExpect && s.stage != waitExpect {
+			out.res = Result{Accel: accel, Elapsed: time.Since(start), Matched: s.matched}
+			if accel == "kvm" {
+				setVerdict(true, "")
+			}
+			silence = nil
+			if o.Screenshot != "" {
+				if err := b.screenshot(actx); err != nil {
+					out.err = fmt.Errorf("screenshot: %w", err)
+					return true
+				}
+			}
+		}
+		if send != "" {
+			if _, err := io.WriteString(stdinW, send); err != nil {
+				out = fail("type into the console: %v", err)
+				return true
+			}
+		}
+		if s.stage == finished {
+			out.res.RunOutput, out.res.RunStatus = s.runOutput(), s.status
+			return true
+		}
+		return false
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			out.err = fmt.Errorf("boot of %s cancelled: %w", o.Image, ctx.Err())
+			return out
+		case <-deadline.C:
+			return fail("timed out after %s waiting for %s", o.Timeout, s.waiting())
+		case <-silence:
+			out.kvmBroken = fmt.Sprintf("no console output in %s", kvmProbeWait)
+			return out
+		case line, ok := <-stderr:
+			if !ok {
+				stderr = nil
+				continue
+			}
+			errTail = append(errTail, line)
+			if len(errTail) > 10 {
+				errTail = errTail[1:]
+			}
+			if accel == "kvm" && kvmError.MatchString(line) {
+				if probe && s.stage == waitExpect {
+					out.kvmBroken, out.kvmCertain = "qemu: "+line, true
+					return out
+				}
+				return fail("KVM failed to run the guest (try the tcg accelerator)")
+			}
+		case chunk, ok := <-stdout:
+			if !ok {
+				stdout = nil
+				if processExited {
+					return b.exitedEarly(out, s, exitErr, probe, fail)
+				}
+				continue
+			}
+			silence = nil
+			if o.Console != nil {
+				o.Console.Write(chunk)
+			}
+			for _, l := range con.write(chunk) {
+				before := s.stage
+				send, err := s.line(l)
+				if react(before, send, err) {
+					return out
+				}
+			}
+			if con.partial() != "" {
+				quiet.Reset(quietWait)
+			}
+		case <-quiet.C:
+			before := s.stage
+			send, err := s.prompt(con.partial())
+			if react(before, send, err) {
+				return out
+			}
+		case exitErr = <-waitC:
+			// Wait has reaped qemu; give the deferred receive its value back.
+			exited <- exitErr
+			waitC = nil
+			processExited = true
+			if stdout == nil {
+				return b.exitedEarly(out, s, exitErr, probe, fail)
+			}
+			// Otherwise finish reading what it wrote first.
+		}
+	}
+}
+
+// exitedEarly is the outcome of qemu ending before the session finished.
+func (b *booter) exitedEarly(out outcome, s *session, exitErr error, probe bool, fail func(string, ...any) outcome) outcome {
+	why := "qemu exited"
+	if exitErr != nil {
+		why = fmt.Sprintf("qemu exited (%v)", exitErr)
+	}
+	if probe && s.stage == waitExpect {
+		out.kvmBroken = why + " before the guest was up"
+		return out
+	}
+	return fail("%s while waiting for %s", why, s.waiting())
+}
+
+func (b *booter) screenshot(ctx context.Context) error {
+	ppm := filepath.Join(b.tmp, "screen.ppm")
+	if err := screendump(ctx, b.o.qmp, ppm); err != nil {
+		return err
+	}
+	return ppmToPNG(ppm, b.o.Screenshot)
+}
+
+// readChunks sends what r yields until EOF, or until quit closes.
+func readChunks(r io.Reader, ch chan<- []byte, quit <-chan struct{}) {
+	defer close(ch)
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			select {
+			case ch <- append([]byte(nil), buf[:n]...):
+			case <-quit:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readLines sends r's lines until EOF, or until quit closes.
+func readLines(r io.Reader, ch chan<- string, quit <-chan struct{}) {
+	defer close(ch)
+	br := bufio.NewReader(r)
+	for {
+		l, err := br.ReadString('\n')
+		if l = strings.TrimRight(l, "\r\n"); l != "" {
+			select {
+			case ch <- l:
+			case <-quit:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, out.Close()) }()
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
