@@ -5,6 +5,8 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"vmdeb/internal/buildlog"
@@ -20,6 +22,10 @@ type Request struct {
 	Keyring    string // "" = the backend's default
 	Include    []string
 	Target     string // empty directory to fill
+	// Interpreter (a host path) is copied to InterpreterAt inside Target
+	// before any target program runs: a foreign architecture without a
+	// binfmt handler registered with flag F.
+	Interpreter, InterpreterAt string
 }
 
 // Bootstrapper fills Target with a base system.
@@ -62,5 +68,27 @@ func (Debootstrap) Args(r Request) []string {
 }
 
 func (d Debootstrap) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) error {
-	return log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: d.Args(r)})
+	if r.Interpreter == "" {
+		return log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: d.Args(r)})
+	}
+	// Two stages: unpack, put the emulator in, then configure inside.
+	if err := log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: append([]string{"--foreign"}, d.Args(r)...)}); err != nil {
+		return err
+	}
+	if err := CopyInterpreter(r.Interpreter, filepath.Join(r.Target, r.InterpreterAt)); err != nil {
+		return err
+	}
+	return log.Run(ctx, buildlog.Cmd{Name: "chroot", Args: []string{r.Target, "/debootstrap/debootstrap", "--second-stage"}})
+}
+
+// CopyInterpreter puts a qemu-user binary into a root file system.
+func CopyInterpreter(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("binfmt handler: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
 }

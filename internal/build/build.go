@@ -31,6 +31,8 @@ type State struct {
 	Manifest string
 	// Results lists the outputs written, in order.
 	Results []Result
+	// GrubDir holds the target's GRUB EFI modules when the host has none.
+	GrubDir string
 	// temps are files to remove if the build does not finish.
 	temps []string
 }

@@ -29,6 +29,14 @@ type Plan struct {
 	Updates   bool   // add <suite>-updates to the image's sources
 	Packages  []string
 	Bootstrap bootstrap.Bootstrapper
+	// Interpreter is a qemu-user binary on the host that must be inside
+	// the root file system at InterpreterAt while the build runs (a
+	// foreign architecture whose handler is not registered with flag F,
+	// or the config's binfmt-handler). Empty: nothing to copy.
+	Interpreter, InterpreterAt string
+	// TargetGrub: take the GRUB EFI modules from the target's archive
+	// (the host has none for this architecture).
+	TargetGrub bool
 }
 
 // PreflightError is a problem found before the build starts: bad config,
@@ -42,6 +50,8 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 type Options struct {
 	HostRoot string // where to read the host's apt sources ("/")
 	Offline  bool   // skip asking the mirror
+	// BinfmtDir is where binfmt_misc handlers are read ("" = the kernel's).
+	BinfmtDir string
 }
 
 // NewPlan resolves defaults from the host, checks tools and asks the
@@ -71,6 +81,13 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
 	}
 	p.Packages = packageList(s)
+	if err := p.emulation(o.BinfmtDir); err != nil {
+		return nil, &PreflightError{err}
+	}
+	if s.HasOutput("live-iso") && a.HasFirmware(arch.UEFI) {
+		_, hostHas := live.HostGrubDir(a)
+		p.TargetGrub = !hostHas
+	}
 
 	if missing := p.MissingTools(); len(missing) > 0 {
 		return nil, &PreflightError{fmt.Errorf("missing on this host:\n  %s\ninstall with: apt-get install %s",
@@ -100,6 +117,34 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		p.Security = ""
 	}
 	return p, nil
+}
+
+// emulation decides how the target's programs run on this host: natively,
+// through a binfmt handler registered with flag F (nothing to copy), or
+// with a qemu-user binary copied into the root file system for the build.
+func (p *Plan) emulation(binfmtDir string) error {
+	s := p.Spec
+	explicit := s.Path(s.BinfmtHandler)
+	if p.Arch.Native() && explicit == "" {
+		return nil
+	}
+	if binfmtDir == "" {
+		binfmtDir = arch.BinfmtDir
+	}
+	h, err := arch.ReadHandler(binfmtDir, p.Arch)
+	if err != nil {
+		return s.Errorf("architecture", "%s programs cannot run on this %s host: %v", p.Arch.Name, arch.HostName(), err)
+	}
+	switch {
+	case explicit != "" && !h.Fixed():
+		// The kernel looks for the registered path inside the chroot.
+		p.Interpreter, p.InterpreterAt = explicit, h.Interpreter
+	case explicit != "":
+		p.Interpreter, p.InterpreterAt = explicit, explicit
+	case !h.Fixed():
+		p.Interpreter, p.InterpreterAt = h.Interpreter, h.Interpreter
+	}
+	return nil
 }
 
 // securityFor picks the image's security archive: the host's when the
@@ -149,6 +194,9 @@ func (p *Plan) MissingTools() []string {
 	need := map[string]string{"chroot": "coreutils", "tar": "tar"}
 	for k, v := range p.Bootstrap.Tools() {
 		need[k] = v
+	}
+	if p.TargetGrub {
+		need["dpkg-deb"] = "dpkg"
 	}
 	var out []string
 	for prog, pkg := range need {

@@ -35,6 +35,7 @@ func (bootstrapStage) Run(ctx context.Context, st *State) error {
 	return st.Plan.Bootstrap.Bootstrap(ctx, st.Log, bootstrap.Request{
 		Suite: s.Suite, Arch: st.Plan.Arch.Name, Mirror: st.Plan.Mirror, Components: s.Components,
 		Variant: s.Variant, Keyring: s.Path(s.Keyring), Target: st.Rootfs,
+		Interpreter: st.Plan.Interpreter, InterpreterAt: st.Plan.InterpreterAt,
 	})
 }
 
@@ -80,7 +81,39 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	}
 	st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
 	pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
-	return c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw})
+	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
+		return err
+	}
+	if st.Plan.TargetGrub {
+		return fetchTargetGrub(ctx, st)
+	}
+	return nil
+}
+
+// fetchTargetGrub downloads the target's GRUB EFI package with the
+// chroot's apt and unpacks it into the work directory, outside the image:
+// the host has no GRUB modules for this architecture.
+func fetchTargetGrub(ctx context.Context, st *State) error {
+	a := st.Plan.Arch
+	dl := filepath.Join(st.Rootfs, "tmp/vmdeb-grub")
+	if err := os.MkdirAll(dl, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dl)
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /tmp/vmdeb-grub && apt-get -q download " + a.GrubEFIPackage}}); err != nil {
+		return fmt.Errorf("downloading %s for the ISO's EFI loader: %w", a.GrubEFIPackage, err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dl, a.GrubEFIPackage+"_*.deb"))
+	if len(debs) != 1 {
+		return fmt.Errorf("expected one %s package, found %d", a.GrubEFIPackage, len(debs))
+	}
+	dest := filepath.Join(st.WorkDir, "grub")
+	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", debs[0], dest}}); err != nil {
+		return err
+	}
+	st.GrubDir = filepath.Join(dest, "usr/lib/grub", a.GrubEFITarget)
+	st.Log.Printf("EFI loader from the target's %s", filepath.Base(debs[0]))
+	return nil
 }
 
 // aptProgress counts apt's "Setting up" lines against the number of newly
@@ -223,6 +256,12 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 		return fmt.Errorf("teardown: %w", err)
 	}
 	r := st.Rootfs
+	if st.Plan.InterpreterAt != "" {
+		// The emulator was for the build only.
+		if err := os.Remove(filepath.Join(r, st.Plan.InterpreterAt)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	if err := writeFinalSources(r, st.Plan.Sources()); err != nil {
 		return err
 	}
@@ -333,7 +372,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	st.Log.Printf("assembling %s", s.out)
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
-		Info: info, KernelParams: p.Spec.Live.KernelParams,
+		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir,
 	})
 	if err != nil {
 		return err

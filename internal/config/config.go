@@ -24,6 +24,7 @@ type Spec struct {
 	Name           string   `yaml:"name"`
 	Suite          string   `yaml:"suite"`
 	Architecture   string   `yaml:"architecture"`
+	BinfmtHandler  string   `yaml:"binfmt-handler"`
 	Mirror         string   `yaml:"mirror"`
 	AptMirror      string   `yaml:"apt-mirror"`
 	SecurityMirror string   `yaml:"security-mirror"`
@@ -72,6 +73,7 @@ type Live struct {
 	Splash       string   `yaml:"splash"`
 	Compression  string   `yaml:"compression"`
 	KernelParams []string `yaml:"kernel-params"`
+	DTB          string   `yaml:"dtb"`
 }
 
 // Output is one thing the build writes.

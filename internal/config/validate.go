@@ -76,6 +76,17 @@ func (s *Spec) Validate() Errors {
 	if !oneOf(s.Bootstrap, Bootstraps) {
 		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, strings.Join(Bootstraps, ", "))
 	}
+	if s.BinfmtHandler != "" {
+		p := s.Path(s.BinfmtHandler)
+		if fi, err := os.Stat(p); err != nil {
+			bad("binfmt-handler", "%s: %v (a static qemu-user binary, e.g. from qemu-user-static)", p, unwrapPath(err))
+		} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			bad("binfmt-handler", "%s is not an executable file", p)
+		}
+	}
+	if s.Live.DTB != "" && (strings.HasPrefix(s.Live.DTB, "/") || strings.Contains(s.Live.DTB, "..") || !strings.HasSuffix(s.Live.DTB, ".dtb")) {
+		bad("live.dtb", "%q: a device tree file relative to the kernel's dtb directory, e.g. broadcom/bcm2837-rpi-3-b.dtb", s.Live.DTB)
+	}
 	if s.Keyring != "" {
 		if _, err := os.Stat(s.Path(s.Keyring)); err != nil {
 			bad("keyring", "cannot read %s: %v", s.Path(s.Keyring), unwrapPath(err))

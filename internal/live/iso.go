@@ -29,6 +29,9 @@ type ISOOptions struct {
 	Splash       string   // PNG on the host for the menus' background ("" = text menus)
 	Info         string   // /.disk/info ("" = Title)
 	KernelParams []string // appended to every entry's kernel command line
+	// GrubDir holds the GRUB EFI modules ("" = the host's, see HostGrubDir);
+	// a foreign architecture's come from its own archive.
+	GrubDir string
 	// SourceDateEpoch > 0 fixes every date in the ISO (files, volume, FAT
 	// image, EFI loader) so that the same inputs give the same bytes.
 	SourceDateEpoch int64
@@ -275,10 +278,10 @@ fi
 // its prefix on the memdisk. grub-mkstandalone itself is not used because
 // it stamps the memdisk's files with the current time, so its loader could
 // never be reproducible; vmdeb writes the memdisk itself.
-func mkimageArgs(target, loader, memdisk string) []string {
+func mkimageArgs(target, dir, loader, memdisk string) []string {
 	return []string{
 		"--format", target,
-		"--directory", filepath.Join(grubLibDir, target),
+		"--directory", dir,
 		"--prefix", "(memdisk)/boot/grub",
 		"--output", loader,
 		"--memdisk", memdisk,
@@ -351,11 +354,15 @@ func stageGrub(ctx context.Context, log *buildlog.Log, stage, work, marker strin
 		mtime = time.Unix(o.SourceDateEpoch, 0)
 	}
 	memdisk := filepath.Join(work, "memdisk.tar")
-	if err := writeMemdisk(memdisk, filepath.Join(grubLibDir, a.GrubEFITarget), a.GrubEFITarget, earlyConfig(marker), mtime); err != nil {
+	modDir := o.GrubDir
+	if modDir == "" {
+		modDir = filepath.Join(grubLibDir, a.GrubEFITarget)
+	}
+	if err := writeMemdisk(memdisk, modDir, a.GrubEFITarget, earlyConfig(marker), mtime); err != nil {
 		return fmt.Errorf("memdisk: %w", err)
 	}
 	loader := filepath.Join(work, a.EFIBootName)
-	if err := log.Run(ctx, buildlog.Cmd{Name: tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, loader, memdisk)}); err != nil {
+	if err := log.Run(ctx, buildlog.Cmd{Name: tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, modDir, loader, memdisk)}); err != nil {
 		return err
 	}
 	if err := setEpoch(loader, o.SourceDateEpoch); err != nil {

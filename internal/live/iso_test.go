@@ -38,7 +38,7 @@ func TestXorrisoArgs(t *testing.T) {
 }
 
 func TestGrubLoader(t *testing.T) {
-	got := mkimageArgs("arm64-efi", "/w/bootaa64.efi", "/w/memdisk.tar")
+	got := mkimageArgs("arm64-efi", "/usr/lib/grub/arm64-efi", "/w/bootaa64.efi", "/w/memdisk.tar")
 	want := []string{"--format", "arm64-efi", "--directory", "/usr/lib/grub/arm64-efi", "--prefix", "(memdisk)/boot/grub",
 		"--output", "/w/bootaa64.efi", "--memdisk", "/w/memdisk.tar", "memdisk", "tar"}
 	if !slices.Equal(got, want) {
@@ -185,9 +185,9 @@ func TestCheckToolsUEFIOnly(t *testing.T) {
 			t.Errorf("UEFI-only arm64 asks for %v", m)
 		}
 	}
-	if _, err := os.Stat("/usr/lib/grub/arm64-efi"); err != nil {
-		if !slices.Contains(miss, Missing{"/usr/lib/grub/arm64-efi", "grub-efi-arm64-bin"}) {
-			t.Errorf("missing arm64-efi modules not reported: %v", miss)
+	for _, m := range miss {
+		if strings.Contains(m.What, "arm64-efi") {
+			t.Errorf("the GRUB modules come from the target when the host lacks them; reported %v", m)
 		}
 	}
 }

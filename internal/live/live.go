@@ -60,12 +60,9 @@ func CheckTools(a arch.Arch, splash bool) []Missing {
 		}
 	}
 	if a.HasFirmware(arch.UEFI) {
+		// The EFI modules are not checked: without the host's (HostGrubDir),
+		// the build takes the target archive's own.
 		bin("grub-mkimage", "grub-common")
-		pkg := a.GrubEFIPackage
-		if pkg == "" {
-			pkg = "grub-efi-" + a.Name + "-bin"
-		}
-		file(filepath.Join(grubLibDir, a.GrubEFITarget), pkg)
 		bin("mkfs.vfat", "dosfstools")
 		bin("mmd", "mtools")
 		bin("mcopy", "mtools")
@@ -74,6 +71,14 @@ func CheckTools(a arch.Arch, splash bool) []Missing {
 		}
 	}
 	return miss
+}
+
+// HostGrubDir is the host's GRUB module directory for a's EFI loader, and
+// whether it exists.
+func HostGrubDir(a arch.Arch) (string, bool) {
+	d := filepath.Join(grubLibDir, a.GrubEFITarget)
+	fi, err := os.Stat(d)
+	return d, err == nil && fi.IsDir()
 }
 
 // isolinuxModules are the COM32 modules the ISOLINUX menu loads.
