@@ -82,10 +82,18 @@ func Prepare() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
+	_, binfmtErr := os.Stat("/proc/sys/fs/binfmt_misc/status")
 	// A /proc of our own PID namespace: process ids read there are the
 	// ones kill(2) takes here.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc for the build: %w", err)
+	}
+	// The new /proc hides the host's binfmt_misc mount; the handlers are
+	// the kernel's, so show them again (read-only use: nothing registered).
+	if binfmtErr == nil {
+		if err := unix.Mount("binfmt_misc", "/proc/sys/fs/binfmt_misc", "binfmt_misc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mounting binfmt_misc for the build: %w", err)
+		}
 	}
 	return nil
 }

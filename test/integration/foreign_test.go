@@ -1,0 +1,70 @@
+package integration
+
+import (
+	"context"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForeignArm64 builds the arm64 example on this (amd64) host through
+// qemu-user and boots it under qemu-system-aarch64 with UEFI firmware.
+func TestForeignArm64(t *testing.T) {
+	foreign(t, "arm64", elf.EM_AARCH64, "--arch", "arm64")
+}
+
+// TestI386 builds the i386 example and boots it with BIOS.
+func TestI386(t *testing.T) {
+	foreign(t, "i386", elf.EM_386, "--arch", "i386")
+}
+
+func foreign(t *testing.T, arch string, machine elf.Machine, bootArgs ...string) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
+	copyExamples(t, dir)
+	r := run(t, ctx, "build", "--outdir", out, "--workdir", work, filepath.Join(dir, "live-"+arch+".yaml"))
+	if r.code != 0 {
+		t.Fatalf("build failed (%d):\n%s", r.code, r.stderr)
+	}
+	assertClean(t, work)
+	iso := filepath.Join(out, "debian-live-minimal-"+arch+".iso")
+
+	tmp := t.TempDir()
+	sq := filepath.Join(tmp, "fs.squashfs")
+	if o, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/live/filesystem.squashfs", sq).CombinedOutput(); err != nil {
+		t.Fatalf("extract: %v %s", err, o)
+	}
+	root := filepath.Join(tmp, "root")
+	if o, err := exec.Command("unsquashfs", "-no-progress", "-d", root, sq, "usr/bin/bash", "etc/vmdeb-hook").CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v %s", err, o)
+	}
+	f, err := elf.Open(filepath.Join(root, "usr/bin/bash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Machine != machine {
+		t.Errorf("/usr/bin/bash is %v, want %v", f.Machine, machine)
+	}
+	f.Close()
+	hook, _ := os.ReadFile(filepath.Join(root, "etc/vmdeb-hook"))
+	if !strings.Contains(string(hook), "arch="+arch+"\n") {
+		t.Errorf("the hook did not see VMDEB_ARCH=%s: %q", arch, hook)
+	}
+	list, _ := exec.Command("unsquashfs", "-l", sq).Output()
+	for _, l := range strings.Split(string(list), "\n") {
+		if strings.Contains(l, "qemu-") && (strings.Contains(l, "-static") || strings.Contains(l, "binfmt")) {
+			t.Errorf("an emulator was left in the image: %s", l)
+		}
+	}
+
+	b := run(t, ctx, append(append([]string{"boot", "--timeout", "20m"}, bootArgs...), iso)...)
+	if b.code != 0 {
+		t.Fatalf("%s boot did not reach a login prompt:\n%s", arch, b.stderr)
+	}
+}
