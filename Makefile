@@ -5,7 +5,8 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 # Debian packages vmdeb uses on the build host (and its tests).
 DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
-	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates
+	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
+	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -20,6 +21,10 @@ vmdeb:
 deps:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+	@# Foreign architectures run through the kernel's binfmt_misc; a host
+	@# without systemd does not mount it or register the handlers by itself.
+	[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	update-binfmts --enable
 
 # Build the bundled default image: out/debian-live-minimal-amd64.iso
 example: vmdeb

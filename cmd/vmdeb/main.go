@@ -122,38 +122,36 @@ func buildCmd() *cobra.Command {
 	var o build.RunOptions
 	var logPath, outDir string
 	c := &cobra.Command{
-		Use:   "build CONFIG",
-		Short: "Build the outputs a config file describes (needs root)",
-		Args:  args(1),
+		Use:   "build CONFIG|DIR...",
+		Short: "Build the outputs config files describe (needs root); a directory means every *.yaml in it",
+		Args: func(cmd *cobra.Command, a []string) error {
+			if len(a) == 0 {
+				return &usageError{fmt.Errorf("build needs a config file or a directory of them (see vmdeb build --help)")}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, a []string) error {
-			s, err := config.Load(a[0])
+			if ns.Inside() {
+				s, err := loadForBuild(a[0], outDir)
+				if err != nil {
+					return err
+				}
+				return buildInside(s, o, logPath)
+			}
+			configs, err := expandConfigs(a)
 			if err != nil {
+				return &usageError{err}
+			}
+			if len(configs) > 1 && logPath != "" {
+				return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
+			}
+			if err := build.RequireRoot(); err != nil {
 				return err
 			}
-			if outDir != "" {
-				if err := s.SetOutputDir(outDir); err != nil {
-					return err
-				}
+			if len(configs) == 1 {
+				return buildOne(cmd.Context(), configs[0], o, logPath, outDir)
 			}
-			if !ns.Inside() {
-				if err := build.RequireRoot(); err != nil {
-					return err
-				}
-				// Check everything before the namespaced process starts, so
-				// bad input is reported once and nothing is created.
-				if _, err := build.NewPlan(cmd.Context(), s, build.Options{}); err != nil {
-					return err
-				}
-				code, err := ns.Reexec()
-				if err != nil {
-					return &exitError{exitFailed, err}
-				}
-				if code != 0 {
-					return &exitError{code, errors.New("build failed")}
-				}
-				return nil
-			}
-			return buildInside(s, o, logPath)
+			return buildSet(cmd.Context(), configs, o, outDir)
 		},
 	}
 	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
@@ -161,6 +159,134 @@ func buildCmd() *cobra.Command {
 	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
 	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
 	return c
+}
+
+// expandConfigs turns the arguments into config files: a directory stands
+// for the *.yaml files directly in it, in name order.
+func expandConfigs(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(a, "*.yaml"))
+		if len(m) == 0 {
+			return nil, fmt.Errorf("%s: no *.yaml config files in this directory", a)
+		}
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+func loadForBuild(path, outDir string) (*config.Spec, error) {
+	s, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if outDir != "" {
+		if err := s.SetOutputDir(outDir); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// buildOne checks a config and the host, then runs the build in its own
+// namespaces (a second vmdeb process) and returns its status.
+func buildOne(ctx context.Context, path string, o build.RunOptions, logPath, outDir string) error {
+	s, err := loadForBuild(path, outDir)
+	if err != nil {
+		return err
+	}
+	// Check everything before the namespaced process starts, so bad input
+	// is reported once and nothing is created.
+	if _, err := build.NewPlan(ctx, s, build.Options{}); err != nil {
+		return err
+	}
+	args := []string{"build"}
+	if o.WorkDir != "" {
+		args = append(args, "--workdir", o.WorkDir)
+	}
+	if o.KeepWork {
+		args = append(args, "--keep-work")
+	}
+	if logPath != "" {
+		args = append(args, "--log", logPath)
+	}
+	if outDir != "" {
+		args = append(args, "--outdir", outDir)
+	}
+	code, err := ns.Reexec(append(args, path))
+	if err != nil {
+		return &exitError{exitFailed, err}
+	}
+	if code != 0 {
+		return &exitError{code, fmt.Errorf("building %s failed", path)}
+	}
+	return nil
+}
+
+// buildSet builds several images one after the other; a failure does not
+// stop the others. The table at the end says how each went.
+func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir string) error {
+	type row struct {
+		config, result, size string
+		took                 time.Duration
+	}
+	var rows []row
+	failed := 0
+	for _, c := range configs {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Printf("\n### %s\n", c)
+		start := time.Now()
+		err := buildOne(ctx, c, o, "", outDir)
+		r := row{config: c, result: "ok", took: time.Since(start)}
+		var ee *exitError
+		if errors.As(err, &ee) && ee.code >= 128 {
+			// Interrupted (Ctrl-C, SIGTERM): stop the whole set.
+			rows = append(rows, row{config: c, result: "STOPPED", took: time.Since(start)})
+			break
+		}
+		if err != nil {
+			failed++
+			r.result = "FAILED"
+			fmt.Fprintln(os.Stderr, "vmdeb:", err)
+		} else if s, lerr := loadForBuild(c, outDir); lerr == nil {
+			var total int64
+			for _, out := range s.Outputs {
+				if fi, err := os.Stat(s.Path(out.Path)); err == nil {
+					total += fi.Size()
+				}
+			}
+			r.size = humanSize(total)
+		}
+		rows = append(rows, r)
+	}
+	fmt.Printf("\n%-50s %-7s %10s %8s\n", "CONFIG", "RESULT", "SIZE", "TIME")
+	for _, r := range rows {
+		fmt.Printf("%-50s %-7s %10s %8s\n", r.config, r.result, r.size, r.took.Round(time.Second))
+	}
+	if failed > 0 || len(rows) < len(configs) {
+		return &exitError{exitFailed, fmt.Errorf("%d of %d images failed", failed+len(configs)-len(rows), len(configs))}
+	}
+	return nil
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
 }
 
 // buildInside runs in the build's own mount and PID namespaces.

@@ -23,16 +23,16 @@ const marker = "VMDEB_IN_NAMESPACE"
 // Inside reports whether this process is the namespaced build process.
 func Inside() bool { return os.Getenv(marker) == "1" }
 
-// Reexec runs this program again with the same arguments in new mount and
+// Reexec runs this program again with args in new mount and
 // PID namespaces and returns its exit status. The child dies with us
 // (SIGKILL on parent death); Ctrl-C and SIGTERM are passed on to it so it
 // can tear down in order.
-func Reexec() (int, error) {
+func Reexec(args []string) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 1, err
 	}
-	cmd := exec.Command(self, os.Args[1:]...)
+	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), marker+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
