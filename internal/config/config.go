@@ -73,7 +73,6 @@ type Live struct {
 	Splash       string   `yaml:"splash"`
 	Compression  string   `yaml:"compression"`
 	KernelParams []string `yaml:"kernel-params"`
-	DTB          string   `yaml:"dtb"`
 }
 
 // Output is one thing the build writes.

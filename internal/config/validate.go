@@ -84,9 +84,6 @@ func (s *Spec) Validate() Errors {
 			bad("binfmt-handler", "%s is not an executable file", p)
 		}
 	}
-	if s.Live.DTB != "" && (strings.HasPrefix(s.Live.DTB, "/") || strings.Contains(s.Live.DTB, "..") || !strings.HasSuffix(s.Live.DTB, ".dtb")) {
-		bad("live.dtb", "%q: a device tree file relative to the kernel's dtb directory, e.g. broadcom/bcm2837-rpi-3-b.dtb", s.Live.DTB)
-	}
 	if s.Keyring != "" {
 		if _, err := os.Stat(s.Path(s.Keyring)); err != nil {
 			bad("keyring", "cannot read %s: %v", s.Path(s.Keyring), unwrapPath(err))
