@@ -129,6 +129,11 @@ Status: install ok installed
 Architecture: amd64
 Version: 5.9-8
 
+Package: libc6
+Status: install ok installed
+Architecture: i386
+Version: 2.41
+
 Package: gone
 Status: deinstall ok config-files
 Version: 1
@@ -138,8 +143,8 @@ Status: install ok installed
 Architecture: all
 Version: 13.8
 `), 0o644)
-	m, err := Manifest(root)
-	if err != nil || m != "base-files\t13.8\nzsh:amd64\t5.9-8\n" {
+	m, err := Manifest(root, "amd64")
+	if err != nil || m != "base-files\t13.8\nlibc6:i386\t2.41\nzsh\t5.9-8\n" {
 		t.Errorf("%q %v", m, err)
 	}
 }

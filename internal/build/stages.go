@@ -280,7 +280,7 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	os.Remove(filepath.Join(r, "var/lib/dbus/machine-id"))
-	m, err := Manifest(r)
+	m, err := Manifest(r, st.Plan.Arch.Name)
 	if err != nil {
 		return err
 	}
@@ -320,8 +320,9 @@ func removeGlob(root string, patterns ...string) error {
 }
 
 // Manifest lists the installed packages of a root file system, one
-// "name version" per line, read from dpkg's status file.
-func Manifest(root string) (string, error) {
+// "name<TAB>version" per line, read from dpkg's status file; packages of
+// another architecture than native (multiarch) carry it as name:arch.
+func Manifest(root, native string) (string, error) {
 	f, err := os.Open(filepath.Join(root, "var/lib/dpkg/status"))
 	if err != nil {
 		return "", err
@@ -344,7 +345,7 @@ func Manifest(root string) (string, error) {
 			continue
 		}
 		name := p.Values["Package"]
-		if a := p.Values["Architecture"]; a != "" && a != "all" {
+		if a := p.Values["Architecture"]; a != "" && a != "all" && a != native {
 			name += ":" + a
 		}
 		lines = append(lines, name+"\t"+p.Values["Version"])

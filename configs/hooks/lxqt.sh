@@ -1,0 +1,10 @@
+#!/bin/sh
+# Customisation hook of Debian's "lxqt" live image (configs/lxqt*.yaml).
+# vmdeb runs it as `lxqt.sh ROOTFS` after the config's packages are in;
+# the shared steps live in lib/live.sh.
+set -eu
+rootfs="$1"
+. "$(dirname "$0")/lib/live.sh"
+
+live_common "$rootfs" lxqt
+add_graphical_installer "$rootfs"

@@ -1,0 +1,283 @@
+// Package disk makes bootable VM disk images (raw or qcow2) from a root
+// file system directory, without loop devices and without mounts: each file
+// system is made from a directory straight into its partition of a sparse
+// image file (mke2fs -d -E offset, mkfs.vfat --offset, mtools), the
+// partition table is written by sfdisk on the file, and GRUB's BIOS boot
+// sector and core image are placed by vmdeb itself, as grub-bios-setup
+// would place them.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"vmdeb/internal/arch"
+	"vmdeb/internal/buildlog"
+)
+
+// Options describe one disk image.
+type Options struct {
+	Size       int64  // bytes of the whole image (a multiple of 512)
+	Format     string // raw (default) | qcow2
+	Table      string // gpt (default) | mbr
+	RootFS     string // ext4 (default), ext3, ext2
+	BootSize   int64  // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
+	SwapSize   int64  // >0: a swap partition of this size
+	ESPSize    int64  // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
+	Bootloader string // grub-bios | grub-uefi | grub-hybrid | extlinux | none; default per architecture
+	Arch       arch.Arch
+	// KernelParams are appended to the kernel command line, after
+	// root=UUID=… ro and the consoles (tty0 and the architecture's serial
+	// console), which are always there.
+	KernelParams []string
+	Hostname     string // "" keeps the root file system's /etc/hostname
+	Network      string // networkd (default) | ifupdown | none
+	GrowRoot     bool   // grow the root partition and file system to the disk's end on first boot
+	// SourceDateEpoch > 0 with Seed derives every UUID (disk, partitions,
+	// file systems) from them, so the same config gives the same
+	// identifiers; it is also passed to the tools as their clock.
+	SourceDateEpoch int64
+	Seed            string
+	// GrubDirs maps a GRUB platform ("i386-pc", "x86_64-efi", "arm64-efi",
+	// …) to the directory of its modules; a platform not in the map is
+	// taken from the host's /usr/lib/grub/<platform>. A foreign
+	// architecture's build points this at the target's own GRUB.
+	GrubDirs map[string]string
+}
+
+// Valid option values; the first of each list is the default.
+var (
+	Formats     = []string{"raw", "qcow2"}
+	Tables      = []string{"gpt", "mbr"}
+	RootFSTypes = []string{"ext4", "ext3", "ext2"}
+	Bootloaders = []string{"grub-hybrid", "grub-bios", "grub-uefi", "extlinux", "none"}
+	Networks    = []string{"networkd", "ifupdown", "none"}
+)
+
+const (
+	mib            = 1 << 20
+	sector         = 512
+	defaultESPSize = 256 * mib
+	minESPSize     = 32 * mib // below this some firmware refuses FAT ESPs
+	minBootSize    = 16 * mib
+	biosBootSize   = 1 * mib
+	maxMBRSectors  = 1 << 32 // MBR entries hold 32-bit sector numbers
+)
+
+// DefaultBootloader is the boot loader a disk image gets on a when the
+// config names none: GRUB for both firmwares where the architecture has
+// both, else the one it has.
+func DefaultBootloader(a arch.Arch) string {
+	bios, uefi := a.HasFirmware(arch.BIOS), a.HasFirmware(arch.UEFI)
+	switch {
+	case bios && uefi:
+		return "grub-hybrid"
+	case uefi:
+		return "grub-uefi"
+	case bios:
+		return "grub-bios"
+	}
+	return "none"
+}
+
+// bios and uefi tell which firmwares the boot loader serves.
+func (o Options) bios() bool { return o.Bootloader == "grub-bios" || o.Bootloader == "grub-hybrid" }
+func (o Options) uefi() bool { return o.Bootloader == "grub-uefi" || o.Bootloader == "grub-hybrid" }
+func (o Options) grub() bool { return o.bios() || o.uefi() }
+
+// normalize fills in the defaults and rejects what cannot be built, with
+// the valid choices in the message.
+func (o Options) normalize() (Options, error) {
+	def := func(p *string, valid []string, what string) error {
+		if *p == "" {
+			*p = valid[0]
+		}
+		if !slices.Contains(valid, *p) {
+			return fmt.Errorf("disk: %s %q is not valid (valid: %s)", what, *p, strings.Join(valid, ", "))
+		}
+		return nil
+	}
+	a := o.Arch
+	if a.Name == "" {
+		return o, errors.New("disk: no architecture given")
+	}
+	if !a.Supports("disk") {
+		return o, fmt.Errorf("disk: architecture %s has no disk image output", a.Name)
+	}
+	if o.Bootloader == "" {
+		o.Bootloader = DefaultBootloader(a)
+	}
+	if err := errors.Join(
+		def(&o.Format, Formats, "format"),
+		def(&o.Table, Tables, "partition table"),
+		def(&o.RootFS, RootFSTypes, "root file system"),
+		def(&o.Bootloader, Bootloaders, "boot loader"),
+		def(&o.Network, Networks, "network"),
+	); err != nil {
+		return o, err
+	}
+	if o.Bootloader == "extlinux" {
+		return o, errors.New("disk: boot loader extlinux is not supported yet (it needs a mounted file system); use grub-bios")
+	}
+	if o.bios() && !a.HasFirmware(arch.BIOS) {
+		return o, fmt.Errorf("disk: boot loader %s needs a PC BIOS, which %s does not have (use grub-uefi)", o.Bootloader, a.Name)
+	}
+	if o.uefi() && (!a.HasFirmware(arch.UEFI) || a.GrubEFITarget == "" || a.EFIBootName == "") {
+		return o, fmt.Errorf("disk: boot loader %s needs UEFI, which vmdeb does not support on %s", o.Bootloader, a.Name)
+	}
+	if o.ESPSize < 0 || o.BootSize < 0 || o.SwapSize < 0 {
+		return o, errors.New("disk: partition sizes cannot be negative")
+	}
+	if o.uefi() {
+		if o.ESPSize == 0 {
+			o.ESPSize = defaultESPSize
+		}
+		if o.ESPSize < minESPSize {
+			return o, fmt.Errorf("disk: the EFI system partition needs at least %s, %s was given", human(minESPSize), human(o.ESPSize))
+		}
+	} else if o.ESPSize > 0 {
+		return o, fmt.Errorf("disk: an EFI system partition (esp-size) only makes sense with a UEFI boot loader (grub-uefi or grub-hybrid), not %s", o.Bootloader)
+	}
+	if o.BootSize > 0 && o.BootSize < minBootSize {
+		return o, fmt.Errorf("disk: a separate /boot needs at least %s, %s was given", human(minBootSize), human(o.BootSize))
+	}
+	if o.Size <= 0 {
+		return o, errors.New("disk: the image size is not set")
+	}
+	if o.Size%sector != 0 {
+		return o, fmt.Errorf("disk: the image size %d is not a multiple of %d bytes", o.Size, sector)
+	}
+	if o.Table == "mbr" && o.Size/sector > maxMBRSectors {
+		return o, fmt.Errorf("disk: an MBR partition table cannot address %s; use gpt", human(o.Size))
+	}
+	return o, nil
+}
+
+// bootFS is the file system of a separate /boot: ext2 beside an ext2 root
+// (a system without a journal anywhere), ext4 otherwise.
+func (o Options) bootFS() string {
+	if o.RootFS == "ext2" {
+		return "ext2"
+	}
+	return "ext4"
+}
+
+// grubDir is the module directory of a GRUB platform.
+func (o Options) grubDir(platform string) string {
+	if d, ok := o.GrubDirs[platform]; ok && d != "" {
+		return d
+	}
+	return filepath.Join("/usr/lib/grub", platform)
+}
+
+// Missing is a tool or file a disk build needs that the host lacks.
+type Missing struct {
+	What    string // binary name or file path
+	Package string // Debian package that provides it
+}
+
+func (m Missing) String() string { return m.What + " (install " + m.Package + ")" }
+
+// CheckTools lists what Build needs on this host for o and is missing,
+// each with the Debian package that provides it.
+func CheckTools(o Options) []Missing {
+	o, _ = o.normalize() // defaults only; Build reports bad options itself
+	var miss []Missing
+	bin := func(name, pkg string) {
+		if _, err := lookPath(name); err != nil {
+			miss = append(miss, Missing{name, pkg})
+		}
+	}
+	file := func(path, pkg string) {
+		if _, err := os.Stat(path); err != nil {
+			miss = append(miss, Missing{path, pkg})
+		}
+	}
+	bin("sfdisk", "fdisk")
+	bin("mke2fs", "e2fsprogs")
+	bin("e2fsck", "e2fsprogs")
+	if o.SwapSize > 0 {
+		bin("mkswap", "util-linux")
+	}
+	if o.Format == "qcow2" {
+		bin("qemu-img", "qemu-utils")
+	}
+	if o.grub() {
+		bin("grub-mkimage", "grub-common")
+	}
+	if o.bios() {
+		d := o.grubDir("i386-pc")
+		for _, f := range []string{"boot.img", "diskboot.img", "biosdisk.mod", "normal.mod"} {
+			file(filepath.Join(d, f), "grub-pc-bin")
+		}
+	}
+	if o.uefi() {
+		pkg := o.Arch.GrubEFIPackage
+		if pkg == "" {
+			pkg = "grub-efi-" + o.Arch.Name + "-bin"
+		}
+		file(filepath.Join(o.grubDir(o.Arch.GrubEFITarget), "normal.mod"), pkg)
+		bin("mkfs.vfat", "dosfstools")
+		bin("mmd", "mtools")
+		bin("mcopy", "mtools")
+		bin("mdir", "mtools")
+	}
+	return miss
+}
+
+func missingError(miss []Missing) error {
+	var s []string
+	for _, m := range miss {
+		s = append(s, m.String())
+	}
+	return fmt.Errorf("disk: missing on this host: %s", strings.Join(s, ", "))
+}
+
+// lookPath finds a binary on the PATH that commands run with (sbin
+// included, which a user's own PATH may lack).
+func lookPath(name string) (string, error) {
+	path := ""
+	for _, e := range buildlog.BaseEnv() {
+		if p, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = p
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found on PATH", name)
+}
+
+// tool is name's full path, or name itself, so that a missing tool fails
+// with the runner's own "not found".
+func tool(name string) string {
+	if p, err := lookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+// human formats a byte count for people: "1.5 GiB".
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	s := fmt.Sprintf("%.1f", float64(n)/float64(div))
+	return strings.TrimSuffix(s, ".0") + " " + string("KMGTPE"[exp]) + "iB"
+}
