@@ -75,10 +75,49 @@ type Live struct {
 	KernelParams []string `yaml:"kernel-params"`
 }
 
-// Output is one thing the build writes.
+// Output is one thing the build writes. The disk keys apply to type disk.
 type Output struct {
 	Type string `yaml:"type"`
 	Path string `yaml:"path"`
+
+	Format         string   `yaml:"format"`          // raw | qcow2 (default: from the extension)
+	Size           Size     `yaml:"size"`            // whole image, e.g. 4G
+	PartitionTable string   `yaml:"partition-table"` // gpt | mbr
+	Filesystem     string   `yaml:"filesystem"`      // ext4 | ext3 | ext2
+	BootSize       Size     `yaml:"boot-size"`       // separate /boot
+	SwapSize       Size     `yaml:"swap-size"`
+	ESPSize        Size     `yaml:"esp-size"`
+	Bootloader     string   `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | none
+	Network        string   `yaml:"network"`    // networkd | ifupdown | none
+	GrowRoot       bool     `yaml:"grow-root"`
+	KernelParams   []string `yaml:"kernel-params"`
+}
+
+// Size is a byte count written as 4G, 512M, 300MiB or a plain number.
+type Size struct{ Bytes int64 }
+
+// UnmarshalYAML reads sizes with binary units.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	z.Bytes = v
+	return nil
+}
+
+// ParseSize reads "4G", "512M", "300MiB", "1.5G", "1048576" (binary units).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	num := strings.TrimRightFunc(t, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.ToUpper(strings.TrimSpace(t[len(num):]))
+	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I")
+	mult := map[string]float64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (valid: e.g. 4G, 512M, 300MiB)", s)
+	}
+	return int64(f * mult), nil
 }
 
 // Duration is a time.Duration written as "30m", "90s".
@@ -95,7 +134,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // OutputTypes are the output kinds vmdeb knows.
-var OutputTypes = []string{"live-iso", "tarball", "directory"}
+var OutputTypes = []string{"live-iso", "disk", "tarball", "directory"}
 
 // Error is one problem in a config file.
 type Error struct {
@@ -241,7 +280,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, 
 		t = t.Elem()
 	}
 	switch {
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode && t != reflect.TypeOf(Duration{}):
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode && t != reflect.TypeOf(Duration{}) && t != reflect.TypeOf(Size{}):
 		fields := map[string]reflect.Type{}
 		var names []string
 		for i := 0; i < t.NumField(); i++ {

@@ -176,6 +176,12 @@ func (s *Spec) Validate() Errors {
 		} else if a.Name != "" && !a.Supports(o.Type) {
 			bad(key+".type", "architecture %s cannot produce %s outputs (it can: %s)", a.Name, o.Type, strings.Join(a.Outputs, ", "))
 		}
+		if o.Type == "disk" {
+			validateDisk(o, key, bad)
+		} else if o.Format != "" || o.Size.Bytes != 0 || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
+			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 {
+			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only")
+		}
 		if o.Path == "" {
 			bad(key+".path", "missing")
 			continue
@@ -193,6 +199,50 @@ func (s *Spec) Validate() Errors {
 		bad("kernel", "a live-iso output needs a kernel; remove kernel: none")
 	}
 	return errs
+}
+
+// Disk output choices.
+var (
+	DiskFormats     = []string{"raw", "qcow2"}
+	PartitionTables = []string{"gpt", "mbr"}
+	Filesystems     = []string{"ext4", "ext3", "ext2"}
+	Bootloaders     = []string{"grub-bios", "grub-uefi", "grub-hybrid", "none"}
+	Networks        = []string{"networkd", "ifupdown", "none"}
+)
+
+func validateDisk(o Output, key string, bad func(string, string, ...any)) {
+	check := func(field, v string, valid []string) {
+		if v != "" && !oneOf(v, valid) {
+			bad(key+"."+field, "%q is not valid (valid: %s)", v, strings.Join(valid, ", "))
+		}
+	}
+	check("format", o.Format, DiskFormats)
+	check("partition-table", o.PartitionTable, PartitionTables)
+	check("filesystem", o.Filesystem, Filesystems)
+	check("bootloader", o.Bootloader, Bootloaders)
+	check("network", o.Network, Networks)
+	if o.Size.Bytes == 0 {
+		bad(key+".size", "missing: the disk image's size, e.g. size: 4G")
+	} else if o.Size.Bytes < 64<<20 {
+		bad(key+".size", "%d bytes is too small for a disk image (at least 64M)", o.Size.Bytes)
+	}
+	for i, kp := range o.KernelParams {
+		if kp == "" || strings.ContainsAny(kp, " \t\n\"'") {
+			bad(fmt.Sprintf("%s.kernel-params[%d]", key, i), "%q: one parameter per list item, no spaces or quotes", kp)
+		}
+	}
+}
+
+// DiskFormat is the disk output's image format: the config's, else from
+// the file name (.qcow2), else raw.
+func (o Output) DiskFormat() string {
+	if o.Format != "" {
+		return o.Format
+	}
+	if strings.HasSuffix(o.Path, ".qcow2") {
+		return "qcow2"
+	}
+	return "raw"
 }
 
 // SetOutputDir moves every output into dir, keeping its file name.
