@@ -55,7 +55,11 @@ func run() int {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
 	})
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd())
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), vmdebootstrapCmd())
+	// Called as vmdebootstrap (a symlink): be vmdebootstrap.
+	if filepath.Base(os.Args[0]) == "vmdebootstrap" && !ns.Inside() {
+		root.SetArgs(append([]string{"vmdebootstrap"}, os.Args[1:]...))
+	}
 	err := root.Execute()
 	if err == nil {
 		return 0

@@ -56,7 +56,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 		UEFIPackage: "ovmf",
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
 	},
 	"i386": {
 		Name: "i386", ELFMachine: "EM_386", QemuUser: "i386",
@@ -67,7 +67,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF32_VARS_4M.fd"},
 		UEFIPackage: "ovmf-ia32",
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
 	},
 	"arm64": {
 		Name: "arm64", ELFMachine: "EM_AARCH64", QemuUser: "aarch64",
@@ -79,7 +79,7 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
 		UEFIPackage: "qemu-efi-aarch64",
 		NeedsDTB:    true,
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory"},
+		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
 	},
 	"armhf": {
 		Name: "armhf", ELFMachine: "EM_ARM", QemuUser: "arm",
@@ -91,32 +91,32 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
 		UEFIPackage: "qemu-efi-arm",
 		NeedsDTB:    true,
-		Outputs:     []string{"tarball", "directory"},
+		Outputs:     []string{"tarball", "directory", "squashfs"},
 	},
 	"armel": {
 		Name: "armel", ELFMachine: "EM_ARM", QemuUser: "arm",
 		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
 		Kernel:   "linux-image-marvell",
 		NeedsDTB: true,
-		Outputs:  []string{"tarball", "directory"},
+		Outputs:  []string{"tarball", "directory", "squashfs"},
 	},
 	"ppc64el": {
 		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",
 		QemuSystem: "qemu-system-ppc64", QemuMachine: "pseries", Console: "hvc0",
 		Kernel:  "linux-image-powerpc64le",
-		Outputs: []string{"tarball", "directory"},
+		Outputs: []string{"tarball", "directory", "squashfs"},
 	},
 	"riscv64": {
 		Name: "riscv64", ELFMachine: "EM_RISCV", QemuUser: "riscv64",
 		QemuSystem: "qemu-system-riscv64", QemuMachine: "virt", Console: "ttyS0",
 		Kernel:  "linux-image-riscv64",
-		Outputs: []string{"tarball", "directory"},
+		Outputs: []string{"tarball", "directory", "squashfs"},
 	},
 	"s390x": {
 		Name: "s390x", ELFMachine: "EM_S390", QemuUser: "s390x",
 		QemuSystem: "qemu-system-s390x", QemuMachine: "s390-ccw-virtio", Console: "ttysclp0",
 		Kernel:  "linux-image-s390x",
-		Outputs: []string{"tarball", "directory"},
+		Outputs: []string{"tarball", "directory", "squashfs"},
 	},
 }
 

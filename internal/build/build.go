@@ -65,6 +65,8 @@ func Stages(p *Plan) []Stage {
 			s = append(s, tarballStage{out: p.Spec.Path(o.Path)})
 		case "directory":
 			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
+		case "squashfs":
+			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
 		}
 	}
 	return append(s, reportStage{})

@@ -84,10 +84,40 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
 		return err
 	}
+	if err := installCustom(ctx, st); err != nil {
+		return err
+	}
 	if st.Plan.TargetGrub {
 		return fetchTargetGrub(ctx, st)
 	}
 	return nil
+}
+
+// installCustom installs the config's local .deb files with apt, so their
+// dependencies come from the mirror.
+func installCustom(ctx context.Context, st *State) error {
+	s := st.Plan.Spec
+	if len(s.CustomPackages) == 0 {
+		return nil
+	}
+	dir := filepath.Join(st.Rootfs, "tmp/vmdeb-debs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var inside []string
+	for _, d := range s.CustomPackages {
+		data, err := os.ReadFile(s.Path(d))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(d)), data, 0o644); err != nil {
+			return err
+		}
+		inside = append(inside, "/tmp/vmdeb-debs/"+filepath.Base(d))
+	}
+	st.Log.Printf("installing %d local packages: %s", len(inside), strings.Join(inside, " "))
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside)})
 }
 
 // fetchTargetGrub downloads the target's GRUB EFI package with the
@@ -381,6 +411,42 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	return st.commit(tmp, s.out, "live-iso")
 }
 
+// squashfsStage writes a directory with filesystem.squashfs and the
+// newest kernel and initrd, as vmdebootstrap's --squash did.
+type squashfsStage struct{ out string }
+
+func (squashfsStage) Name() string { return "squashfs" }
+
+func (s squashfsStage) Run(ctx context.Context, st *State) error {
+	if ents, err := os.ReadDir(s.out); err == nil && len(ents) > 0 {
+		return fmt.Errorf("%s exists and is not empty", s.out)
+	}
+	tmp := st.temp(s.out)
+	defer chroot.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, filepath.Join(tmp, "filesystem.squashfs"),
+		live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression}); err != nil {
+		return err
+	}
+	k, err := live.FindKernels(st.Rootfs)
+	if err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{k[0].Vmlinuz: "vmlinuz", k[0].Initrd: "initrd.img"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, dst), data, 0o644); err != nil {
+			return err
+		}
+	}
+	os.Remove(s.out) // an empty directory may stand there
+	return st.commit(tmp, s.out, "squashfs")
+}
+
 // tarballStage writes the root file system as a tar archive, compressed
 // by its name's extension.
 type tarballStage struct{ out string }
@@ -442,6 +508,21 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 	var added []Result
 	for _, r := range st.Results {
 		if r.Type == "directory" {
+			continue
+		}
+		if r.Type == "squashfs" {
+			// live-build's names, inside the directory.
+			man := filepath.Join(r.Path, "filesystem.packages")
+			if err := writeAtomic(man, []byte(st.Manifest)); err != nil {
+				return err
+			}
+			files := []string{man}
+			for _, f := range []string{"filesystem.squashfs", "vmlinuz", "initrd.img"} {
+				files = append(files, filepath.Join(r.Path, f))
+			}
+			if err := updateSums(ctx, filepath.Join(r.Path, "SHA256SUMS"), files); err != nil {
+				return err
+			}
 			continue
 		}
 		man := manifestPath(r.Path)

@@ -34,6 +34,7 @@ type Spec struct {
 	Keyring        string   `yaml:"keyring"`
 	Kernel         string   `yaml:"kernel"`
 	Packages       []string `yaml:"packages"`
+	CustomPackages []string `yaml:"custom-packages"`
 	Users          []User   `yaml:"users"`
 	Root           Root     `yaml:"root"`
 	Hostname       string   `yaml:"hostname"`
@@ -134,7 +135,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // OutputTypes are the output kinds vmdeb knows.
-var OutputTypes = []string{"live-iso", "disk", "tarball", "directory"}
+var OutputTypes = []string{"live-iso", "disk", "tarball", "directory", "squashfs"}
 
 // Error is one problem in a config file.
 type Error struct {

@@ -164,3 +164,41 @@ func TestArchOutputRefused(t *testing.T) {
 		t.Fatalf("want refusal, got %v", err)
 	}
 }
+
+func TestDiskOutput(t *testing.T) {
+	p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n",
+		"  - {type: disk, path: out/vm.qcow2, size: 4G, esp-size: 300MiB, bootloader: grub-hybrid, grow-root: true}\n", 1))
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Outputs[0]
+	if d.Size.Bytes != 4<<30 || d.ESPSize.Bytes != 300<<20 || d.DiskFormat() != "qcow2" || !d.GrowRoot {
+		t.Errorf("%+v", d)
+	}
+	for yaml, want := range map[string]string{
+		"{type: disk, path: a.img}":                             "outputs[0].size: missing",
+		"{type: disk, path: a.img, size: 4X}":                   `"4X" is not a size`,
+		"{type: disk, path: a.img, size: 1M}":                   "too small",
+		"{type: disk, path: a.img, size: 4G, bootloader: lilo}": `outputs[0].bootloader: "lilo" is not valid`,
+		"{type: tarball, path: a.tar, size: 4G}":                "apply to disk outputs only",
+	} {
+		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", yaml, err, want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4G": 4 << 30, "512M": 512 << 20, "300MiB": 300 << 20, "1.5G": 3 << 29, "1048576": 1 << 20, "2k": 2048} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("%s: %d %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1G", "4X", "four"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

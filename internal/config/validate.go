@@ -97,6 +97,14 @@ func (s *Spec) Validate() Errors {
 			bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
 		}
 	}
+	for i, d := range s.CustomPackages {
+		key := fmt.Sprintf("custom-packages[%d]", i)
+		if !strings.HasSuffix(d, ".deb") {
+			bad(key, "%q: a local .deb file", d)
+		} else if _, err := os.Stat(s.Path(d)); err != nil {
+			bad(key, "%s: %v", s.Path(d), unwrapPath(err))
+		}
+	}
 	seen := map[string]bool{}
 	for i, u := range s.Users {
 		key := fmt.Sprintf("users[%d]", i)
@@ -195,8 +203,10 @@ func (s *Spec) Validate() Errors {
 			bad(key+".path", "%v", err)
 		}
 	}
-	if s.Kernel == "none" && hasOutput(s, "live-iso") {
-		bad("kernel", "a live-iso output needs a kernel; remove kernel: none")
+	for _, t := range []string{"live-iso", "disk", "squashfs"} {
+		if s.Kernel == "none" && hasOutput(s, t) {
+			bad("kernel", "a %s output needs a kernel; remove kernel: none", t)
+		}
 	}
 	return errs
 }
