@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 )
@@ -83,10 +85,19 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
+	sweepStale(parent, log)
 	work, err := os.MkdirTemp(parent, "vmdeb-"+p.Spec.Name+"-")
 	if err != nil {
 		return nil, err
 	}
+	// The lock says "in use" for as long as this process lives, even if
+	// it is killed: a later build removes work directories nobody holds.
+	lock, err := lockWork(work)
+	if err != nil {
+		os.Remove(work)
+		return nil, err
+	}
+	defer lock.Close()
 	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs")}
 	log.Logf("work directory %s", work)
 	defer func() {
@@ -122,6 +133,39 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 	return st, nil
 }
 
+const lockName = ".vmdeb-lock"
+
+func lockWork(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// sweepStale removes the work directories of builds that were killed
+// (SIGKILL leaves no chance to clean up): those whose lock nobody holds.
+func sweepStale(parent string, log *buildlog.Log) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, "vmdeb-*"))
+	for _, d := range dirs {
+		f, err := os.OpenFile(filepath.Join(d, lockName), os.O_RDWR, 0)
+		if err != nil {
+			continue // not a work directory, or one just being made
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			log.Printf("removing the work directory of an interrupted build: %s", d)
+			if err := chroot.RemoveAll(d); err != nil {
+				log.Printf("could not remove %s: %v", d, err)
+			}
+		}
+		f.Close()
+	}
+}
+
 // StageError names the stage a build failed in.
 type StageError struct {
 	Stage string
@@ -132,8 +176,13 @@ func (e *StageError) Error() string { return fmt.Sprintf("stage %s failed: %v", 
 func (e *StageError) Unwrap() error { return e.Err }
 
 // temp returns a temporary name beside out, removed if the build fails.
+// One left by a killed build of the same output is removed first.
 func (st *State) temp(out string) string {
 	t := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".vmdeb-tmp")
+	old, _ := filepath.Glob(t + "*")
+	for _, o := range old {
+		chroot.RemoveAll(o)
+	}
 	st.temps = append(st.temps, t)
 	return t
 }
