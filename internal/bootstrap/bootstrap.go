@@ -41,6 +41,8 @@ func New(name string) (Bootstrapper, error) {
 	switch name {
 	case "debootstrap", "":
 		return Debootstrap{}, nil
+	case "native":
+		return NewNative(), nil
 	}
 	return nil, fmt.Errorf("unknown bootstrap backend %q", name)
 }

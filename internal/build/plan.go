@@ -80,6 +80,9 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if p.Bootstrap, err = bootstrap.New(s.Bootstrap); err != nil {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
 	}
+	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
+		n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
+	}
 	p.Packages = packageList(s)
 	if err := p.emulation(o.BinfmtDir); err != nil {
 		return nil, &PreflightError{err}
@@ -191,7 +194,10 @@ func packageList(s *config.Spec) []string {
 // MissingTools lists host programs and files the build needs but cannot
 // find, each with the Debian package that provides it.
 func (p *Plan) MissingTools() []string {
-	need := map[string]string{"chroot": "coreutils", "tar": "tar"}
+	need := map[string]string{"chroot": "coreutils"}
+	if p.Spec.HasOutput("tarball") {
+		need["tar"] = "tar"
+	}
 	for k, v := range p.Bootstrap.Tools() {
 		need[k] = v
 	}
@@ -231,7 +237,7 @@ func missingPackages(p *Plan) []string {
 // RequireRoot says why a build needs root when it does not have it.
 func RequireRoot() error {
 	if os.Geteuid() != 0 {
-		return &PreflightError{fmt.Errorf("vmdeb build needs root (debootstrap makes device nodes and the build mounts /proc, /sys and /dev in the chroot); run it with sudo")}
+		return &PreflightError{fmt.Errorf("vmdeb build needs root (the bootstrap makes device nodes and the build mounts /proc, /sys and /dev in the chroot); run it with sudo")}
 	}
 	return nil
 }

@@ -52,7 +52,14 @@ func (chrootStage) Run(ctx context.Context, st *State) error {
 	}
 	st.Chroot = c
 	p := st.Plan
-	return c.UseSources(apt.BuildSources(p.Mirror, p.Spec.Suite, p.Spec.Components))
+	if err := c.UseSources(apt.BuildSources(p.Mirror, p.Spec.Suite, p.Spec.Components)); err != nil {
+		return err
+	}
+	// The native bootstrapper's package cache serves apt too.
+	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
+		return n.ShareCache(ctx, c)
+	}
+	return nil
 }
 
 // packagesStage installs the kernel, the live stack and the config's
@@ -277,6 +284,12 @@ type finaliseStage struct{}
 func (finaliseStage) Name() string { return "finalise" }
 
 func (finaliseStage) Run(ctx context.Context, st *State) error {
+	if n, ok := st.Plan.Bootstrap.(*bootstrap.Native); ok {
+		// Keep what apt downloaded; apt-get clean then empties only the image's copy.
+		if err := n.UnshareCache(); err != nil {
+			return err
+		}
+	}
 	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: []string{"-q", "clean"}}); err != nil {
 		return err
 	}

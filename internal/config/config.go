@@ -32,6 +32,8 @@ type Spec struct {
 	Variant        string   `yaml:"variant"`
 	Bootstrap      string   `yaml:"bootstrap"`
 	Keyring        string   `yaml:"keyring"`
+	Cache          string   `yaml:"cache"`
+	Insecure       bool     `yaml:"insecure"`
 	Kernel         string   `yaml:"kernel"`
 	Packages       []string `yaml:"packages"`
 	CustomPackages []string `yaml:"custom-packages"`

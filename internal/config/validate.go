@@ -29,7 +29,7 @@ var (
 var Variants = []string{"minbase", "buildd", "important"}
 
 // Bootstraps are the base-system backends.
-var Bootstraps = []string{"debootstrap"}
+var Bootstraps = []string{"debootstrap", "native"}
 
 // Validate checks everything that can be checked without the network and
 // returns every problem found.
@@ -75,6 +75,14 @@ func (s *Spec) Validate() Errors {
 	}
 	if !oneOf(s.Bootstrap, Bootstraps) {
 		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, strings.Join(Bootstraps, ", "))
+	}
+	// cache and insecure belong to the native bootstrapper; accepting them
+	// for another backend would make users believe they work.
+	if s.Cache != "" && s.Bootstrap != "native" {
+		bad("cache", "only the native bootstrapper has a package cache (set bootstrap: native)")
+	}
+	if s.Insecure && s.Bootstrap != "native" {
+		bad("insecure", "only applies to bootstrap: native")
 	}
 	if s.BinfmtHandler != "" {
 		p := s.Path(s.BinfmtHandler)

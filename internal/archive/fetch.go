@@ -1,0 +1,217 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Client fetches files from a mirror (http, https or file URLs). Every
+// request has a deadline, a transfer that stalls is cut, and transient
+// failures (network errors, 5xx, a body cut short) are retried.
+type Client struct {
+	HTTP *http.Client
+	// Timeout bounds one request, body included (one attempt).
+	Timeout time.Duration
+	// Stall cuts a transfer that receives nothing for this long.
+	Stall time.Duration
+	// Retries is how many times a failed request is tried again.
+	Retries int
+	// Backoff is the pause before the first retry; it doubles each time.
+	Backoff time.Duration
+}
+
+// NewClient returns a Client with the defaults vmdeb uses: generous enough
+// for a large package on a slow mirror, short enough that a dead mirror
+// fails the build in minutes, not hours.
+func NewClient() *Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   20 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       60 * time.Second,
+		// Packages are already compressed; asking for gzip only costs CPU.
+		DisableCompression: true,
+	}
+	return &Client{HTTP: &http.Client{Transport: tr}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, Retries: 3, Backoff: 500 * time.Millisecond}
+}
+
+// StatusError is an HTTP answer other than 200.
+type StatusError struct {
+	URL    string
+	Status string
+	Code   int
+}
+
+func (e *StatusError) Error() string { return e.URL + ": " + e.Status }
+
+// NotFound reports whether err says the file is not on the mirror.
+func NotFound(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code == http.StatusNotFound || se.Code == http.StatusGone
+	}
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// Fetch gets u and hands its body to fn. When the transfer fails in a way
+// worth retrying, fn is called again with a fresh body, so fn must start
+// over each time (truncate what it wrote). An error fn returns that is not
+// a read error of the body is final.
+func (c *Client) Fetch(ctx context.Context, u string, fn func(io.Reader) error) error {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	if pu.Scheme == "file" {
+		f, err := os.Open(pu.Path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return fn(f)
+	}
+	if pu.Scheme != "http" && pu.Scheme != "https" {
+		return fmt.Errorf("%s: unsupported URL scheme %q (http, https, file)", u, pu.Scheme)
+	}
+	wait := c.Backoff
+	for attempt := 0; ; attempt++ {
+		err = c.once(ctx, u, fn)
+		if err == nil || !retryable(err) || attempt >= c.Retries || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait *= 2
+	}
+}
+
+// transient marks an error worth another attempt.
+type transient struct{ err error }
+
+func (t *transient) Error() string { return t.err.Error() }
+func (t *transient) Unwrap() error { return t.err }
+
+func retryable(err error) bool {
+	var t *transient
+	return errors.As(err, &t)
+}
+
+func (c *Client) once(ctx context.Context, u string, fn func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "vmdeb")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return &transient{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		se := &StatusError{URL: u, Status: resp.Status, Code: resp.StatusCode}
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return &transient{se}
+		}
+		return se
+	}
+	body := &watchedBody{r: resp.Body, cancel: cancel, stall: c.Stall}
+	body.touch()
+	stop := body.watch()
+	defer stop()
+	err = fn(body)
+	if body.err != nil {
+		if body.stalled.Load() {
+			return &transient{fmt.Errorf("%s: no data for %s", u, c.Stall)}
+		}
+		return &transient{fmt.Errorf("%s: %w", u, body.err)}
+	}
+	if err == nil && resp.ContentLength >= 0 && body.n != resp.ContentLength {
+		return &transient{fmt.Errorf("%s: got %d of %d bytes", u, body.n, resp.ContentLength)}
+	}
+	return err
+}
+
+// watchedBody records read errors (so Fetch can tell them from fn's own)
+// and cancels the request when no byte arrives for stall.
+type watchedBody struct {
+	r       io.Reader
+	n       int64
+	err     error
+	cancel  context.CancelFunc
+	stall   time.Duration
+	last    atomic.Int64
+	stalled atomic.Bool
+}
+
+func (b *watchedBody) touch() { b.last.Store(time.Now().UnixNano()) }
+
+func (b *watchedBody) watch() func() {
+	if b.stall <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(b.stall / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if time.Since(time.Unix(0, b.last.Load())) > b.stall {
+					b.stalled.Store(true)
+					b.cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if n > 0 {
+		b.touch()
+	}
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// Get fetches a small file (an index) into memory, at most limit bytes.
+func (c *Client) Get(ctx context.Context, u string, limit int64) ([]byte, error) {
+	var data []byte
+	err := c.Fetch(ctx, u, func(r io.Reader) error {
+		var err error
+		data, err = io.ReadAll(io.LimitReader(r, limit+1))
+		if err == nil && int64(len(data)) > limit {
+			return fmt.Errorf("%s: larger than %d bytes", u, limit)
+		}
+		return err
+	})
+	return data, err
+}
+
+// joinURL appends path elements to a mirror URL.
+func joinURL(base string, elem ...string) string {
+	return strings.TrimRight(base, "/") + "/" + strings.Join(elem, "/")
+}
