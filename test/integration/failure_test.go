@@ -172,3 +172,41 @@ func TestKillDuringApt(t *testing.T) {
 	}
 	assertClean(t, work)
 }
+
+// TestHookDaemonAndTimeout: a daemon a hook leaves running is killed at
+// teardown, not left on the host; a hook that hangs is stopped at
+// hook-timeout and fails the build.
+func TestHookDaemonAndTimeout(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir, work := t.TempDir(), t.TempDir()
+	marker := "vmdeb-test-daemon-" + filepath.Base(dir)
+	native := strings.Replace(small, "kernel: none\n", "kernel: none\nbootstrap: native\n", 1)
+	cfg := writeConfig(t, dir, native, map[string]string{"hook.sh": "#!/bin/sh\n" +
+		// One daemon on the host side, one inside the chroot.
+		"(exec -a " + marker + " sleep 1000) </dev/null >/dev/null 2>&1 &\n" +
+		"chroot \"$1\" sh -c '(exec -a " + marker + " sleep 1000) </dev/null >/dev/null 2>&1 &'\nexit 0\n"})
+	r := run(t, ctx, "build", "--workdir", work, cfg)
+	if r.code != 0 {
+		t.Fatalf("build failed: %s", r.stderr)
+	}
+	time.Sleep(time.Second)
+	if out, _ := exec.Command("pgrep", "-f", marker).Output(); len(out) > 0 {
+		t.Errorf("the hook's daemons outlived the build: pids %s", out)
+		exec.Command("pkill", "-f", marker).Run()
+	}
+	assertClean(t, work)
+
+	dir2 := t.TempDir()
+	cfg = writeConfig(t, dir2, native+"hook-timeout: 5s\n", map[string]string{"hook.sh": "#!/bin/sh\nsleep 600\n"})
+	start := time.Now()
+	r = run(t, ctx, "build", "--workdir", work, cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within 5s") {
+		t.Errorf("hanging hook: status %d: %s", r.code, r.stderr)
+	}
+	if time.Since(start) > 10*time.Minute {
+		t.Error("the hook timeout did not stop the build")
+	}
+	assertClean(t, work)
+}
