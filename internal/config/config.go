@@ -117,8 +117,8 @@ func ParseSize(s string) (int64, error) {
 	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I")
 	mult := map[string]float64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || f < 0 {
-		return 0, fmt.Errorf("%q is not a size (valid: e.g. 4G, 512M, 300MiB)", s)
+	if err != nil || mult == 0 || f < 0 || f*mult > 1<<60 {
+		return 0, fmt.Errorf("%q is not a size (valid: e.g. 4G, 512M, 300MiB; at most 1E)", s)
 	}
 	return int64(f * mult), nil
 }

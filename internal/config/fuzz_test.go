@@ -1,0 +1,41 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParse: no input makes the loader panic, and every rejection names
+// the file.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("name: [\n"))
+	f.Add([]byte("outputs:\n  - {type: disk, size: 4G}\n"))
+	f.Add([]byte("users: {name: x}\nhook-timeout: -1s\n"))
+	f.Add([]byte("live:\n  volume-id: \"\\u00e9\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data, "/fuzz/image.yaml")
+		if err != nil {
+			if !strings.Contains(err.Error(), "/fuzz/image.yaml") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		for _, e := range s.Validate() {
+			if e.File != "/fuzz/image.yaml" || e.Msg == "" {
+				t.Fatalf("validation error without file or message: %+v", e)
+			}
+		}
+	})
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"4G", "1.5MiB", "", "9999999999T", "-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseSize(s); err == nil && n < 0 {
+			t.Fatalf("%q parsed to %d", s, n)
+		}
+	})
+}
