@@ -69,6 +69,8 @@ func Stages(p *Plan) []Stage {
 			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
 		case "squashfs":
 			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
+		case "disk":
+			s = append(s, diskStage{out: o})
 		}
 	}
 	return append(s, reportStage{})

@@ -14,6 +14,7 @@ import (
 	"vmdeb/internal/arch"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/config"
+	"vmdeb/internal/disk"
 	"vmdeb/internal/live"
 )
 
@@ -87,7 +88,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if err := p.emulation(o.BinfmtDir); err != nil {
 		return nil, &PreflightError{err}
 	}
-	if s.HasOutput("live-iso") && a.HasFirmware(arch.UEFI) {
+	if (s.HasOutput("live-iso") || s.HasOutput("disk")) && a.HasFirmware(arch.UEFI) {
 		_, hostHas := live.HostGrubDir(a)
 		p.TargetGrub = !hostHas
 	}
@@ -179,6 +180,16 @@ func packageList(s *config.Spec) []string {
 			break
 		}
 	}
+	for _, o := range s.Outputs {
+		// networkd's DHCP gives no DNS without resolved, a package of its
+		// own from bookworm on.
+		if r, _ := apt.LookupSuite(s.Suite); o.Type == "disk" && (o.Network == "" || o.Network == "networkd") && (r.Version == 0 || r.Version >= 12) {
+			l = append(l, "systemd-resolved")
+		}
+		if o.Type == "disk" && o.Network == "ifupdown" {
+			l = append(l, "ifupdown", "isc-dhcp-client")
+		}
+	}
 	l = append(l, s.Packages...)
 	seen := map[string]bool{}
 	var out []string
@@ -213,6 +224,16 @@ func (p *Plan) MissingTools() []string {
 	if p.Spec.HasOutput("live-iso") {
 		for _, m := range live.CheckTools(p.Arch, p.Spec.Live.Splash != "") {
 			out = append(out, fmt.Sprintf("%s (package %s)", m.What, m.Package))
+		}
+	}
+	for _, o := range p.Spec.Outputs {
+		if o.Type == "disk" {
+			for _, m := range disk.CheckTools(diskOptions(p, o, "")) {
+				if p.TargetGrub && m.Package == p.Arch.GrubEFIPackage {
+					continue // taken from the target's archive
+				}
+				out = append(out, fmt.Sprintf("%s (package %s)", m.What, m.Package))
+			}
 		}
 	}
 	sort.Strings(out)

@@ -68,9 +68,9 @@ const (
 	maxMBRSectors  = 1 << 32 // MBR entries hold 32-bit sector numbers
 )
 
-// DefaultBootloader is the boot loader a disk image gets on a when the
-// config names none: GRUB for both firmwares where the architecture has
-// both, else the one it has.
+// DefaultBootloader is the boot loader of a disk image for architecture a
+// when the config names none: GRUB for both firmwares where a has both,
+// else for the one it has.
 func DefaultBootloader(a arch.Arch) string {
 	bios, uefi := a.HasFirmware(arch.BIOS), a.HasFirmware(arch.UEFI)
 	switch {
@@ -200,6 +200,7 @@ func CheckTools(o Options) []Missing {
 	bin("sfdisk", "fdisk")
 	bin("mke2fs", "e2fsprogs")
 	bin("e2fsck", "e2fsprogs")
+	bin("blkid", "util-linux")
 	if o.SwapSize > 0 {
 		bin("mkswap", "util-linux")
 	}

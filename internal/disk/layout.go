@@ -82,23 +82,24 @@ const align = mib / sector
 const gptBackup = 33
 
 // Plan lays out an image for o whose root file system holds rootfsBytes
-// (file data rounded to 4 KiB blocks, as Measure counts it). Partitions are
+// (files and directories, each rounded up to 4 KiB blocks). Partitions are
 // 1 MiB aligned; the root comes last and takes the rest, so that it can be
 // grown. It fails, saying how much is needed, when the root does not fit.
 func Plan(o Options, rootfsBytes int64) (Layout, error) {
-	return plan(o, Usage{Bytes: rootfsBytes})
+	return plan(o, usage{Bytes: rootfsBytes})
 }
 
-func plan(o Options, root Usage) (Layout, error) {
+func plan(o Options, root usage) (Layout, error) {
 	o, err := o.normalize()
 	if err != nil {
 		return Layout{}, err
 	}
 	l := Layout{Table: o.Table, TotalSectors: o.Size / sector}
+	mbrID := mbrDiskID(o)
 	if o.Table == "gpt" {
 		l.DiskID = newUUID(o, "disk")
 	} else {
-		l.DiskID = fmt.Sprintf("0x%08x", mbrDiskID(o))
+		l.DiskID = fmt.Sprintf("0x%08x", mbrID)
 	}
 	start := int64(align)
 	add := func(p Part, size int64) {
@@ -148,7 +149,7 @@ func plan(o Options, root Usage) (Layout, error) {
 		p := &l.Parts[i]
 		if o.Table == "mbr" {
 			p.Type = mbrType[p.Name]
-			p.PartUUID = fmt.Sprintf("%08x-%02d", mbrDiskID(o), i+1)
+			p.PartUUID = fmt.Sprintf("%08x-%02d", mbrID, i+1)
 		} else {
 			p.PartUUID = newUUID(o, "part-"+p.Name)
 		}
@@ -182,9 +183,9 @@ func (e *TooSmallError) Error() string {
 		human(e.RootData), human(e.RootNeed), human(e.Given), e.Given, human(e.RootHave), human(e.Need), e.Need)
 }
 
-// Usage is what a directory tree takes on an ext file system with 4 KiB
+// usage is what a directory tree takes on an ext file system with 4 KiB
 // blocks: data and directory blocks, and inodes.
-type Usage struct {
+type usage struct {
 	Bytes  int64
 	Inodes int64
 }
@@ -192,7 +193,7 @@ type Usage struct {
 // extInodes is the inode count for a file system of part bytes holding u:
 // mke2fs's default of one per 16 KiB, or more when the tree has many
 // small files.
-func extInodes(u Usage, part int64) int64 {
+func extInodes(u usage, part int64) int64 {
 	return max(part/16384, u.Inodes+u.Inodes/10+64)
 }
 
@@ -224,7 +225,7 @@ func journalBlocks(blocks int64) int64 {
 // hold u: the data with some slack for extent and directory blocks, the
 // journal, the inode tables, and the bitmaps, group descriptors and their
 // backups. mke2fs -d fails when this is too low, so it errs on the high side.
-func extNeed(u Usage, part int64, fs string) int64 {
+func extNeed(u usage, part int64, fs string) int64 {
 	n := u.Bytes + u.Bytes/50 + extInodes(u, part)*256 + part/128 + 2*mib
 	if fs != "ext2" {
 		n += journalBlocks(part/4096) * 4096
@@ -232,10 +233,10 @@ func extNeed(u Usage, part int64, fs string) int64 {
 	return n
 }
 
-func extFits(u Usage, part int64, fs string) bool { return part > 0 && extNeed(u, part, fs) <= part }
+func extFits(u usage, part int64, fs string) bool { return part > 0 && extNeed(u, part, fs) <= part }
 
 // extMinSize is the smallest partition, in whole MiB, that holds u.
-func extMinSize(u Usage, fs string) int64 {
+func extMinSize(u usage, fs string) int64 {
 	p := roundUp(u.Bytes+u.Bytes/50+4*mib, mib)
 	for !extFits(u, p, fs) {
 		p += mib

@@ -1,0 +1,39 @@
+package build
+
+import (
+	"context"
+	"fmt"
+
+	"vmdeb/internal/config"
+	"vmdeb/internal/disk"
+)
+
+// diskStage writes a bootable disk image of the root file system.
+type diskStage struct{ out config.Output }
+
+func (diskStage) Name() string { return "disk" }
+
+// diskOptions maps a config's disk output onto the disk package's options.
+func diskOptions(p *Plan, o config.Output, grubDir string) disk.Options {
+	d := disk.Options{
+		Size: o.Size.Bytes, Format: o.DiskFormat(), Table: o.PartitionTable, RootFS: o.Filesystem,
+		BootSize: o.BootSize.Bytes, SwapSize: o.SwapSize.Bytes, ESPSize: o.ESPSize.Bytes,
+		Bootloader: o.Bootloader, Arch: p.Arch, KernelParams: o.KernelParams,
+		Hostname: p.Spec.Hostname, Network: o.Network, GrowRoot: o.GrowRoot, Seed: p.Spec.Name,
+	}
+	if grubDir != "" {
+		d.GrubDirs = map[string]string{p.Arch.GrubEFITarget: grubDir}
+	}
+	return d
+}
+
+func (s diskStage) Run(ctx context.Context, st *State) error {
+	out := st.Plan.Spec.Path(s.out.Path)
+	tmp := st.temp(out)
+	o := diskOptions(st.Plan, s.out, st.GrubDir)
+	st.Log.Printf("writing %s (%s, %s)", out, o.Format, humanSize(o.Size))
+	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
+		return fmt.Errorf("disk image %s: %w", out, err)
+	}
+	return st.commit(tmp, out, "disk")
+}
