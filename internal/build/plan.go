@@ -189,6 +189,9 @@ func packageList(s *config.Spec) []string {
 		if o.Type == "disk" && o.Network == "ifupdown" {
 			l = append(l, "ifupdown", "isc-dhcp-client")
 		}
+		if o.Type == "disk" && o.GrowRoot {
+			l = append(l, "cloud-guest-utils", "e2fsprogs") // growpart, resize2fs
+		}
 	}
 	l = append(l, s.Packages...)
 	seen := map[string]bool{}

@@ -39,6 +39,20 @@ func TestPackageList(t *testing.T) {
 	}
 }
 
+func TestPackageListDisk(t *testing.T) {
+	s := spec(t, "")
+	s.Outputs[0] = config.Output{Type: "disk", Path: "vm.img", GrowRoot: true}
+	got := packageList(s)
+	for _, want := range []string{"linux-image-amd64", "systemd-resolved", "cloud-guest-utils", "e2fsprogs"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%v lacks %s", got, want)
+		}
+	}
+	if slices.Contains(got, "live-boot") {
+		t.Errorf("a disk image gets the live stack: %v", got)
+	}
+}
+
 func TestSecurityFor(t *testing.T) {
 	if got := securityFor("http://a.example/debian", "http://h.example/debian-security"); got != "http://h.example/debian-security" {
 		t.Error(got)
