@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 
 	"vmdeb/internal/apt"
@@ -35,6 +36,9 @@ type Plan struct {
 	// foreign architecture whose handler is not registered with flag F,
 	// or the config's binfmt-handler). Empty: nothing to copy.
 	Interpreter, InterpreterAt string
+	// SourceDateEpoch (from the environment, 0 = unset) fixes the dates
+	// in the outputs and is passed to the tools that honour it.
+	SourceDateEpoch int64
 	// TargetGrub: take the GRUB EFI modules from the target's archive
 	// (the host has none for this architecture).
 	TargetGrub bool
@@ -85,6 +89,13 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
 	}
 	p.Packages = packageList(s)
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, &PreflightError{fmt.Errorf("SOURCE_DATE_EPOCH=%q: expected seconds since 1970 (e.g. $(git log -1 --format=%%ct))", v)}
+		}
+		p.SourceDateEpoch = n
+	}
 	if err := p.emulation(o.BinfmtDir); err != nil {
 		return nil, &PreflightError{err}
 	}

@@ -52,6 +52,10 @@ func (chrootStage) Run(ctx context.Context, st *State) error {
 	}
 	st.Chroot = c
 	p := st.Plan
+	if p.SourceDateEpoch > 0 {
+		// initramfs-tools, shadow and others then write fixed dates.
+		c.Env = append(c.Env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", p.SourceDateEpoch))
+	}
 	if err := c.UseSources(apt.BuildSources(p.Mirror, p.Spec.Suite, p.Spec.Components)); err != nil {
 		return err
 	}
@@ -308,8 +312,9 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	if err := writeFinalSources(r, st.Plan.Sources()); err != nil {
 		return err
 	}
-	// Package lists are named after the build mirror and stale at once.
-	if err := removeGlob(r, "var/lib/apt/lists/*_*", "var/cache/apt/*.bin"); err != nil {
+	// Package lists are named after the build mirror and stale at once;
+	// logs and caches only record when and where the build ran.
+	if err := removeGlob(r, buildLeftovers...); err != nil {
 		return err
 	}
 	// The build's resolver must not stay: an empty file until DHCP writes one.
@@ -330,6 +335,14 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	st.Manifest = m
 	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
 	return nil
+}
+
+// buildLeftovers are files of the build, not of the system: removed from
+// every image (relative to its root).
+var buildLeftovers = []string{
+	"var/lib/apt/lists/*_*", "var/cache/apt/*.bin",
+	"var/log/bootstrap.log", "var/log/dpkg.log", "var/log/alternatives.log", "var/log/apt/*.log", "var/log/apt/eipp.log.xz",
+	"var/cache/ldconfig/aux-cache", "var/lib/dpkg/*-old", "var/cache/debconf/*-old",
 }
 
 func writeFinalSources(root string, s apt.ImageSources) error {
@@ -407,7 +420,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	sq := filepath.Join(st.WorkDir, "filesystem.squashfs")
 	if _, err := os.Stat(sq); err != nil {
 		st.Log.Printf("making the squashfs (%s)", p.Spec.Live.Compression)
-		if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, sq, live.SquashfsOptions{Compression: p.Spec.Live.Compression}); err != nil {
+		if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, sq, live.SquashfsOptions{Compression: p.Spec.Live.Compression, SourceDateEpoch: p.SourceDateEpoch}); err != nil {
 			return err
 		}
 	}
@@ -416,7 +429,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	st.Log.Printf("assembling %s", s.out)
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
-		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir,
+		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SourceDateEpoch: p.SourceDateEpoch,
 	})
 	if err != nil {
 		return err
@@ -440,7 +453,7 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, filepath.Join(tmp, "filesystem.squashfs"),
-		live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression}); err != nil {
+		live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression, SourceDateEpoch: st.Plan.SourceDateEpoch}); err != nil {
 		return err
 	}
 	k, err := live.FindKernels(st.Rootfs)
