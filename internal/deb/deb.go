@@ -50,7 +50,7 @@ type Package struct {
 }
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	// versionRE: an optional epoch, then upstream[-revision], starting
 	// with a digit as policy asks.
 	versionRE = regexp.MustCompile(`^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$`)
@@ -142,7 +142,7 @@ func (p *Package) splitDescription() (string, []string) {
 	syn := strings.TrimSpace(lines[0])
 	var long []string
 	for _, l := range lines[1:] {
-		long = append(long, strings.TrimRight(l, " \t"))
+		long = append(long, wrap(strings.TrimRight(l, " \t"), 79)...)
 	}
 	// Leading and trailing empty lines would become stray " ." lines.
 	for len(long) > 0 && long[0] == "" {
@@ -157,6 +157,28 @@ func (p *Package) splitDescription() (string, []string) {
 			"it depends on the packages that make up " + p.Name + "."}
 	}
 	return syn, long
+}
+
+// wrap breaks a paragraph line at spaces into lines of at most width
+// characters (lintian warns past 80). A line starting with a space is
+// verbatim text in a description, kept as it is.
+func wrap(l string, width int) []string {
+	if len(l) <= width || strings.HasPrefix(l, " ") {
+		return []string{l}
+	}
+	var out []string
+	cur := ""
+	for _, w := range strings.Fields(l) {
+		if cur != "" && len(cur)+1+len(w) > width {
+			out = append(out, cur)
+			cur = ""
+		}
+		if cur != "" {
+			cur += " "
+		}
+		cur += w
+	}
+	return append(out, cur)
 }
 
 // Control is the package's control file; installedKiB goes into
@@ -206,7 +228,8 @@ type file struct {
 }
 
 // dataFiles is what the package installs: its documentation directory
-// and the directories above it.
+// (copyright and changelog, which policy asks of every package) and the
+// directories above it.
 func (p *Package) dataFiles(mtime time.Time) ([]file, error) {
 	doc := "./usr/share/doc/" + p.Name + "/"
 	cl, err := gzipBytes([]byte(p.changelog(mtime)))
@@ -219,12 +242,21 @@ func (p *Package) dataFiles(mtime time.Time) ([]file, error) {
 		{path: "./usr/share/", mode: 0o755},
 		{path: "./usr/share/doc/", mode: 0o755},
 		{path: doc, mode: 0o755},
-		{path: doc + "changelog.Debian.gz", mode: 0o644, data: cl},
+		{path: doc + p.changelogName(), mode: 0o644, data: cl},
 		{path: doc + "copyright", mode: 0o644, data: []byte(p.copyright(mtime))},
 	}, nil
 }
 
-// changelog is changelog.Debian: one entry in the format dpkg-parsechangelog
+// changelogName follows policy 12.7: a package with a Debian revision
+// ships changelog.Debian.gz, a native one changelog.gz.
+func (p *Package) changelogName() string {
+	if strings.Contains(p.Version, "-") {
+		return "changelog.Debian.gz"
+	}
+	return "changelog.gz"
+}
+
+// changelog is the Debian changelog: one entry in the format dpkg-parsechangelog
 // reads, dated mtime, so the bytes depend only on the inputs.
 func (p *Package) changelog(mtime time.Time) string {
 	text := p.Changelog

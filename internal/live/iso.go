@@ -32,9 +32,31 @@ type ISOOptions struct {
 	// GrubDir holds the GRUB EFI modules ("" = the host's, see HostGrubDir);
 	// a foreign architecture's come from its own archive.
 	GrubDir string
+	// Installer, if set, puts debian-installer on the ISO under
+	// InstallDir(arch) with its menu entries.
+	Installer *InstallerFiles
+	// Locales, if any, make the localisation submenu.
+	Locales []Locale
 	// SourceDateEpoch > 0 fixes every date in the ISO (files, volume, FAT
 	// image, EFI loader) so that the same inputs give the same bytes.
 	SourceDateEpoch int64
+}
+
+// InstallerFiles are debian-installer's kernels and initrds on the host,
+// laid out as on the ISO: Dir/vmlinuz, Dir/initrd.gz and, when Graphical,
+// Dir/gtk/vmlinuz and Dir/gtk/initrd.gz (internal/installer fetches them).
+type InstallerFiles struct {
+	Dir       string
+	Graphical bool
+}
+
+// files lists the installer's files relative to Dir.
+func (f *InstallerFiles) files() []string {
+	l := []string{"vmlinuz", "initrd.gz"}
+	if f.Graphical {
+		l = append(l, "gtk/vmlinuz", "gtk/initrd.gz")
+	}
+	return l
 }
 
 // maxVolumeID is ISO 9660's limit for the volume id.
@@ -115,7 +137,12 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 	if err := stageLive(stage, squashfs, kernels); err != nil {
 		return fmt.Errorf("live ISO: %w", err)
 	}
-	entries := LiveEntries(o, kernels)
+	if o.Installer != nil {
+		if err := stageInstaller(stage, a.Name, o.Installer); err != nil {
+			return fmt.Errorf("live ISO: debian-installer: %w", err)
+		}
+	}
+	entries := MenuEntries(o, kernels)
 	if bios {
 		if err := stageIsolinux(stage, o, entries); err != nil {
 			return fmt.Errorf("live ISO: ISOLINUX: %w", err)
@@ -230,6 +257,22 @@ func stageLive(stage, squashfs string, kernels []Kernel) error {
 			return err
 		}
 		if err := linkOrCopy(k.Initrd, filepath.Join(stage, initrd)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageInstaller puts the installer's files under InstallDir, as debian-cd
+// does on Debian's live images.
+func stageInstaller(stage, archName string, f *InstallerFiles) error {
+	dir := filepath.Join(stage, InstallDir(archName))
+	for _, name := range f.files() {
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := linkOrCopy(filepath.Join(f.Dir, name), dst); err != nil {
 			return err
 		}
 	}

@@ -466,3 +466,43 @@ func TestBuildISOBadInput(t *testing.T) {
 		t.Errorf("left behind: %q", names)
 	}
 }
+
+func TestBuildISOInstaller(t *testing.T) {
+	a := mustArch(t, "amd64")
+	needISOTools(t, a, false)
+	dir, rootfs, squashfs := isoFixture(t)
+	di := filepath.Join(dir, "installer")
+	want := map[string]string{"vmlinuz": "d-i kernel", "initrd.gz": "d-i initrd", "gtk/vmlinuz": "d-i kernel", "gtk/initrd.gz": "d-i gtk initrd"}
+	for name, data := range want {
+		writeFile(t, filepath.Join(di, name), []byte(data))
+	}
+	out := filepath.Join(dir, "live.iso")
+	o := ISOOptions{Arch: a, Title: "T", VolumeID: "V", Installer: &InstallerFiles{Dir: di, Graphical: true}, Locales: Locales[:3]}
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out, o); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range want {
+		if got := string(extract(t, out, "/install.amd/"+name)); got != data {
+			t.Errorf("/install.amd/%s = %q, want %q", name, got, data)
+		}
+	}
+	for _, cfgPath := range []string{"/isolinux/isolinux.cfg", "/boot/grub/grub.cfg"} {
+		cfg := string(extract(t, out, cfgPath))
+		for _, w := range []string{"Install with speech synthesis", "/install.amd/gtk/initrd.gz", "Localisation support", "locales=sq_AL.UTF-8"} {
+			if !strings.Contains(cfg, w) {
+				t.Errorf("%s lacks %q:\n%s", cfgPath, w, cfg)
+			}
+		}
+	}
+
+	// Installer files that are not there fail the build, and leave nothing.
+	os.Remove(filepath.Join(di, "gtk/initrd.gz"))
+	out2 := filepath.Join(dir, "live2.iso")
+	err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out2, o)
+	if err == nil || !strings.Contains(err.Error(), "debian-installer") {
+		t.Errorf("a missing installer file: %v", err)
+	}
+	if _, err := os.Stat(out2); err == nil {
+		t.Error("an ISO was written without its installer")
+	}
+}

@@ -9,12 +9,15 @@ import (
 )
 
 // Entry is one boot menu entry; Kernel and Initrd are paths on the ISO.
+// An entry with a Submenu is a submenu of those entries instead (its
+// Kernel, Initrd and Params are unused).
 type Entry struct {
 	Label   string
 	Kernel  string
 	Initrd  string
 	Params  []string
 	Default bool
+	Submenu []Entry
 }
 
 // Kernel command lines, as live-build writes them for Debian's images.
@@ -80,6 +83,85 @@ func LiveEntries(o ISOOptions, kernels []Kernel) []Entry {
 	return es
 }
 
+// MenuEntries is the whole boot menu, as Debian's live images have it:
+// the live and fail-safe entries, then the installer's (when the ISO
+// carries it), then a localisation submenu with one live entry per
+// language (when o.Locales is set).
+func MenuEntries(o ISOOptions, kernels []Kernel) []Entry {
+	es := LiveEntries(o, kernels)
+	if o.Installer != nil {
+		es = append(es, InstallerEntries(o)...)
+	}
+	if len(o.Locales) > 0 && len(kernels) > 0 {
+		es = append(es, LocaleMenu(o))
+	}
+	return es
+}
+
+// InstallerEntries boot debian-installer's own kernel and initrd from
+// InstallDir(arch): the text installer, the graphical one and the
+// graphical one with a software speech synthesizer, as on Debian's live
+// images. The live system's kernel parameters are not theirs.
+func InstallerEntries(o ISOOptions) []Entry {
+	if o.Installer == nil {
+		return nil
+	}
+	dir := InstallDir(o.Arch.Name)
+	// The console goes before "---": what follows it is copied to the
+	// installed system's command line. d-i starts on every console, so
+	// its first screen is on the serial port too.
+	params := func(extra ...string) []string {
+		var p []string
+		p = append(p, extra...)
+		if o.Arch.HasFirmware(arch.BIOS) {
+			p = append(p, "vga=788")
+		}
+		return append(append(p, consoleParams(o.Arch)...), "---", "quiet")
+	}
+	es := []Entry{{Label: "Install", Kernel: dir + "/vmlinuz", Initrd: dir + "/initrd.gz", Params: params()}}
+	if o.Installer.Graphical {
+		gk, gi := dir+"/gtk/vmlinuz", dir+"/gtk/initrd.gz"
+		es = append(es,
+			Entry{Label: "Graphical install", Kernel: gk, Initrd: gi, Params: params()},
+			Entry{Label: "Install with speech synthesis", Kernel: gk, Initrd: gi, Params: params("speakup.synth=soft")})
+	}
+	return es
+}
+
+// LocaleMenu is the localisation submenu: the newest kernel's live entry
+// once per language, with live-config's locales= and keyboard-layouts=.
+func LocaleMenu(o ISOOptions) Entry {
+	vmlinuz, initrd := isoKernelPaths(0)
+	con := consoleParams(o.Arch)
+	m := Entry{Label: "Localisation support"}
+	for _, l := range o.Locales {
+		lp := []string{"locales=" + l.Locale}
+		if l.Keyboard != "" {
+			lp = append(lp, "keyboard-layouts="+l.Keyboard)
+		}
+		m.Submenu = append(m.Submenu, Entry{
+			Label:  fmt.Sprintf("%s (%s)", l.Name, l.Locale),
+			Kernel: vmlinuz, Initrd: initrd,
+			Params: slices.Concat(liveParams, lp, con, o.KernelParams),
+		})
+	}
+	return m
+}
+
+// InstallDir is where the installer's files are on the ISO, named per
+// architecture as debian-cd names it (/install.amd on amd64).
+func InstallDir(archName string) string {
+	switch archName {
+	case "amd64":
+		return "/install.amd"
+	case "i386":
+		return "/install.386"
+	case "arm64":
+		return "/install.a64"
+	}
+	return "/install." + archName
+}
+
 // oneLine keeps a config value on its line: a newline in a title or a
 // parameter would otherwise add directives to the boot loader's config.
 func oneLine(s string) string {
@@ -108,25 +190,59 @@ func RenderIsolinux(o ISOOptions, entries []Entry) string {
 		ui = "vesamenu.c32"
 	}
 	fmt.Fprintf(&b, "ui %s\nprompt 0\ntimeout 50\n", ui)
-	fmt.Fprintf(&b, "default live%d\n", defaultIndex(entries)+1)
+	fmt.Fprintf(&b, "default live%d\n", isolinuxLabel(entries, defaultIndex(entries)))
 	if o.Title != "" {
 		fmt.Fprintf(&b, "menu title %s\n", oneLine(o.Title))
 	}
 	if o.Splash != "" {
 		b.WriteString("menu background splash.png\n")
 	}
-	def := defaultIndex(entries)
-	for i, e := range entries {
-		fmt.Fprintf(&b, "\nlabel live%d\n", i+1)
-		fmt.Fprintf(&b, "\tmenu label %s\n", oneLine(e.Label))
-		if i == def {
-			b.WriteString("\tmenu default\n")
-		}
-		fmt.Fprintf(&b, "\tlinux %s\n", e.Kernel)
-		fmt.Fprintf(&b, "\tinitrd %s\n", e.Initrd)
-		fmt.Fprintf(&b, "\tappend %s\n", oneLine(strings.Join(e.Params, " ")))
-	}
+	n := 0
+	writeIsolinuxEntries(&b, entries, defaultIndex(entries), &n, "")
 	return b.String()
+}
+
+// isolinuxLabel is the number writeIsolinuxEntries gives entries[i]: one
+// per entry, submenus and their entries included.
+func isolinuxLabel(entries []Entry, i int) int {
+	n := 0
+	for _, e := range entries[:i] {
+		n += 1 + countEntries(e.Submenu)
+	}
+	return n + 1
+}
+
+func countEntries(es []Entry) int {
+	n := 0
+	for _, e := range es {
+		n += 1 + countEntries(e.Submenu)
+	}
+	return n
+}
+
+// writeIsolinuxEntries writes entries, numbering labels live1, live2, ...
+// across submenus (labels are global in ISOLINUX).
+func writeIsolinuxEntries(b *strings.Builder, entries []Entry, def int, n *int, indent string) {
+	for i, e := range entries {
+		*n++
+		if e.Submenu != nil {
+			fmt.Fprintf(b, "\n%smenu begin menu%d\n", indent, *n)
+			fmt.Fprintf(b, "%s\tmenu label %s\n", indent, oneLine(e.Label))
+			fmt.Fprintf(b, "%s\tmenu title %s\n", indent, oneLine(e.Label))
+			writeIsolinuxEntries(b, e.Submenu, -1, n, indent+"\t")
+			fmt.Fprintf(b, "\n%s\tlabel back%d\n%s\t\tmenu label Back\n%s\t\tmenu exit\n", indent, *n, indent, indent)
+			fmt.Fprintf(b, "%smenu end\n", indent)
+			continue
+		}
+		fmt.Fprintf(b, "\n%slabel live%d\n", indent, *n)
+		fmt.Fprintf(b, "%s\tmenu label %s\n", indent, oneLine(e.Label))
+		if i == def {
+			fmt.Fprintf(b, "%s\tmenu default\n", indent)
+		}
+		fmt.Fprintf(b, "%s\tlinux %s\n", indent, e.Kernel)
+		fmt.Fprintf(b, "%s\tinitrd %s\n", indent, e.Initrd)
+		fmt.Fprintf(b, "%s\tappend %s\n", indent, oneLine(strings.Join(e.Params, " ")))
+	}
 }
 
 // grubFont and grubSplash are the ISO paths GRUB's graphical menu reads.
@@ -159,17 +275,27 @@ func RenderGrub(o ISOOptions, entries []Entry) string {
 		fmt.Fprintf(&b, "\tbackground_image %s\n", grubSplash)
 		b.WriteString("fi\n")
 	}
+	writeGrubEntries(&b, entries, "")
+	return b.String()
+}
+
+func writeGrubEntries(b *strings.Builder, entries []Entry, indent string) {
 	for _, e := range entries {
-		fmt.Fprintf(&b, "\nmenuentry %s {\n", grubQuote(oneLine(e.Label)))
+		if e.Submenu != nil {
+			fmt.Fprintf(b, "\n%ssubmenu %s {\n", indent, grubQuote(oneLine(e.Label)))
+			writeGrubEntries(b, e.Submenu, indent+"\t")
+			fmt.Fprintf(b, "%s}\n", indent)
+			continue
+		}
+		fmt.Fprintf(b, "\n%smenuentry %s {\n", indent, grubQuote(oneLine(e.Label)))
 		var ps []string
 		for _, p := range e.Params {
 			ps = append(ps, grubWord(oneLine(p)))
 		}
-		fmt.Fprintf(&b, "\tlinux %s %s\n", e.Kernel, strings.Join(ps, " "))
-		fmt.Fprintf(&b, "\tinitrd %s\n", e.Initrd)
-		b.WriteString("}\n")
+		fmt.Fprintf(b, "%s\tlinux %s %s\n", indent, e.Kernel, strings.Join(ps, " "))
+		fmt.Fprintf(b, "%s\tinitrd %s\n", indent, e.Initrd)
+		fmt.Fprintf(b, "%s}\n", indent)
 	}
-	return b.String()
 }
 
 // grubQuote single-quotes s for grub.cfg, where nothing inside single
@@ -186,4 +312,95 @@ func grubWord(s string) string {
 		return s
 	}
 	return grubQuote(s)
+}
+
+// Locale is one language of the localisation submenu.
+type Locale struct {
+	Name     string // the language, in English
+	Locale   string // for live-config's locales=, e.g. de_DE.UTF-8
+	Keyboard string // for keyboard-layouts=, an X keyboard layout
+}
+
+// Locales are the languages of the localisation submenu of Debian's live
+// images, each with the keyboard its speakers most often have.
+var Locales = []Locale{
+	{"Albanian", "sq_AL.UTF-8", "al"},
+	{"Arabic", "ar_EG.UTF-8", "ara"},
+	{"Asturian", "ast_ES.UTF-8", "es"},
+	{"Basque", "eu_ES.UTF-8", "es"},
+	{"Belarusian", "be_BY.UTF-8", "by"},
+	{"Bosnian", "bs_BA.UTF-8", "ba"},
+	{"Brazilian Portuguese", "pt_BR.UTF-8", "br"},
+	{"British English", "en_GB.UTF-8", "gb"},
+	{"Bulgarian", "bg_BG.UTF-8", "bg"},
+	{"Catalan", "ca_ES.UTF-8", "es"},
+	{"Chinese (Simplified)", "zh_CN.UTF-8", "cn"},
+	{"Chinese (Traditional)", "zh_TW.UTF-8", "tw"},
+	{"Croatian", "hr_HR.UTF-8", "hr"},
+	{"Czech", "cs_CZ.UTF-8", "cz"},
+	{"Danish", "da_DK.UTF-8", "dk"},
+	{"Dutch", "nl_NL.UTF-8", "nl"},
+	{"English", "en_US.UTF-8", "us"},
+	{"Esperanto", "eo.UTF-8", "epo"},
+	{"Estonian", "et_EE.UTF-8", "ee"},
+	{"Finnish", "fi_FI.UTF-8", "fi"},
+	{"French", "fr_FR.UTF-8", "fr"},
+	{"Galician", "gl_ES.UTF-8", "es"},
+	{"Georgian", "ka_GE.UTF-8", "ge"},
+	{"German", "de_DE.UTF-8", "de"},
+	{"Greek", "el_GR.UTF-8", "gr"},
+	{"Hebrew", "he_IL.UTF-8", "il"},
+	{"Hindi", "hi_IN.UTF-8", "in"},
+	{"Hungarian", "hu_HU.UTF-8", "hu"},
+	{"Icelandic", "is_IS.UTF-8", "is"},
+	{"Indonesian", "id_ID.UTF-8", "us"},
+	{"Irish", "ga_IE.UTF-8", "ie"},
+	{"Italian", "it_IT.UTF-8", "it"},
+	{"Japanese", "ja_JP.UTF-8", "jp"},
+	{"Kazakh", "kk_KZ.UTF-8", "kz"},
+	{"Korean", "ko_KR.UTF-8", "kr"},
+	{"Latvian", "lv_LV.UTF-8", "lv"},
+	{"Lithuanian", "lt_LT.UTF-8", "lt"},
+	{"Macedonian", "mk_MK.UTF-8", "mk"},
+	{"Norwegian Bokmål", "nb_NO.UTF-8", "no"},
+	{"Persian", "fa_IR.UTF-8", "ir"},
+	{"Polish", "pl_PL.UTF-8", "pl"},
+	{"Portuguese", "pt_PT.UTF-8", "pt"},
+	{"Romanian", "ro_RO.UTF-8", "ro"},
+	{"Russian", "ru_RU.UTF-8", "ru"},
+	{"Serbian", "sr_RS.UTF-8", "rs"},
+	{"Slovak", "sk_SK.UTF-8", "sk"},
+	{"Slovenian", "sl_SI.UTF-8", "si"},
+	{"Spanish", "es_ES.UTF-8", "es"},
+	{"Swedish", "sv_SE.UTF-8", "se"},
+	{"Thai", "th_TH.UTF-8", "th"},
+	{"Turkish", "tr_TR.UTF-8", "tr"},
+	{"Ukrainian", "uk_UA.UTF-8", "ua"},
+	{"Vietnamese", "vi_VN.UTF-8", "vn"},
+	{"Welsh", "cy_GB.UTF-8", "gb"},
+}
+
+// LookupLocales resolves a config's live.locales: locale names from
+// Locales (de_DE.UTF-8, or de_DE), or "all" for every one of them, in
+// the table's order. It returns the names it does not know.
+func LookupLocales(names []string) (ls []Locale, unknown []string) {
+	for _, n := range names {
+		if n == "all" {
+			return slices.Clone(Locales), unknown
+		}
+	}
+	for _, n := range names {
+		found := false
+		for _, l := range Locales {
+			if n == l.Locale || n == strings.TrimSuffix(l.Locale, ".UTF-8") {
+				ls = append(ls, l)
+				found = true
+				break
+			}
+		}
+		if !found {
+			unknown = append(unknown, n)
+		}
+	}
+	return ls, unknown
 }

@@ -191,3 +191,168 @@ func TestGrubQuoting(t *testing.T) {
 		t.Errorf("grubQuote = %s", got)
 	}
 }
+
+func installerOptions(t *testing.T) ISOOptions {
+	return ISOOptions{
+		Arch: mustArch(t, "amd64"), Title: "Debian live", KernelParams: []string{"hostname=x"},
+		Installer: &InstallerFiles{Dir: "/unused", Graphical: true},
+		Locales:   []Locale{{"German", "de_DE.UTF-8", "de"}, {"Esperanto", "eo.UTF-8", ""}},
+	}
+}
+
+func TestMenuEntries(t *testing.T) {
+	o := installerOptions(t)
+	es := MenuEntries(o, []Kernel{{Version: "1"}})
+	var labels []string
+	for _, e := range es {
+		labels = append(labels, e.Label)
+	}
+	want := []string{"Live system (amd64)", "Live system (amd64, fail-safe mode)", "Install", "Graphical install", "Install with speech synthesis", "Localisation support"}
+	if !slices.Equal(labels, want) {
+		t.Fatalf("menu %q, want %q", labels, want)
+	}
+	inst, gui, speech, loc := es[2], es[3], es[4], es[5]
+	// d-i's own kernel and initrd, where debian-cd puts them.
+	if inst.Kernel != "/install.amd/vmlinuz" || inst.Initrd != "/install.amd/initrd.gz" {
+		t.Errorf("Install boots %s %s", inst.Kernel, inst.Initrd)
+	}
+	for _, e := range []Entry{gui, speech} {
+		if e.Kernel != "/install.amd/gtk/vmlinuz" || e.Initrd != "/install.amd/gtk/initrd.gz" {
+			t.Errorf("%s boots %s %s", e.Label, e.Kernel, e.Initrd)
+		}
+	}
+	// The serial console (the boot test's) before "---", nothing of the
+	// live system's parameters.
+	if got := strings.Join(inst.Params, " "); got != "vga=788 console=ttyS0,115200n8 console=tty0 --- quiet" {
+		t.Errorf("Install params %q", got)
+	}
+	if got := strings.Join(gui.Params, " "); got != "vga=788 console=ttyS0,115200n8 console=tty0 --- quiet" {
+		t.Errorf("Graphical install params %q", got)
+	}
+	if got := strings.Join(speech.Params, " "); got != "speakup.synth=soft vga=788 console=ttyS0,115200n8 console=tty0 --- quiet" {
+		t.Errorf("speech params %q", got)
+	}
+	for _, e := range es[2:5] {
+		if e.Default || slices.Contains(e.Params, "boot=live") || slices.Contains(e.Params, "hostname=x") {
+			t.Errorf("%s: %+v", e.Label, e)
+		}
+	}
+
+	if len(loc.Submenu) != 2 {
+		t.Fatalf("localisation submenu: %+v", loc.Submenu)
+	}
+	de, eo := loc.Submenu[0], loc.Submenu[1]
+	if de.Label != "German (de_DE.UTF-8)" || de.Kernel != "/live/vmlinuz" || de.Initrd != "/live/initrd.img" {
+		t.Errorf("German entry %+v", de)
+	}
+	if got := strings.Join(de.Params, " "); got != "boot=live components quiet splash locales=de_DE.UTF-8 keyboard-layouts=de console=ttyS0,115200n8 console=tty0 hostname=x" {
+		t.Errorf("German params %q", got)
+	}
+	if slices.ContainsFunc(eo.Params, func(p string) bool { return strings.HasPrefix(p, "keyboard-layouts=") }) {
+		t.Errorf("a locale without a keyboard sets one: %q", eo.Params)
+	}
+}
+
+func TestMenuEntriesOptional(t *testing.T) {
+	o := installerOptions(t)
+	o.Installer.Graphical = false
+	o.Locales = nil
+	es := MenuEntries(o, []Kernel{{Version: "1"}})
+	if len(es) != 3 || es[2].Label != "Install" {
+		t.Errorf("text installer only, no locales: %+v", es)
+	}
+	o.Installer = nil
+	if es := MenuEntries(o, []Kernel{{Version: "1"}}); len(es) != 2 {
+		t.Errorf("no installer: %+v", es)
+	}
+	// arm64: no vga=, its own console, the installer under /install.a64.
+	a := ISOOptions{Arch: mustArch(t, "arm64"), Installer: &InstallerFiles{}}
+	in := InstallerEntries(a)
+	if len(in) != 1 || in[0].Kernel != "/install.a64/vmlinuz" || strings.Join(in[0].Params, " ") != "console=ttyAMA0 console=tty0 --- quiet" {
+		t.Errorf("arm64 installer entries: %+v", in)
+	}
+}
+
+func TestRenderIsolinuxInstallerAndLocales(t *testing.T) {
+	o := installerOptions(t)
+	cfg := RenderIsolinux(o, MenuEntries(o, []Kernel{{Version: "1"}}))
+	for _, want := range []string{
+		"\ndefault live1\n",
+		"\nlabel live3\n\tmenu label Install\n\tlinux /install.amd/vmlinuz\n\tinitrd /install.amd/initrd.gz\n\tappend vga=788 console=ttyS0,115200n8 console=tty0 --- quiet\n",
+		"\nlabel live4\n\tmenu label Graphical install\n\tlinux /install.amd/gtk/vmlinuz\n\tinitrd /install.amd/gtk/initrd.gz\n",
+		"\nlabel live5\n\tmenu label Install with speech synthesis\n",
+		"\nmenu begin menu6\n\tmenu label Localisation support\n\tmenu title Localisation support\n",
+		"\n\tlabel live7\n\t\tmenu label German (de_DE.UTF-8)\n\t\tlinux /live/vmlinuz\n\t\tinitrd /live/initrd.img\n\t\tappend boot=live components quiet splash locales=de_DE.UTF-8 keyboard-layouts=de ",
+		"\n\tlabel live8\n\t\tmenu label Esperanto (eo.UTF-8)\n",
+		"\n\tlabel back8\n\t\tmenu label Back\n\t\tmenu exit\nmenu end\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("isolinux.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Count(cfg, "menu default") != 1 || strings.Count(cfg, "menu begin") != strings.Count(cfg, "menu end") {
+		t.Errorf("isolinux.cfg structure:\n%s", cfg)
+	}
+	// Labels are global in ISOLINUX: no two alike.
+	seen := map[string]bool{}
+	for _, l := range strings.Split(cfg, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "label" {
+			if seen[f[1]] {
+				t.Errorf("label %s twice:\n%s", f[1], cfg)
+			}
+			seen[f[1]] = true
+		}
+	}
+}
+
+func TestIsolinuxDefaultAfterSubmenu(t *testing.T) {
+	es := []Entry{
+		{Label: "sub", Submenu: []Entry{{Label: "a"}, {Label: "b"}}},
+		{Label: "x", Default: true},
+	}
+	cfg := RenderIsolinux(ISOOptions{}, es)
+	if !strings.Contains(cfg, "\ndefault live4\n") || !strings.Contains(cfg, "\nlabel live4\n\tmenu label x\n\tmenu default\n") {
+		t.Errorf("the default after a submenu:\n%s", cfg)
+	}
+}
+
+func TestRenderGrubInstallerAndLocales(t *testing.T) {
+	o := installerOptions(t)
+	cfg := RenderGrub(o, MenuEntries(o, []Kernel{{Version: "1"}}))
+	for _, want := range []string{
+		"\nmenuentry 'Install' {\n\tlinux /install.amd/vmlinuz vga=788 console=ttyS0,115200n8 console=tty0 --- quiet\n\tinitrd /install.amd/initrd.gz\n}\n",
+		"\nmenuentry 'Graphical install' {\n\tlinux /install.amd/gtk/vmlinuz vga=788 console=ttyS0,115200n8 console=tty0 --- quiet\n\tinitrd /install.amd/gtk/initrd.gz\n}\n",
+		"\nmenuentry 'Install with speech synthesis' {\n\tlinux /install.amd/gtk/vmlinuz speakup.synth=soft vga=788",
+		"\nsubmenu 'Localisation support' {\n\n\tmenuentry 'German (de_DE.UTF-8)' {\n\t\tlinux /live/vmlinuz boot=live components quiet splash locales=de_DE.UTF-8 keyboard-layouts=de console=ttyS0,115200n8 console=tty0 hostname=x\n\t\tinitrd /live/initrd.img\n\t}\n",
+		"\t\tinitrd /live/initrd.img\n\t}\n}\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Count(cfg, "{") != strings.Count(cfg, "}") {
+		t.Errorf("unbalanced braces:\n%s", cfg)
+	}
+}
+
+func TestLookupLocales(t *testing.T) {
+	ls, unknown := LookupLocales([]string{"de_DE.UTF-8", "fr_FR", "xx_YY.UTF-8"})
+	if len(ls) != 2 || ls[0].Keyboard != "de" || ls[1].Locale != "fr_FR.UTF-8" || !slices.Equal(unknown, []string{"xx_YY.UTF-8"}) {
+		t.Errorf("LookupLocales = %+v, %q", ls, unknown)
+	}
+	all, unknown := LookupLocales([]string{"all"})
+	if len(all) != len(Locales) || len(unknown) != 0 {
+		t.Errorf("all: %d locales, unknown %q", len(all), unknown)
+	}
+	all[0].Name = "changed"
+	if Locales[0].Name == "changed" {
+		t.Error("LookupLocales hands out the table itself")
+	}
+	seen := map[string]bool{}
+	for _, l := range Locales {
+		if seen[l.Locale] || !strings.HasSuffix(l.Locale, ".UTF-8") || l.Name == "" || l.Keyboard == "" {
+			t.Errorf("bad or repeated table entry %+v", l)
+		}
+		seen[l.Locale] = true
+	}
+}

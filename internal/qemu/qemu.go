@@ -46,6 +46,11 @@ type Options struct {
 	// once Expect matched.
 	Screenshot string
 
+	// Entry > 0 boots the boot menu's entry that many places below the
+	// default, chosen with the cursor keys on the serial console once
+	// the menu's countdown shows (ISOLINUX or GRUB as vmdeb writes them).
+	Entry int
+
 	Console io.Writer                     // receives the raw console output live; may be nil
 	Log     func(format string, a ...any) // one-line status messages; may be nil
 
@@ -157,6 +162,9 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 	}
 	if o.Run != "" && o.Login == "" {
 		return res, fmt.Errorf("a command to run needs a login name")
+	}
+	if o.Entry < 0 {
+		return res, fmt.Errorf("menu entry %d: count entries from 0 (the default)", o.Entry)
 	}
 	a := o.Arch
 	switch {
@@ -342,6 +350,9 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 
 	con := &console{}
 	s := &session{expect: b.expect, run: o.Run, login: o.Login, password: o.Password}
+	if o.Entry > 0 {
+		s.stage, s.menuKeys = waitMenu, MenuKeys(o.Entry)
+	}
 	var errTail []string
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
@@ -419,7 +430,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 				errTail = errTail[1:]
 			}
 			if accel == "kvm" && kvmError.MatchString(line) {
-				if probe && s.stage == waitExpect {
+				if probe && s.booting() {
 					out.kvmBroken, out.kvmCertain = "qemu: "+line, true
 					return out
 				}
@@ -472,7 +483,7 @@ func (b *booter) exitedEarly(out outcome, s *session, exitErr error, probe bool,
 	if exitErr != nil {
 		why = fmt.Sprintf("qemu exited (%v)", exitErr)
 	}
-	if probe && s.stage == waitExpect {
+	if probe && s.booting() {
 		out.kvmBroken = why + " before the guest was up"
 		return out
 	}

@@ -29,13 +29,28 @@ const (
 	waitShell                 // password sent
 	waitOutput                // command sent
 	finished
+	waitMenu // booting until the boot menu shows, to choose an entry
 )
+
+// menuPrompt is the countdown line of the boot menus vmdeb writes:
+// ISOLINUX's "Automatic boot in 5 seconds..." and GRUB's "The
+// highlighted entry will be executed automatically in 5s."
+var menuPrompt = regexp.MustCompile(`(?i)automatic boot in|executed automatically in`)
+
+// MenuKeys is what is typed on a serial console to boot the menu entry
+// entry places below the highlighted one: Ctrl-N (next entry) in both
+// ISOLINUX's menu and GRUB, then Enter. Not the cursor key's ESC [ B:
+// GRUB can read its ESC alone, which leaves the menu.
+func MenuKeys(entry int) string {
+	return strings.Repeat("\x0e", entry) + "\r"
+}
 
 // session is the conversation with the guest's console: it sees clean
 // console lines and answers with what to type. It does no I/O, so its
 // logic is tested without a VM.
 type session struct {
 	expect               *regexp.Regexp
+	menuKeys             string // typed once the boot menu shows (stage waitMenu)
 	run, login, password string
 	stage                stage
 	matched              string
@@ -47,6 +62,8 @@ type session struct {
 // line handles a complete console line.
 func (s *session) line(l string) (send string, err error) {
 	switch s.stage {
+	case waitMenu:
+		return s.menu(l), nil
 	case waitExpect:
 		if s.expect.MatchString(l) {
 			return s.match(l), nil
@@ -81,6 +98,8 @@ func (s *session) line(l string) (send string, err error) {
 // is merely half transmitted cannot pass for one.
 func (s *session) prompt(p string) (send string, err error) {
 	switch s.stage {
+	case waitMenu:
+		return s.menu(p), nil
 	case waitExpect:
 		if s.expect.MatchString(p) {
 			return s.match(p), nil
@@ -100,6 +119,18 @@ func (s *session) prompt(p string) (send string, err error) {
 	}
 	return "", nil
 }
+
+// menu types the menu keys once the boot menu's countdown shows.
+func (s *session) menu(l string) string {
+	if !menuPrompt.MatchString(l) {
+		return ""
+	}
+	s.stage = waitExpect
+	return s.menuKeys
+}
+
+// booting reports whether the guest has not yet shown what was expected.
+func (s *session) booting() bool { return s.stage == waitExpect || s.stage == waitMenu }
 
 func (s *session) match(l string) string {
 	s.matched = strings.TrimSpace(l)
@@ -126,6 +157,8 @@ func (s *session) runOutput() string {
 // waiting says what the session waits for, for a timeout message.
 func (s *session) waiting() string {
 	switch s.stage {
+	case waitMenu:
+		return fmt.Sprintf("the boot menu (%q) to choose an entry", menuPrompt.String())
 	case waitExpect:
 		return fmt.Sprintf("console output matching %q", s.expect.String())
 	case waitPassword:

@@ -107,3 +107,29 @@ func TestSessionWaiting(t *testing.T) {
 		t.Errorf("waiting: %q", w)
 	}
 }
+
+// TestSessionMenuEntry: the keys go out once, when the menu's countdown
+// shows, and only then is Expect looked for.
+func TestSessionMenuEntry(t *testing.T) {
+	s := &session{expect: regexp.MustCompile(`Choose language|Select a language`), stage: waitMenu, menuKeys: MenuKeys(2)}
+	converse(t, s, []step{
+		{"ISOLINUX 6.04 Choose language\r\n", ""}, // before the menu: not yet
+		{"\x1b[2J\x1b[1;1H  Debian live\x1b[5;3HInstall\x1b[20;1HAutomatic boot in 5 seconds...", "\x0e\x0e\r"},
+		{"\x1b[20;1HAutomatic boot in 4 seconds...\r\n", ""},
+		{"\x1b[1;1H[!!] Select a language\r\n", ""},
+	})
+	if s.stage != finished || s.matched != "[!!] Select a language" {
+		t.Errorf("stage %d, matched %q", s.stage, s.matched)
+	}
+	g := &session{expect: regexp.MustCompile(`x`), stage: waitMenu, menuKeys: MenuKeys(1)}
+	converse(t, g, []step{{"   The highlighted entry will be executed automatically in 5s.\r\n", "\x0e\r"}})
+	if !strings.Contains(g.waiting(), "console output") {
+		t.Errorf("after the menu it waits for %s", g.waiting())
+	}
+	if w := (&session{stage: waitMenu}).waiting(); !strings.Contains(w, "boot menu") {
+		t.Errorf("waiting() = %q", w)
+	}
+	if MenuKeys(0) != "\r" {
+		t.Errorf("MenuKeys(0) = %q", MenuKeys(0))
+	}
+}

@@ -64,6 +64,10 @@ add_firmware() {
 		echo "hook: non-free-firmware is not among the components; no firmware added"
 		return 0
 	fi
+	# firmware-ipw2x00 asks to accept Intel's licence and fails to unpack
+	# without an answer; Debian's live images accept it the same way.
+	echo "firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true" |
+		in_chroot "$1" debconf-set-selections
 	case "$VMDEB_ARCH" in
 	amd64|i386)
 		install_available "$1" live-task-non-free-firmware-pc ;;
