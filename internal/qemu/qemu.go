@@ -237,7 +237,13 @@ func chooseAccel(want string, a arch.Arch) (accel string, probe bool, note strin
 	if err := kvmUsable(a); err != nil {
 		return "tcg", false, " (" + err.Error() + ")", nil
 	}
-	if known, ok, why := verdict(); known && !ok {
+	known, ok, why := verdict()
+	if !known {
+		if err := kvmFast(context.Background(), a); err != nil {
+			setVerdict(false, err.Error())
+			return "tcg", false, " (" + err.Error() + ")", nil
+		}
+	} else if !ok {
 		return "tcg", false, " (KVM failed earlier: " + why + ")", nil
 	}
 	return "kvm", true, " (TCG if KVM fails)", nil
