@@ -42,3 +42,28 @@ func TestDiskImage(t *testing.T) {
 		}
 	}
 }
+
+// TestVmdebootstrapCommandLine builds a disk image from a vmdebootstrap
+// command line, as existing scripts call it, and boots it.
+func TestVmdebootstrapCommandLine(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	copyExamples(t, dir)
+	img := filepath.Join(dir, "vm.img")
+	r := run(t, ctx, "vmdebootstrap", "--image", img, "--size", "2G", "--distribution", "trixie",
+		"--package", "systemd-sysv", "--package", "udev", "--user", "user/live", "--sudo", "--lock-root-password",
+		"--enable-dhcp", "--serial-console", "--grub", "--customize", filepath.Join(dir, "hooks/minimal.sh"))
+	if r.code != 0 {
+		t.Fatalf("vmdebootstrap build failed (%d):\n%s", r.code, r.stderr)
+	}
+	if o, _ := exec.Command("losetup", "-a").Output(); strings.Contains(string(o), dir) {
+		t.Errorf("a loop device of the build is left: %s", o)
+	}
+	b := run(t, ctx, "boot", "--timeout", "10m", "--login", "user", "--password", "live",
+		"--run", "echo live | sudo -S true && echo SUDO-OK; cat /etc/vmdeb-hook; ls /etc/network/interfaces.d", img)
+	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-OK") || !strings.Contains(b.stdout, "hook=minimal") {
+		t.Errorf("the image does not have the user with sudo and the hook's work:\n%s\n%s", b.stdout, b.stderr)
+	}
+}
