@@ -62,8 +62,8 @@ func TestVmdebootstrapCommandLine(t *testing.T) {
 		t.Errorf("a loop device of the build is left: %s", o)
 	}
 	b := run(t, ctx, "boot", "--timeout", "10m", "--login", "user", "--password", "live",
-		"--run", "echo live | sudo -S true && echo SUDO-OK; cat /etc/vmdeb-hook; ls /etc/network/interfaces.d", img)
-	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-OK") || !strings.Contains(b.stdout, "hook=minimal") {
+		"--run", "echo live | sudo -S true && echo SUDO-$((40+2)); cat /etc/vmdeb-hook; ls /etc/network/interfaces.d", img)
+	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-42") || !strings.Contains(b.stdout, "hook=minimal") {
 		t.Errorf("the image does not have the user with sudo and the hook's work:\n%s\n%s", b.stdout, b.stderr)
 	}
 }
