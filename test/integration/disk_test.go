@@ -13,6 +13,7 @@ import (
 // boots it both ways, logs in and asks systemd whether the system is up.
 func TestDiskImage(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // long and independent: overlap it with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
@@ -47,6 +48,7 @@ func TestDiskImage(t *testing.T) {
 // command line, as existing scripts call it, and boots it.
 func TestVmdebootstrapCommandLine(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // long and independent: overlap it with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

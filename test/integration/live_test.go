@@ -24,6 +24,7 @@ func copyExamples(t *testing.T, dir string) {
 // UEFI to a login prompt.
 func TestLiveMinimal(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // long and independent: overlap it with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
