@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -375,6 +376,9 @@ func bootCmd() *cobra.Command {
 			fmt.Printf("booted %s to %q in %s (%s)\n", a[0], res.Matched, res.Elapsed.Round(time.Second), res.Accel)
 			if o.Run != "" {
 				fmt.Print(res.RunOutput)
+				if !strings.HasSuffix(res.RunOutput, "\n") {
+					fmt.Println()
+				}
 				if res.RunStatus != 0 {
 					return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
 				}

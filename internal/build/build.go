@@ -121,6 +121,11 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 	if err := os.Mkdir(st.Rootfs, 0o755); err != nil {
 		return st, err
 	}
+	for _, o := range p.Spec.Outputs {
+		if err := os.MkdirAll(filepath.Dir(p.Spec.Path(o.Path)), 0o755); err != nil {
+			return st, fmt.Errorf("output directory: %w", err)
+		}
+	}
 	for _, stage := range Stages(p) {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("interrupted before %s: %w", stage.Name(), err)
