@@ -56,7 +56,7 @@ func run() int {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
 	})
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), vmdebootstrapCmd())
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), vmdebootstrapCmd(), metapackageCmd())
 	// Called as vmdebootstrap (a symlink): be vmdebootstrap.
 	if filepath.Base(os.Args[0]) == "vmdebootstrap" && !ns.Inside() {
 		root.SetArgs(append([]string{"vmdebootstrap"}, os.Args[1:]...))
