@@ -239,7 +239,7 @@ func chooseAccel(want string, a arch.Arch) (accel string, probe bool, note strin
 	}
 	known, ok, why := verdict()
 	if !known {
-		if err := kvmFast(context.Background(), a); err != nil {
+		if err := probeKVM(context.Background(), a); err != nil {
 			setVerdict(false, err.Error())
 			return "tcg", false, " (" + err.Error() + ")", nil
 		}
