@@ -18,7 +18,7 @@ import (
 // working KVM runs it in well under a second; nested KVM that emulates
 // real mode instruction by instruction takes many seconds, and would make
 // a whole boot slower than TCG.
-const probeWait = 2 * time.Second
+const probeWait = time.Second
 
 // probeSector prints probeText on COM1 in real mode and halts.
 var probeText = "VMDEB-KVM-OK\n"
