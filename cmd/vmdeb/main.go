@@ -398,6 +398,7 @@ func bootCmd() *cobra.Command {
 	f.StringVar(&o.Login, "login", "root", "user for --run")
 	f.StringVar(&o.Password, "password", "", "password for --run")
 	f.StringVar(&o.Screenshot, "screenshot", "", "save a PNG of the screen when the expected text appears")
+	f.IntVar(&o.Entry, "entry", 0, "boot the menu entry this many places below the default (e.g. the installer's)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
 	return c
 }

@@ -22,6 +22,7 @@ import (
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
 )
 
@@ -424,12 +425,23 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 	}
+	var inst *live.InstallerFiles
+	if p.Spec.Live.Installer {
+		st.Log.Printf("fetching debian-installer for %s %s and verifying it against the archive's signature", p.Spec.Suite, p.Arch.Name)
+		f, err := installer.Fetch(ctx, p.Mirror, p.Spec.Suite, p.Arch.Name, filepath.Join(st.WorkDir, "installer"), p.Spec.Path(p.Spec.Keyring))
+		if err != nil {
+			return fmt.Errorf("debian-installer: %w", err)
+		}
+		inst = &live.InstallerFiles{Dir: f.Dir, Graphical: f.Graphical}
+	}
+	locales, _ := live.LookupLocales(p.Spec.Live.Locales)
 	info := fmt.Sprintf("%s %s %s - %s", p.Spec.Live.Title, p.Spec.Suite, p.Arch.Name, p.Spec.Name)
 	tmp := st.temp(s.out)
 	st.Log.Printf("assembling %s", s.out)
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
 		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SourceDateEpoch: p.SourceDateEpoch,
+		Installer: inst, Locales: locales,
 	})
 	if err != nil {
 		return err

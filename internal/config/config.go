@@ -76,6 +76,11 @@ type Live struct {
 	Splash       string   `yaml:"splash"`
 	Compression  string   `yaml:"compression"`
 	KernelParams []string `yaml:"kernel-params"`
+	// Installer puts debian-installer (fetched from the mirror, verified
+	// against the archive's signature) on the ISO with its menu entries.
+	Installer bool `yaml:"installer"`
+	// Locales makes the localisation submenu: locale names, or "all".
+	Locales []string `yaml:"locales"`
 }
 
 // Output is one thing the build writes. The disk keys apply to type disk.

@@ -176,6 +176,13 @@ func (s *Spec) Validate() Errors {
 			bad("live.splash", "%s is not a PNG image", p)
 		}
 	}
+	if _, unknown := live.LookupLocales(s.Live.Locales); len(unknown) > 0 {
+		var known []string
+		for _, l := range live.Locales {
+			known = append(known, l.Locale)
+		}
+		bad("live.locales", "unknown locale(s) %s (valid: all, or %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
 	for i, kp := range s.Live.KernelParams {
 		if kp == "" || strings.ContainsAny(kp, " \t\n\"'") {
 			bad(fmt.Sprintf("live.kernel-params[%d]", i), "%q: one parameter per list item, no spaces or quotes", kp)

@@ -1,0 +1,306 @@
+// Package installer fetches debian-installer's kernels and initrds for a
+// suite and architecture from a Debian mirror, as debian-cd puts them on
+// Debian's live images, and verifies them along the archive's own chain
+// of trust: the suite's InRelease is signed with a key of the archive
+// keyring (checked by internal/archive); it lists the SHA256 of the
+// installer's SHA256SUMS; that file lists the SHA256 of every image file.
+// A mirror without such images can still serve the installer's netboot
+// package, checked the same way through Packages.gz.
+package installer
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"vmdeb/internal/archive"
+)
+
+// Sum is a file's SHA256 (lower-case hex) and size as an index lists it;
+// Size is -1 where the index gives none (SHA256SUMS).
+type Sum struct {
+	SHA256 string
+	Size   int64
+}
+
+// Release is the verified content of a suite's InRelease.
+type Release struct {
+	Suite, Codename, Version string
+	Date, ValidUntil         time.Time // zero when absent
+	Signer                   string    // the signing key's first identity
+	// SHA256 maps a path below dists/SUITE/ to its sum.
+	SHA256 map[string]Sum
+}
+
+// VerifyRelease checks an InRelease file's signatures against keyring at
+// time now (internal/archive's check: at least one good signature by a
+// valid key, none bad, nothing outside the signed text) and parses the
+// signed text. An InRelease past its Valid-Until is refused.
+func VerifyRelease(inRelease []byte, keyring *archive.Keyring, now time.Time) (*Release, error) {
+	signed, signer, err := archive.VerifyInRelease(inRelease, keyring, "InRelease", now)
+	if err != nil {
+		return nil, err
+	}
+	r, err := parseRelease(signed)
+	if err != nil {
+		return nil, err
+	}
+	r.Signer = signer
+	if !r.ValidUntil.IsZero() && now.After(r.ValidUntil) {
+		return nil, fmt.Errorf("InRelease of %s expired on %s (Valid-Until): the mirror is stale", r.Codename, r.ValidUntil.Format(time.RFC1123))
+	}
+	return r, nil
+}
+
+// parseRelease reads the fields of a Release file that the chain needs.
+func parseRelease(text []byte) (*Release, error) {
+	r := &Release{SHA256: map[string]Sum{}}
+	inSHA := false
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, " ") {
+			if inSHA {
+				f := strings.Fields(line)
+				if len(f) != 3 {
+					return nil, fmt.Errorf("InRelease: bad SHA256 line %q", line)
+				}
+				n, err := strconv.ParseInt(f[1], 10, 64)
+				if err != nil || !isSHA256(f[0]) {
+					return nil, fmt.Errorf("InRelease: bad SHA256 line %q", line)
+				}
+				r.SHA256[f[2]] = Sum{SHA256: strings.ToLower(f[0]), Size: n}
+			}
+			continue
+		}
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		inSHA = k == "SHA256"
+		switch k {
+		case "Suite":
+			r.Suite = v
+		case "Codename":
+			r.Codename = v
+		case "Version":
+			r.Version = v
+		case "Date":
+			r.Date, _ = parseDate(v)
+		case "Valid-Until":
+			t, err := parseDate(v)
+			if err != nil {
+				return nil, fmt.Errorf("InRelease: Valid-Until %q: %w", v, err)
+			}
+			r.ValidUntil = t
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if r.Suite == "" && r.Codename == "" {
+		return nil, errors.New("InRelease names no Suite or Codename")
+	}
+	return r, nil
+}
+
+// parseDate reads the archive's dates ("Sat, 21 Nov 2026 09:15:44 UTC").
+func parseDate(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC1123, time.RFC1123Z, "Mon, 2 Jan 2006 15:04:05 MST", "Mon, 2 Jan 2006 15:04:05 -0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not a date")
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range strings.ToLower(s) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSums reads a SHA256SUMS file ("HASH  ./path" per line) into a map
+// from the path, without "./", to its hash.
+func ParseSums(data []byte) (map[string]string, error) {
+	m := map[string]string{}
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 || !isSHA256(f[0]) {
+			return nil, fmt.Errorf("SHA256SUMS line %d: %q is not \"HASH  PATH\"", i+1, line)
+		}
+		m[strings.TrimPrefix(strings.TrimPrefix(f[1], "*"), "./")] = strings.ToLower(f[0])
+	}
+	if len(m) == 0 {
+		return nil, errors.New("SHA256SUMS lists no file")
+	}
+	return m, nil
+}
+
+// SumsPath is where a suite's Release lists the SHA256SUMS of the
+// installer build dir ("current", or a dated one such as 20250803) for
+// arch, relative to dists/SUITE/.
+func SumsPath(arch, dir string) string {
+	return "main/installer-" + arch + "/" + dir + "/images/SHA256SUMS"
+}
+
+// InstallerDirs lists the installer builds the Release has for arch:
+// "current" first, then the others, newest first. A mirror caught
+// between two syncs may serve a "current" that the Release does not
+// describe; an older build it does describe is still verifiable.
+func (r *Release) InstallerDirs(arch string) []string {
+	prefix, suffix := "main/installer-"+arch+"/", "/images/SHA256SUMS"
+	var dirs []string
+	current := false
+	for p := range r.SHA256 {
+		d, ok := strings.CutPrefix(p, prefix)
+		if !ok {
+			continue
+		}
+		if d, ok = strings.CutSuffix(d, suffix); !ok || strings.Contains(d, "/") {
+			continue
+		}
+		if d == "current" {
+			current = true
+			continue
+		}
+		dirs = append(dirs, d)
+	}
+	// Dated names (20250803, 20250803+deb13u2) sort by date, then update.
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	if current {
+		dirs = append([]string{"current"}, dirs...)
+	}
+	return dirs
+}
+
+// Verify checks the chain for the installer files of suite and arch
+// without any I/O: inRelease's signature against keyring (at time now),
+// that it is suite's, the sums file of installer build dir ("current")
+// against it, and each file's SHA256 (got, keyed by its path below
+// images/, e.g. "cdrom/vmlinuz") against the sums file.
+func Verify(inRelease []byte, keyring *archive.Keyring, now time.Time, suite, arch, dir string, sums []byte, got map[string]Sum) error {
+	rel, err := VerifyRelease(inRelease, keyring, now)
+	if err != nil {
+		return err
+	}
+	if err := rel.CheckSuite(suite); err != nil {
+		return err
+	}
+	if err := rel.CheckSums(arch, dir, sums); err != nil {
+		return err
+	}
+	list, err := ParseSums(sums)
+	if err != nil {
+		return err
+	}
+	return CheckFiles(list, got)
+}
+
+// CheckSuite refuses a Release of another suite: a signed but foreign
+// InRelease must not pass for the one asked for.
+func (r *Release) CheckSuite(suite string) error {
+	if suite != r.Suite && suite != r.Codename {
+		return fmt.Errorf("the mirror's InRelease for %s is that of %s (%s)", suite, r.Codename, r.Suite)
+	}
+	return nil
+}
+
+// CheckSums checks the SHA256SUMS of arch's installer build dir against
+// the Release's entry for it.
+func (r *Release) CheckSums(arch, dir string, sums []byte) error {
+	p := SumsPath(arch, dir)
+	want, ok := r.SHA256[p]
+	if !ok {
+		return fmt.Errorf("%s has no debian-installer for %s (its Release does not list %s)", r.Codename, arch, p)
+	}
+	got := sha256Hex(sums)
+	if got != want.SHA256 || int64(len(sums)) != want.Size {
+		return fmt.Errorf("%s does not match the signed Release: SHA256 %s, %d bytes; want %s, %d bytes", p, got, len(sums), want.SHA256, want.Size)
+	}
+	return nil
+}
+
+// CheckFiles compares each file's SHA256 with the sums list.
+func CheckFiles(list map[string]string, got map[string]Sum) error {
+	var errs []error
+	for name, s := range got {
+		want, ok := list[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s is not in SHA256SUMS", name))
+		case want != s.SHA256:
+			errs = append(errs, fmt.Errorf("%s: SHA256 %s does not match SHA256SUMS (%s)", name, s.SHA256, want))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// NetbootPackage is a debian-installer-N-netboot-ARCH entry of Packages.
+type NetbootPackage struct {
+	Name, Version, Filename, SHA256 string
+	Size                            int64
+	Release                         int // N: the release the installer is for
+}
+
+// ImageDir is where the package keeps the images, without a leading "/".
+func (p NetbootPackage) ImageDir(arch string) string {
+	return fmt.Sprintf("usr/lib/debian-installer/images/%d/%s", p.Release, arch)
+}
+
+// PickNetboot finds the newest release's netboot package for arch in a
+// Packages file (uncompressed).
+func PickNetboot(packages []byte, arch string) (NetbootPackage, error) {
+	var best NetbootPackage
+	for _, para := range strings.Split(strings.ReplaceAll(string(packages), "\r\n", "\n"), "\n\n") {
+		fields := map[string]string{}
+		for _, l := range strings.Split(para, "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, " ") {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		name := fields["Package"]
+		rest, ok := strings.CutPrefix(name, "debian-installer-")
+		if !ok {
+			continue
+		}
+		n, ok := strings.CutSuffix(rest, "-netboot-"+arch)
+		if !ok {
+			continue
+		}
+		rn, err := strconv.Atoi(n)
+		if err != nil || rn <= best.Release {
+			continue
+		}
+		size, err := strconv.ParseInt(fields["Size"], 10, 64)
+		if err != nil || !isSHA256(fields["SHA256"]) || fields["Filename"] == "" || strings.Contains(fields["Filename"], "..") {
+			return NetbootPackage{}, fmt.Errorf("Packages: the entry of %s lacks a valid Filename, Size or SHA256", name)
+		}
+		best = NetbootPackage{Name: name, Version: fields["Version"], Filename: fields["Filename"],
+			SHA256: strings.ToLower(fields["SHA256"]), Size: size, Release: rn}
+	}
+	if best.Name == "" {
+		return best, fmt.Errorf("no debian-installer-N-netboot-%s package in Packages", arch)
+	}
+	return best, nil
+}
