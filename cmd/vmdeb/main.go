@@ -270,7 +270,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir 
 					total += fi.Size()
 				}
 			}
-			r.size = humanSize(total)
+			r.size = build.HumanSize(total)
 		}
 		rows = append(rows, r)
 	}
@@ -284,15 +284,6 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir 
 	return nil
 }
 
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
-}
 
 // buildInside runs in the build's own mount and PID namespaces.
 func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {

@@ -211,13 +211,14 @@ func (st *State) commit(tmp, out, typ string) error {
 func FormatSummary(st *State, total time.Duration) string {
 	var b strings.Builder
 	for _, r := range st.Results {
-		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, humanSize(r.Size))
+		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, HumanSize(r.Size))
 	}
 	fmt.Fprintf(&b, "  built in %s", total.Round(time.Second))
 	return b.String()
 }
 
-func humanSize(n int64) string {
+// HumanSize writes a byte count for people: 1.5 GiB, 300.0 MiB.
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
