@@ -226,8 +226,8 @@ func (p *Plan) MissingTools() []string {
 	for k, v := range p.Bootstrap.Tools() {
 		need[k] = v
 	}
-	if p.TargetGrub {
-		need["dpkg-deb"] = "dpkg"
+	if p.TargetGrub || p.Spec.Live.Installer {
+		need["dpkg-deb"] = "dpkg" // the target's GRUB; the installer's netboot package
 	}
 	var out []string
 	for prog, pkg := range need {

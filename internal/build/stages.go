@@ -263,6 +263,7 @@ func HookEnv(st *State) []string {
 		"VMDEB_CONFIG="+p.Spec.File,
 		"VMDEB_CONFIG_DIR="+p.Spec.Dir,
 		"VMDEB_HOSTNAME="+p.Spec.Hostname,
+		"VMDEB_COMPONENTS="+strings.Join(p.Spec.Components, " "),
 	)
 }
 
