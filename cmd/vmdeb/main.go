@@ -284,7 +284,6 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir 
 	return nil
 }
 
-
 // buildInside runs in the build's own mount and PID namespaces.
 func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
 	if err := ns.Prepare(); err != nil {
