@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,6 +209,36 @@ func BaseEnv() []string {
 		}
 	}
 	return []string{"PATH=" + path, "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "HOME=/root", "TERM=dumb"}
+}
+
+// LookPath finds a binary on the PATH commands run with (BaseEnv's: sbin
+// directories included, which a user's own PATH may lack).
+func LookPath(name string) (string, error) {
+	path := ""
+	for _, e := range BaseEnv() {
+		if p, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = p
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found on PATH", name)
+}
+
+// Tool is name's full path, or name itself when it is not found, so that
+// the command fails with the runner's own "not found" error.
+func Tool(name string) string {
+	if p, err := LookPath(name); err == nil {
+		return p
+	}
+	return name
 }
 
 // Run runs c under ctx, logging the command line and its output. On failure

@@ -288,7 +288,7 @@ func MountsUnder(dir string) ([]string, error) {
 		if len(f) < 5 {
 			continue
 		}
-		mp := unescapeMount(f[4])
+		mp := UnescapeMount(f[4])
 		if within(mp, dir) {
 			out = append(out, mp)
 		}
@@ -297,7 +297,8 @@ func MountsUnder(dir string) ([]string, error) {
 	return out, nil
 }
 
-func unescapeMount(s string) string {
+// UnescapeMount decodes mountinfo's octal escapes (space, tab, newline, backslash).
+func UnescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

@@ -182,12 +182,12 @@ func (b *builder) run(rootfs string, hardlinks bool) error {
 // "disk.raw?offset=" (e2fsprogs) and "disk.raw@@" (mtools) must not meet
 // a '?' or "@@" in the output's directory name.
 func (b *builder) runTool(name string, args []string, env ...string) error {
-	return b.log.Run(b.ctx, buildlog.Cmd{Name: tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...)})
+	return b.log.Run(b.ctx, buildlog.Cmd{Name: buildlog.Tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...)})
 }
 
 func (b *builder) output(name string, args []string, env ...string) (string, error) {
 	var out bytes.Buffer
-	err := b.log.Run(b.ctx, buildlog.Cmd{Name: tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...), Stdout: &out})
+	err := b.log.Run(b.ctx, buildlog.Cmd{Name: buildlog.Tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...), Stdout: &out})
 	b.log.Logf("%s", out.String())
 	return out.String(), err
 }
@@ -397,7 +397,7 @@ func (b *builder) partition() error {
 	}
 	script := sfdiskScript(b.l)
 	b.log.Logf("sfdisk script:\n%s", script)
-	return b.log.Run(b.ctx, buildlog.Cmd{Name: tool("sfdisk"), Args: []string{"--quiet", "--no-reread", "--no-tell-kernel", b.img},
+	return b.log.Run(b.ctx, buildlog.Cmd{Name: buildlog.Tool("sfdisk"), Args: []string{"--quiet", "--no-reread", "--no-tell-kernel", b.img},
 		Dir: b.tmp, Stdin: strings.NewReader(script)})
 }
 

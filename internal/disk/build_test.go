@@ -60,7 +60,7 @@ func needBuild(t *testing.T, o Options) {
 		t.Skipf("missing: %v", miss)
 	}
 	for _, n := range []string{"blkid", "debugfs", "mdir"} {
-		if _, err := lookPath(n); err != nil {
+		if _, err := buildlog.LookPath(n); err != nil {
 			t.Skipf("%s not installed", n)
 		}
 	}
@@ -69,7 +69,7 @@ func needBuild(t *testing.T, o Options) {
 // run runs a host command and returns its standard output.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(tool(name), args...)
+	cmd := exec.Command(buildlog.Tool(name), args...)
 	cmd.Env = append(buildlog.BaseEnv(), "MTOOLS_SKIP_CHECK=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -175,7 +175,7 @@ func onlyEntry(t *testing.T, dir, name string) {
 
 func losetupList(t *testing.T) string {
 	t.Helper()
-	if _, err := lookPath("losetup"); err != nil {
+	if _, err := buildlog.LookPath("losetup"); err != nil {
 		return ""
 	}
 	return run(t, "losetup", "--all")

@@ -190,6 +190,6 @@ func leUint64(b []byte) uint64 {
 // the log.
 func (b *builder) outputQuiet(name string, args []string, env ...string) ([]byte, error) {
 	var out bytes.Buffer
-	err := b.log.Run(b.ctx, buildlog.Cmd{Name: tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...), Stdout: &out})
+	err := b.log.Run(b.ctx, buildlog.Cmd{Name: buildlog.Tool(name), Args: args, Dir: b.tmp, Env: append(b.epochEnv(), env...), Stdout: &out})
 	return out.Bytes(), err
 }

@@ -188,7 +188,7 @@ func CheckTools(o Options) []Missing {
 	o, _ = o.normalize() // defaults only; Build reports bad options itself
 	var miss []Missing
 	bin := func(name, pkg string) {
-		if _, err := lookPath(name); err != nil {
+		if _, err := buildlog.LookPath(name); err != nil {
 			miss = append(miss, Missing{name, pkg})
 		}
 	}
@@ -236,36 +236,6 @@ func missingError(miss []Missing) error {
 		s = append(s, m.String())
 	}
 	return fmt.Errorf("disk: missing on this host: %s", strings.Join(s, ", "))
-}
-
-// lookPath finds a binary on the PATH that commands run with (sbin
-// included, which a user's own PATH may lack).
-func lookPath(name string) (string, error) {
-	path := ""
-	for _, e := range buildlog.BaseEnv() {
-		if p, ok := strings.CutPrefix(e, "PATH="); ok {
-			path = p
-		}
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found on PATH", name)
-}
-
-// tool is name's full path, or name itself, so that a missing tool fails
-// with the runner's own "not found".
-func tool(name string) string {
-	if p, err := lookPath(name); err == nil {
-		return p
-	}
-	return name
 }
 
 // human formats a byte count for people: "1.5 GiB".

@@ -34,7 +34,7 @@ func testLog(t *testing.T) *buildlog.Log {
 func needTools(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		if _, err := lookPath(n); err != nil {
+		if _, err := buildlog.LookPath(n); err != nil {
 			t.Skipf("%s not installed", n)
 		}
 	}
@@ -69,7 +69,7 @@ func randomBytes(n int) []byte {
 // output runs a command and returns its stdout, failing the test on error.
 func output(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(context.Background(), tool(name), args...)
+	cmd := exec.CommandContext(context.Background(), buildlog.Tool(name), args...)
 	cmd.Env = append(buildlog.BaseEnv(), "MTOOLS_SKIP_CHECK=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

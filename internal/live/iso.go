@@ -184,7 +184,7 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 
 	image := filepath.Join(tmp, "image.iso")
 	if err := log.Run(ctx, buildlog.Cmd{
-		Name: tool("xorriso"),
+		Name: buildlog.Tool("xorriso"),
 		Args: xorrisoArgs(a, volID, stage, image, o.SourceDateEpoch),
 		Env:  epochEnv(o.SourceDateEpoch),
 	}); err != nil {
@@ -405,7 +405,7 @@ func stageGrub(ctx context.Context, log *buildlog.Log, stage, work, marker strin
 		return fmt.Errorf("memdisk: %w", err)
 	}
 	loader := filepath.Join(work, a.EFIBootName)
-	if err := log.Run(ctx, buildlog.Cmd{Name: tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, modDir, loader, memdisk)}); err != nil {
+	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, modDir, loader, memdisk)}); err != nil {
 		return err
 	}
 	if err := setEpoch(loader, o.SourceDateEpoch); err != nil {
@@ -472,9 +472,9 @@ func makeEFIImage(ctx context.Context, log *buildlog.Log, loader, img, bootName 
 	// mtools would refuse a FAT image whose geometry it finds odd.
 	env := append([]string{"MTOOLS_SKIP_CHECK=1"}, epochEnv(epoch)...)
 	for _, c := range []buildlog.Cmd{
-		{Name: tool("mkfs.vfat"), Args: mkfs, Env: env},
-		{Name: tool("mmd"), Args: mmd, Env: env},
-		{Name: tool("mcopy"), Args: mcopy, Env: env},
+		{Name: buildlog.Tool("mkfs.vfat"), Args: mkfs, Env: env},
+		{Name: buildlog.Tool("mmd"), Args: mmd, Env: env},
+		{Name: buildlog.Tool("mcopy"), Args: mcopy, Env: env},
 	} {
 		if err := log.Run(ctx, c); err != nil {
 			return fmt.Errorf("EFI boot image: %w", err)
@@ -519,7 +519,7 @@ func xorrisoArgs(a arch.Arch, volID, stage, image string, epoch int64) []string 
 func checkISO(ctx context.Context, log *buildlog.Log, image, volID string, squashfsSize int64, bios, uefi bool) error {
 	var out bytes.Buffer
 	if err := log.Run(ctx, buildlog.Cmd{
-		Name:   tool("xorriso"),
+		Name:   buildlog.Tool("xorriso"),
 		Args:   []string{"-indev", image, "-pvd_info", "-report_el_torito", "plain", "-find", "/live/filesystem.squashfs", "-exec", "lsdl", "--"},
 		Stdout: &out,
 	}); err != nil {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"vmdeb/internal/arch"
@@ -40,7 +39,7 @@ func (m Missing) String() string { return m.What + " (install " + m.Package + ")
 func CheckTools(a arch.Arch, splash bool) []Missing {
 	var miss []Missing
 	bin := func(name, pkg string) {
-		if _, err := lookPath(name); err != nil {
+		if _, err := buildlog.LookPath(name); err != nil {
 			miss = append(miss, Missing{name, pkg})
 		}
 	}
@@ -88,36 +87,6 @@ func isolinuxModules(splash bool) []string {
 		ui = "vesamenu.c32"
 	}
 	return []string{"ldlinux.c32", "libcom32.c32", "libutil.c32", ui}
-}
-
-// lookPath finds a binary on the PATH commands run with: sbin directories
-// included, which a user's own PATH may lack (mkfs.vfat lives there).
-func lookPath(name string) (string, error) {
-	path := ""
-	for _, e := range buildlog.BaseEnv() {
-		if p, ok := strings.CutPrefix(e, "PATH="); ok {
-			path = p
-		}
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found on PATH", name)
-}
-
-// tool is name's full path, or name itself when not found, so that the
-// command fails with the runner's own "not found" error.
-func tool(name string) string {
-	if p, err := lookPath(name); err == nil {
-		return p
-	}
-	return name
 }
 
 // freeSpace is the space an unprivileged writer can use on dir's file

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
 )
 
 // compressions are mksquashfs's compressors that vmdeb offers; the first
@@ -54,7 +55,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	}
 	var miss []Missing
 	for _, name := range []string{"mksquashfs", "unsquashfs"} {
-		if _, err := lookPath(name); err != nil {
+		if _, err := buildlog.LookPath(name); err != nil {
 			miss = append(miss, Missing{name, "squashfs-tools"})
 		}
 	}
@@ -113,7 +114,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		f, _ := freeSpace(outDir)
 		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, humanBytes(f), f, outDir)
 	}
-	runErr := log.Run(ctx, buildlog.Cmd{Name: tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
+	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
 	if runErr != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("mksquashfs: %w", runErr)
@@ -130,7 +131,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	if err := checkSuperblock(out, st.Size()); err != nil {
 		return errors.Join(fullDisk("the squashfs "+out+" is damaged"), err)
 	}
-	if err := log.Run(ctx, buildlog.Cmd{Name: tool("unsquashfs"), Args: []string{"-s", out}}); err != nil {
+	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("unsquashfs"), Args: []string{"-s", out}}); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("unsquashfs: %w", err)
 		}
@@ -323,7 +324,7 @@ func parseMountinfo(r io.Reader, abs string) (map[string]bool, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeOctal(fields[4])
+		mp := chroot.UnescapeMount(fields[4])
 		rel, err := filepath.Rel(abs, mp)
 		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 			continue
@@ -334,25 +335,6 @@ func parseMountinfo(r io.Reader, abs string) (map[string]bool, error) {
 		return nil, fmt.Errorf("reading mountinfo: %w", err)
 	}
 	return m, nil
-}
-
-// unescapeOctal decodes mountinfo's \NNN escapes (space, tab, newline, \).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // checkSuperblock reads the squashfs superblock: the magic must be there
