@@ -310,7 +310,7 @@ func (c *Cache) MakeDerived(ctx context.Context, orig string, build func(*os.Fil
 	if err := build(lock.f); err != nil {
 		return "", false, err
 	}
-	sum, size, err := hashFile(lock.path)
+	sum, size, err := HashFile(lock.path)
 	if err != nil {
 		return "", false, err
 	}
@@ -498,7 +498,7 @@ func (s *Staging) Ingest() (int, error) {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().Perm() == 0o444 && st.Nlink > 1 {
 			continue // one of our own links into the store
 		}
-		sum, size, err := hashFile(p)
+		sum, size, err := HashFile(p)
 		if err != nil {
 			return n, err
 		}
@@ -534,7 +534,8 @@ func (s *Staging) Remove() error {
 	return err
 }
 
-func hashFile(p string) (string, int64, error) {
+// HashFile returns the SHA256 (hex) and size of the file at p.
+func HashFile(p string) (string, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", 0, err

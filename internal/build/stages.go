@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +17,7 @@ import (
 	"pault.ag/go/debian/control"
 
 	"vmdeb/internal/apt"
+	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
@@ -613,7 +612,7 @@ func updateSums(ctx context.Context, sums string, files []string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		h, err := sha256File(f)
+		h, _, err := archive.HashFile(f)
 		if err != nil {
 			return err
 		}
@@ -629,17 +628,4 @@ func updateSums(ctx context.Context, sums string, files []string) error {
 		fmt.Fprintf(&b, "%s  %s\n", entries[n], n)
 	}
 	return writeAtomic(sums, []byte(b.String()))
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

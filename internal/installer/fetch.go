@@ -237,7 +237,7 @@ func (f *Fetcher) imageFiles(ctx context.Context, imagesURL, arch string, list m
 		}
 		dst := filepath.Join(out.Dir, im.local)
 		want := list[im.archive]
-		if s, err := fileSHA256(dst); err == nil && s == want {
+		if s, _, err := archive.HashFile(dst); err == nil && s == want {
 			continue // verified by an earlier run
 		}
 		sum, err := f.download(ctx, imagesURL+im.archive, dst+".part")
@@ -484,18 +484,4 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.touch()
 	}
 	return n, err
-}
-
-// fileSHA256 hashes a file on disk.
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
