@@ -74,6 +74,40 @@ const debDir = "/var/cache/apt/archives"
 // r.Variant: verified index, resolved package set, packages fetched into
 // the cache (or found there), essential ones unpacked in Go, then
 // installed and configured by the target's dpkg.
+// Attach opens the archive and the package cache for a root file system
+// that this build did not bootstrap (one restored from the stage cache),
+// so that ShareCache can serve apt from the package cache.
+func (n *Native) Attach(ctx context.Context, log *buildlog.Log, r Request) error {
+	_, _, err := n.open(ctx, log, r)
+	return err
+}
+
+// open verifies the suite's InRelease, reads its Packages indices and
+// opens the package cache.
+func (n *Native) open(ctx context.Context, log *buildlog.Log, r Request) (*archive.Archive, *archive.Cache, error) {
+	cache, err := archive.OpenCache(n.CachePath(), log.Printf)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl := n.Client
+	if cl == nil {
+		cl = archive.NewClient()
+	}
+	src := archive.Source{Mirror: strings.TrimRight(r.Mirror, "/"), Suite: r.Suite, Components: r.Components,
+		Arch: r.Arch, Keyring: r.Keyring, Insecure: n.Insecure}
+	arc, err := archive.Open(ctx, src, cl, cache, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if arc.Signer != "" {
+		log.Printf("%s %s: InRelease signed by %s", r.Suite, r.Arch, arc.Signer)
+	}
+	n.mu.Lock()
+	n.archive, n.cache, n.log = arc, cache, log
+	n.mu.Unlock()
+	return arc, cache, nil
+}
+
 func (n *Native) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) (err error) {
 	start := time.Now()
 	if r.Target == "" || r.Mirror == "" || r.Suite == "" || r.Arch == "" {
@@ -84,28 +118,12 @@ func (n *Native) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) (e
 	} else if len(ents) > 0 {
 		return fmt.Errorf("native bootstrap: %s is not empty", r.Target)
 	}
-	cache, err := archive.OpenCache(n.CachePath(), log.Printf)
+	arc, cache, err := n.open(ctx, log, r)
 	if err != nil {
 		return err
 	}
-	cl := n.Client
-	if cl == nil {
-		cl = archive.NewClient()
-	}
-	src := archive.Source{Mirror: strings.TrimRight(r.Mirror, "/"), Suite: r.Suite, Components: r.Components,
-		Arch: r.Arch, Keyring: r.Keyring, Insecure: n.Insecure}
-	arc, err := archive.Open(ctx, src, cl, cache, log)
-	if err != nil {
-		return err
-	}
-	if arc.Signer != "" {
-		log.Printf("%s %s: InRelease signed by %s", r.Suite, r.Arch, arc.Signer)
-	}
-	n.mu.Lock()
-	n.archive, n.cache, n.log = arc, cache, log
-	n.mu.Unlock()
 
-	u, _ := url.Parse(src.Mirror)
+	u, _ := url.Parse(arc.Source.Mirror)
 	set, err := archive.ResolveBase(arc.Index, r.Variant, arc.Release.Codename, u != nil && u.Scheme == "https", r.Include)
 	if err != nil {
 		return fmt.Errorf("resolving the %s package set of %s: %w", variantName(r.Variant), r.Suite, err)
