@@ -39,9 +39,13 @@ type Arch struct {
 	UEFICode    []string
 	UEFIVars    []string
 	UEFIPackage string
-	// NeedsDTB: the kernel needs a device tree from the boot loader on
-	// real boards (not under qemu's virt machine, which provides one).
-	NeedsDTB bool
+	// DeviceTrees: the architecture's boards describe their hardware with
+	// a device tree that the boot loader hands the kernel, and Debian's
+	// kernel packages ship them (under /usr/lib/linux-image-VERSION/).
+	// vmdeb carries them onto the boot media it makes, and a config's
+	// device-tree names the one to load. qemu's virt machine supplies its
+	// own, so the boot tests load none.
+	DeviceTrees bool
 	// Outputs lists the output types this architecture supports.
 	Outputs []string
 }
@@ -78,7 +82,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"},
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
 		UEFIPackage: "qemu-efi-aarch64",
-		NeedsDTB:    true,
+		DeviceTrees: true,
 		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
 	},
 	"armhf": {
@@ -90,15 +94,15 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/AAVMF/AAVMF32_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
 		UEFIPackage: "qemu-efi-arm",
-		NeedsDTB:    true,
+		DeviceTrees: true,
 		Outputs:     []string{"tarball", "directory", "squashfs"},
 	},
 	"armel": {
 		Name: "armel", ELFMachine: "EM_ARM", QemuUser: "arm",
 		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
-		Kernel:   "linux-image-marvell",
-		NeedsDTB: true,
-		Outputs:  []string{"tarball", "directory", "squashfs"},
+		Kernel:      "linux-image-marvell",
+		DeviceTrees: true,
+		Outputs:     []string{"tarball", "directory", "squashfs"},
 	},
 	"ppc64el": {
 		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",
@@ -109,8 +113,9 @@ var table = map[string]Arch{
 	"riscv64": {
 		Name: "riscv64", ELFMachine: "EM_RISCV", QemuUser: "riscv64",
 		QemuSystem: "qemu-system-riscv64", QemuMachine: "virt", Console: "ttyS0",
-		Kernel:  "linux-image-riscv64",
-		Outputs: []string{"tarball", "directory", "squashfs"},
+		Kernel:      "linux-image-riscv64",
+		DeviceTrees: true,
+		Outputs:     []string{"tarball", "directory", "squashfs"},
 	},
 	"s390x": {
 		Name: "s390x", ELFMachine: "EM_S390", QemuUser: "s390x",

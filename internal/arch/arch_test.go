@@ -38,6 +38,13 @@ func TestTable(t *testing.T) {
 	if a, _ := Lookup("armhf"); a.Kernel != "linux-image-armmp-lpae" || a.Supports("live-iso") {
 		t.Errorf("armhf: %+v", a)
 	}
+	// Device trees: the ARM and RISC-V boards have them; PCs, POWER and
+	// s390x describe their hardware through firmware (ACPI, Open Firmware).
+	for name, want := range map[string]bool{"amd64": false, "i386": false, "arm64": true, "armhf": true, "armel": true, "riscv64": true, "ppc64el": false, "s390x": false} {
+		if a, _ := Lookup(name); a.DeviceTrees != want {
+			t.Errorf("%s: DeviceTrees = %v, want %v", name, a.DeviceTrees, want)
+		}
+	}
 	if _, err := Lookup("mips"); err == nil || !strings.Contains(err.Error(), "arm64") {
 		t.Errorf("unknown arch error should list the valid ones: %v", err)
 	}

@@ -35,6 +35,7 @@ type Spec struct {
 	Cache          string   `yaml:"cache"`
 	Insecure       bool     `yaml:"insecure"`
 	Kernel         string   `yaml:"kernel"`
+	DeviceTree     string   `yaml:"device-tree"`
 	Packages       []string `yaml:"packages"`
 	CustomPackages []string `yaml:"custom-packages"`
 	Users          []User   `yaml:"users"`

@@ -202,3 +202,32 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceTree(t *testing.T) {
+	arm := strings.Replace(good, "architecture: amd64", "architecture: arm64", 1)
+	s, err := Load(write(t, arm+"device-tree: rockchip/rk3399-rockpro64.dtb\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DeviceTree != "rockchip/rk3399-rockpro64.dtb" {
+		t.Errorf("device-tree = %q", s.DeviceTree)
+	}
+	tarball := strings.Replace(arm, "type: live-iso\n    path: out/test.iso", "type: tarball\n    path: out/test.tar.gz", 1)
+	for yaml, want := range map[string]string{
+		arm + "device-tree: /usr/lib/linux-image-6.12-arm64/rockchip/rk3399-rockpro64.dtb\n": ":13: device-tree:", // and relative
+		arm + "device-tree: rockchip/rk3399-rockpro64\n":                                     "ends in .dtb",
+		arm + "device-tree: ../rk3399-rockpro64.dtb\n":                                       "no . or ..",
+		good + "device-tree: rockchip/rk3399-rockpro64.dtb\n":                                "architecture amd64 does not use device trees (those that do: arm64, armel, armhf, riscv64)",
+		arm + "kernel: none\ndevice-tree: rockchip/rk3399-rockpro64.dtb\n":                   "kernel: none installs none",
+		tarball + "device-tree: rockchip/rk3399-rockpro64.dtb\n":                             "only the boot loader of a live-iso or disk output loads it",
+	} {
+		p := write(t, yaml)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "device-tree") {
+			t.Errorf("%s\ngot %v, want an error naming %s, device-tree and %q", yaml, err, p, want)
+		}
+	}
+	if _, err := Load(write(t, arm+"device-tree: /x/board.dtb\n")); err == nil || !strings.Contains(err.Error(), "relative") {
+		t.Errorf("an absolute path: %v", err)
+	}
+}

@@ -100,6 +100,9 @@ func (s *Spec) Validate() Errors {
 	if s.Kernel != "" && s.Kernel != "none" && !packageRE.MatchString(s.Kernel) {
 		bad("kernel", "%q is not a package name (or none)", s.Kernel)
 	}
+	if s.DeviceTree != "" {
+		validateDeviceTree(s, a, bad)
+	}
 	for i, p := range s.Packages {
 		if !packageRE.MatchString(p) {
 			bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
@@ -224,6 +227,37 @@ func (s *Spec) Validate() Errors {
 		}
 	}
 	return errs
+}
+
+// validateDeviceTree checks the board's device tree: a name the boot
+// loader can load from the kernel's device tree directory, on an
+// architecture that has them, with an output whose boot loader loads it.
+// Whether the kernel has it is known once it is installed (the build
+// checks then).
+func validateDeviceTree(s *Spec, a arch.Arch, bad func(string, string, ...any)) {
+	if err := live.ValidDeviceTree(s.DeviceTree); err != nil {
+		bad("device-tree", "%v", err)
+	}
+	if a.Name != "" && !a.DeviceTrees {
+		var with []string
+		for _, n := range arch.Names() {
+			if x, _ := arch.Lookup(n); x.DeviceTrees {
+				with = append(with, n)
+			}
+		}
+		bad("device-tree", "architecture %s does not use device trees (those that do: %s)", a.Name, strings.Join(with, ", "))
+		return
+	}
+	if s.Kernel == "none" {
+		bad("device-tree", "a device tree comes with the image's kernel; kernel: none installs none")
+		return
+	}
+	for _, o := range s.Outputs {
+		if o.Type == "live-iso" || (o.Type == "disk" && o.Bootloader != "none") {
+			return
+		}
+	}
+	bad("device-tree", "only the boot loader of a live-iso or disk output loads it, and this config has none (remove device-tree, or add such an output)")
 }
 
 // Disk output choices.

@@ -37,6 +37,10 @@ type ISOOptions struct {
 	Installer *InstallerFiles
 	// Locales, if any, make the localisation submenu.
 	Locales []Locale
+	// DeviceTree names the board's device tree, relative to the kernel's
+	// DTBDir (rockchip/rk3399-rockpro64.dtb); the live entries' GRUB
+	// loads it. "" loads none: the firmware's is used.
+	DeviceTree string
 	// SourceDateEpoch > 0 fixes every date in the ISO (files, volume, FAT
 	// image, EFI loader) so that the same inputs give the same bytes.
 	SourceDateEpoch int64
@@ -106,6 +110,10 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 	if err != nil {
 		return fmt.Errorf("live ISO: %w", err)
 	}
+	dtbs, err := kernelDTBs(a, rootfs, kernels, o.DeviceTree)
+	if err != nil {
+		return fmt.Errorf("live ISO: %w", err)
+	}
 	sq, err := os.Stat(squashfs)
 	if err != nil {
 		return fmt.Errorf("live ISO: %w", err)
@@ -136,6 +144,12 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 
 	if err := stageLive(stage, squashfs, kernels); err != nil {
 		return fmt.Errorf("live ISO: %w", err)
+	}
+	if err := stageDTBs(stage, rootfs, kernels, dtbs); err != nil {
+		return fmt.Errorf("live ISO: device trees: %w", err)
+	}
+	for i, d := range dtbs {
+		log.Logf("kernel %s: %d device trees onto the ISO in %s", kernels[i].Version, len(d), isoDTBDir(i))
 	}
 	if o.Installer != nil {
 		if err := stageInstaller(stage, a.Name, o.Installer); err != nil {
@@ -258,6 +272,55 @@ func stageLive(stage, squashfs string, kernels []Kernel) error {
 		}
 		if err := linkOrCopy(k.Initrd, filepath.Join(stage, initrd)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// kernelDTBs lists each kernel's device trees (FindDTBs) when architecture
+// a uses them, and checks that every kernel has the one the config names.
+func kernelDTBs(a arch.Arch, rootfs string, kernels []Kernel, name string) ([][]string, error) {
+	if !a.DeviceTrees {
+		if name != "" {
+			return nil, fmt.Errorf("device tree %s: architecture %s does not use device trees", name, a.Name)
+		}
+		return nil, nil
+	}
+	if name != "" {
+		if err := ValidDeviceTree(name); err != nil {
+			return nil, fmt.Errorf("device tree: %w", err)
+		}
+	}
+	all := make([][]string, len(kernels))
+	for i, k := range kernels {
+		dtbs, err := FindDTBs(rootfs, k.Version)
+		if err != nil {
+			return nil, err
+		}
+		if name != "" {
+			if err := CheckDeviceTree(name, k.Version, dtbs); err != nil {
+				return nil, err
+			}
+		}
+		all[i] = dtbs
+	}
+	return all, nil
+}
+
+// stageDTBs puts the i-th kernel's device trees under isoDTBDir(i), in
+// their vendor directories as the kernel package has them, so a user (or
+// the menu, with a config's device-tree) can load any board's.
+func stageDTBs(stage, rootfs string, kernels []Kernel, dtbs [][]string) error {
+	for i, files := range dtbs {
+		src := filepath.Join(rootfs, DTBDir(kernels[i].Version))
+		dst := filepath.Join(stage, isoDTBDir(i))
+		for _, f := range files {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, f)), 0o755); err != nil {
+				return err
+			}
+			if err := linkOrCopy(filepath.Join(src, f), filepath.Join(dst, f)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -506,3 +506,88 @@ func TestBuildISOInstaller(t *testing.T) {
 		t.Error("an ISO was written without its installer")
 	}
 }
+
+// An architecture with device trees (amd64's UEFI GRUB standing in for
+// the target's, which the host lacks): every device tree of each kernel
+// onto the ISO, the named one in the menu; a name the kernel lacks fails
+// the build, saying what and where, and leaves nothing.
+func TestBuildISODeviceTrees(t *testing.T) {
+	a := mustArch(t, "amd64")
+	a.Firmware, a.DeviceTrees = []arch.Firmware{arch.UEFI}, true
+	needISOTools(t, a, false)
+	dir, rootfs, squashfs := isoFixture(t)
+	writeFile(t, filepath.Join(rootfs, "boot", "vmlinuz-0.9-amd64"), []byte("kernel 0.9\n"))
+	writeFile(t, filepath.Join(rootfs, "boot", "initrd.img-0.9-amd64"), []byte("initrd 0.9\n"))
+	dtbTree(t, rootfs, "1.0-amd64", "rockchip/rk3399-rockpro64.dtb", "allwinner/sun50i-a64-pine64.dtb", "allwinner/overlay/spi.dtbo")
+	dtbTree(t, rootfs, "0.9-amd64", "rockchip/rk3399-rockpro64.dtb")
+
+	out := filepath.Join(dir, "live.iso")
+	o := ISOOptions{Arch: a, VolumeID: "DTB", DeviceTree: "rockchip/rk3399-rockpro64.dtb"}
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out, o); err != nil {
+		t.Fatal(err)
+	}
+	files := isoFiles(t, out)
+	for iso, src := range map[string]string{
+		"/live/dtbs/rockchip/rk3399-rockpro64.dtb":   "1.0-amd64 rockchip/rk3399-rockpro64.dtb",
+		"/live/dtbs/allwinner/sun50i-a64-pine64.dtb": "1.0-amd64 allwinner/sun50i-a64-pine64.dtb",
+		"/live/dtbs/allwinner/overlay/spi.dtbo":      "1.0-amd64 allwinner/overlay/spi.dtbo",
+		"/live/dtbs2/rockchip/rk3399-rockpro64.dtb":  "0.9-amd64 rockchip/rk3399-rockpro64.dtb",
+	} {
+		if !slices.Contains(files, iso) {
+			t.Errorf("ISO lacks %s; it has %q", iso, files)
+		} else if got := string(extract(t, out, iso)); got != "dtb "+src {
+			t.Errorf("%s = %q, want kernel %s's", iso, got, src)
+		}
+	}
+	cfg := string(extract(t, out, "/boot/grub/grub.cfg"))
+	for _, w := range []string{"devicetree /live/dtbs/rockchip/rk3399-rockpro64.dtb\n", "devicetree /live/dtbs2/rockchip/rk3399-rockpro64.dtb\n"} {
+		if !strings.Contains(cfg, w) {
+			t.Errorf("grub.cfg lacks %q:\n%s", w, cfg)
+		}
+	}
+
+	// Only the newer kernel has the pine64's device tree.
+	o.DeviceTree = "allwinner/sun50i-a64-pine64.dtb"
+	out2 := filepath.Join(dir, "live2.iso")
+	err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out2, o)
+	if err == nil || !strings.Contains(err.Error(), "allwinner/sun50i-a64-pine64.dtb") || !strings.Contains(err.Error(), "/usr/lib/linux-image-0.9-amd64") {
+		t.Errorf("a device tree one kernel lacks: %v", err)
+	}
+	if names := dirNames(t, dir); !slices.Equal(names, []string{"filesystem.squashfs", "live.iso", "rootfs"}) {
+		t.Errorf("left behind: %q", names)
+	}
+
+	// None named: the device trees are still carried, the menu loads none.
+	o.DeviceTree = ""
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out2, o); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(isoFiles(t, out2), "/live/dtbs/rockchip/rk3399-rockpro64.dtb") {
+		t.Error("device trees not carried when none is named")
+	}
+	if cfg := string(extract(t, out2, "/boot/grub/grub.cfg")); strings.Contains(cfg, "devicetree") {
+		t.Errorf("grub.cfg loads a device tree none named:\n%s", cfg)
+	}
+}
+
+// Architectures without device trees get none on the ISO, and naming one
+// is an error, not silently ignored.
+func TestBuildISONoDeviceTrees(t *testing.T) {
+	a := mustArch(t, "amd64")
+	needISOTools(t, a, false)
+	dir, rootfs, squashfs := isoFixture(t)
+	dtbTree(t, rootfs, "1.0-amd64", "vendor/board.dtb")
+	out := filepath.Join(dir, "live.iso")
+	err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out, ISOOptions{Arch: a, VolumeID: "V", DeviceTree: "vendor/board.dtb"})
+	if err == nil || !strings.Contains(err.Error(), "amd64 does not use device trees") {
+		t.Errorf("a device tree on amd64: %v", err)
+	}
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out, ISOOptions{Arch: a, VolumeID: "V"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range isoFiles(t, out) {
+		if strings.Contains(f, "dtb") {
+			t.Errorf("amd64 ISO has %s", f)
+		}
+	}
+}

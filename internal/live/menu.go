@@ -18,6 +18,9 @@ type Entry struct {
 	Params  []string
 	Default bool
 	Submenu []Entry
+	// DeviceTree is the ISO path of the device tree GRUB loads for the
+	// kernel ("" = none: the firmware's).
+	DeviceTree string
 }
 
 // Kernel command lines, as live-build writes them for Debian's images.
@@ -35,6 +38,24 @@ func isoKernelPaths(i int) (vmlinuz, initrd string) {
 		return "/live/vmlinuz", "/live/initrd.img"
 	}
 	return fmt.Sprintf("/live/vmlinuz%d", i+1), fmt.Sprintf("/live/initrd%d.img", i+1)
+}
+
+// isoDTBDir is where the i-th kernel's device trees go on the ISO,
+// numbered as its vmlinuz is.
+func isoDTBDir(i int) string {
+	if i == 0 {
+		return "/live/dtbs"
+	}
+	return fmt.Sprintf("/live/dtbs%d", i+1)
+}
+
+// isoDTB is the ISO path of the config's device tree for the i-th kernel,
+// "" when the config names none.
+func isoDTB(o ISOOptions, i int) string {
+	if o.DeviceTree == "" || !o.Arch.DeviceTrees {
+		return ""
+	}
+	return isoDTBDir(i) + "/" + o.DeviceTree
 }
 
 // consoleParams put the kernel's console on the serial port as well as the
@@ -75,9 +96,10 @@ func LiveEntries(o ISOOptions, kernels []Kernel) []Entry {
 		}
 		safe := "Live system (" + strings.Join(slices.Concat(what, []string{"fail-safe mode"}), ", ") + ")"
 		params := func(base []string) []string { return slices.Concat(base, con, o.KernelParams) }
+		dtb := isoDTB(o, i)
 		es = append(es,
-			Entry{Label: label, Kernel: vmlinuz, Initrd: initrd, Params: params(liveParams), Default: i == 0},
-			Entry{Label: safe, Kernel: vmlinuz, Initrd: initrd, Params: params(failsafeParams)},
+			Entry{Label: label, Kernel: vmlinuz, Initrd: initrd, Params: params(liveParams), Default: i == 0, DeviceTree: dtb},
+			Entry{Label: safe, Kernel: vmlinuz, Initrd: initrd, Params: params(failsafeParams), DeviceTree: dtb},
 		)
 	}
 	return es
@@ -142,7 +164,8 @@ func LocaleMenu(o ISOOptions) Entry {
 		m.Submenu = append(m.Submenu, Entry{
 			Label:  fmt.Sprintf("%s (%s)", l.Name, l.Locale),
 			Kernel: vmlinuz, Initrd: initrd,
-			Params: slices.Concat(liveParams, lp, con, o.KernelParams),
+			Params:     slices.Concat(liveParams, lp, con, o.KernelParams),
+			DeviceTree: isoDTB(o, 0),
 		})
 	}
 	return m
@@ -294,6 +317,10 @@ func writeGrubEntries(b *strings.Builder, entries []Entry, indent string) {
 		}
 		fmt.Fprintf(b, "%s\tlinux %s %s\n", indent, e.Kernel, strings.Join(ps, " "))
 		fmt.Fprintf(b, "%s\tinitrd %s\n", indent, e.Initrd)
+		if e.DeviceTree != "" {
+			// After the initrd, as GRUB's own 10_linux writes it.
+			fmt.Fprintf(b, "%s\tdevicetree %s\n", indent, grubWord(oneLine(e.DeviceTree)))
+		}
 		fmt.Fprintf(b, "%s}\n", indent)
 	}
 }

@@ -356,3 +356,36 @@ func TestLookupLocales(t *testing.T) {
 		seen[l.Locale] = true
 	}
 }
+
+// A named device tree: every live entry of a kernel loads that kernel's
+// copy, after its initrd; the installer's kernel (another version) loads
+// none.
+func TestRenderGrubDeviceTree(t *testing.T) {
+	o := ISOOptions{Arch: mustArch(t, "arm64"), DeviceTree: "rockchip/rk3399-rockpro64.dtb",
+		Installer: &InstallerFiles{Dir: "/x"}, Locales: Locales[:1]}
+	cfg := RenderGrub(o, MenuEntries(o, []Kernel{{Version: "6.12.40"}, {Version: "6.12.38"}}))
+	for _, want := range []string{
+		"\tlinux /live/vmlinuz boot=live components quiet splash console=ttyAMA0 console=tty0\n\tinitrd /live/initrd.img\n\tdevicetree /live/dtbs/rockchip/rk3399-rockpro64.dtb\n}",
+		"\tinitrd /live/initrd2.img\n\tdevicetree /live/dtbs2/rockchip/rk3399-rockpro64.dtb\n}",
+		"\t\tinitrd /live/initrd.img\n\t\tdevicetree /live/dtbs/rockchip/rk3399-rockpro64.dtb\n\t}", // the locale submenu
+		"\tinitrd /install.a64/initrd.gz\n}",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	// live + fail-safe for two kernels, one locale entry.
+	if n := strings.Count(cfg, "devicetree "); n != 5 {
+		t.Errorf("%d devicetree lines, want 5:\n%s", n, cfg)
+	}
+
+	o.DeviceTree = ""
+	if cfg := RenderGrub(o, MenuEntries(o, []Kernel{{Version: "1"}})); strings.Contains(cfg, "devicetree") {
+		t.Errorf("no device tree named, yet:\n%s", cfg)
+	}
+	// An architecture without device trees never loads one.
+	o = ISOOptions{Arch: mustArch(t, "amd64"), DeviceTree: "x.dtb"}
+	if es := LiveEntries(o, []Kernel{{Version: "1"}}); es[0].DeviceTree != "" {
+		t.Errorf("amd64 entry loads %s", es[0].DeviceTree)
+	}
+}
