@@ -22,6 +22,7 @@ import (
 	"vmdeb/internal/config"
 	"vmdeb/internal/ns"
 	"vmdeb/internal/qemu"
+	"vmdeb/internal/stagecache"
 )
 
 // Exit statuses: 1 a build or boot failed, 2 bad input or a host that
@@ -56,7 +57,8 @@ func run() int {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
 	})
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), vmdebootstrapCmd(), metapackageCmd())
+	build.Version = Version
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd())
 	// Called as vmdebootstrap (a symlink): be vmdebootstrap.
 	if filepath.Base(os.Args[0]) == "vmdebootstrap" && !ns.Inside() {
 		root.SetArgs(append([]string{"vmdebootstrap"}, os.Args[1:]...))
@@ -126,6 +128,7 @@ func checkCmd() *cobra.Command {
 func buildCmd() *cobra.Command {
 	var o build.RunOptions
 	var logPath, outDir string
+	var cf cacheFlags
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
 		Short: "Build the outputs config files describe (needs root); a directory means every *.yaml in it",
@@ -141,8 +144,15 @@ func buildCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if o.Cache, err = cf.open(); err != nil {
+					return &exitError{exitFailed, err}
+				}
 				return buildInside(s, o, logPath)
 			}
+			if _, err := cf.dir(); err != nil {
+				return err
+			}
+
 			configs, err := expandConfigs(a)
 			if err != nil {
 				return &usageError{err}
@@ -154,15 +164,17 @@ func buildCmd() *cobra.Command {
 				return err
 			}
 			if len(configs) == 1 {
-				return buildOne(cmd.Context(), configs[0], o, logPath, outDir)
+				return buildOne(cmd.Context(), configs[0], o, cf, logPath, outDir)
 			}
-			return buildSet(cmd.Context(), configs, o, outDir)
+			return buildSet(cmd.Context(), configs, o, cf, outDir)
 		},
 	}
 	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
 	c.Flags().BoolVar(&o.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
 	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
 	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
+	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
+	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+"; \"off\" disables it)")
 	return c
 }
 
@@ -203,7 +215,7 @@ func loadForBuild(path, outDir string) (*config.Spec, error) {
 
 // buildOne checks a config and the host, then runs the build in its own
 // namespaces (a second vmdeb process) and returns its status.
-func buildOne(ctx context.Context, path string, o build.RunOptions, logPath, outDir string) error {
+func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlags, logPath, outDir string) error {
 	s, err := loadForBuild(path, outDir)
 	if err != nil {
 		return err
@@ -226,6 +238,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, logPath, out
 	if outDir != "" {
 		args = append(args, "--outdir", outDir)
 	}
+	args = append(args, cf.args()...)
 	code, err := ns.Reexec(append(args, path))
 	if err != nil {
 		return &exitError{exitFailed, err}
@@ -238,7 +251,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, logPath, out
 
 // buildSet builds several images one after the other; a failure does not
 // stop the others. The table at the end says how each went.
-func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir string) error {
+func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cacheFlags, outDir string) error {
 	type row struct {
 		config, result, size string
 		took                 time.Duration
@@ -251,7 +264,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, outDir 
 		}
 		fmt.Printf("\n### %s\n", c)
 		start := time.Now()
-		err := buildOne(ctx, c, o, "", outDir)
+		err := buildOne(ctx, c, o, cf, "", outDir)
 		r := row{config: c, result: "ok", took: time.Since(start)}
 		var ee *exitError
 		if errors.As(err, &ee) && ee.code >= 128 {

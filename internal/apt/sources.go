@@ -3,6 +3,8 @@ package apt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,8 +67,12 @@ func BuildSources(mirror, suite string, components []string) string {
 type ReleaseInfo struct {
 	Suite         string // e.g. stable, testing, unstable
 	Codename      string
+	Date          string
 	Architectures []string
 	Components    []string
+	// Digest is the SHA256 of the whole file: it changes whenever the
+	// suite's date or any index's hash does.
+	Digest string
 }
 
 // Stable reports whether the suite gets security and -updates sources.
@@ -117,9 +123,12 @@ func ParseRelease(data []byte, name string) (ReleaseInfo, error) {
 	ri := ReleaseInfo{
 		Suite:         strings.TrimSpace(p.Values["Suite"]),
 		Codename:      strings.TrimSpace(p.Values["Codename"]),
+		Date:          strings.TrimSpace(p.Values["Date"]),
 		Architectures: strings.Fields(p.Values["Architectures"]),
 		Components:    strings.Fields(p.Values["Components"]),
 	}
+	sum := sha256.Sum256(data)
+	ri.Digest = hex.EncodeToString(sum[:])
 	if ri.Suite == "" && ri.Codename == "" {
 		return ri, fmt.Errorf("%s: not a Release file (no Suite or Codename field)", name)
 	}

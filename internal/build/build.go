@@ -13,6 +13,7 @@ import (
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/stagecache"
 )
 
 // Stage is one step of the pipeline. A build is a list of stages; a live
@@ -37,6 +38,10 @@ type State struct {
 	GrubDir string
 	// temps are files to remove if the build does not finish.
 	temps []string
+	// bootstrapped: this build made the base system (it was not restored
+	// from the stage cache); attached: the native bootstrapper was opened
+	// for a restored one.
+	bootstrapped, attached bool
 }
 
 // Result is one written output.
@@ -49,12 +54,18 @@ type Result struct {
 type RunOptions struct {
 	WorkDir  string // parent for the work directory ("" = /var/tmp)
 	KeepWork bool   // keep the work directory for debugging
+	// Cache keeps and reuses stage results (nil: every stage runs).
+	Cache *stagecache.Cache
 }
 
 // Stages is the pipeline for a plan: the common system stages, then one
 // stage per output, then the report.
 func Stages(p *Plan) []Stage {
-	s := []Stage{bootstrapStage{}, chrootStage{}, packagesStage{}, systemStage{}}
+	s := []Stage{bootstrapStage{}, chrootStage{}, packagesStage{}}
+	if p.TargetGrub {
+		s = append(s, targetGrubStage{})
+	}
+	s = append(s, systemStage{})
 	if p.Spec.Customise != "" {
 		s = append(s, hookStage{})
 	}
@@ -126,7 +137,23 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 			return st, fmt.Errorf("output directory: %w", err)
 		}
 	}
-	for _, stage := range Stages(p) {
+	stages := Stages(p)
+	start := 0
+	var points []cachePoint
+	if o.Cache != nil {
+		points = p.cachePoints()
+		if start, err = restoreFromCache(ctx, st, o.Cache, stages, points); err != nil {
+			log.Done()
+			return st, &StageError{Stage: "restore", Err: err}
+		}
+		if start > 1 {
+			// Restored past the chroot's setup: set it up again.
+			stages = append([]Stage{chrootStage{}}, stages[start:]...)
+		} else {
+			stages = stages[start:]
+		}
+	}
+	for _, stage := range stages {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("interrupted before %s: %w", stage.Name(), err)
 		}
@@ -134,6 +161,14 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 		if err := stage.Run(ctx, st); err != nil {
 			log.Done()
 			return st, &StageError{Stage: stage.Name(), Err: err}
+		}
+		for _, pt := range points {
+			if pt.stage == stage.Name() {
+				if err := saveToCache(ctx, st, o.Cache, pt); err != nil {
+					log.Done()
+					return st, &StageError{Stage: stage.Name(), Err: err}
+				}
+			}
 		}
 	}
 	log.Done()

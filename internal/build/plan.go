@@ -42,6 +42,9 @@ type Plan struct {
 	// TargetGrub: take the GRUB EFI modules from the target's archive
 	// (the host has none for this architecture).
 	TargetGrub bool
+	// ReleaseDigest is the SHA256 of the suite's Release file as the
+	// mirror serves it now ("" offline): part of the stage cache's keys.
+	ReleaseDigest string
 }
 
 // PreflightError is a problem found before the build starts: bad config,
@@ -115,6 +118,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if err != nil {
 		return nil, &PreflightError{s.Errorf("suite", "the mirror %s does not offer %s: %v", p.Mirror, s.Suite, err)}
 	}
+	p.ReleaseDigest = ri.Digest
 	if !ri.HasArch(a.Name) {
 		return nil, &PreflightError{s.Errorf("architecture", "the mirror's %s has no %s packages (it has: %s)", s.Suite, a.Name, strings.Join(ri.Architectures, ", "))}
 	}

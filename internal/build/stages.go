@@ -31,12 +31,20 @@ type bootstrapStage struct{}
 func (bootstrapStage) Name() string { return "bootstrap" }
 
 func (bootstrapStage) Run(ctx context.Context, st *State) error {
+	if err := st.Plan.Bootstrap.Bootstrap(ctx, st.Log, bootstrapRequest(st)); err != nil {
+		return err
+	}
+	st.bootstrapped = true
+	return nil
+}
+
+func bootstrapRequest(st *State) bootstrap.Request {
 	s := st.Plan.Spec
-	return st.Plan.Bootstrap.Bootstrap(ctx, st.Log, bootstrap.Request{
+	return bootstrap.Request{
 		Suite: s.Suite, Arch: st.Plan.Arch.Name, Mirror: st.Plan.Mirror, Components: s.Components,
 		Variant: s.Variant, Keyring: s.Path(s.Keyring), Target: st.Rootfs,
 		Interpreter: st.Plan.Interpreter, InterpreterAt: st.Plan.InterpreterAt,
-	})
+	}
 }
 
 // chrootStage mounts the kernel file systems and points apt at the build
@@ -61,6 +69,13 @@ func (chrootStage) Run(ctx context.Context, st *State) error {
 	}
 	// The native bootstrapper's package cache serves apt too.
 	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
+		if !st.bootstrapped && !st.attached {
+			// The base system came from the stage cache.
+			if err := n.Attach(ctx, st.Log, bootstrapRequest(st)); err != nil {
+				return err
+			}
+			st.attached = true
+		}
 		return n.ShareCache(ctx, c)
 	}
 	return nil
@@ -95,14 +110,16 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
 		return err
 	}
-	if err := installCustom(ctx, st); err != nil {
-		return err
-	}
-	if st.Plan.TargetGrub {
-		return fetchTargetGrub(ctx, st)
-	}
-	return nil
+	return installCustom(ctx, st)
 }
+
+// targetGrubStage fetches the target's GRUB EFI modules when the host has
+// none for its architecture.
+type targetGrubStage struct{}
+
+func (targetGrubStage) Name() string { return "target-grub" }
+
+func (targetGrubStage) Run(ctx context.Context, st *State) error { return fetchTargetGrub(ctx, st) }
 
 // installCustom installs the config's local .deb files with apt, so their
 // dependencies come from the mirror.
@@ -441,7 +458,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
 		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SourceDateEpoch: p.SourceDateEpoch,
-		Installer: inst, Locales: locales, DeviceTree: p.Spec.DeviceTree,
+		Installer: inst, Locales: locales,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building vmdeb: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// Every build starts from nothing unless a test names a stage cache.
+	os.Setenv("VMDEB_STAGE_CACHE", "off")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

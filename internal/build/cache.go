@@ -1,0 +1,209 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/chroot"
+	"vmdeb/internal/stagecache"
+)
+
+// Version is vmdeb's version, set by the command. With the checksum of
+// the running binary it is part of every stage cache key: another vmdeb
+// never reuses this one's stages.
+var Version = "dev"
+
+var selfSum = sync.OnceValue(func() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "unknown"
+	}
+	s, err := stagecache.FileSum(exe)
+	if err != nil {
+		return "unknown"
+	}
+	return s
+})
+
+// AutoPruneSize bounds the stage cache after each build: the least
+// recently used entries go first.
+const AutoPruneSize = 20 << 30
+
+// cachePoint is a stage after which the root file system is kept.
+type cachePoint struct {
+	stage  string
+	key    string
+	parent string
+	inputs stagecache.Inputs
+}
+
+// CacheInputs returns, for each stage whose result is cached, what the
+// result depends on: for "bootstrap" the suite, architecture, mirror,
+// components, variant, backend and its scripts, keyring, emulator, the
+// suite's Release file and vmdeb itself; for "packages" the package list,
+// the local .deb files' content and SOURCE_DATE_EPOCH, on top of the
+// bootstrap's key. Later stages (users, the hook, finalise, the outputs)
+// always run: they take seconds, and a hook may read anything.
+func (p *Plan) cachePoints() []cachePoint {
+	s := p.Spec
+	var base stagecache.Inputs
+	base.Add("vmdeb", Version+" "+selfSum())
+	base.Add("suite", s.Suite)
+	base.Add("architecture", p.Arch.Name)
+	base.Add("mirror", p.Mirror)
+	base.Add("components", strings.Join(s.Components, " "))
+	base.Add("variant", s.Variant)
+	base.Add("bootstrap", p.Bootstrap.Name())
+	base.Add("insecure", fmt.Sprint(s.Insecure))
+	base.Add("release", p.ReleaseDigest)
+	if s.Keyring != "" {
+		base.AddFile("keyring", s.Path(s.Keyring))
+	}
+	if _, ok := p.Bootstrap.(bootstrap.Debootstrap); ok {
+		// The host's debootstrap decides what the base system holds.
+		if prog, err := exec.LookPath("debootstrap"); err == nil {
+			base.AddFile("debootstrap", prog)
+		}
+		base.AddFile("debootstrap-functions", "/usr/share/debootstrap/functions")
+	}
+	if p.Interpreter != "" {
+		base.Add("binfmt-handler", p.InterpreterAt)
+		base.AddFile("binfmt-handler-binary", p.Interpreter)
+	}
+	bk := stagecache.Key("", base)
+
+	var pk stagecache.Inputs
+	pk.Add("packages", strings.Join(p.Packages, " "))
+	for _, d := range s.CustomPackages {
+		pk.AddFile("custom-packages "+d, s.Path(d))
+	}
+	pk.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
+	return []cachePoint{
+		{stage: "bootstrap", key: bk, inputs: base},
+		{stage: "packages", key: stagecache.Key(bk, pk), parent: bk, inputs: pk},
+	}
+}
+
+// cacheExclude are left out of stored stages: downloaded packages, which
+// finalise's apt-get clean removes from every image anyway.
+var cacheExclude = []string{"./var/cache/apt/archives/*.deb", "./var/cache/apt/archives/partial/*"}
+
+// restoreFromCache puts the deepest cached stage in place and returns the
+// index of the first stage still to run (0: nothing reused). It says for
+// each cached stage whether it was reused and, if not, why.
+func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, stages []Stage, points []cachePoint) (int, error) {
+	log, name := st.Log, st.Plan.Spec.Name
+	hit := -1
+	for j := len(points) - 1; j >= 0 && hit < 0; j-- {
+		e, ok := c.Lookup(points[j].key)
+		if !ok {
+			continue
+		}
+		log.Step("restore")
+		t := time.Now()
+		err := c.Restore(ctx, e, st.Rootfs)
+		if err == nil {
+			log.Printf("stage cache: %s restored from %s (saved %s, %s) in %.1fs", points[j].stage, e.Dir(),
+				e.Created.Local().Format("2006-01-02 15:04"), HumanSize(e.Size), time.Since(t).Seconds())
+			hit = j
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		log.Printf("stage cache: %s not usable: %v", points[j].stage, err)
+		if err := emptyDir(st.Rootfs); err != nil {
+			return 0, err
+		}
+	}
+	for j, pt := range points {
+		switch {
+		case j <= hit:
+			log.Printf("stage cache: %-9s reused (key %s)", pt.stage, pt.key[:12])
+		default:
+			log.Printf("stage cache: %-9s rebuilt: %s", pt.stage, whyRebuilt(c, name, pt, j == hit+1))
+		}
+	}
+	if hit < 0 {
+		return 0, nil
+	}
+	for i, s := range stages {
+		if s.Name() == points[hit].stage {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("stage cache: no stage %q in this build", points[hit].stage)
+}
+
+// whyRebuilt compares a stage's inputs with those of the config's latest
+// entry for it.
+func whyRebuilt(c *stagecache.Cache, config string, pt cachePoint, first bool) string {
+	if !first {
+		return "a stage before it is rebuilt"
+	}
+	e := c.Latest(config, pt.stage)
+	if e == nil {
+		return "no earlier build of " + config + " in the cache"
+	}
+	if e.Parent != pt.parent {
+		return "a stage before it changed"
+	}
+	if ch := stagecache.Changed(e.Inputs, pt.inputs); len(ch) > 0 {
+		return "changed since the last cached build: " + strings.Join(ch, ", ")
+	}
+	return "its cache entry was unusable"
+}
+
+// saveToCache stores the root file system after a cached stage. The
+// chroot is taken down first, so that the entry holds the tree alone
+// (no mounts, the image's own sources and resolv.conf), and set up again
+// after. A failure to store is reported and the build goes on.
+func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePoint) error {
+	if _, ok := c.Lookup(pt.key); ok {
+		return nil
+	}
+	reopen := st.Chroot != nil
+	if reopen {
+		err := st.Chroot.Close()
+		st.Chroot = nil
+		if err != nil {
+			return fmt.Errorf("teardown before saving the stage: %w", err)
+		}
+	}
+	t := time.Now()
+	e := &stagecache.Entry{Key: pt.key, Config: st.Plan.Spec.Name, Stage: pt.stage, Parent: pt.parent, Inputs: pt.inputs}
+	st.Log.Printf("stage cache: saving %s", pt.stage)
+	if err := c.Save(ctx, e, st.Rootfs, cacheExclude); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		st.Log.Printf("stage cache: %s not saved: %v", pt.stage, err)
+	} else {
+		st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, HumanSize(e.Size), time.Since(t).Seconds())
+		if removed, err := c.Prune(0, AutoPruneSize); err == nil && len(removed) > 0 {
+			st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), HumanSize(AutoPruneSize))
+		}
+	}
+	if reopen {
+		return chrootStage{}.Run(ctx, st)
+	}
+	return nil
+}
+
+// emptyDir removes everything in dir, keeping dir.
+func emptyDir(dir string) error {
+	if err := chroot.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package build
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/config"
+	"vmdeb/internal/stagecache"
+)
+
+// cachePlan is a plan made offline from a config, with a Release digest
+// as the mirror would give it.
+func cachePlan(t *testing.T, s *config.Spec) *Plan {
+	t.Helper()
+	p, err := NewPlan(context.Background(), s, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ReleaseDigest = "release-1"
+	return p
+}
+
+// specFiles is spec with files beside the config.
+func specFiles(t *testing.T, extra string, files map[string]string) *config.Spec {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755)
+	}
+	y := "name: t\nsuite: trixie\narchitecture: amd64\nmirror: http://m.example/debian\noutputs:\n  - {type: live-iso, path: t.iso}\n" + extra
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(y), 0o644)
+	s, err := config.Load(filepath.Join(dir, "c.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var cacheFiles = map[string]string{"keyring.gpg": "key 1", "local.deb": "deb 1", "hook.sh": "#!/bin/sh\n"}
+
+func keys(p *Plan) (base, pkgs string) {
+	pts := p.cachePoints()
+	return pts[0].key, pts[1].key
+}
+
+// The keys change when, and only when, something the stage depends on
+// changes; a change to the bootstrap's inputs changes both keys.
+func TestCacheKeys(t *testing.T) {
+	extra := "components: [main]\nkeyring: keyring.gpg\ncustom-packages: [local.deb]\npackages: [task-english]\n" +
+		"users: [{name: user, password: live}]\ncustomise: hook.sh\nhostname: one\n"
+	s0 := specFiles(t, extra, cacheFiles)
+	b0, p0 := keys(cachePlan(t, s0))
+	if b1, p1 := keys(cachePlan(t, s0)); b1 != b0 || p1 != p0 {
+		t.Fatal("the same config gave other keys")
+	}
+
+	type change struct {
+		name       string
+		mutate     func(p *Plan)
+		base, pkgs bool // which keys must change
+	}
+	changes := []change{
+		{"suite", func(p *Plan) { p.Spec.Suite = "bookworm" }, true, true},
+		{"architecture", func(p *Plan) { p.Arch.Name = "arm64" }, true, true},
+		{"mirror", func(p *Plan) { p.Mirror = "http://other.example/debian" }, true, true},
+		{"components", func(p *Plan) { p.Spec.Components = []string{"main", "contrib"} }, true, true},
+		{"variant", func(p *Plan) { p.Spec.Variant = "buildd" }, true, true},
+		{"bootstrap", func(p *Plan) { p.Bootstrap = &bootstrap.Native{} }, true, true},
+		{"insecure", func(p *Plan) { p.Spec.Insecure = true }, true, true},
+		{"release date or index hashes", func(p *Plan) { p.ReleaseDigest = "release-2" }, true, true},
+		{"keyring content", func(p *Plan) {
+			os.WriteFile(filepath.Join(p.Spec.Dir, "keyring.gpg"), []byte("key 2"), 0o644)
+		}, true, true},
+		{"binfmt handler", func(p *Plan) { p.Interpreter, p.InterpreterAt = "/bin/true", "/usr/bin/qemu" }, true, true},
+		{"package list", func(p *Plan) { p.Packages = append(p.Packages, "vim") }, false, true},
+		{"local package content", func(p *Plan) {
+			os.WriteFile(filepath.Join(p.Spec.Dir, "local.deb"), []byte("deb 2"), 0o644)
+		}, false, true},
+		{"SOURCE_DATE_EPOCH", func(p *Plan) { p.SourceDateEpoch = 1700000000 }, false, true},
+		{"vmdeb version", func(p *Plan) { Version = "other" }, true, true},
+		// What later stages read never touches the cached stages' keys.
+		{"hook content", func(p *Plan) { os.WriteFile(filepath.Join(p.Spec.Dir, "hook.sh"), []byte("#!/bin/sh\necho\n"), 0o755) }, false, false},
+		{"hostname", func(p *Plan) { p.Spec.Hostname = "two" }, false, false},
+		{"user password", func(p *Plan) { p.Spec.Users[0].Password = "other" }, false, false},
+		{"image mirror", func(p *Plan) { p.AptMirror = "http://image.example/debian" }, false, false},
+		{"live title", func(p *Plan) { p.Spec.Live.Title = "Other" }, false, false},
+	}
+	for _, c := range changes {
+		t.Run(c.name, func(t *testing.T) {
+			s := specFiles(t, extra, cacheFiles)
+			p := cachePlan(t, s)
+			defer func(v string) { Version = v }(Version)
+			c.mutate(p)
+			b, k := keys(p)
+			if (b != b0) != c.base {
+				t.Errorf("bootstrap key changed: %v, want %v", b != b0, c.base)
+			}
+			if (k != p0) != c.pkgs {
+				t.Errorf("packages key changed: %v, want %v", k != p0, c.pkgs)
+			}
+		})
+	}
+}
+
+// whyRebuilt names what changed since the config's last cached build.
+func TestWhyRebuilt(t *testing.T) {
+	c, err := stagecache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, "packages: [aa]\n")
+	p := cachePlan(t, s)
+	pts := p.cachePoints()
+	if got := whyRebuilt(c, "t", pts[1], true); got != "no earlier build of t in the cache" {
+		t.Errorf("empty cache: %q", got)
+	}
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644)
+	for _, pt := range pts {
+		e := &stagecache.Entry{Key: pt.key, Config: "t", Stage: pt.stage, Parent: pt.parent, Inputs: pt.inputs}
+		if err := c.Save(context.Background(), e, root, nil); err != nil {
+			t.Skipf("no tar here: %v", err)
+		}
+	}
+	p.Packages = append(p.Packages, "bb")
+	pts2 := p.cachePoints()
+	if got := whyRebuilt(c, "t", pts2[1], true); got != "changed since the last cached build: packages" {
+		t.Errorf("package list change: %q", got)
+	}
+	p.Spec.Variant = "buildd"
+	pts3 := p.cachePoints()
+	if got := whyRebuilt(c, "t", pts3[0], true); got != "changed since the last cached build: variant" {
+		t.Errorf("variant change: %q", got)
+	}
+	if got := whyRebuilt(c, "t", pts3[1], false); got != "a stage before it is rebuilt" {
+		t.Errorf("after a rebuilt stage: %q", got)
+	}
+}

@@ -1,0 +1,424 @@
+// Package stagecache keeps the root file system after a build stage, keyed
+// by everything that can change it, so that a later build of the same
+// config starts from there instead of from nothing.
+//
+// An entry is a directory named by its key holding the tree as one ordered
+// tar archive (GNU tar --sort=name, numeric owners, extended attributes)
+// and entry.json, which says what went into the key. Entries are written
+// under a temporary name and renamed into place when complete: a build
+// killed while writing one leaves a temporary directory that no lookup
+// sees and the next Open removes. A stored entry is never changed; a build
+// restores a copy of it.
+package stagecache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where builds keep stage results unless told otherwise.
+const DefaultDir = "/var/cache/vmdeb/stages"
+
+// Input is one thing a stage's result depends on, by name.
+type Input struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Inputs are a stage's inputs. Their order does not matter.
+type Inputs []Input
+
+// Add appends an input.
+func (in *Inputs) Add(name, value string) { *in = append(*in, Input{name, value}) }
+
+// AddFile appends the SHA256 of a file's content (or why it cannot be
+// read, which also changes the key).
+func (in *Inputs) AddFile(name, path string) {
+	sum, err := FileSum(path)
+	if err != nil {
+		sum = "unreadable: " + err.Error()
+	}
+	in.Add(name, sum)
+}
+
+// FileSum is the hex SHA256 of a file's content.
+func FileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Key is the cache key of a stage: its inputs and the key of the stage
+// before it ("" for the first).
+func Key(parent string, in Inputs) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "vmdeb stage cache 1\nparent %s\n", parent)
+	s := append(Inputs{}, in...)
+	sort.SliceStable(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+	for _, i := range s {
+		// Length-prefixed, so that no two different input sets hash alike.
+		fmt.Fprintf(h, "%d:%s=%d:%s\n", len(i.Name), i.Name, len(i.Value), i.Value)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Changed names the inputs that differ between two sets (added, removed or
+// with another value), sorted.
+func Changed(old, new Inputs) []string {
+	o, n := map[string]string{}, map[string]string{}
+	for _, i := range old {
+		o[i.Name] = i.Value
+	}
+	for _, i := range new {
+		n[i.Name] = i.Value
+	}
+	set := map[string]bool{}
+	for k, v := range n {
+		if ov, ok := o[k]; !ok || ov != v {
+			set[k] = true
+		}
+	}
+	for k := range o {
+		if _, ok := n[k]; !ok {
+			set[k] = true
+		}
+	}
+	var l []string
+	for k := range set {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// Entry describes one stored stage result.
+type Entry struct {
+	Key     string    `json:"key"`
+	Config  string    `json:"config"` // the config's name
+	Stage   string    `json:"stage"`
+	Parent  string    `json:"parent,omitempty"`
+	Inputs  Inputs    `json:"inputs"`
+	Created time.Time `json:"created"`
+	// Size and SHA256 are those of the archive, checked on restore.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+
+	dir  string
+	used time.Time
+}
+
+// Dir is the entry's directory.
+func (e *Entry) Dir() string { return e.dir }
+
+// LastUsed is when a build last restored the entry (or when it was made).
+func (e *Entry) LastUsed() time.Time { return e.used }
+
+const (
+	archiveName = "rootfs.tar"
+	metaName    = "entry.json"
+	tmpPrefix   = ".tmp-"
+	lockName    = ".lock"
+)
+
+// Cache is a directory of entries.
+type Cache struct {
+	Dir string
+}
+
+// Open makes the cache directory if needed and removes what builds killed
+// while writing an entry left behind.
+func Open(dir string) (*Cache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stage cache: %w", err)
+	}
+	c := &Cache{Dir: dir}
+	c.sweep()
+	return c, nil
+}
+
+// sweep removes temporary entries whose writer is gone (its lock is free).
+func (c *Cache) sweep() {
+	tmps, _ := filepath.Glob(filepath.Join(c.Dir, tmpPrefix+"*"))
+	for _, t := range tmps {
+		f, err := os.OpenFile(filepath.Join(t, lockName), os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				// Made but not yet locked, or the lock file never got
+				// written: only old ones are surely abandoned.
+				if fi, serr := os.Stat(t); serr == nil && time.Since(fi.ModTime()) > time.Hour {
+					os.RemoveAll(t)
+				}
+			}
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(t)
+		}
+		f.Close()
+	}
+}
+
+// Lookup returns the complete entry with this key, if there is one.
+func (c *Cache) Lookup(key string) (*Entry, bool) {
+	e, err := c.read(filepath.Join(c.Dir, key))
+	if err != nil || e.Key != key {
+		return nil, false
+	}
+	return e, true
+}
+
+func (c *Cache) read(dir string) (*Entry, error) {
+	data, err := os.ReadFile(filepath.Join(dir, metaName))
+	if err != nil {
+		return nil, err
+	}
+	var e Entry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, metaName), err)
+	}
+	e.dir = dir
+	// The archive's modification time is when it was last restored.
+	e.used = e.Created
+	if fi, err := os.Stat(filepath.Join(dir, archiveName)); err == nil {
+		e.used = fi.ModTime()
+	}
+	return &e, nil
+}
+
+// List returns every complete entry, newest first.
+func (c *Cache) List() ([]*Entry, error) {
+	ents, err := os.ReadDir(c.Dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var l []*Entry
+	for _, d := range ents {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			continue
+		}
+		if e, err := c.read(filepath.Join(c.Dir, d.Name())); err == nil {
+			l = append(l, e)
+		}
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].used.After(l[j].used) })
+	return l, nil
+}
+
+// Latest is the most recently used entry of a config's stage, the one to
+// compare with when saying why a stage is rebuilt.
+func (c *Cache) Latest(config, stage string) *Entry {
+	l, _ := c.List()
+	for _, e := range l {
+		if e.Config == config && e.Stage == stage {
+			return e
+		}
+	}
+	return nil
+}
+
+// tarArgs are GNU tar's options for an exact, ordered copy of a root file
+// system: owners by number, permissions, extended attributes (file
+// capabilities), hard links, and no crossing into other file systems.
+func tarCreateArgs(root string, exclude []string) []string {
+	a := []string{"--create", "--file=-", "--directory=" + root, "--sort=name", "--numeric-owner",
+		"--xattrs", "--xattrs-include=*", "--acls", "--one-file-system"}
+	for _, x := range exclude {
+		a = append(a, "--exclude="+x)
+	}
+	return append(a, ".")
+}
+
+func tarExtractArgs(root string) []string {
+	return []string{"--extract", "--file=-", "--directory=" + root, "--numeric-owner", "--same-owner",
+		"--preserve-permissions", "--xattrs", "--xattrs-include=*", "--acls"}
+}
+
+// Save stores the tree at root as the entry e (Key, Config, Stage, Parent
+// and Inputs set by the caller), leaving out the paths matching exclude
+// (tar patterns relative to root, e.g. "./var/cache/apt/archives/*.deb").
+// The entry appears under its key only once complete.
+func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []string) (err error) {
+	final := filepath.Join(c.Dir, e.Key)
+	if _, ok := c.Lookup(e.Key); ok {
+		return nil // another build stored it meanwhile
+	}
+	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+e.Key[:12]+"-")
+	if err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	lock, err := os.OpenFile(filepath.Join(tmp, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(tmp, archiveName))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "tar", tarCreateArgs(root, exclude)...)
+	cmd.Stdout, cmd.Stderr = cw, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("stage cache: tar of %s: %v: %s", root, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	e.Size, e.SHA256 = cw.n, hex.EncodeToString(h.Sum(nil))
+	if e.Created.IsZero() {
+		e.Created = time.Now().UTC()
+	}
+	meta, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeSynced(filepath.Join(tmp, metaName), meta); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(tmp, lockName))
+	if err := os.Rename(tmp, final); err != nil {
+		if _, ok := c.Lookup(e.Key); ok {
+			os.RemoveAll(tmp)
+			return nil // another build won the race with the same content
+		}
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	if d, err := os.Open(c.Dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	e.dir, e.used = final, e.Created
+	return nil
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ErrCorrupt says a stored archive does not match its recorded checksum.
+var ErrCorrupt = errors.New("stage cache entry is corrupt")
+
+// Restore unpacks the entry into root (an empty directory). The archive's
+// SHA256 is checked as it streams; a mismatch returns ErrCorrupt (root
+// then holds a partial tree the caller must discard) and removes the
+// entry so that no later build uses it.
+func (c *Cache) Restore(ctx context.Context, e *Entry, root string) error {
+	f, err := os.Open(filepath.Join(e.dir, archiveName))
+	if err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "tar", tarExtractArgs(root)...)
+	cmd.Stdin, cmd.Stderr = io.TeeReader(f, h), &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("stage cache: unpacking %s: %v: %s", e.dir, err, strings.TrimSpace(stderr.String()))
+	}
+	// tar may stop reading at the end-of-archive marker: hash the rest.
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		os.RemoveAll(e.dir)
+		return fmt.Errorf("%w: %s has SHA256 %s, recorded %s (entry removed)", ErrCorrupt, filepath.Join(e.dir, archiveName), got, e.SHA256)
+	}
+	now := time.Now()
+	os.Chtimes(filepath.Join(e.dir, archiveName), now, now) // last used, for pruning
+	return nil
+}
+
+// Remove deletes an entry.
+func (c *Cache) Remove(e *Entry) error { return os.RemoveAll(e.dir) }
+
+// Prune removes entries unused for longer than maxAge (0: no age limit),
+// then the least recently used ones until the rest take at most maxSize
+// bytes (0: no size limit). It returns what it removed.
+func (c *Cache) Prune(maxAge time.Duration, maxSize int64) ([]*Entry, error) {
+	l, err := c.List() // newest first
+	if err != nil {
+		return nil, err
+	}
+	var removed []*Entry
+	var total int64
+	now := time.Now()
+	for _, e := range l {
+		tooOld := maxAge > 0 && now.Sub(e.used) > maxAge
+		tooBig := maxSize > 0 && total+e.Size > maxSize
+		if tooOld || tooBig {
+			if err := c.Remove(e); err != nil {
+				return removed, err
+			}
+			removed = append(removed, e)
+			continue
+		}
+		total += e.Size
+	}
+	return removed, nil
+}

@@ -1,0 +1,285 @@
+package stagecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func inputs(kv ...string) Inputs {
+	var in Inputs
+	for i := 0; i < len(kv); i += 2 {
+		in.Add(kv[i], kv[i+1])
+	}
+	return in
+}
+
+func TestKeyChangesWithEveryInput(t *testing.T) {
+	base := inputs("suite", "trixie", "architecture", "amd64", "packages", "a b")
+	k := Key("", base)
+	if Key("", inputs("packages", "a b", "architecture", "amd64", "suite", "trixie")) != k {
+		t.Error("the order of inputs changed the key")
+	}
+	if Key("", base) != k {
+		t.Error("the key is not stable")
+	}
+	seen := map[string]string{k: "base"}
+	for i := range base {
+		changed := append(Inputs{}, base...)
+		changed[i].Value += "x"
+		kk := Key("", changed)
+		if prev, dup := seen[kk]; dup {
+			t.Errorf("changing %s gives the key of %s", base[i].Name, prev)
+		}
+		seen[kk] = "changed " + base[i].Name
+	}
+	if Key("parent", base) == k {
+		t.Error("the parent key does not change the key")
+	}
+	if Key("", append(append(Inputs{}, base...), Input{"extra", ""})) == k {
+		t.Error("an added input (even empty) does not change the key")
+	}
+	// Values cannot be shifted between names to forge the same key.
+	if Key("", inputs("a", "b=c")) == Key("", inputs("a=b", "c")) {
+		t.Error("name/value boundaries are ambiguous")
+	}
+}
+
+func TestAddFileFollowsContent(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hook.sh")
+	os.WriteFile(p, []byte("echo one\n"), 0o755)
+	var a Inputs
+	a.AddFile("hook", p)
+	os.WriteFile(p, []byte("echo two\n"), 0o755)
+	var b Inputs
+	b.AddFile("hook", p)
+	if Key("", a) == Key("", b) {
+		t.Error("a file's new content did not change the key")
+	}
+	os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0))
+	var c Inputs
+	c.AddFile("hook", p)
+	if Key("", b) != Key("", c) {
+		t.Error("the file's date changed the key (only content should)")
+	}
+	var d Inputs
+	d.AddFile("hook", filepath.Join(t.TempDir(), "missing"))
+	if !strings.HasPrefix(d[0].Value, "unreadable") {
+		t.Errorf("missing file: %q", d[0].Value)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	old := inputs("suite", "trixie", "packages", "a", "release", "1")
+	new := inputs("suite", "trixie", "packages", "a b", "keyring", "x")
+	got := Changed(old, new)
+	want := []string{"keyring", "packages", "release"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Changed = %v, want %v", got, want)
+	}
+	if len(Changed(old, old)) != 0 {
+		t.Error("no change reported as a change")
+	}
+}
+
+func needTar(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+}
+
+// tree makes a small root file system: files, a symlink, a hard link, an
+// empty directory, modes and dates.
+func tree(t *testing.T) string {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/apt"), 0o755)
+	os.MkdirAll(filepath.Join(root, "var/cache/apt/archives/partial"), 0o755)
+	os.MkdirAll(filepath.Join(root, "empty"), 0o700)
+	os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("debian\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc/secret"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(root, "var/cache/apt/archives/big_1_amd64.deb"), []byte("deb"), 0o644)
+	os.WriteFile(filepath.Join(root, "var/cache/apt/archives/lock"), nil, 0o640)
+	os.Symlink("hostname", filepath.Join(root, "etc/link"))
+	os.Link(filepath.Join(root, "etc/hostname"), filepath.Join(root, "etc/hard"))
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	os.Chtimes(filepath.Join(root, "etc/hostname"), old, old)
+	return root
+}
+
+func listing(t *testing.T, root string) string {
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		target, _ := os.Readlink(p)
+		mt := ""
+		if !fi.IsDir() {
+			mt = fi.ModTime().UTC().Format(time.RFC3339)
+		}
+		b.WriteString(strings.Join([]string{rel, fi.Mode().String(), target, mt, fmt.Sprint(st.Nlink, " ", st.Uid, ":", st.Gid)}, " ") + "\n")
+		return nil
+	})
+	return b.String()
+}
+
+func TestSaveRestoreRoundTrip(t *testing.T) {
+	needTar(t)
+	c, err := Open(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := tree(t)
+	in := inputs("suite", "trixie")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "packages", Inputs: in}
+	if err := c.Save(context.Background(), e, root, []string{"./var/cache/apt/archives/*.deb"}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := c.Lookup(e.Key)
+	if !ok || got.SHA256 == "" || got.Size == 0 || got.Stage != "packages" {
+		t.Fatalf("lookup after save: %+v %v", got, ok)
+	}
+	out := t.TempDir()
+	if err := c.Restore(context.Background(), got, out); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(root, "var/cache/apt/archives/big_1_amd64.deb"))
+	if a, b := listing(t, root), listing(t, out); a != b {
+		t.Errorf("restored tree differs:\n--- saved\n%s--- restored\n%s", a, b)
+	}
+	// The restored tree is a copy: changing it leaves the entry alone.
+	os.WriteFile(filepath.Join(out, "etc/hostname"), []byte("changed\n"), 0o644)
+	out2 := t.TempDir()
+	if err := c.Restore(context.Background(), got, out2); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(out2, "etc/hostname")); string(data) != "debian\n" {
+		t.Errorf("entry changed through a restored tree: %q", data)
+	}
+	if l := c.Latest("img", "packages"); l == nil || l.Key != e.Key {
+		t.Errorf("Latest = %+v", l)
+	}
+	if c.Latest("img", "bootstrap") != nil || c.Latest("other", "packages") != nil {
+		t.Error("Latest found an entry of another stage or config")
+	}
+}
+
+func TestCorruptEntryRefusedAndRemoved(t *testing.T) {
+	needTar(t)
+	c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+	in := inputs("x", "1")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "bootstrap", Inputs: in}
+	if err := c.Save(context.Background(), e, tree(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Flip one byte of a file's content inside the archive.
+	ar := filepath.Join(c.Dir, e.Key, archiveName)
+	data, _ := os.ReadFile(ar)
+	i := strings.Index(string(data), "debian\n")
+	if i < 0 {
+		t.Fatal("file content not found in the archive")
+	}
+	data[i] = 'D'
+	os.WriteFile(ar, data, 0o600)
+	got, _ := c.Lookup(e.Key)
+	err := c.Restore(context.Background(), got, t.TempDir())
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("restore of a corrupt entry: %v", err)
+	}
+	if _, ok := c.Lookup(e.Key); ok {
+		t.Error("corrupt entry still found")
+	}
+}
+
+// A writer killed half way leaves a temporary directory that no lookup
+// sees and that the next Open removes once its lock is free.
+func TestInterruptedSaveNeverUsed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	c, _ := Open(dir)
+	key := Key("", inputs("x", "1"))
+	tmp := filepath.Join(dir, tmpPrefix+key[:12]+"-123")
+	os.MkdirAll(tmp, 0o700)
+	lock, _ := os.Create(filepath.Join(tmp, lockName))
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(tmp, archiveName), []byte("half an archive"), 0o600)
+	os.WriteFile(filepath.Join(tmp, metaName), []byte(`{"key":"`+key+`"}`), 0o600)
+	if _, ok := c.Lookup(key); ok {
+		t.Fatal("a half-written entry was found")
+	}
+	if l, _ := c.List(); len(l) != 0 {
+		t.Fatalf("List shows a half-written entry: %v", l)
+	}
+	Open(dir) // the writer still holds its lock: left alone
+	if _, err := os.Stat(tmp); err != nil {
+		t.Fatal("a live writer's directory was removed")
+	}
+	lock.Close() // the writer dies
+	Open(dir)
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Error("a dead writer's directory was not removed")
+	}
+}
+
+func TestSaveCancelledLeavesNothing(t *testing.T) {
+	needTar(t)
+	c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	in := inputs("x", "1")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "bootstrap", Inputs: in}
+	if err := c.Save(ctx, e, tree(t), nil); err == nil {
+		t.Fatal("cancelled save succeeded")
+	}
+	ents, _ := os.ReadDir(c.Dir)
+	if len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	needTar(t)
+	c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+	var keys []string
+	for i, name := range []string{"old", "mid", "new"} {
+		in := inputs("n", name)
+		e := &Entry{Key: Key("", in), Config: name, Stage: "bootstrap", Inputs: in}
+		if err := c.Save(context.Background(), e, tree(t), nil); err != nil {
+			t.Fatal(err)
+		}
+		when := time.Now().Add(-time.Duration(3-i) * 24 * time.Hour)
+		os.Chtimes(filepath.Join(c.Dir, e.Key, archiveName), when, when)
+		keys = append(keys, e.Key)
+	}
+	removed, err := c.Prune(60*time.Hour, 0)
+	if err != nil || len(removed) != 1 || removed[0].Config != "old" {
+		t.Fatalf("prune by age: %v %v", removed, err)
+	}
+	l, _ := c.List()
+	if len(l) != 2 || l[0].Config != "new" {
+		t.Fatalf("after age prune: %v", l)
+	}
+	removed, _ = c.Prune(0, l[0].Size)
+	if len(removed) != 1 || removed[0].Config != "mid" {
+		t.Fatalf("prune by size kept the wrong entry: %v", removed)
+	}
+	if _, ok := c.Lookup(keys[2]); !ok {
+		t.Error("the most recently used entry was pruned")
+	}
+}
