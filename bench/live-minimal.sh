@@ -45,7 +45,7 @@ plain() {
 vmdeb_run() {
 	local t0 t1 log=$work/vmdeb.log
 	t0=$(date +%s.%N)
-	./vmdeb build --outdir "$work/out" --workdir "$work" --log "$log" examples/live-minimal.yaml >/dev/null
+	./vmdeb build --no-cache --outdir "$work/out" --workdir "$work" --log "$log" examples/live-minimal.yaml >/dev/null
 	t1=$(date +%s.%N)
 	printf 'vmdeb '
 	sed -n 's/^time \(\S*\) *\([0-9.]*\)s$/\1 \2 /p' "$log" | tr -d '\n'

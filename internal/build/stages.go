@@ -458,7 +458,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
 		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SourceDateEpoch: p.SourceDateEpoch,
-		Installer: inst, Locales: locales,
+		Installer: inst, Locales: locales, DeviceTree: p.Spec.DeviceTree,
 	})
 	if err != nil {
 		return err
