@@ -20,7 +20,7 @@ func diskOptions(p *Plan, o config.Output, grubDir string) disk.Options {
 		BootSize: o.BootSize.Bytes, SwapSize: o.SwapSize.Bytes, ESPSize: o.ESPSize.Bytes,
 		Bootloader: o.Bootloader, Arch: p.Arch, KernelParams: o.KernelParams,
 		Hostname: p.Spec.Hostname, Network: o.Network, GrowRoot: o.GrowRoot, Seed: p.Spec.Name,
-		SourceDateEpoch: p.SourceDateEpoch,
+		SourceDateEpoch: p.SourceDateEpoch, DeviceTree: p.Spec.DeviceTree,
 	}
 	if grubDir != "" {
 		d.GrubDirs = map[string]string{p.Arch.GrubEFITarget: grubDir}

@@ -61,6 +61,9 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 			kernels = append(kernels, k.Version)
 		}
 	}
+	if err := checkDeviceTree(o, rootfs, kernels); err != nil {
+		return err
+	}
 
 	log.Printf("measuring %s", rootfs)
 	rootUse, bootUse, err := measure(ctx, rootfs, o.BootSize > 0)

@@ -47,6 +47,10 @@ type Options struct {
 	// taken from the host's /usr/lib/grub/<platform>. A foreign
 	// architecture's build points this at the target's own GRUB.
 	GrubDirs map[string]string
+	// DeviceTree names the board's device tree, relative to the kernel's
+	// /usr/lib/linux-image-VERSION/ (rockchip/rk3399-rockpro64.dtb): GRUB
+	// loads each kernel's copy from the root file system. "" loads none.
+	DeviceTree string
 }
 
 // Valid option values; the first of each list is the default.

@@ -2,9 +2,11 @@ package disk
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/live"
 )
 
 // RenderFstab is the image's /etc/fstab: every file system by UUID, the
@@ -77,6 +79,13 @@ func RenderGrubCfg(l Layout, o Options, kernels []string) string {
 	// Without a video driver GRUB's EFI linux loader leaves the kernel
 	// no framebuffer: the screen stays black.
 	b.WriteString("if [ \"${grub_platform}\" = \"efi\" ]; then\n\tinsmod all_video\nfi\n")
+	dtbRoot := ""
+	if o.DeviceTree != "" && boot.Mount == "/boot" {
+		// The device trees stay in /usr/lib on the root file system.
+		root, _, _ := l.Part("root")
+		fmt.Fprintf(&b, "search --no-floppy --fs-uuid --set=dtbroot %s\n", root.UUID)
+		dtbRoot = "($dtbroot)"
+	}
 	var params []string
 	for _, p := range KernelCmdline(l, o) {
 		params = append(params, grubWord(oneLine(p)))
@@ -86,6 +95,9 @@ func RenderGrubCfg(l Layout, o Options, kernels []string) string {
 		fmt.Fprintf(&b, "\nmenuentry %s --id vmdeb-%d {\n", grubQuote(oneLine(label)), i)
 		fmt.Fprintf(&b, "\tlinux %s %s\n", grubWord(dir+"/vmlinuz-"+v), strings.Join(params, " "))
 		fmt.Fprintf(&b, "\tinitrd %s\n", grubWord(dir+"/initrd.img-"+v))
+		if o.DeviceTree != "" {
+			fmt.Fprintf(&b, "\tdevicetree %s%s\n", dtbRoot, grubWord(oneLine(path.Join("/", live.DTBDir(v), o.DeviceTree))))
+		}
 		b.WriteString("}\n")
 	}
 	return b.String()
