@@ -233,6 +233,9 @@ func (p *Plan) MissingTools() []string {
 	if p.TargetGrub || p.Spec.Live.Installer {
 		need["dpkg-deb"] = "dpkg" // the target's GRUB; the installer's netboot package
 	}
+	if p.SourceDateEpoch > 0 && p.Spec.HasPlainPassword() {
+		need["openssl"] = "openssl" // reproducible password hashes
+	}
 	var out []string
 	for prog, pkg := range need {
 		if _, err := exec.LookPath(prog); err != nil {

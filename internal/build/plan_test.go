@@ -121,7 +121,7 @@ func TestCommandLines(t *testing.T) {
 	if !slices.Contains(a, "APT::Install-Recommends=true") || !slices.Contains(a, "Dpkg::Use-Pty=0") || a[len(a)-2] != "install" || a[len(a)-1] != "task-english" {
 		t.Errorf("apt %v", a)
 	}
-	tar := TarArgs("/r", "/o/x.tar.gz")
+	tar := TarArgs("/r", "/o/x.tar.gz", 0)
 	if !slices.Contains(tar, "--numeric-owner") || !slices.Contains(tar, "--auto-compress") || tar[len(tar)-1] != "." {
 		t.Errorf("tar %v", tar)
 	}

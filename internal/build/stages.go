@@ -4,16 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"golang.org/x/sys/unix"
 	"pault.ag/go/debian/control"
 
 	"vmdeb/internal/apt"
@@ -234,7 +238,7 @@ func (systemStage) Run(ctx context.Context, st *State) error {
 		if err := c.Run(ctx, buildlog.Cmd{Name: "useradd", Args: append(args, u.Name)}); err != nil {
 			return fmt.Errorf("creating user %s: %w", u.Name, err)
 		}
-		if err := setPassword(ctx, c, u.Name, u.Password, u.PasswordHash); err != nil {
+		if err := setPassword(ctx, st, u.Name, u.Password, u.PasswordHash); err != nil {
 			return err
 		}
 		st.Log.Printf("user %s created%s", u.Name, map[bool]string{true: " (sudo)", false: ""}[u.Sudo])
@@ -244,13 +248,23 @@ func (systemStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 		st.Log.Printf("root password locked")
-	} else if err := setPassword(ctx, c, "root", s.Root.Password, s.Root.PasswordHash); err != nil {
+	} else if err := setPassword(ctx, st, "root", s.Root.Password, s.Root.PasswordHash); err != nil {
 		return err
 	}
 	return nil
 }
 
-func setPassword(ctx context.Context, c *chroot.Chroot, user, password, hash string) error {
+func setPassword(ctx context.Context, st *State, user, password, hash string) error {
+	c := st.Chroot
+	if password != "" && hash == "" && st.Plan.SourceDateEpoch > 0 {
+		// chpasswd salts with random bytes; a reproducible image takes a
+		// salt derived from the config, the user and the epoch instead.
+		h, err := reproducibleHash(ctx, st, user, password)
+		if err != nil {
+			return err
+		}
+		hash = h
+	}
 	switch {
 	case hash != "":
 		return c.Run(ctx, buildlog.Cmd{Name: "chpasswd", Args: []string{"--encrypted"}, Stdin: strings.NewReader(user + ":" + hash + "\n")})
@@ -258,6 +272,29 @@ func setPassword(ctx context.Context, c *chroot.Chroot, user, password, hash str
 		return c.Run(ctx, buildlog.Cmd{Name: "chpasswd", Stdin: strings.NewReader(user + ":" + password + "\n")})
 	}
 	return nil
+}
+
+// reproducibleHash is the SHA-512 crypt of password with a salt made from
+// the config's name, the user and SOURCE_DATE_EPOCH, computed by the
+// host's openssl (the password goes on its stdin, never a command line).
+func reproducibleHash(ctx context.Context, st *State, user, password string) (string, error) {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("vmdeb password salt\x00%s\x00%s\x00%d", st.Plan.Spec.Name, user, st.Plan.SourceDateEpoch)))
+	const alphabet = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	salt := make([]byte, 16)
+	for i := range salt {
+		salt[i] = alphabet[int(sum[i])%len(alphabet)]
+	}
+	var out bytes.Buffer
+	err := st.Log.Run(ctx, buildlog.Cmd{Name: "openssl", Args: []string{"passwd", "-6", "-salt", string(salt), "-stdin"},
+		Stdin: strings.NewReader(password + "\n"), Stdout: &out})
+	if err != nil {
+		return "", fmt.Errorf("hashing the password of %s: %w", user, err)
+	}
+	h := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(h, "$6$"+string(salt)+"$") {
+		return "", fmt.Errorf("hashing the password of %s: openssl gave no SHA-512 crypt hash", user)
+	}
+	return h, nil
 }
 
 // hookStage runs the config's customisation hook on the host as
@@ -352,7 +389,38 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	}
 	st.Manifest = m
 	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
+	if e := st.Plan.SourceDateEpoch; e > 0 {
+		n, err := clampTimes(r, e)
+		if err != nil {
+			return fmt.Errorf("clamping file dates to SOURCE_DATE_EPOCH: %w", err)
+		}
+		st.Log.Printf("dates of %d files made during the build set to SOURCE_DATE_EPOCH (%s)", n, time.Unix(e, 0).UTC().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// clampTimes sets the access and modification times of every file under
+// root that is newer than epoch to epoch (links themselves, not their
+// targets), so that every output holds the same dates whenever it is
+// built. It returns how many it changed.
+func clampTimes(root string, epoch int64) (int, error) {
+	n := 0
+	ts := []unix.Timespec{{Sec: epoch}, {Sec: epoch}}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().Unix() < epoch || (fi.ModTime().Unix() == epoch && fi.ModTime().Nanosecond() == 0) {
+			return nil
+		}
+		n++
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	return n, err
 }
 
 // buildLeftovers are files of the build, not of the system: removed from
@@ -510,9 +578,17 @@ func (tarballStage) Name() string { return "tarball" }
 
 // TarArgs is tar's command line for archiving root into out (the
 // compressor follows out's extension).
-func TarArgs(root, out string) []string {
-	return []string{"--create", "--file", out, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
-		"--sort=name", "--auto-compress", "-C", root, "."}
+// With SOURCE_DATE_EPOCH (epoch > 0) no date of the build gets in: file
+// dates are clamped to it, and the pax headers that --xattrs brings carry
+// neither access/change times nor tar's process id.
+func TarArgs(root, out string, epoch int64) []string {
+	a := []string{"--create", "--file", out, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
+		"--sort=name", "--auto-compress"}
+	if epoch > 0 {
+		a = append(a, fmt.Sprintf("--mtime=@%d", epoch), "--clamp-mtime",
+			"--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime")
+	}
+	return append(a, "-C", root, ".")
 }
 
 func (s tarballStage) Run(ctx context.Context, st *State) error {
@@ -520,7 +596,7 @@ func (s tarballStage) Run(ctx context.Context, st *State) error {
 	// tar picks the compressor from the name it writes: keep the extension.
 	tmpExt := tmp + extension(s.out)
 	st.temps = append(st.temps, tmpExt)
-	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt)}); err != nil {
+	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt, st.Plan.SourceDateEpoch)}); err != nil {
 		return err
 	}
 	return st.commit(tmpExt, s.out, "tarball")

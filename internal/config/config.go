@@ -404,3 +404,14 @@ func (s *Spec) setDefaults() {
 
 // LockRoot reports whether root's password is locked.
 func (s *Spec) LockRoot() bool { return s.Root.Lock != nil && *s.Root.Lock }
+
+// HasPlainPassword reports whether a user or root is given a password in
+// clear (to be hashed at build time) rather than a hash.
+func (s *Spec) HasPlainPassword() bool {
+	for _, u := range s.Users {
+		if u.Password != "" && u.PasswordHash == "" {
+			return true
+		}
+	}
+	return !s.LockRoot() && s.Root.Password != "" && s.Root.PasswordHash == ""
+}
