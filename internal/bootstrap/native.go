@@ -44,6 +44,8 @@ type Native struct {
 	cache    *archive.Cache
 	shared   *archive.Staging
 	sharedAt string
+	// fastDpkg undoes what ShareCache did to make the chroot's dpkg fast.
+	fastDpkg func() error
 	log      *buildlog.Log
 }
 
@@ -861,9 +863,11 @@ func (s *setupCounter) line(l string) {
 // /var/cache/apt/archives. apt then takes those packages from it instead
 // of downloading them, and what it downloads lands there too. Nothing done
 // inside (apt-get clean included) can reach the shared files: only links
-// are mounted. Call UnshareCache before `apt-get clean` to keep apt's
-// downloads for the next build; the chroot's teardown does it otherwise.
-// It needs a bootstrap done by this Native in this process.
+// are mounted. Until then the chroot's dpkg also runs as in the
+// bootstrap, without syncs (see fastDpkg). Call UnshareCache before
+// `apt-get clean` to keep apt's downloads for the next build and put
+// dpkg back as the image must have it; the chroot's teardown does it
+// otherwise. It needs a bootstrap done by this Native in this process.
 func (n *Native) ShareCache(ctx context.Context, c *chroot.Chroot) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -885,17 +889,128 @@ func (n *Native) ShareCache(ctx context.Context, c *chroot.Chroot) error {
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return errors.Join(err, st.Remove())
 	}
-	if err := unix.Mount(st.Dir, mp, "", unix.MS_BIND, ""); err != nil {
-		return errors.Join(fmt.Errorf("mounting the package cache on %s: %w", mp, err), st.Remove())
+	seeded, err := seedLists(c.Root, n.archive, n.cache)
+	if err != nil {
+		return errors.Join(err, st.Remove())
 	}
-	n.shared, n.sharedAt = st, mp
+	undo, err := fastDpkg(c.Root)
+	if err != nil {
+		return errors.Join(err, st.Remove())
+	}
+	if err := unix.Mount(st.Dir, mp, "", unix.MS_BIND, ""); err != nil {
+		return errors.Join(fmt.Errorf("mounting the package cache on %s: %w", mp, err), undo(), st.Remove())
+	}
+	n.shared, n.sharedAt, n.fastDpkg = st, mp, undo
 	c.Defer("unshare the package cache", n.UnshareCache)
-	n.log.Logf("package cache %s mounted on %s (%d packages)", n.cache.Dir, debDir, linked)
+	n.log.Logf("package cache %s mounted on %s (%d packages); dpkg's database on a tmpfs, without fsync, until finalise", n.cache.Dir, debDir, linked)
+	if seeded > 0 {
+		n.log.Logf("apt's lists seeded with the verified InRelease and %d Packages indices", seeded)
+	}
 	return nil
 }
 
+// seedLists gives the chroot's apt the index the bootstrap verified: the
+// InRelease and each component's uncompressed Packages, under the names
+// apt gives them, so that `apt-get update` finds them current and fetches
+// only the InRelease again (apt checks it as usual, and fetches the
+// indices anew if the suite changed meanwhile). It returns how many
+// Packages files it wrote (0: nothing to seed, apt fetches everything).
+func seedLists(root string, arc *archive.Archive, cache *archive.Cache) (int, error) {
+	u, err := url.Parse(arc.Source.Mirror)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || arc.Signer == "" {
+		return 0, nil // file: mirrors are read in place; unsigned ones are apt's to judge
+	}
+	type file struct{ name, from string }
+	var files []file
+	for _, comp := range arc.Source.Components {
+		rel := comp + "/binary-" + arc.Source.Arch + "/Packages"
+		fi, ok := arc.Release.Files[rel]
+		if !ok {
+			return 0, nil
+		}
+		p := cache.Path(fi.SHA256)
+		if !cache.Has(p, "dists/"+arc.Source.Suite+"/"+rel, fi) {
+			return 0, nil
+		}
+		files = append(files, file{aptListName(u, "dists/"+arc.Source.Suite+"/"+rel), p})
+	}
+	dir := filepath.Join(root, "var/lib/apt/lists")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f.from)
+		if err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.name), data, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	// Last, so that apt never sees an InRelease without its indices.
+	if err := os.WriteFile(filepath.Join(dir, aptListName(u, "dists/"+arc.Source.Suite+"/InRelease")), arc.InRelease, 0o644); err != nil {
+		return 0, err
+	}
+	return len(files), nil
+}
+
+// aptListName is the name apt gives, in /var/lib/apt/lists, to the file
+// rel of the mirror u (apt's URItoFileName): the URI without its scheme
+// and credentials, a few characters %-escaped, '/' turned into '_'.
+func aptListName(u *url.URL, rel string) string {
+	s := u.Host + strings.TrimRight(u.Path, "/") + "/" + rel
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || strings.IndexByte("\\|{}[]<>\"^~_=!@#$%^&*", c) >= 0 {
+			fmt.Fprintf(&b, "%%%02x", c)
+			continue
+		}
+		if c == '/' {
+			c = '_'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// unsafeIOConf is the dpkg configuration file that ShareCache adds for
+// the time of the build.
+const unsafeIOConf = "etc/dpkg/dpkg.cfg.d/vmdeb-build-unsafe-io"
+
+// fastDpkg makes the target's dpkg skip the syncs that cost most of its
+// time on a busy disk, as the bootstrap itself does: no fsync per
+// unpacked file (force-unsafe-io) and the database on a tmpfs, where its
+// many journal syncs are free. A build that dies is thrown away whole, so
+// the syncs buy nothing until it ends. The function returned puts the
+// database back on disk and removes the option: the image has neither.
+func fastDpkg(root string) (func() error, error) {
+	conf := filepath.Join(root, unsafeIOConf)
+	if _, err := os.Stat(filepath.Join(root, "var/lib/dpkg/status")); err != nil {
+		return nil, fmt.Errorf("no dpkg database in %s: %w", root, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(conf, []byte("# vmdeb: for the build only (removed before the image is made)\nforce-unsafe-io\n"), 0o644); err != nil {
+		return nil, err
+	}
+	keepDB, err := dbOnTmpfs(root)
+	if err != nil {
+		return nil, errors.Join(err, os.Remove(conf))
+	}
+	return func() error {
+		err := keepDB(true)
+		if rerr := os.Remove(conf); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return err
+	}, nil
+}
+
 // UnshareCache unmounts the cache from the chroot, keeps what apt
-// downloaded into it and removes the staging directory. Calling it again,
+// downloaded into it, removes the staging directory and puts dpkg's
+// database back on disk, with syncs on again. Calling it again,
 // or without ShareCache, does nothing.
 func (n *Native) UnshareCache() error {
 	n.mu.Lock()
@@ -903,12 +1018,17 @@ func (n *Native) UnshareCache() error {
 	if n.shared == nil {
 		return nil
 	}
-	st, mp := n.shared, n.sharedAt
-	n.shared, n.sharedAt = nil, ""
+	st, mp, undo := n.shared, n.sharedAt, n.fastDpkg
+	n.shared, n.sharedAt, n.fastDpkg = nil, "", nil
 	var err error
 	if uerr := unix.Unmount(mp, 0); uerr != nil && !errors.Is(uerr, unix.EINVAL) {
 		if uerr = unix.Unmount(mp, unix.MNT_DETACH); uerr != nil {
 			err = fmt.Errorf("unmounting %s: %w", mp, uerr)
+		}
+	}
+	if undo != nil {
+		if derr := undo(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("putting dpkg's database back on disk: %w", derr))
 		}
 	}
 	if _, ierr := st.Ingest(); ierr != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -286,12 +287,23 @@ func TestShareCache(t *testing.T) {
 		}
 	}
 	run("-q", "update")
+	// The verified index was handed over: apt fetched no Packages file.
+	if strings.Contains(out.String(), "amd64 Packages") {
+		t.Errorf("apt-get update fetched the index again:\n%s", out.String())
+	}
 	// dash is in the cache (the bootstrap fetched it): nothing to fetch.
 	run("-y", "-q", "--reinstall", "--download-only", "install", "dash")
 	if !strings.Contains(out.String(), "Need to get 0 B") {
 		t.Errorf("apt did not take dash from the cache:\n%s", out.String())
 	}
-	run("-y", "-q", "--download-only", "--no-install-recommends", "install", "hello")
+	// While shared, dpkg works on a tmpfs without syncs.
+	if m, _ := chroot.MountsUnder(filepath.Join(root, "var/lib/dpkg")); len(m) != 1 {
+		t.Errorf("dpkg's database is not on its own tmpfs while shared: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(root, unsafeIOConf)); err != nil {
+		t.Errorf("no unsafe-io while shared: %v", err)
+	}
+	run("-y", "-q", "--no-install-recommends", "install", "hello")
 	hello := n.archive.Index.Candidate("hello")
 	if hello == nil {
 		t.Fatal("no hello in the archive")
@@ -299,6 +311,20 @@ func TestShareCache(t *testing.T) {
 	if err := n.UnshareCache(); err != nil {
 		t.Fatal(err)
 	}
+	// Back on disk, with what was installed meanwhile, and as the image
+	// must have it.
+	if m, _ := chroot.MountsUnder(filepath.Join(root, "var/lib/dpkg")); len(m) != 0 {
+		t.Errorf("dpkg's database is still mounted: %v", m)
+	}
+	for _, f := range []string{unsafeIOConf, "var/lib/dpkg.vmdeb-disk"} {
+		if _, err := os.Lstat(filepath.Join(root, f)); err == nil {
+			t.Errorf("%s left after UnshareCache", f)
+		}
+	}
+	if out, err := inTarget(t, root, "dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "hello"); err != nil || strings.TrimSpace(out) != "ii" {
+		t.Errorf("hello, installed while shared, is not in the database on disk: %q %v", out, err)
+	}
+	checkSystem(t, root)
 	run("-q", "clean")
 	if err := archive.Verify(n.cache.Path(hello.SHA256), hello.Filename, archive.FileInfo{Size: hello.Size, SHA256: hello.SHA256}); err != nil {
 		t.Errorf("apt's download was not kept in the cache: %v", err)
@@ -427,5 +453,21 @@ func TestNativeRegistered(t *testing.T) {
 	}
 	if err := n.UnshareCache(); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestAptListName(t *testing.T) {
+	for _, tc := range []struct{ mirror, rel, want string }{
+		{"http://archive.invalid/debian", "dists/trixie/InRelease", "archive.invalid_debian_dists_trixie_InRelease"},
+		{"http://archive.invalid/debian/", "dists/trixie/main/binary-amd64/Packages", "archive.invalid_debian_dists_trixie_main_binary-amd64_Packages"},
+		{"https://user:secret@archive.invalid:3142/deb_ian", "dists/sid/InRelease", "archive.invalid:3142_deb%5fian_dists_sid_InRelease"},
+	} {
+		u, err := url.Parse(tc.mirror)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := aptListName(u, tc.rel); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.mirror, tc.rel, got, tc.want)
+		}
 	}
 }
