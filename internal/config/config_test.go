@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"vmdeb/internal/disk"
 )
 
 const good = `name: test-image
@@ -177,16 +179,49 @@ func TestDiskOutput(t *testing.T) {
 		t.Errorf("%+v", d)
 	}
 	for yaml, want := range map[string]string{
-		"{type: disk, path: a.img}":                             "outputs[0].size: missing",
-		"{type: disk, path: a.img, size: 4X}":                   `"4X" is not a size`,
-		"{type: disk, path: a.img, size: 1M}":                   "too small",
-		"{type: disk, path: a.img, size: 4G, bootloader: lilo}": `outputs[0].bootloader: "lilo" is not valid`,
-		"{type: tarball, path: a.tar, size: 4G}":                "apply to disk outputs only",
+		"{type: disk, path: a.img}":                                                  "outputs[0].size: missing",
+		"{type: disk, path: a.img, size: 4X}":                                        `"4X" is not a size`,
+		"{type: disk, path: a.img, size: 1M}":                                        "too small",
+		"{type: disk, path: a.img, size: 4G, bootloader: lilo}":                      `outputs[0].bootloader: "lilo" is not valid`,
+		"{type: tarball, path: a.tar, size: 4G}":                                     "apply to disk outputs only",
+		"{type: disk, path: a.img, size: 4G, filesystem: zfs}":                       `outputs[0].filesystem: "zfs" is not valid (valid: ext4, ext3, ext2, btrfs, xfs)`,
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, esp-size: 64M}":   "outputs[0].esp-size: extlinux boots BIOS PCs only",
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, filesystem: xfs}": "outputs[0].bootloader: extlinux cannot boot from an xfs root",
 	} {
 		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", yaml, err, want)
 		}
+	}
+}
+
+func TestDiskBtrfsExtlinux(t *testing.T) {
+	p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n",
+		"  - {type: disk, path: out/vm.img, size: 3G, partition-table: mbr, filesystem: btrfs, bootloader: extlinux}\n", 1))
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Outputs[0]; d.Filesystem != "btrfs" || d.Bootloader != "extlinux" || d.DiskFormat() != "raw" {
+		t.Errorf("%+v", d)
+	}
+}
+
+// TestDiskXFS: an xfs root is accepted only where the host's mkfs.xfs can
+// make it from a directory; elsewhere the error names the file, the key
+// and what is needed.
+func TestDiskXFS(t *testing.T) {
+	p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n",
+		"  - {type: disk, path: out/vm.img, size: 3G, filesystem: xfs, bootloader: grub-bios}\n", 1))
+	_, err := Load(p)
+	if herr := disk.CheckFS("xfs"); herr == nil {
+		if err != nil {
+			t.Errorf("this host's mkfs.xfs makes xfs from a directory, yet: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "outputs[0].filesystem: xfs needs mkfs.xfs from xfsprogs 6.17 or later") {
+		t.Errorf("err = %v", err)
 	}
 }
 

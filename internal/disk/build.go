@@ -52,7 +52,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		return fmt.Errorf("disk: %s still has file systems mounted below it: %s", rootfs, strings.Join(m, ", "))
 	}
 	var kernels []string
-	if o.grub() {
+	if o.bootMenu() {
 		ks, err := live.FindKernels(rootfs)
 		if err != nil {
 			return fmt.Errorf("disk: %w", err)
@@ -70,17 +70,15 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 	if err != nil {
 		return fmt.Errorf("disk: measuring the root file system: %w", err)
 	}
-	if o.grub() && o.BootSize == 0 {
-		rootUse.Bytes += grubFilesBytes(o) // the modules vmdeb adds to /boot/grub
+	if o.BootSize == 0 {
+		rootUse.Bytes += bootFilesBytes(o) // GRUB's modules, extlinux's files
 	}
 	l, err := plan(o, rootUse)
 	if err != nil {
 		return err
 	}
 	if bp, _, ok := l.Part("boot"); ok {
-		if o.grub() {
-			bootUse.Bytes += grubFilesBytes(o)
-		}
+		bootUse.Bytes += bootFilesBytes(o)
 		if !extFits(bootUse, bp.Bytes(), bp.FS) {
 			return fmt.Errorf("disk: /boot does not fit: its %s of files need a partition of at least %s, boot-size is %s",
 				human(bootUse.Bytes), human(extMinSize(bootUse, bp.FS)), human(bp.Bytes()))
@@ -95,12 +93,18 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 	if err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
+	if !linksKept(o.RootFS) {
+		hardlinks = false // a staging tree of links would give every file a link count of 2
+	}
 	need := rootUse.Bytes + bootUse.Bytes + 16*mib
 	if !hardlinks {
 		need += rootUse.Bytes + bootUse.Bytes
 	}
 	if o.Format == "qcow2" {
 		need += rootUse.Bytes + bootUse.Bytes
+	}
+	if !linksKept(o.RootFS) {
+		need += rootUse.Bytes // made in a file of its own, then copied in
 	}
 	if free, err := freeSpace(outDir); err != nil {
 		return err
@@ -161,12 +165,15 @@ func (b *builder) run(rootfs string, hardlinks bool) error {
 		fn   func() error
 	}{
 		{"staging the root file system", func() error { return b.stageTree(rootfs, hardlinks) }},
+		{"breaking hard links", b.breakLinks},
 		{"writing the system's files", b.prepare},
 		{"adding GRUB's files", b.grubFiles},
+		{"writing extlinux's menu", b.extlinuxConf},
 		{"splitting /boot and the ESP", b.split},
 		{"writing the partition table", b.partition},
 		{"making the file systems", b.filesystems},
 		{"installing the BIOS boot code", b.biosBoot},
+		{"installing extlinux", b.extlinuxInstall},
 		{"checking the image", b.check},
 	}
 	for _, s := range steps {
@@ -246,9 +253,15 @@ func (o Options) grubPlatforms() []string {
 	return p
 }
 
-// grubFilesBytes is what grubFiles adds to the boot file system, rounded to
-// blocks, for the size checks.
-func grubFilesBytes(o Options) int64 {
+// bootFilesBytes is what the boot loader adds to the boot file system,
+// rounded to blocks, for the size checks.
+func bootFilesBytes(o Options) int64 {
+	if o.extlinux() {
+		return 256 * 1024 // ldlinux.sys, ldlinux.c32, extlinux.conf
+	}
+	if !o.grub() {
+		return 0
+	}
 	var n int64 = 64 * 1024 // grub.cfg, directories
 	for _, p := range o.grubPlatforms() {
 		ents, _ := os.ReadDir(o.grubDir(p))
@@ -419,6 +432,9 @@ func (b *builder) filesystems() error {
 		case "vfat":
 			b.log.Printf("%s: vfat (EFI system partition)", p.Mount)
 			err = b.mkvfat(p)
+		case "btrfs", "xfs":
+			b.log.Printf("%s: %s, %s", p.Mount, p.FS, human(p.Bytes()))
+			err = b.mkfsFromFile(p, b.stage)
 		case "swap":
 			b.log.Printf("swap: %s", human(p.Bytes()))
 			err = b.mkswap(p)

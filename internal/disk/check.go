@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -52,6 +53,11 @@ func (b *builder) check() error {
 			errs = append(errs, err)
 		}
 	}
+	if b.o.extlinux() {
+		if err := b.checkExtlinux(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -66,6 +72,7 @@ type sfdiskJSON struct {
 			Type     string `json:"type"`
 			UUID     string `json:"uuid"`
 			Bootable bool   `json:"bootable"`
+			Attrs    string `json:"attrs"`
 		} `json:"partitions"`
 	} `json:"partitiontable"`
 }
@@ -89,6 +96,9 @@ func checkTable(js string, l Layout) error {
 	}
 	for i, p := range l.Parts {
 		g := ps[i]
+		if l.Table == "gpt" {
+			g.Bootable = slices.Contains(strings.Fields(g.Attrs), "LegacyBIOSBootable")
+		}
 		if g.Start != p.Start || g.Size != p.Sectors || !strings.EqualFold(g.Type, p.Type) ||
 			(l.Table == "gpt" && !strings.EqualFold(g.UUID, p.PartUUID)) || g.Bootable != p.Bootable {
 			return fmt.Errorf("partition %d (%s) reads back as start %d size %d type %s uuid %s bootable %v, want %d %d %s %s %v",

@@ -24,7 +24,7 @@ type Options struct {
 	Size       int64  // bytes of the whole image (a multiple of 512)
 	Format     string // raw (default) | qcow2
 	Table      string // gpt (default) | mbr
-	RootFS     string // ext4 (default), ext3, ext2
+	RootFS     string // ext4 (default), ext3, ext2, btrfs, xfs
 	BootSize   int64  // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
 	SwapSize   int64  // >0: a swap partition of this size
 	ESPSize    int64  // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
@@ -57,7 +57,7 @@ type Options struct {
 var (
 	Formats     = []string{"raw", "qcow2"}
 	Tables      = []string{"gpt", "mbr"}
-	RootFSTypes = []string{"ext4", "ext3", "ext2"}
+	RootFSTypes = []string{"ext4", "ext3", "ext2", "btrfs", "xfs"}
 	Bootloaders = []string{"grub-hybrid", "grub-bios", "grub-uefi", "extlinux", "none"}
 	Networks    = []string{"networkd", "ifupdown", "none"}
 )
@@ -88,10 +88,16 @@ func DefaultBootloader(a arch.Arch) string {
 	return "none"
 }
 
-// bios and uefi tell which firmwares the boot loader serves.
-func (o Options) bios() bool { return o.Bootloader == "grub-bios" || o.Bootloader == "grub-hybrid" }
-func (o Options) uefi() bool { return o.Bootloader == "grub-uefi" || o.Bootloader == "grub-hybrid" }
-func (o Options) grub() bool { return o.bios() || o.uefi() }
+// bios and uefi tell which firmwares GRUB serves; extlinux boots BIOS
+// PCs only.
+func (o Options) bios() bool     { return o.Bootloader == "grub-bios" || o.Bootloader == "grub-hybrid" }
+func (o Options) uefi() bool     { return o.Bootloader == "grub-uefi" || o.Bootloader == "grub-hybrid" }
+func (o Options) grub() bool     { return o.bios() || o.uefi() }
+func (o Options) extlinux() bool { return o.Bootloader == "extlinux" }
+
+// bootMenu reports whether vmdeb writes a boot menu, which lists the
+// image's kernels.
+func (o Options) bootMenu() bool { return o.grub() || o.extlinux() }
 
 // normalize fills in the defaults and rejects what cannot be built, with
 // the valid choices in the message.
@@ -124,11 +130,11 @@ func (o Options) normalize() (Options, error) {
 	); err != nil {
 		return o, err
 	}
-	if o.Bootloader == "extlinux" {
-		return o, errors.New("disk: boot loader extlinux is not supported yet (it needs a mounted file system); use grub-bios")
-	}
-	if o.bios() && !a.HasFirmware(arch.BIOS) {
+	if (o.bios() || o.extlinux()) && !a.HasFirmware(arch.BIOS) {
 		return o, fmt.Errorf("disk: boot loader %s needs a PC BIOS, which %s does not have (use grub-uefi)", o.Bootloader, a.Name)
+	}
+	if o.extlinux() && !slices.Contains(extlinuxFS, o.bootFS()) {
+		return o, fmt.Errorf("disk: extlinux cannot boot from %s (it reads %s): add a separate /boot (boot-size), which is ext4", o.bootFS(), strings.Join(extlinuxFS, ", "))
 	}
 	if o.uefi() && (!a.HasFirmware(arch.UEFI) || a.GrubEFITarget == "" || a.EFIBootName == "") {
 		return o, fmt.Errorf("disk: boot loader %s needs UEFI, which vmdeb does not support on %s", o.Bootloader, a.Name)
@@ -161,14 +167,23 @@ func (o Options) normalize() (Options, error) {
 	return o, nil
 }
 
-// bootFS is the file system of a separate /boot: ext2 beside an ext2 root
-// (a system without a journal anywhere), ext4 otherwise.
+// bootFS is the file system the boot loader reads the kernels from: the
+// root's, or that of a separate /boot: ext2 beside an ext2 root (a system
+// without a journal anywhere), ext4 otherwise, which every boot loader
+// reads.
 func (o Options) bootFS() string {
-	if o.RootFS == "ext2" {
+	switch {
+	case o.BootSize == 0:
+		return o.RootFS
+	case o.RootFS == "ext2":
 		return "ext2"
 	}
 	return "ext4"
 }
+
+// extlinuxFS are the file systems extlinux (syslinux 6) installs to and
+// boots from in vmdeb's images.
+var extlinuxFS = []string{"ext4", "ext3", "ext2", "btrfs"}
 
 // grubDir is the module directory of a GRUB platform.
 func (o Options) grubDir(platform string) string {
@@ -207,6 +222,16 @@ func CheckTools(o Options) []Missing {
 	bin("blkid", "util-linux")
 	if o.SwapSize > 0 {
 		bin("mkswap", "util-linux")
+	}
+	for _, t := range fsTools[o.RootFS] {
+		bin(t[0], t[1])
+	}
+	if o.extlinux() {
+		bin("extlinux", "extlinux")
+		bin("unshare", "util-linux")
+		bin("mount", "mount")
+		bin("umount", "mount")
+		file(mbrCode(o.Table), "syslinux-common")
 	}
 	if o.Format == "qcow2" {
 		bin("qemu-img", "qemu-utils")

@@ -51,6 +51,8 @@ func TestBootE2E(t *testing.T) {
 	}{
 		{"gpt", Options{Size: 2 << 30, SwapSize: 64 * mib, GrowRoot: grow}},
 		{"mbr-boot", Options{Size: 2 << 30, Table: "mbr", BootSize: 256 * mib, ESPSize: 64 * mib, Network: network}},
+		{"btrfs-extlinux-mbr", Options{Size: 2 << 30, Table: "mbr", RootFS: "btrfs", Bootloader: "extlinux", GrowRoot: grow}},
+		{"ext4-extlinux-gpt-boot", Options{Size: 2 << 30, BootSize: 256 * mib, Bootloader: "extlinux", SwapSize: 64 * mib}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := c.o
@@ -79,7 +81,11 @@ func bootE2E(t *testing.T, rootfs string, o Options) {
 		img = filepath.Join(t.TempDir(), "grown.qcow2")
 		run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", out, "-F", "qcow2", img, "3G")
 	}
-	for _, uefi := range []bool{false, true} {
+	firmwares := []bool{false, true}
+	if n, _ := o.normalize(); !n.uefi() {
+		firmwares = []bool{false}
+	}
+	for _, uefi := range firmwares {
 		name := map[bool]string{false: "BIOS", true: "UEFI"}[uefi]
 		t.Run(name, func(t *testing.T) {
 			var console strings.Builder
@@ -97,7 +103,11 @@ func bootE2E(t *testing.T, rootfs string, o Options) {
 					got[k] = strings.TrimSpace(v)
 				}
 			}
-			want := map[string]string{"root": "ext4", "efi": "vfat", "host": "vmdeb-e2e", "getty": "active", "failed": ""}
+			n, _ := o.normalize()
+			want := map[string]string{"root": n.RootFS, "host": "vmdeb-e2e", "getty": "active", "failed": ""}
+			if n.uefi() {
+				want["efi"] = "vfat"
+			}
 			if o.SwapSize > 0 {
 				want["swap"] = "partition"
 			}
@@ -109,8 +119,14 @@ func bootE2E(t *testing.T, rootfs string, o Options) {
 					t.Errorf("%s: %q, want %q", k, got[k], w)
 				}
 			}
-			f := strings.Fields(got["cmdline"])
-			if !strings.Contains(got["cmdline"], "root=UUID=") || len(f) == 0 || f[len(f)-1] != "console=ttyS0,115200n8" {
+			// The serial console is the last one (extlinux appends initrd=).
+			var consoles []string
+			for _, f := range strings.Fields(got["cmdline"]) {
+				if strings.HasPrefix(f, "console=") {
+					consoles = append(consoles, f)
+				}
+			}
+			if !strings.Contains(got["cmdline"], "root=UUID=") || len(consoles) == 0 || consoles[len(consoles)-1] != "console=ttyS0,115200n8" {
 				t.Errorf("kernel command line %q", got["cmdline"])
 			}
 			if !strings.Contains(got["net"], "10.0.2.") {

@@ -23,11 +23,11 @@ type Part struct {
 	Type     string // GPT type GUID, or MBR type as two hex digits
 	Start    int64
 	Sectors  int64
-	FS       string // ext4, ext3, ext2, vfat, swap; "" for the BIOS boot partition
+	FS       string // ext4, ext3, ext2, btrfs, xfs, vfat, swap; "" for the BIOS boot partition
 	Mount    string // /, /boot, /boot/efi; "" for swap and the BIOS boot partition
 	UUID     string // file system UUID (vfat: its volume id as XXXX-XXXX)
 	PartUUID string // GPT partition GUID, or MBR's DISKID-NN
-	Bootable bool   // MBR active flag
+	Bootable bool   // MBR active flag, or GPT's LegacyBIOSBootable attribute
 }
 
 // Offset is the partition's first byte in the image.
@@ -135,12 +135,12 @@ func plan(o Options, root usage) (Layout, error) {
 
 	// The smallest image that holds this root: the partitions before it,
 	// the root's own minimum and the backup GPT, in whole MiB.
-	rootMin := extMinSize(root, o.RootFS)
+	rootMin := fsMinSize(root, o.RootFS)
 	minTotal := start*sector + rootMin
 	if o.Table == "gpt" {
 		minTotal += mib
 	}
-	if rootPart.Sectors <= 0 || !extFits(root, rootPart.Bytes(), o.RootFS) {
+	if rootPart.Sectors <= 0 || !fsFits(root, rootPart.Bytes(), o.RootFS) {
 		have := max(rootPart.Bytes(), 0)
 		return l, &TooSmallError{Need: minTotal, Given: o.Size, RootNeed: rootMin, RootHave: have, RootData: root.Bytes}
 	}
@@ -154,11 +154,13 @@ func plan(o Options, root usage) (Layout, error) {
 			p.PartUUID = newUUID(o, "part-"+p.Name)
 		}
 	}
-	if o.Table == "mbr" {
-		if len(l.Parts) > 4 {
-			return l, fmt.Errorf("disk: %d partitions do not fit in an MBR table without an extended partition (at most 4)", len(l.Parts))
-		}
-		// Some BIOSes boot only a disk with an active partition.
+	if o.Table == "mbr" && len(l.Parts) > 4 {
+		return l, fmt.Errorf("disk: %d partitions do not fit in an MBR table without an extended partition (at most 4)", len(l.Parts))
+	}
+	// Some BIOSes boot only a disk with an active partition; syslinux's
+	// MBR code boots the active partition (MBR) or the one marked
+	// LegacyBIOSBootable (GPT).
+	if o.Table == "mbr" || o.extlinux() {
 		for i := range l.Parts {
 			if l.Parts[i].Name == l.BootPart().Name {
 				l.Parts[i].Bootable = true
@@ -296,7 +298,10 @@ func sfdiskScript(l Layout) string {
 		if l.Table == "gpt" {
 			fmt.Fprintf(&b, ", uuid=%s, name=%s", p.PartUUID, p.Name)
 		}
-		if p.Bootable {
+		switch {
+		case p.Bootable && l.Table == "gpt":
+			b.WriteString(`, attrs="LegacyBIOSBootable"`)
+		case p.Bootable:
 			b.WriteString(", bootable")
 		}
 		b.WriteString("\n")

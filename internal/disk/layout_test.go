@@ -140,11 +140,13 @@ func TestPlanInvalid(t *testing.T) {
 		{"ESP without a boot loader", Options{Arch: amd64, Bootloader: "none", ESPSize: 100 * mib}, "only makes sense with a UEFI"},
 		{"tiny ESP", Options{Arch: amd64, ESPSize: 8 * mib}, "at least 32 MiB"},
 		{"tiny /boot", Options{Arch: amd64, BootSize: mib}, "at least 16 MiB"},
-		{"extlinux", Options{Arch: amd64, Bootloader: "extlinux"}, "not supported yet"},
+		{"extlinux on arm64", Options{Arch: arm64, Bootloader: "extlinux"}, "needs a PC BIOS"},
+		{"extlinux with an ESP", Options{Arch: amd64, Bootloader: "extlinux", ESPSize: 64 * mib}, "only makes sense with a UEFI"},
+		{"extlinux on xfs", Options{Arch: amd64, Bootloader: "extlinux", RootFS: "xfs"}, "extlinux cannot boot from xfs"},
 		{"unknown boot loader", Options{Arch: amd64, Bootloader: "lilo"}, "valid: grub-hybrid, grub-bios"},
 		{"unknown format", Options{Arch: amd64, Format: "vmdk"}, `format "vmdk" is not valid (valid: raw, qcow2)`},
 		{"unknown table", Options{Arch: amd64, Table: "apm"}, "partition table"},
-		{"unknown file system", Options{Arch: amd64, RootFS: "xfs"}, "valid: ext4, ext3, ext2"},
+		{"unknown file system", Options{Arch: amd64, RootFS: "zfs"}, "valid: ext4, ext3, ext2, btrfs, xfs"},
 		{"unknown network", Options{Arch: amd64, Network: "nm"}, "valid: networkd, ifupdown, none"},
 		{"no architecture", Options{}, "no architecture"},
 		{"architecture without disks", Options{Arch: armhf, Bootloader: "none"}, "has no disk image output"},
@@ -254,5 +256,63 @@ func TestExtMinSize(t *testing.T) {
 	few, many := usage{Bytes: 100 * mib, Inodes: 100}, usage{Bytes: 100 * mib, Inodes: 200000}
 	if extMinSize(many, "ext4") <= extMinSize(few, "ext4") {
 		t.Error("inodes are not counted")
+	}
+}
+
+func TestPlanExtlinux(t *testing.T) {
+	amd64 := archOf(t, "amd64")
+	// MBR: the root is the active partition; no BIOS boot partition, no ESP.
+	l, err := Plan(Options{Size: 1 << 30, Arch: amd64, Table: "mbr", RootFS: "btrfs", Bootloader: "extlinux"}, 100*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Parts) != 1 || l.Parts[0].Name != "root" || !l.Parts[0].Bootable || l.Parts[0].FS != "btrfs" || l.Parts[0].Start != 2048 {
+		t.Errorf("MBR extlinux layout %+v", l.Parts)
+	}
+	// GPT with /boot: /boot carries LegacyBIOSBootable for gptmbr.bin, the
+	// root does not; an extlinux /boot beside a btrfs root is ext4.
+	l, err = Plan(Options{Size: 1 << 30, Arch: amd64, RootFS: "btrfs", BootSize: 128 * mib, Bootloader: "extlinux"}, 100*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Parts) != 2 || l.Parts[0].Name != "boot" || !l.Parts[0].Bootable || l.Parts[0].FS != "ext4" || l.Parts[1].Bootable {
+		t.Fatalf("GPT extlinux layout %+v", l.Parts)
+	}
+	s := sfdiskScript(l)
+	if !strings.Contains(s, `name=boot, attrs="LegacyBIOSBootable"`+"\n") || strings.Count(s, "LegacyBIOSBootable") != 1 || strings.Contains(s, "bootable\n") {
+		t.Errorf("GPT script:\n%s", s)
+	}
+	// GRUB on a GPT marks nothing.
+	l, err = Plan(Options{Size: 1 << 30, Arch: amd64}, 100*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sfdiskScript(l); strings.Contains(s, "attrs=") || strings.Contains(s, "bootable") {
+		t.Errorf("GRUB GPT script:\n%s", s)
+	}
+}
+
+func TestPlanBtrfsXFSSize(t *testing.T) {
+	amd64 := archOf(t, "amd64")
+	// A Debian root of 350 MiB in 12700 inodes: btrfs-progs 6.2 reserves
+	// 893 MiB for it before copying (measured), more than ext4 needs.
+	u := usage{Bytes: 350 * mib, Inodes: 12700}
+	if n := btrfsNeed(u); n < 893*mib || n > 1200*mib {
+		t.Errorf("btrfs estimate %s for %+v", human(n), u)
+	}
+	if fsMinSize(u, "btrfs") <= fsMinSize(u, "ext4") {
+		t.Error("btrfs needs less than ext4?")
+	}
+	if m := fsMinSize(usage{Bytes: mib, Inodes: 10}, "xfs"); m < xfsMinPart {
+		t.Errorf("xfs minimum %s, below mkfs.xfs's 300 MiB", human(m))
+	}
+	var ts *TooSmallError
+	if _, err := plan(Options{Size: 900 * mib, Arch: amd64, RootFS: "btrfs"}, u); !errors.As(err, &ts) {
+		t.Errorf("btrfs in 900 MiB: err = %v, want too small", err)
+	} else if ts.Need < btrfsNeed(u) {
+		t.Errorf("needs %s, below the estimate %s", human(ts.Need), human(btrfsNeed(u)))
+	}
+	if _, err := plan(Options{Size: 2 << 30, Arch: amd64, RootFS: "btrfs"}, u); err != nil {
+		t.Errorf("btrfs in 2 GiB: %v", err)
 	}
 }

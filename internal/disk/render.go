@@ -19,10 +19,14 @@ func RenderFstab(l Layout) string {
 		fmt.Fprintf(&b, "UUID=%s\t%s\t%s\t%s\t0\t%d\n", p.UUID, mount, p.FS, opts, pass)
 	}
 	if p, _, ok := l.Part("root"); ok {
-		line(p, "/", "errors=remount-ro", 1)
+		opts := "defaults"
+		if strings.HasPrefix(p.FS, "ext") {
+			opts = "errors=remount-ro" // an ext-only option
+		}
+		line(p, "/", opts, fsckPass(p.FS, true))
 	}
 	if p, _, ok := l.Part("boot"); ok {
-		line(p, "/boot", "defaults", 2)
+		line(p, "/boot", "defaults", fsckPass(p.FS, false))
 	}
 	if p, _, ok := l.Part("esp"); ok {
 		// Only root may read the ESP: it can hold secrets (boot keys).
