@@ -105,6 +105,17 @@ func writeConfig(t *testing.T, dir, yaml string, hooks map[string]string) string
 // work directory, no process mentioning it, no leftover work directory.
 func assertClean(t *testing.T, workParent string) {
 	t.Helper()
+	assertNoMountsOrProcesses(t, workParent)
+	ents, _ := os.ReadDir(workParent)
+	for _, e := range ents {
+		t.Errorf("work directory left behind: %s", filepath.Join(workParent, e.Name()))
+	}
+}
+
+// assertNoMountsOrProcesses checks that no mount under the work directory
+// and no process mentioning it remains.
+func assertNoMountsOrProcesses(t *testing.T, workParent string) {
+	t.Helper()
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
 		if strings.Contains(l, workParent) {
@@ -138,9 +149,5 @@ func assertClean(t *testing.T, workParent string) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-	ents, _ := os.ReadDir(workParent)
-	for _, e := range ents {
-		t.Errorf("work directory left behind: %s", filepath.Join(workParent, e.Name()))
 	}
 }
