@@ -326,7 +326,14 @@ func (hookStage) Run(ctx context.Context, st *State) error {
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st.Log.Printf("running %s %s", hook, st.Rootfs)
+	before := buildMountFiles(st.Rootfs)
 	err := st.Log.Run(hctx, buildlog.Cmd{Name: hook, Args: []string{st.Rootfs}, Env: HookEnv(st), Dir: st.Plan.Spec.Dir, Echo: true})
+	if lost := newFiles(before, buildMountFiles(st.Rootfs)); len(lost) > 0 {
+		if len(lost) > 10 {
+			lost = append(lost[:10], "...")
+		}
+		st.Log.Printf("warning: the hook wrote into the build's own mounts, which are not part of the image: %s", strings.Join(lost, " "))
+	}
 	if err != nil {
 		if errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			return fmt.Errorf("hook %s did not finish within %s (hook-timeout)", hook, timeout)
@@ -334,6 +341,37 @@ func (hookStage) Run(ctx context.Context, st *State) error {
 		return fmt.Errorf("hook %s failed: %w", hook, err)
 	}
 	return nil
+}
+
+// buildMounts are the chroot's file systems that exist for the build only.
+var buildMounts = []string{"dev", "run"}
+
+// buildMountFiles lists the files under the build's own mounts, relative
+// to root, so that what a hook writes there (and would lose) can be named.
+func buildMountFiles(root string) map[string]bool {
+	m := map[string]bool{}
+	for _, d := range buildMounts {
+		filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			m["/"+rel] = true
+			return nil
+		})
+	}
+	return m
+}
+
+func newFiles(before, after map[string]bool) []string {
+	var l []string
+	for p := range after {
+		if !before[p] {
+			l = append(l, p)
+		}
+	}
+	sort.Strings(l)
+	return l
 }
 
 // finaliseStage cleans apt, tears the chroot down (which puts back the
