@@ -22,7 +22,8 @@ import (
 // changed: the image's own files (fstab, network, boot menu, …) go into a
 // staging copy, hard links where rootfs is on out's file system.
 //
-// Nothing is mounted and no loop device is used. Everything temporary
+// Nothing is mounted and no loop device is used, but for extlinux's
+// install (in its own mount namespace, see extlinuxScript). Everything temporary
 // lives in one directory beside out, removed whatever happens; out appears
 // only once the image is complete and read back: the partition table by
 // sfdisk, each ext file system by e2fsck, each UUID by blkid, the EFI

@@ -4,7 +4,10 @@
 // image file (mke2fs -d -E offset, mkfs.vfat --offset, mtools), the
 // partition table is written by sfdisk on the file, and GRUB's BIOS boot
 // sector and core image are placed by vmdeb itself, as grub-bios-setup
-// would place them.
+// would place them. btrfs and xfs, whose tools write only whole files, are
+// made in a file of the partition's size and copied in. The one exception
+// is extlinux, whose installer needs the file system mounted: that mount
+// lives in a mount namespace of its own (see extlinuxScript).
 package disk
 
 import (
