@@ -499,8 +499,14 @@ var mtoolsEnv = []string{"MTOOLS_SKIP_CHECK=1"}
 
 // mkvfat makes the ESP's FAT in place and copies its tree in with mtools.
 func (b *builder) mkvfat(p Part) error {
-	args := []string{"--offset=" + strconv.FormatInt(p.Start, 10), "-h", strconv.FormatInt(p.Start, 10),
-		"-i", strings.ReplaceAll(p.UUID, "-", ""), "-n", "EFI"}
+	var args []string
+	if b.o.SourceDateEpoch > 0 {
+		// Fixed dates and serial; first, because it also sets the volume
+		// id, which the -i that follows must override.
+		args = append(args, "--invariant")
+	}
+	args = append(args, "--offset="+strconv.FormatInt(p.Start, 10), "-h", strconv.FormatInt(p.Start, 10),
+		"-i", strings.ReplaceAll(p.UUID, "-", ""), "-n", "EFI")
 	if p.Bytes() >= 64*mib {
 		// FAT32, the UEFI spec's FAT for an ESP, with clusters small enough
 		// for the 65525 a FAT32 must have: mtools reads it as FAT16 otherwise.
@@ -509,9 +515,6 @@ func (b *builder) mkvfat(p Part) error {
 			cluster = "1"
 		}
 		args = append(args, "-F", "32", "-s", cluster)
-	}
-	if b.o.SourceDateEpoch > 0 {
-		args = append(args, "--invariant")
 	}
 	args = append(args, b.img, strconv.FormatInt(p.Bytes()/1024, 10))
 	if err := b.runTool("mkfs.vfat", args); err != nil {
