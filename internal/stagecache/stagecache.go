@@ -2,9 +2,13 @@
 // by everything that can change it, so that a later build of the same
 // config starts from there instead of from nothing.
 //
-// An entry is a directory named by its key holding the tree as one ordered
-// tar archive (GNU tar --sort=name, numeric owners, extended attributes)
-// and entry.json, which says what went into the key. Entries are written
+// An entry is a directory named by its key holding the tree and
+// entry.json, which says what went into the key. Where the file system
+// under the cache and the build can share data between files (reflinks:
+// btrfs, xfs), the tree is a reflinked copy: saving and restoring copy
+// metadata only. Elsewhere it is one ordered tar archive (GNU tar
+// --sort=name, numeric owners, extended attributes) whose SHA256 is
+// checked as it is restored. Entries are written
 // under a temporary name and renamed into place when complete: a build
 // killed while writing one leaves a temporary directory that no lookup
 // sees and the next Open removes. A stored entry is never changed; a build
@@ -119,12 +123,24 @@ type Entry struct {
 	Parent  string    `json:"parent,omitempty"`
 	Inputs  Inputs    `json:"inputs"`
 	Created time.Time `json:"created"`
-	// Size and SHA256 are those of the archive, checked on restore.
+	// Format is how the tree is kept: "tar" (an archive) or "reflink" (a
+	// copy sharing its data with the tree it was made from).
+	Format string `json:"format"`
+	// Size is the archive's size or the tree's; SHA256 the archive's,
+	// checked on restore.
 	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"sha256,omitempty"`
 
 	dir  string
 	used time.Time
+}
+
+// usedMark is the file whose date says when the entry was last used.
+func (e *Entry) usedMark() string {
+	if e.Format == "reflink" {
+		return filepath.Join(e.dir, metaName)
+	}
+	return filepath.Join(e.dir, archiveName)
 }
 
 // Dir is the entry's directory.
@@ -134,6 +150,7 @@ func (e *Entry) Dir() string { return e.dir }
 func (e *Entry) LastUsed() time.Time { return e.used }
 
 const (
+	treeName    = "rootfs"
 	archiveName = "rootfs.tar"
 	metaName    = "entry.json"
 	tmpPrefix   = ".tmp-"
@@ -197,9 +214,10 @@ func (c *Cache) read(dir string) (*Entry, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, metaName), err)
 	}
 	e.dir = dir
-	// The archive's modification time is when it was last restored.
+	// The modification time of the entry's marker is when it was last
+	// restored.
 	e.used = e.Created
-	if fi, err := os.Stat(filepath.Join(dir, archiveName)); err == nil {
+	if fi, err := os.Stat(e.usedMark()); err == nil {
 		e.used = fi.ModTime()
 	}
 	return &e, nil
@@ -282,29 +300,29 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(tmp, archiveName))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	var stderr strings.Builder
-	cmd := exec.CommandContext(ctx, "tar", tarCreateArgs(root, exclude)...)
-	cmd.Stdout, cmd.Stderr = cw, &stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if Reflinks(filepath.Dir(root), tmp) {
+		e.Format = "reflink"
+		if err := copyTree(ctx, root, filepath.Join(tmp, treeName)); err != nil {
+			return err
 		}
-		return fmt.Errorf("stage cache: tar of %s: %v: %s", root, err, strings.TrimSpace(stderr.String()))
+		for _, x := range exclude {
+			m, _ := filepath.Glob(filepath.Join(tmp, treeName, x))
+			for _, p := range m {
+				os.RemoveAll(p)
+			}
+		}
+		if e.Size, err = treeSize(filepath.Join(tmp, treeName)); err != nil {
+			return err
+		}
+		if err := syncFS(tmp); err != nil {
+			return err
+		}
+	} else {
+		e.Format = "tar"
+		if err := writeArchive(ctx, e, root, filepath.Join(tmp, archiveName), exclude); err != nil {
+			return err
+		}
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("stage cache: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("stage cache: %w", err)
-	}
-	e.Size, e.SHA256 = cw.n, hex.EncodeToString(h.Sum(nil))
 	if e.Created.IsZero() {
 		e.Created = time.Now().UTC()
 	}
@@ -329,6 +347,98 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 	}
 	e.dir, e.used = final, e.Created
 	return nil
+}
+
+// writeArchive writes root as an ordered tar archive and records its size
+// and SHA256 in e.
+func writeArchive(ctx context.Context, e *Entry, root, path string, exclude []string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "tar", tarCreateArgs(root, exclude)...)
+	cmd.Stdout, cmd.Stderr = cw, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("stage cache: tar of %s: %v: %s", root, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("stage cache: %w", err)
+	}
+	e.Size, e.SHA256 = cw.n, hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+// Reflinks reports whether files under a can be cloned into b (one file
+// system with shared extents: btrfs, xfs with reflink). It tries it.
+func Reflinks(a, b string) bool {
+	src, err := os.CreateTemp(a, ".vmdeb-reflink-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write([]byte("reflink probe")); err != nil {
+		return false
+	}
+	dst, err := os.CreateTemp(b, ".vmdeb-reflink-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
+}
+
+// copyTree makes dst a reflinked copy of the tree src: owners, modes,
+// dates, links, extended attributes; no other file system crossed.
+func copyTree(ctx context.Context, src, dst string) error {
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=always", "--one-file-system", "--no-target-directory", src, dst)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("stage cache: reflink copy of %s: %v: %s", src, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// treeSize is the sum of the sizes of the regular files under dir.
+func treeSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// syncFS flushes the file system holding dir.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 func writeSynced(path string, data []byte) error {
@@ -366,6 +476,16 @@ var ErrCorrupt = errors.New("stage cache entry is corrupt")
 // then holds a partial tree the caller must discard) and removes the
 // entry so that no later build uses it.
 func (c *Cache) Restore(ctx context.Context, e *Entry, root string) error {
+	now := time.Now()
+	if e.Format == "reflink" {
+		// Into root (which exists): copy the tree's contents and root's
+		// own owner, mode and date.
+		if err := copyTree(ctx, filepath.Join(e.dir, treeName)+"/.", root); err != nil {
+			return err
+		}
+		os.Chtimes(e.usedMark(), now, now)
+		return nil
+	}
 	f, err := os.Open(filepath.Join(e.dir, archiveName))
 	if err != nil {
 		return fmt.Errorf("stage cache: %w", err)
@@ -389,8 +509,7 @@ func (c *Cache) Restore(ctx context.Context, e *Entry, root string) error {
 		os.RemoveAll(e.dir)
 		return fmt.Errorf("%w: %s has SHA256 %s, recorded %s (entry removed)", ErrCorrupt, filepath.Join(e.dir, archiveName), got, e.SHA256)
 	}
-	now := time.Now()
-	os.Chtimes(filepath.Join(e.dir, archiveName), now, now) // last used, for pruning
+	os.Chtimes(e.usedMark(), now, now) // last used, for pruning
 	return nil
 }
 

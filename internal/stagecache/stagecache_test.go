@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,6 +103,11 @@ func needTar(t *testing.T) {
 // empty directory, modes and dates.
 func tree(t *testing.T) string {
 	root := t.TempDir()
+	makeTree(root)
+	return root
+}
+
+func makeTree(root string) {
 	os.MkdirAll(filepath.Join(root, "etc/apt"), 0o755)
 	os.MkdirAll(filepath.Join(root, "var/cache/apt/archives/partial"), 0o755)
 	os.MkdirAll(filepath.Join(root, "empty"), 0o700)
@@ -113,7 +119,6 @@ func tree(t *testing.T) string {
 	os.Link(filepath.Join(root, "etc/hostname"), filepath.Join(root, "etc/hard"))
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	os.Chtimes(filepath.Join(root, "etc/hostname"), old, old)
-	return root
 }
 
 func listing(t *testing.T, root string) string {
@@ -281,5 +286,75 @@ func TestPrune(t *testing.T) {
 	}
 	if _, ok := c.Lookup(keys[2]); !ok {
 		t.Error("the most recently used entry was pruned")
+	}
+}
+
+// On a file system with reflinks (btrfs, in a file mounted in a private
+// mount namespace) entries are reflinked trees, restored as copies.
+func TestReflinkEntry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
+		t.Skip("no mkfs.btrfs")
+	}
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "btrfs.img"), filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	f, _ := os.Create(img)
+	f.Truncate(256 << 20)
+	f.Close()
+	if out, err := exec.Command("mkfs.btrfs", "-q", img).CombinedOutput(); err != nil {
+		t.Skipf("mkfs.btrfs: %v %s", err, out)
+	}
+	runtime.LockOSThread() // the mount namespace is this thread's, and its children's
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Skipf("no private mount namespace: %v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount -o loop: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	root := filepath.Join(mnt, "work", "rootfs")
+	os.MkdirAll(root, 0o755)
+	makeTree(root)
+	c, err := Open(filepath.Join(mnt, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Reflinks(filepath.Dir(root), c.Dir) {
+		t.Fatal("btrfs does not take reflinks here")
+	}
+	in := inputs("suite", "trixie")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "packages", Inputs: in}
+	if err := c.Save(context.Background(), e, root, []string{"./var/cache/apt/archives/*.deb"}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := c.Lookup(e.Key)
+	if !ok || got.Format != "reflink" || got.Size == 0 {
+		t.Fatalf("entry: %+v", got)
+	}
+	out := filepath.Join(mnt, "work", "restored")
+	os.Mkdir(out, 0o755)
+	if err := c.Restore(context.Background(), got, out); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(root, "var/cache/apt/archives/big_1_amd64.deb"))
+	if a, b := listing(t, root), listing(t, out); a != b {
+		t.Errorf("restored tree differs:\n--- saved\n%s--- restored\n%s", a, b)
+	}
+	os.WriteFile(filepath.Join(out, "etc/hostname"), []byte("changed\n"), 0o644)
+	if data, _ := os.ReadFile(filepath.Join(got.Dir(), treeName, "etc/hostname")); string(data) != "debian\n" {
+		t.Errorf("the entry changed through a restored tree: %q", data)
+	}
+	if l, _ := c.List(); len(l) != 1 {
+		t.Errorf("List: %v", l)
 	}
 }
