@@ -38,6 +38,8 @@ type State struct {
 	GrubDir string
 	// temps are files to remove if the build does not finish.
 	temps []string
+	// pending are finished outputs waiting for their final names.
+	pending []pendingOutput
 	// bootstrapped: this build made the base system (it was not restored
 	// from the stage cache); attached: the native bootstrapper was opened
 	// for a restored one.
@@ -120,7 +122,7 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 		st.Chroot = nil
 		if err != nil {
 			for _, t := range st.temps {
-				os.Remove(t)
+				chroot.RemoveAll(t)
 			}
 		}
 		if o.KeepWork {
@@ -222,23 +224,42 @@ func (e *StageError) Unwrap() error { return e.Err }
 func (st *State) temp(out string) string {
 	t := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".vmdeb-tmp")
 	old, _ := filepath.Glob(t + "*")
-	for _, o := range old {
+	// The tools' own temporary files beside it (.NAME.vmdeb-tmp.tmp-…).
+	tools, _ := filepath.Glob(filepath.Join(filepath.Dir(t), "."+filepath.Base(t)+"*"))
+	for _, o := range append(old, tools...) {
 		chroot.RemoveAll(o)
 	}
 	st.temps = append(st.temps, t)
 	return t
 }
 
-// commit renames a finished temporary file to its final name.
+// commit records a finished output under its temporary name. Outputs
+// take their final names together, when every stage has succeeded
+// (publish): a build that fails or is stopped half way leaves none of
+// them, not even those it had finished.
 func (st *State) commit(tmp, out, typ string) error {
-	if err := os.Rename(tmp, out); err != nil {
-		return err
-	}
 	var size int64
-	if fi, err := os.Stat(out); err == nil {
+	if fi, err := os.Stat(tmp); err == nil {
 		size = fi.Size()
 	}
+	st.pending = append(st.pending, pendingOutput{tmp, out})
 	st.Results = append(st.Results, Result{Type: typ, Path: out, Size: size})
+	return nil
+}
+
+type pendingOutput struct{ tmp, out string }
+
+// publish renames every finished output to its final name.
+func (st *State) publish() error {
+	for _, p := range st.pending {
+		if fi, err := os.Lstat(p.out); err == nil && fi.IsDir() {
+			os.Remove(p.out) // an empty directory may stand there
+		}
+		if err := os.Rename(p.tmp, p.out); err != nil {
+			return err
+		}
+	}
+	st.pending = nil
 	return nil
 }
 

@@ -583,7 +583,6 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 		return fmt.Errorf("%s exists and is not empty", s.out)
 	}
 	tmp := st.temp(s.out)
-	defer chroot.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
@@ -604,7 +603,6 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	os.Remove(s.out) // an empty directory may stand there
 	return st.commit(tmp, s.out, "squashfs")
 }
 
@@ -673,6 +671,9 @@ type reportStage struct{}
 func (reportStage) Name() string { return "report" }
 
 func (reportStage) Run(ctx context.Context, st *State) error {
+	if err := st.publish(); err != nil {
+		return err
+	}
 	byDir := map[string][]string{}
 	var added []Result
 	for _, r := range st.Results {
