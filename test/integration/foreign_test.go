@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	vmarch "vmdeb/internal/arch"
 )
 
 // TestForeignArm64 builds the arm64 example on this (amd64) host through
@@ -64,8 +67,73 @@ func foreign(t *testing.T, arch string, machine elf.Machine, bootArgs ...string)
 		}
 	}
 
+	checkDeviceTrees(t, arch, iso, string(list))
+
 	b := run(t, ctx, append(append([]string{"boot", "--timeout", "20m"}, bootArgs...), iso)...)
 	if b.code != 0 {
 		t.Fatalf("%s boot did not reach a login prompt:\n%s", arch, b.stderr)
 	}
+}
+
+// checkDeviceTrees: on an architecture with device trees, every dtb the
+// image's kernel installed (as the squashfs listing shows them) is on the
+// ISO under /live/dtbs, in the same vendor directories; elsewhere there are
+// none. The example names no board (qemu's virt machine supplies its own
+// device tree), so its menu loads none.
+func checkDeviceTrees(t *testing.T, arch, iso, squashfsList string) {
+	t.Helper()
+	a, err := vmarch.Lookup(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inImage []string
+	for _, l := range strings.Split(squashfsList, "\n") {
+		_, rest, ok := strings.Cut(l, "/usr/lib/linux-image-")
+		if !ok || !(strings.HasSuffix(l, ".dtb") || strings.HasSuffix(l, ".dtbo")) {
+			continue
+		}
+		if _, rel, ok := strings.Cut(rest, "/"); ok {
+			inImage = append(inImage, rel)
+		}
+	}
+	out, err := exec.Command("xorriso", "-indev", iso, "-find", "/live", "-type", "f", "-name", "*.dtb*").Output()
+	if err != nil {
+		t.Fatalf("listing the ISO: %v", err)
+	}
+	var onISO []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if rel, ok := strings.CutPrefix(strings.Trim(l, "'"), "/live/dtbs/"); ok {
+			onISO = append(onISO, rel)
+		}
+	}
+	slices.Sort(inImage)
+	slices.Sort(onISO)
+	if !a.DeviceTrees {
+		if len(onISO) > 0 {
+			t.Errorf("%s uses no device trees, yet the ISO has %d", arch, len(onISO))
+		}
+		return
+	}
+	// Debian's arm64 kernel ships hundreds of boards' device trees.
+	if len(inImage) < 100 || !slices.Equal(inImage, onISO) {
+		t.Errorf("the kernel installed %d device trees, the ISO's /live/dtbs has %d; missing: %q", len(inImage), len(onISO), dtbsMissing(inImage, onISO))
+	}
+	dst := filepath.Join(t.TempDir(), "grub.cfg")
+	if o, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/boot/grub/grub.cfg", dst).CombinedOutput(); err != nil {
+		t.Fatalf("extract grub.cfg: %v %s", err, o)
+	}
+	if cfg, _ := os.ReadFile(dst); strings.Contains(string(cfg), "devicetree") {
+		t.Errorf("no device-tree in the config, yet grub.cfg loads one:\n%s", cfg)
+	}
+}
+
+// dtbsMissing lists the first few of want that got lacks.
+func dtbsMissing(want, got []string) []string {
+	var m []string
+	for _, w := range want {
+		if !slices.Contains(got, w) && len(m) < 5 {
+			m = append(m, w)
+		}
+	}
+	return m
 }
