@@ -6,7 +6,8 @@
 # rounds). The package set is the one vmdeb installed: its NAME.packages
 # manifest from round 1, passed whole to mmdebstrap's --include with
 # Recommends off, so both end with the same packages (the script checks).
-# Needs root, binfmt_misc and the qemu-user handlers (make deps).
+# vmdeb builds with --no-cache: every round does all the work, as mmdebstrap
+# does. Needs root, binfmt_misc and the qemu-user handlers (make deps).
 # Usage: bench/foreign.sh [ROUNDS]   (results: docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ vmdeb_run() {
 	rm -rf "$work/out"
 	l0=$(load)
 	t0=$(now)
-	"$work/vmdeb" build --outdir "$work/out" --workdir "$work" --log "$log" "$config" >/dev/null
+	"$work/vmdeb" build --no-cache --outdir "$work/out" --workdir "$work" --log "$log" "$config" >/dev/null
 	t=$(since "$t0")
 	vmdeb_t+=("$t")
 	printf 'round %s vmdeb      total %7s  load %s -> %s  stages:' "$1" "$t" "$l0" "$(load)"
