@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
@@ -90,14 +89,13 @@ func TestBuildBtrfsExtlinux(t *testing.T) {
 	o := Options{Size: 400 * mib, Arch: archOf(t, "amd64"), Table: "mbr", RootFS: "btrfs", Bootloader: "extlinux", Network: "none"}
 	needBuild(t, o)
 	root := fakeRootfs(t)
-	loops := losetupList(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bx.img")
 	if err := Build(context.Background(), testLog(t), root, out, o); err != nil {
 		t.Fatal(err)
 	}
 	onlyEntry(t, dir, "bx.img")
-	waitLoops(t, loops)
+	noLoopsUnder(t, dir)
 	if m, _ := chroot.MountsUnder(dir); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
 	}
@@ -154,7 +152,6 @@ func TestBuildExtlinuxKilled(t *testing.T) {
 	for _, step := range []string{"unshare", "is device /dev/loop"} {
 		t.Run(step, func(t *testing.T) {
 			root := fakeRootfs(t)
-			loops := losetupList(t)
 			dir := t.TempDir()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -164,25 +161,10 @@ func TestBuildExtlinuxKilled(t *testing.T) {
 				t.Fatalf("err = %v, want context.Canceled\n%s", err, w.buf.String())
 			}
 			onlyEntry(t, dir, "")
-			waitLoops(t, loops)
+			noLoopsUnder(t, dir)
 			if m, _ := chroot.MountsUnder(dir); len(m) > 0 {
 				t.Errorf("mounts left: %v", m)
 			}
 		})
 	}
-}
-
-// waitLoops waits a little for the loop devices to be as they were: a
-// loop device with autoclear is freed as its last mount goes, which the
-// kernel finishes just after the namespace holding it ends.
-func waitLoops(t *testing.T, want string) {
-	t.Helper()
-	var got string
-	for i := 0; i < 50; i++ {
-		if got = losetupList(t); got == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Errorf("loop devices changed:\n%s\nwas:\n%s", got, want)
 }
