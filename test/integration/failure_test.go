@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -50,46 +48,6 @@ func TestHookFailureFailsBuild(t *testing.T) {
 	assertClean(t, work)
 }
 
-// TestInterruptDuringApt: Ctrl-C (SIGINT) while apt installs packages
-// stops the build with a non-zero status and leaves no mount, process or
-// work directory.
-func TestInterruptDuringApt(t *testing.T) {
-	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	dir, work := t.TempDir(), t.TempDir()
-	cfg := writeConfig(t, dir, strings.Replace(small, "kernel: none\n", "packages: [task-english, man-db, locales]\n", 1)+"", map[string]string{"hook.sh": "#!/bin/sh\nexit 0\n"})
-	cmd := exec.CommandContext(ctx, vmdeb, "build", "--workdir", work, cfg)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	sent := false
-	for sc.Scan() {
-		line := sc.Text()
-		t.Log(line)
-		if !sent && strings.Contains(line, "installing") {
-			// apt is starting: give it a moment to be in dpkg's hands.
-			time.Sleep(3 * time.Second)
-			cmd.Process.Signal(syscall.SIGINT)
-			sent = true
-		}
-	}
-	err := cmd.Wait()
-	if !sent {
-		t.Fatal("the build never reached the package step")
-	}
-	if err == nil {
-		t.Fatal("an interrupted build exited 0")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "small.tar.gz")); err == nil {
-		t.Error("an output exists after an interrupted build")
-	}
-	assertClean(t, work)
-}
-
 // TestBadInput: bad configs and a missing tool are refused with exit
 // status 2, a message naming file, line and key, and nothing created.
 func TestBadInput(t *testing.T) {
@@ -122,55 +80,6 @@ func TestBadInput(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(o), "debootstrap (package debootstrap)") {
 		t.Errorf("missing debootstrap: %v\n%s", err, o)
 	}
-}
-
-// TestKillDuringApt: SIGKILL gives vmdeb no chance to clean up; the
-// kernel must still drop every mount and process of the build (its own
-// mount and PID namespaces), and the next build must succeed and remove
-// the dead build's work directory.
-func TestKillDuringApt(t *testing.T) {
-	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	dir, work := t.TempDir(), t.TempDir()
-	cfg := writeConfig(t, dir, strings.Replace(small, "kernel: none\n", "packages: [man-db, locales]\n", 1), map[string]string{"hook.sh": "#!/bin/sh\nexit 0\n"})
-	cmd := exec.CommandContext(ctx, vmdeb, "build", "--workdir", work, cfg)
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	killed := false
-	for sc.Scan() {
-		if !killed && strings.Contains(sc.Text(), "installing") {
-			time.Sleep(2 * time.Second)
-			cmd.Process.Signal(syscall.SIGKILL)
-			killed = true
-		}
-	}
-	cmd.Wait()
-	if !killed {
-		t.Fatal("the build never reached the package step")
-	}
-	// Mounts and processes: gone with the namespaces.
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mi), work) {
-		t.Errorf("mounts of the killed build remain:\n%s", mi)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "small.tar.gz")); err == nil {
-		t.Error("an output exists after a killed build")
-	}
-	r := run(t, ctx, "build", "--workdir", work, cfg)
-	if r.code != 0 {
-		t.Fatalf("the build after a killed one failed: %s", r.stderr)
-	}
-	if !strings.Contains(r.stdout, "removing the work directory of an interrupted build") {
-		t.Error("the dead build's work directory was not swept")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "small.tar.gz")); err != nil {
-		t.Error(err)
-	}
-	assertClean(t, work)
 }
 
 // TestHookDaemonAndTimeout: a daemon a hook leaves running is killed at
