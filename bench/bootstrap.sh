@@ -120,7 +120,11 @@ if [ "$parts" != minbase ]; then
 	# Median of each stage, from the build logs.
 	names=(live-debootstrap live-native-cold live-native-warm)
 	echo
-	echo "| median stage time (s) | ${names[*]} |" | sed 's/ live-/ | live-/g'
+	header="| median stage time (s) |"
+	for name in "${names[@]}"; do
+		header+=" $name |"
+	done
+	echo "$header"
 	echo "|---|---|---|---|"
 	for stage in bootstrap chroot packages system customise finalise live-iso report; do
 		row="| $stage"
