@@ -2,7 +2,7 @@
 # Times `vmdeb build examples/live-minimal.yaml` stage by stage next to the
 # same image made by a plain shell pipeline (debootstrap, apt in a chroot,
 # mksquashfs, xorriso), alternating, in one run. Needs root.
-# Usage: bench/live-minimal.sh [ROUNDS]   (results: append to docs/benchmarks.md)
+# Usage: [BACKEND=native] bench/live-minimal.sh [ROUNDS]   (results: docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
@@ -11,6 +11,9 @@ work=$(mktemp -d /var/tmp/vmdeb-bench-XXXXXX)
 trap 'for m in $(findmnt -rn -o TARGET | grep "^$work" | sort -r); do umount -l "$m"; done; rm -rf "$work"' EXIT
 
 mirror=$(./vmdeb check --offline examples/live-minimal.yaml | sed -n 's/.*mirror \([^,]*\),.*/\1/p')
+# vmdeb with the backend the plain pipeline uses (BACKEND=native for vmdeb's own).
+cp -a examples "$work/examples"
+sed '/^bootstrap:/d; s/^variant: \(.*\)$/variant: \1\nbootstrap: '"${BACKEND:-debootstrap}"'/' examples/live-minimal.yaml >"$work/examples/live-minimal.yaml"
 pkgs="linux-image-amd64 live-boot live-config systemd-sysv sudo task-english"
 
 plain() {
@@ -45,7 +48,7 @@ plain() {
 vmdeb_run() {
 	local t0 t1 log=$work/vmdeb.log
 	t0=$(date +%s.%N)
-	./vmdeb build --no-cache --outdir "$work/out" --workdir "$work" --log "$log" examples/live-minimal.yaml >/dev/null
+	./vmdeb build --no-cache --outdir "$work/out" --workdir "$work" --log "$log" "$work/examples/live-minimal.yaml" >/dev/null
 	t1=$(date +%s.%N)
 	printf 'vmdeb '
 	sed -n 's/^time \(\S*\) *\([0-9.]*\)s$/\1 \2 /p' "$log" | tr -d '\n'
