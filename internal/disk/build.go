@@ -524,10 +524,10 @@ func (b *builder) mkvfat(p Part) error {
 	if err != nil {
 		return err
 	}
+	// No -m: the staged files' dates are the build's; with
+	// SOURCE_DATE_EPOCH in its environment mtools dates every entry it
+	// makes at the epoch.
 	cp := []string{"-s", "-Q", "-i", b.mtoolsImage(p)}
-	if b.o.SourceDateEpoch > 0 {
-		cp = append(cp, "-m")
-	}
 	for _, e := range ents {
 		cp = append(cp, filepath.Join(b.espDir, e.Name()))
 	}
