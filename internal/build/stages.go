@@ -675,6 +675,7 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	byDir := map[string][]string{}
+	seen := map[string]bool{}
 	var added []Result
 	for _, r := range st.Results {
 		if r.Type == "directory" {
@@ -696,6 +697,12 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 			continue
 		}
 		man := manifestPath(r.Path)
+		if seen[man] {
+			// Two outputs with one stem (NAME.iso, NAME.img) share it.
+			byDir[filepath.Dir(r.Path)] = append(byDir[filepath.Dir(r.Path)], r.Path)
+			continue
+		}
+		seen[man] = true
 		if err := writeAtomic(man, []byte(st.Manifest)); err != nil {
 			return err
 		}
