@@ -164,7 +164,7 @@ func probeXFS() error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	if err := sparseFile(file, xfsMinPart); err != nil {
+	if err := sparseFile(file, 512*mib); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
