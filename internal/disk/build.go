@@ -171,6 +171,7 @@ func (b *builder) run(rootfs string, hardlinks bool) error {
 		{"adding GRUB's files", b.grubFiles},
 		{"writing extlinux's menu", b.extlinuxConf},
 		{"splitting /boot and the ESP", b.split},
+		{"fixing dates (SOURCE_DATE_EPOCH)", b.clampDates},
 		{"writing the partition table", b.partition},
 		{"making the file systems", b.filesystems},
 		{"installing the BIOS boot code", b.biosBoot},
@@ -473,7 +474,10 @@ func (b *builder) mkext(p Part, dir string) error {
 	if err != nil && noSpace(b.log.LastLines()) {
 		return fmt.Errorf("%s does not fit in its %s partition (vmdeb's estimate was too low): make the image or partition larger: %w", p.Mount, human(p.Bytes()), err)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return b.fixExtDates(p)
 }
 
 func noSpace(lines []string) bool {
