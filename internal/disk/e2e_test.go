@@ -52,6 +52,7 @@ func TestBootE2E(t *testing.T) {
 		{"gpt", Options{Size: 2 << 30, SwapSize: 64 * mib, GrowRoot: grow}},
 		{"mbr-boot", Options{Size: 2 << 30, Table: "mbr", BootSize: 256 * mib, ESPSize: 64 * mib, Network: network}},
 		{"btrfs-extlinux-mbr", Options{Size: 2 << 30, Table: "mbr", RootFS: "btrfs", Bootloader: "extlinux", GrowRoot: grow}},
+		{"btrfs-grub", Options{Size: 2 << 30, RootFS: "btrfs"}},
 		{"ext4-extlinux-gpt-boot", Options{Size: 2 << 30, BootSize: 256 * mib, Bootloader: "extlinux", SwapSize: 64 * mib}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
