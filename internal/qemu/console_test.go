@@ -101,3 +101,17 @@ func TestExpectAcrossReads(t *testing.T) {
 		t.Errorf("marker line: stage %v, err %v", s.stage, err)
 	}
 }
+
+func TestDefaultExpect(t *testing.T) {
+	re := regexp.MustCompile(DefaultExpect)
+	for _, l := range []string{"debian login:", "debian login: ", "debian-vm login: [  116.990123] powernow_k8: Found 1 processor"} {
+		if !re.MatchString(l) {
+			t.Errorf("%q is a login prompt", l)
+		}
+	}
+	for _, l := range []string{"Last login: Mon Nov 26", "login: failed for user", "[  OK  ] Started getty@tty1.service - Getty on tty1."} {
+		if re.MatchString(l) {
+			t.Errorf("%q is not a login prompt", l)
+		}
+	}
+}

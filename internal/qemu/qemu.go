@@ -35,7 +35,7 @@ type Options struct {
 	Memory  int           // MiB, default 2048
 	CPUs    int           // default 2
 	Timeout time.Duration // per attempt, default 10m; a TCG retry after failed KVM gets its own
-	Expect  string        // regexp matched against each clean console line, default `login:\s*$`
+	Expect  string        // regexp matched against each clean console line, default DefaultExpect
 
 	// Run, if set, is typed into a shell after logging in as Login with
 	// Password once Expect matched; its output and exit status are reported.
@@ -66,8 +66,10 @@ type Result struct {
 	RunStatus int           // the Run command's exit status
 }
 
-// DefaultExpect matches a getty's login prompt.
-const DefaultExpect = `login:\s*$`
+// DefaultExpect matches a getty's login prompt, also when a kernel
+// message was printed on the same line after it ("debian login: [  116.990]
+// powernow_k8: ..."): getty still waits at it.
+const DefaultExpect = `login:\s*($|\[\s*\d+\.\d+\])`
 
 var (
 	// kvmProbeWait is how long a KVM boot may stay silent before KVM is
