@@ -207,6 +207,13 @@ func packageList(s *config.Spec) []string {
 		if o.Type == "disk" && o.GrowRoot {
 			l = append(l, "cloud-guest-utils", "e2fsprogs") // growpart, resize2fs
 		}
+		// The root file system's own tools (fsck, resize, scrub).
+		if o.Type == "disk" && o.Filesystem == "btrfs" {
+			l = append(l, "btrfs-progs")
+		}
+		if o.Type == "disk" && o.Filesystem == "xfs" {
+			l = append(l, "xfsprogs")
+		}
 	}
 	l = append(l, s.Packages...)
 	seen := map[string]bool{}

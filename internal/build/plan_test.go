@@ -39,6 +39,14 @@ func TestPackageList(t *testing.T) {
 	}
 }
 
+func TestPackageListBtrfs(t *testing.T) {
+	s := spec(t, "")
+	s.Outputs[0] = config.Output{Type: "disk", Path: "vm.img", Filesystem: "btrfs"}
+	if got := packageList(s); !slices.Contains(got, "btrfs-progs") {
+		t.Errorf("a btrfs root without btrfs-progs: %v", got)
+	}
+}
+
 func TestPackageListDisk(t *testing.T) {
 	s := spec(t, "")
 	s.Outputs[0] = config.Output{Type: "disk", Path: "vm.img", GrowRoot: true}
