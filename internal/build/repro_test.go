@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
 )
 
 func TestClampTimes(t *testing.T) {
@@ -23,7 +24,7 @@ func TestClampTimes(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "new"), nil, 0o644)
 	os.MkdirAll(filepath.Join(root, "dir/sub"), 0o755)
 	os.Symlink("/nonexistent", filepath.Join(root, "dir/dangling"))
-	n, err := clampTimes(root, epoch)
+	n, err := chroot.ClampTimes(root, epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestClampTimes(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(root, "old")); !fi.ModTime().Equal(old) {
 		t.Errorf("an older file's date changed: %v", fi.ModTime())
 	}
-	if n, _ := clampTimes(root, epoch); n != 0 {
+	if n, _ := chroot.ClampTimes(root, epoch); n != 0 {
 		t.Errorf("second pass changed %d files", n)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"pault.ag/go/debian/control"
 
 	"vmdeb/internal/apt"
@@ -428,37 +427,13 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	st.Manifest = m
 	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
 	if e := st.Plan.SourceDateEpoch; e > 0 {
-		n, err := clampTimes(r, e)
+		n, err := chroot.ClampTimes(r, e)
 		if err != nil {
 			return fmt.Errorf("clamping file dates to SOURCE_DATE_EPOCH: %w", err)
 		}
 		st.Log.Printf("dates of %d files made during the build set to SOURCE_DATE_EPOCH (%s)", n, time.Unix(e, 0).UTC().Format(time.RFC3339))
 	}
 	return nil
-}
-
-// clampTimes sets the access and modification times of every file under
-// root that is newer than epoch to epoch (links themselves, not their
-// targets), so that every output holds the same dates whenever it is
-// built. It returns how many it changed.
-func clampTimes(root string, epoch int64) (int, error) {
-	n := 0
-	ts := []unix.Timespec{{Sec: epoch}, {Sec: epoch}}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if fi.ModTime().Unix() < epoch || (fi.ModTime().Unix() == epoch && fi.ModTime().Nanosecond() == 0) {
-			return nil
-		}
-		n++
-		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
-	})
-	return n, err
 }
 
 // buildLeftovers are files of the build, not of the system: removed from

@@ -3,14 +3,13 @@ package disk
 import (
 	"bufio"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"vmdeb/internal/chroot"
 )
 
 // clampDates sets, under SOURCE_DATE_EPOCH, the dates of every file of the
@@ -24,28 +23,11 @@ func (b *builder) clampDates() error {
 		if d == "" {
 			continue
 		}
-		if err := clampTree(d, b.o.SourceDateEpoch); err != nil {
+		if _, err := chroot.ClampTimes(d, b.o.SourceDateEpoch); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func clampTree(root string, epoch int64) error {
-	ts := []unix.Timespec{{Sec: epoch}, {Sec: epoch}}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if mt := fi.ModTime(); mt.Unix() < epoch || (mt.Unix() == epoch && mt.Nanosecond() == 0) {
-			return nil
-		}
-		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
-	})
 }
 
 // fixExtDates sets, under SOURCE_DATE_EPOCH, the access, change and
