@@ -28,7 +28,7 @@ func TestI386(t *testing.T) {
 func foreign(t *testing.T, arch string, machine elf.Machine, bootArgs ...string) {
 	needRoot(t)
 	t.Parallel() // long and independent: overlap it with the others
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
 	copyExamples(t, dir)
