@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/stagecache"
@@ -25,7 +26,7 @@ var selfSum = sync.OnceValue(func() string {
 	if err != nil {
 		return "unknown"
 	}
-	s, err := stagecache.FileSum(exe)
+	s, _, err := archive.HashFile(exe)
 	if err != nil {
 		return "unknown"
 	}

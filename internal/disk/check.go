@@ -145,15 +145,24 @@ func (b *builder) checkLoader(p Part) error {
 	return nil
 }
 
-// checkBIOS reads the boot sector and the core image back.
-func (b *builder) checkBIOS() error {
+// readImage reads n bytes of the image at offset off.
+func (b *builder) readImage(off int64, n int) ([]byte, error) {
 	f, err := os.Open(filepath.Join(b.tmp, b.img))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	mbr := make([]byte, sector)
-	if _, err := f.ReadAt(mbr, 0); err != nil {
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// checkBIOS reads the boot sector and the core image back.
+func (b *builder) checkBIOS() error {
+	mbr, err := b.readImage(0, sector)
+	if err != nil {
 		return err
 	}
 	boot, err := os.ReadFile(filepath.Join(b.o.grubDir("i386-pc"), "boot.img"))
@@ -178,8 +187,8 @@ func (b *builder) checkBIOS() error {
 	if err != nil {
 		return err
 	}
-	got := make([]byte, len(want))
-	if _, err := f.ReadAt(got, lba*sector); err != nil {
+	got, err := b.readImage(lba*sector, len(want))
+	if err != nil {
 		return err
 	}
 	if !bytes.Equal(got, want) {

@@ -136,20 +136,15 @@ func (b *builder) checkExtlinux() error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(filepath.Join(b.tmp, b.img))
+	mbr, err := b.readImage(0, sector)
 	if err != nil {
-		return err
-	}
-	defer f.Close()
-	mbr := make([]byte, sector)
-	if _, err := f.ReadAt(mbr, 0); err != nil {
 		return err
 	}
 	if !bytes.Equal(mbr[:mbrCodeSize], code[:mbrCodeSize]) || mbr[bootSignature] != 0x55 || mbr[bootSignature+1] != 0xaa {
 		return fmt.Errorf("the MBR does not hold syslinux's %s", filepath.Base(mbrCode(b.l.Table)))
 	}
-	vbr := make([]byte, sector)
-	if _, err := f.ReadAt(vbr, b.l.BootPart().Offset()); err != nil {
+	vbr, err := b.readImage(b.l.BootPart().Offset(), sector)
+	if err != nil {
 		return err
 	}
 	if vbr[bootSignature] != 0x55 || vbr[bootSignature+1] != 0xaa {

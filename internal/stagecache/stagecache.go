@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/archive"
 )
 
 // DefaultDir is where builds keep stage results unless told otherwise.
@@ -51,25 +53,11 @@ func (in *Inputs) Add(name, value string) { *in = append(*in, Input{name, value}
 // AddFile appends the SHA256 of a file's content (or why it cannot be
 // read, which also changes the key).
 func (in *Inputs) AddFile(name, path string) {
-	sum, err := FileSum(path)
+	sum, _, err := archive.HashFile(path)
 	if err != nil {
 		sum = "unreadable: " + err.Error()
 	}
 	in.Add(name, sum)
-}
-
-// FileSum is the hex SHA256 of a file's content.
-func FileSum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Key is the cache key of a stage: its inputs and the key of the stage
