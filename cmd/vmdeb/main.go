@@ -43,6 +43,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
+	ns.FinishUserns()
 	os.Exit(run())
 }
 
@@ -129,9 +130,18 @@ func buildCmd() *cobra.Command {
 	var o build.RunOptions
 	var logPath, outDir string
 	var cf cacheFlags
+	var iso string
+	var inVM bool
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
-		Short: "Build the outputs config files describe (needs root); a directory means every *.yaml in it",
+		Short: "Build the outputs config files describe; a directory means every *.yaml in it",
+		Long: `Build the outputs config files describe; a directory means every *.yaml in it.
+
+Where the build runs (isolation: in the config, or --isolation):
+  host    as root on this machine (the default for root)
+  userns  as an ordinary user, in a user namespace with the user's
+          subordinate ids from /etc/subuid (the default for other users)
+  vm      inside a builder VM of a chosen Debian release (--vm); needs only qemu`,
 		Args: func(cmd *cobra.Command, a []string) error {
 			if len(a) == 0 {
 				return &usageError{fmt.Errorf("build needs a config file or a directory of them (see vmdeb build --help)")}
@@ -139,6 +149,12 @@ func buildCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if inVM {
+				if iso != "" && iso != "vm" {
+					return &usageError{fmt.Errorf("--vm and --isolation %s contradict each other", iso)}
+				}
+				iso = "vm"
+			}
 			if ns.Inside() {
 				s, err := loadForBuild(a[0], outDir)
 				if err != nil {
@@ -160,9 +176,10 @@ func buildCmd() *cobra.Command {
 			if len(configs) > 1 && logPath != "" {
 				return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
 			}
-			if err := build.RequireRoot(); err != nil {
+			if err := checkIsolationFlag(iso); err != nil {
 				return err
 			}
+			o.Isolation = iso
 			if len(configs) == 1 {
 				return buildOne(cmd.Context(), configs[0], o, cf, logPath, outDir)
 			}
@@ -174,7 +191,9 @@ func buildCmd() *cobra.Command {
 	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
 	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
 	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
-	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+"; \"off\" disables it)")
+	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
+	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: host, userns or vm (overrides the config's isolation:)")
+	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
 	return c
 }
 
@@ -220,9 +239,16 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	if err != nil {
 		return err
 	}
+	where, err := isolationFor(s, o.Isolation)
+	if err != nil {
+		return err
+	}
+	if where == "vm" {
+		return buildInVM(ctx, path, s, o, cf, logPath, outDir)
+	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
-	if _, err := build.NewPlan(ctx, s, build.Options{}); err != nil {
+	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == "userns"}); err != nil {
 		return err
 	}
 	args := []string{"build"}
@@ -239,7 +265,17 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		args = append(args, "--outdir", outDir)
 	}
 	args = append(args, cf.args()...)
-	code, err := ns.Reexec(append(args, path))
+	var code int
+	if where == "userns" {
+		up, uerr := ns.PlanUserns()
+		if uerr != nil {
+			return &build.PreflightError{Err: uerr}
+		}
+		fmt.Printf("vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
+		code, err = ns.ReexecUserns(up, append(args, path))
+	} else {
+		code, err = ns.Reexec(append(args, path))
+	}
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
@@ -304,7 +340,7 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	p, err := build.NewPlan(ctx, s, build.Options{})
+	p, err := build.NewPlan(ctx, s, build.Options{Rootless: ns.Rootless()})
 	if err != nil {
 		return err
 	}

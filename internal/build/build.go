@@ -58,6 +58,8 @@ type RunOptions struct {
 	KeepWork bool   // keep the work directory for debugging
 	// Cache keeps and reuses stage results (nil: every stage runs).
 	Cache *stagecache.Cache
+	// Isolation asked on the command line ("" = the config's or the default).
+	Isolation string
 }
 
 // Stages is the pipeline for a plan: the common system stages, then one

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +46,10 @@ type Plan struct {
 	// ReleaseDigest is the SHA256 of the suite's Release file as the
 	// mirror serves it now ("" offline): part of the stage cache's keys.
 	ReleaseDigest string
+	// Rootless: the build runs in a user namespace (isolation: userns).
+	Rootless bool
+	// Notes are decisions the plan made that the build log should say.
+	Notes []string
 }
 
 // PreflightError is a problem found before the build starts: bad config,
@@ -60,6 +65,8 @@ type Options struct {
 	Offline  bool   // skip asking the mirror
 	// BinfmtDir is where binfmt_misc handlers are read ("" = the kernel's).
 	BinfmtDir string
+	// Rootless: plan for a build in a user namespace.
+	Rootless bool
 }
 
 // NewPlan resolves defaults from the host, checks tools and asks the
@@ -73,7 +80,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		return nil, &PreflightError{s.Errorf("architecture", "%v", err)}
 	}
 	rel, _ := apt.LookupSuite(s.Suite)
-	p := &Plan{Spec: s, Arch: a, Release: rel, Mirror: s.Mirror, AptMirror: s.AptMirror, Security: s.SecurityMirror}
+	p := &Plan{Spec: s, Arch: a, Release: rel, Mirror: s.Mirror, AptMirror: s.AptMirror, Security: s.SecurityMirror, Rootless: o.Rootless}
 	host, hostErr := apt.DetectHostMirrors(o.HostRoot)
 	if p.Mirror == "" {
 		if hostErr != nil {
@@ -85,11 +92,27 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if p.AptMirror == "" {
 		p.AptMirror = p.Mirror
 	}
-	if p.Bootstrap, err = bootstrap.New(s.Bootstrap); err != nil {
+	backend := s.Bootstrap
+	if o.Rootless {
+		if err := rootlessOutputs(s); err != nil {
+			return nil, &PreflightError{err}
+		}
+		if backend == "debootstrap" {
+			// debootstrap makes device nodes and mounts sysfs, which a user
+			// namespace forbids; the native bootstrapper installs the same
+			// package set without either.
+			backend = "native"
+			p.Notes = append(p.Notes, "rootless: the base system is made by the native bootstrapper (debootstrap needs real root)")
+		}
+	}
+	if p.Bootstrap, err = bootstrap.New(backend); err != nil {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
 	}
 	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
 		n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
+		if s.Cache == "" && o.Rootless {
+			n.CacheDir = UserCacheDir("debs")
+		}
 	}
 	p.Packages = packageList(s)
 	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
@@ -281,6 +304,29 @@ func missingPackages(p *Plan) []string {
 	}
 	sort.Strings(l)
 	return l
+}
+
+// rootlessOutputs refuses what a user namespace cannot make.
+func rootlessOutputs(s *config.Spec) error {
+	for i, o := range s.Outputs {
+		if o.Type == "disk" && o.Bootloader == "extlinux" {
+			return s.Errorf(fmt.Sprintf("outputs[%d].bootloader", i),
+				"extlinux installs through a loop-mounted file system, which a rootless build cannot mount (valid rootless: grub-bios, grub-uefi, grub-hybrid, none; or build as root or with isolation: vm)")
+		}
+	}
+	return nil
+}
+
+// UserCacheDir is where an ordinary user's builds keep what
+// /var/cache/vmdeb holds for root: $XDG_CACHE_HOME/vmdeb/SUB, else
+// ~/.cache/vmdeb/SUB.
+func UserCacheDir(sub string) string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = filepath.Join(os.TempDir(), fmt.Sprintf("vmdeb-cache-%d", os.Getuid()))
+		return filepath.Join(d, sub)
+	}
+	return filepath.Join(d, "vmdeb", sub)
 }
 
 // RequireRoot says why a build needs root when it does not have it.

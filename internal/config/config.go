@@ -45,6 +45,11 @@ type Spec struct {
 	HookTimeout    Duration `yaml:"hook-timeout"`
 	Live           Live     `yaml:"live"`
 	Outputs        []Output `yaml:"outputs"`
+	// Isolation is where the build runs: host (as root), userns (an
+	// ordinary user's user namespace) or vm (a builder VM). "" means host
+	// for root and userns for anybody else.
+	Isolation string  `yaml:"isolation"`
+	Builder   Builder `yaml:"builder"`
 
 	// File is the config file's absolute path, Dir its directory.
 	File string `yaml:"-"`
@@ -400,6 +405,14 @@ func (s *Spec) setDefaults() {
 			s.Users[i].Shell = "/bin/bash"
 		}
 	}
+}
+
+// Builder is the builder VM of isolation: vm.
+type Builder struct {
+	Suite   string `yaml:"suite"`        // the builder's release (default: the image's suite)
+	Memory  Size   `yaml:"memory"`       // default 2G
+	CPUs    int    `yaml:"cpus"`         // default: the host's, at most 4
+	Scratch Size   `yaml:"scratch-size"` // the VM's work disk (default 20G)
 }
 
 // LockRoot reports whether root's password is locked.

@@ -32,6 +32,9 @@ var Variants = []string{"minbase", "buildd", "important"}
 // Bootstraps are the base-system backends.
 var Bootstraps = []string{"debootstrap", "native"}
 
+// Isolations are the places a build can run.
+var Isolations = []string{"host", "userns", "vm"}
+
 // Validate checks everything that can be checked without the network and
 // returns every problem found.
 func (s *Spec) Validate() Errors {
@@ -84,6 +87,23 @@ func (s *Spec) Validate() Errors {
 	}
 	if s.Insecure && s.Bootstrap != "native" {
 		bad("insecure", "only applies to bootstrap: native")
+	}
+	if s.Isolation != "" && !oneOf(s.Isolation, Isolations) {
+		bad("isolation", "unknown isolation %q (valid: %s)", s.Isolation, strings.Join(Isolations, ", "))
+	}
+	if s.Builder.Suite != "" {
+		if _, ok := apt.LookupSuite(s.Builder.Suite); !ok {
+			bad("builder.suite", "unknown suite %q (valid: %s)", s.Builder.Suite, strings.Join(apt.SuiteNames(), ", "))
+		}
+	}
+	if s.Builder.Memory.Bytes != 0 && s.Builder.Memory.Bytes < 512<<20 {
+		bad("builder.memory", "%d MiB is too little for a builder VM (at least 512M, e.g. 2G)", s.Builder.Memory.Bytes>>20)
+	}
+	if s.Builder.CPUs < 0 || s.Builder.CPUs > 64 {
+		bad("builder.cpus", "%d: give 1 to 64", s.Builder.CPUs)
+	}
+	if s.Builder.Scratch.Bytes != 0 && s.Builder.Scratch.Bytes < 2<<30 {
+		bad("builder.scratch-size", "too small for a build (at least 2G, e.g. 20G)")
 	}
 	if s.BinfmtHandler != "" {
 		p := s.Path(s.BinfmtHandler)

@@ -23,30 +23,53 @@ const marker = "VMDEB_IN_NAMESPACE"
 // Inside reports whether this process is the namespaced build process.
 func Inside() bool { return os.Getenv(marker) == "1" }
 
+// Rootless reports whether the namespaced build runs in a user namespace
+// (isolation: userns) rather than as the host's root.
+func Rootless() bool { return Inside() && os.Getenv(usernsEnv) == "1" }
+
 // Reexec runs this program again with args in new mount and
 // PID namespaces and returns its exit status. The child dies with us
 // (SIGKILL on parent death); Ctrl-C and SIGTERM are passed on to it so it
 // can tear down in order.
 func Reexec(args []string) (int, error) {
-	self, err := os.Executable()
+	cmd, err := command(args, "1")
 	if err != nil {
 		return 1, err
 	}
+	wait, err := start(cmd)
+	if err != nil {
+		return 1, fmt.Errorf("cannot start the build in its own namespaces (vmdeb build needs root): %w", err)
+	}
+	return wait()
+}
+
+// command is vmdeb run again with args, marked as the namespaced build.
+func command(args []string, mark string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), marker+"=1")
+	cmd.Env = append(os.Environ(), marker+"="+mark)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
 	}
+	return cmd, nil
+}
+
+// start starts cmd and returns the function that waits for it, passing
+// on signals meanwhile, and gives its exit status (128+N for a signal).
+func start(cmd *exec.Cmd) (func() (int, error), error) {
 	// Pdeathsig fires when the forking thread ends: keep it alive.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
-		return 1, fmt.Errorf("cannot start the build in its own namespaces (vmdeb build needs root): %w", err)
+		signal.Stop(sigs)
+		runtime.UnlockOSThread()
+		return nil, err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -61,19 +84,23 @@ func Reexec(args []string) (int, error) {
 			}
 		}
 	}()
-	err = cmd.Wait()
-	close(done)
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return 128 + int(st.Signal()), nil
+	return func() (int, error) {
+		defer runtime.UnlockOSThread()
+		defer signal.Stop(sigs)
+		err := cmd.Wait()
+		close(done)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+				return 128 + int(st.Signal()), nil
+			}
+			return ee.ExitCode(), nil
 		}
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return 1, err
-	}
-	return 0, nil
+		if err != nil {
+			return 1, err
+		}
+		return 0, nil
+	}, nil
 }
 
 // Prepare makes the new mount namespace private, so no mount of the build
@@ -81,6 +108,10 @@ func Reexec(args []string) (int, error) {
 func Prepare() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if InUserns() {
+		_ = unix.Setgroups(nil) // the host's groups would show as nogroup
+		return prepareUserns()
 	}
 	_, binfmtErr := os.Stat("/proc/sys/fs/binfmt_misc/status")
 	// A /proc of our own PID namespace: process ids read there are the
@@ -93,6 +124,38 @@ func Prepare() error {
 	if binfmtErr == nil {
 		if err := unix.Mount("binfmt_misc", "/proc/sys/fs/binfmt_misc", "binfmt_misc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return fmt.Errorf("mounting binfmt_misc for the build: %w", err)
+		}
+	}
+	return nil
+}
+
+// prepareUserns mounts the PID namespace's /proc in a user namespace. A
+// binfmt_misc mounted there would be a new, empty instance that hides the
+// host's qemu-user handlers from this namespace's programs (Linux 6.7+),
+// so the host's mount is moved over the new /proc instead.
+func prepareUserns() error {
+	const bm = "/proc/sys/fs/binfmt_misc"
+	var held string
+	if _, err := os.Stat(bm + "/status"); err == nil {
+		d, err := os.MkdirTemp("", "vmdeb-binfmt-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(d)
+		if err := unix.Mount(bm, d, "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			held = d
+		}
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		if held != "" {
+			unix.Unmount(held, unix.MNT_DETACH)
+		}
+		return fmt.Errorf("mounting /proc for the build in its user namespace: %w", err)
+	}
+	if held != "" {
+		if err := unix.Mount(held, bm, "", unix.MS_MOVE, ""); err != nil {
+			unix.Unmount(held, unix.MNT_DETACH)
+			return fmt.Errorf("showing the host's binfmt_misc handlers to the build: %w", err)
 		}
 	}
 	return nil
