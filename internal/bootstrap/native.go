@@ -431,6 +431,11 @@ func makeDevices(dev string) error {
 			continue
 		}
 		if err := unix.Mknod(p, unix.S_IFCHR|n.mode, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				// A user namespace makes no device nodes; the booted
+				// system's devtmpfs has them all.
+				continue
+			}
 			return fmt.Errorf("mknod %s: %w", p, err)
 		}
 		if err := os.Chmod(p, os.FileMode(n.mode)); err != nil {

@@ -117,6 +117,9 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 	defer lock.Close()
 	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs")}
 	log.Logf("work directory %s", work)
+	for _, n := range p.Notes {
+		log.Printf("%s", n)
+	}
 	defer func() {
 		if cerr := st.Chroot.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))

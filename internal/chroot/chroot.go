@@ -55,7 +55,7 @@ func Setup(root string, log *buildlog.Log) (c *Chroot, err error) {
 	if err := c.mount("proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return c, err
 	}
-	if err := c.mount("sysfs", "sys", "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, ""); err != nil {
+	if err := c.mountSys(); err != nil {
 		return c, err
 	}
 	if err := c.setupDev(); err != nil {
@@ -91,11 +91,16 @@ func (c *Chroot) setupDev() error {
 	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
 	for _, n := range nodes {
 		p := filepath.Join(dev, n.name)
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
-			return fmt.Errorf("mknod %s: %w", p, err)
+		err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor)))
+		if errors.Is(err, unix.EPERM) {
+			// A user namespace may not make device nodes: bind the
+			// host's node onto an empty file instead.
+			err = c.bindNode("/dev/"+n.name, p)
+		} else if err == nil {
+			err = os.Chmod(p, 0o666)
 		}
-		if err := os.Chmod(p, 0o666); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("mknod %s: %w", p, err)
 		}
 	}
 	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
@@ -113,6 +118,40 @@ func (c *Chroot) setupDev() error {
 		return err
 	}
 	return c.mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+}
+
+// mountSys mounts a read-only sysfs. In a user namespace, which may mount
+// sysfs only with a network namespace of its own, the host's /sys is bound
+// read-only instead.
+func (c *Chroot) mountSys() error {
+	err := c.mount("sysfs", "sys", "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "")
+	if !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	target := filepath.Join(c.Root, "sys")
+	if err := unix.Mount("/sys", target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind /sys on %s: %w", target, err)
+	}
+	c.log.Logf("bound the host's /sys on %s (no sysfs mount in a user namespace)", target)
+	c.undo = append(c.undo, undo{"unmount " + target, func() error { return unix.Unmount(target, unix.MNT_DETACH) }})
+	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("making %s read-only: %w", target, err)
+	}
+	return nil
+}
+
+// bindNode makes dst (an empty file) show the host's device node src.
+func (c *Chroot) bindNode(src, dst string) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o666)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	c.undo = append(c.undo, undo{"unmount " + dst, func() error { return unmount(dst) }})
+	return nil
 }
 
 func (c *Chroot) mount(src, rel, fstype string, flags uintptr, data string) error {
