@@ -73,6 +73,9 @@ func FreeSubIDStart(data string) uint64 {
 	return next
 }
 
+// subIDFiles are /etc/subuid and /etc/subgid (other files in tests).
+var subIDFiles = [2]string{"/etc/subuid", "/etc/subgid"}
+
 // UsernsPlan is what entering a rootless build namespace needs.
 type UsernsPlan struct {
 	User           string
@@ -120,7 +123,7 @@ func PlanUserns() (*UsernsPlan, error) {
 	for _, f := range []struct {
 		file, opt string
 		dst       *IDRange
-	}{{"/etc/subuid", "--add-subuids", &p.SubUID}, {"/etc/subgid", "--add-subgids", &p.SubGID}} {
+	}{{subIDFiles[0], "--add-subuids", &p.SubUID}, {subIDFiles[1], "--add-subgids", &p.SubGID}} {
 		data, _ := os.ReadFile(f.file)
 		r, ok := ParseSubIDs(string(data), name, uid)
 		if !ok {
