@@ -62,7 +62,13 @@ type result struct {
 // run runs vmdeb with args and returns its exit status and output.
 func run(t *testing.T, ctx context.Context, args ...string) result {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, vmdeb, args...)
+	return runCmd(t, exec.CommandContext(ctx, vmdeb, args...), "vmdeb "+strings.Join(args, " "))
+}
+
+// runCmd runs cmd, logs what it printed under what, and returns its exit
+// status and output.
+func runCmd(t *testing.T, cmd *exec.Cmd, what string) result {
+	t.Helper()
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -70,9 +76,9 @@ func run(t *testing.T, ctx context.Context, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running vmdeb %v: %v", args, err)
+		t.Fatalf("running %s: %v", what, err)
 	}
-	t.Logf("vmdeb %s -> %d\n%s%s", strings.Join(args, " "), r.code, tail(r.stdout, 30), tail(r.stderr, 30))
+	t.Logf("%s -> %d\n%s%s", what, r.code, tail(r.stdout, 30), tail(r.stderr, 30))
 	return r
 }
 

@@ -43,6 +43,21 @@ func TestRootless(t *testing.T) {
 		t.Errorf("isolation host as an ordinary user: want a refusal naming --isolation userns, got %d: %s", r.code, r.stderr)
 	}
 
+	// Killed while apt runs: nothing may survive; the next build removes
+	// the work directory it left (files owned by subordinate ids, which
+	// only the namespace's root can delete).
+	killed := startAs(t, ctx, uid, gid, bin, "build", "--outdir", out, "--workdir", work, cfg)
+	if !killed.waitFor("==> packages", 10*time.Minute) {
+		t.Fatalf("the build never started apt:\n%s", killed.output())
+	}
+	time.Sleep(5 * time.Second)
+	killed.cmd.Process.Kill()
+	killed.cmd.Wait()
+	assertNoMountsOrProcesses(t, work)
+	if left, _ := filepath.Glob(filepath.Join(work, "vmdeb-*")); len(left) == 0 {
+		t.Log("the killed build left no work directory (it had not made one yet?)")
+	}
+
 	r := runAs(t, ctx, uid, gid, bin, "build", "--outdir", out, "--workdir", work, cfg)
 	if r.code != 0 {
 		t.Fatalf("rootless build failed (%d):\n%s", r.code, r.stderr)

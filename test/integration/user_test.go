@@ -1,7 +1,7 @@
 package integration
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // testUser is an ordinary account without any privilege, made by the
@@ -92,10 +93,9 @@ func userDir(t *testing.T, uid, gid int) string {
 	return d
 }
 
-// runAs runs bin with args as the test user (no supplementary groups, a
-// clean environment with its own HOME) and returns what it did.
-func runAs(t *testing.T, ctx context.Context, uid, gid int, bin string, args ...string) result {
-	t.Helper()
+// userCmd builds the command running bin as the test user: no
+// supplementary groups, a clean environment with its own HOME.
+func userCmd(ctx context.Context, uid, gid int, bin string, args ...string) *exec.Cmd {
 	u, _ := user.LookupId(strconv.Itoa(uid))
 	cmd := exec.CommandContext(ctx, "setpriv", append([]string{"--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups", "--", bin}, args...)...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + u.HomeDir, "USER=" + u.Username, "LANG=C.UTF-8"}
@@ -105,15 +105,73 @@ func runAs(t *testing.T, ctx context.Context, uid, gid int, bin string, args ...
 		}
 	}
 	cmd.Dir = filepath.Dir(bin)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	r := result{stdout: so.String(), stderr: se.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running %s %v as %s: %v", bin, args, testUser, err)
+	return cmd
+}
+
+// started is a command running as the test user whose output is watched.
+type started struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	seen  chan string
+}
+
+// startAs starts bin as the test user.
+func startAs(t *testing.T, ctx context.Context, uid, gid int, bin string, args ...string) *started {
+	t.Helper()
+	s := &started{cmd: userCmd(ctx, uid, gid, bin, args...), seen: make(chan string, 1024)}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("(as %s) vmdeb %s -> %d\n%s%s", testUser, strings.Join(args, " "), r.code, tail(r.stdout, 30), tail(r.stderr, 30))
-	return r
+	s.cmd.Stdout, s.cmd.Stderr = pw, pw
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.lines = append(s.lines, sc.Text())
+			s.mu.Unlock()
+			select {
+			case s.seen <- sc.Text():
+			default:
+			}
+		}
+		close(s.seen)
+	}()
+	return s
+}
+
+// waitFor waits until a line containing text is printed.
+func (s *started) waitFor(text string, d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.seen:
+			if !ok {
+				return false
+			}
+			if strings.Contains(l, text) {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
+	}
+}
+
+func (s *started) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+// runAs runs bin with args as the test user (no supplementary groups, a
+// clean environment with its own HOME) and returns what it did.
+func runAs(t *testing.T, ctx context.Context, uid, gid int, bin string, args ...string) result {
+	t.Helper()
+	return runCmd(t, userCmd(ctx, uid, gid, bin, args...), "(as "+testUser+") vmdeb "+strings.Join(args, " "))
 }
