@@ -111,8 +111,11 @@ func TestRootless(t *testing.T) {
 
 	// The tarball and the disk image have the same owners.
 	tl, err := exec.Command("tar", "-tvzf", filepath.Join(out, "rootless.tar.gz"), "./usr/bin/sudo", "./home/user").Output()
-	if err != nil || !strings.Contains(string(tl), "root/root") || !strings.Contains(string(tl), "1000/1000") && !strings.Contains(string(tl), "user/user") {
-		t.Errorf("tarball owners: %v\n%s", err, tl)
+	if err != nil {
+		t.Errorf("tar: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^-rwsr-xr-x (0/0|root/root) .* \./usr/bin/sudo$`).Match(tl) || !regexp.MustCompile(`(?m)^drwx------ (1000/1000|user/user) .* \./home/user/$`).Match(tl) {
+		t.Errorf("tarball owners: want sudo 0/0 setuid, /home/user 1000/1000:\n%s", tl)
 	}
 
 	t.Run("boot-iso", func(t *testing.T) {
