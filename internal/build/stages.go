@@ -389,6 +389,9 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: []string{"-q", "clean"}}); err != nil {
 		return err
 	}
+	if err := renewFontCaches(ctx, st); err != nil {
+		return fmt.Errorf("fontconfig caches: %w", err)
+	}
 	err := st.Chroot.Close()
 	st.Chroot = nil
 	if err != nil {
