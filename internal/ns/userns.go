@@ -213,7 +213,8 @@ func ReexecUserns(p *UsernsPlan, args []string) (int, error) {
 		wait()
 		return 1, err
 	}
-	w.Close()
+	// w stays open while this process lives: its end is how the build
+	// learns that this process died (see watchParent).
 	return wait()
 }
 
@@ -222,6 +223,10 @@ func ReexecUserns(p *UsernsPlan, args []string) (int, error) {
 // the id maps, then executes vmdeb again: execve as uid 0 of the namespace
 // is what gives the process its capabilities there.
 func FinishUserns() {
+	if os.Getenv(marker) == "1" && os.Getenv(usernsEnv) == "1" {
+		watchParent()
+		return
+	}
 	if os.Getenv(marker) != usernsWait {
 		return
 	}
@@ -230,7 +235,7 @@ func FinishUserns() {
 	if n, _ := f.Read(b); n != 1 || b[0] != 1 {
 		os.Exit(1) // the parent failed and said why
 	}
-	f.Close()
+	// fd 3 stays open across the exec below, for watchParent.
 	if err := unix.Setresgid(0, 0, 0); err == nil {
 		err = unix.Setgroups(nil)
 		_ = err // setgroups may be denied; the host's groups then show as nogroup
@@ -244,6 +249,23 @@ func FinishUserns() {
 	err := unix.Exec("/proc/self/exe", os.Args, os.Environ())
 	fmt.Fprintln(os.Stderr, "vmdeb: re-executing in the build's user namespace:", err)
 	os.Exit(1)
+}
+
+// watchParent makes the build die with the vmdeb process that started it.
+// The exec that gave it root's capabilities in its namespace also cleared
+// its parent-death signal (the kernel does so when capabilities are
+// gained), so it is set again here; a parent that died before that is seen
+// as the hang-up of the pipe it holds open.
+func watchParent() {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "vmdeb: setting the parent-death signal:", err)
+		os.Exit(1)
+	}
+	fds := []unix.PollFd{{Fd: 3, Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 0); err == nil && n == 1 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+		os.Exit(137) // the parent is gone
+	}
+	unix.Close(3)
 }
 
 // usernsEnv tells the build process that it runs in a user namespace.
