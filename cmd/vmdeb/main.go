@@ -399,6 +399,12 @@ func bootCmd() *cobra.Command {
 				return &usageError{err}
 			}
 			o.Image, o.Arch = a[0], ar
+			if o.ScreenshotAfter != 0 && o.Screenshot == "" {
+				return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
+			}
+			if o.ScreenshotAfter < 0 {
+				return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
+			}
 			if !o.UEFI && !ar.HasFirmware(arch.BIOS) {
 				o.UEFI = true
 			}
@@ -437,6 +443,7 @@ func bootCmd() *cobra.Command {
 	f.StringVar(&o.Login, "login", "root", "user for --run")
 	f.StringVar(&o.Password, "password", "", "password for --run")
 	f.StringVar(&o.Screenshot, "screenshot", "", "save a PNG of the screen when the expected text appears")
+	f.DurationVar(&o.ScreenshotAfter, "screenshot-after", 0, "take the --screenshot this long after the expected text (a desktop draws minutes after the serial login prompt under TCG)")
 	f.IntVar(&o.Entry, "entry", 0, "boot the menu entry this many places below the default (e.g. the installer's)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
 	return c

@@ -335,6 +335,104 @@ func TestBootUEFIScreenshot(t *testing.T) {
 	noQemuLeft(t, img)
 }
 
+// lateScreenSector prints "debian login: \n" on COM1, waits about three
+// seconds (54 timer ticks), then fills the VGA text screen with white
+// blocks: a guest whose screen is drawn after its login prompt.
+//
+//	xor ax,ax; mov ds,ax; mov dx,0x3f8; mov si,0x7c2c
+//	l: lodsb; test al,al; jz d; out dx,al; jmp l
+//	d: sti; cld; mov cx,54
+//	w: hlt; loop w
+//	mov ax,0xb800; mov es,ax; xor di,di; mov ax,0x7fdb; mov cx,2000; rep stosw
+//	h: hlt; jmp h
+func lateScreenSector(t *testing.T) string {
+	return bootSector(t, "31C0 8ED8 BAF803 BE2C7C AC 84C0 7403 EE EBF8 FB FC B93600 F4 E2FD B800B8 8EC0 31FF B8DB7F B9D007 F3AB F4 EBFD",
+		"debian login: \n\x00")
+}
+
+// lit is the share of an image's pixels that are not black.
+func lit(t *testing.T, path string) float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	n, on := 0, 0
+	for y := b.Min.Y; y < b.Max.Y; y += 3 {
+		for x := b.Min.X; x < b.Max.X; x += 3 {
+			n++
+			if r, g, bl, _ := img.At(x, y).RGBA(); r|g|bl > 0x1000 {
+				on++
+			}
+		}
+	}
+	return float64(on) / float64(n)
+}
+
+// With ScreenshotAfter the picture shows what the guest drew after the
+// login prompt; without it, the screen as it was at the prompt.
+func TestBootScreenshotAfter(t *testing.T) {
+	a := amd64(t)
+	img := lateScreenSector(t)
+	dir := t.TempDir()
+	now, later := filepath.Join(dir, "now.png"), filepath.Join(dir, "later.png")
+	var l logger
+	start := time.Now()
+	res, err := Boot(context.Background(), Options{
+		Image: img, Arch: a, Accel: "tcg", Memory: 128, Timeout: time.Minute,
+		Screenshot: later, ScreenshotAfter: 8 * time.Second, Log: l.log(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < res.Elapsed+8*time.Second {
+		t.Errorf("returned %s after the start, the login prompt came after %s: the 8s wait was cut short", took, res.Elapsed)
+	}
+	if !strings.Contains(l.text(), "the screenshot in 8s") {
+		t.Errorf("log does not announce the wait:\n%s", l.text())
+	}
+	checkPNG(t, later)
+	if f := lit(t, later); f < 0.9 {
+		t.Errorf("the delayed screenshot is %.0f%% lit, want the white screen drawn after the prompt", 100*f)
+	}
+	noQemuLeft(t, img)
+
+	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, Accel: "tcg", Memory: 128, Timeout: time.Minute, Screenshot: now}); err != nil {
+		t.Fatal(err)
+	}
+	if f := lit(t, now); f > 0.5 {
+		t.Errorf("the screenshot at the prompt is %.0f%% lit: the screen was drawn before it, so the test proves nothing", 100*f)
+	}
+	noQemuLeft(t, img)
+}
+
+// A delay after a Run command: the command's result and the picture both
+// come back, and the timeout does not cut the wait short.
+func TestBootScreenshotAfterRun(t *testing.T) {
+	a := amd64(t)
+	img := shellSector(t)
+	shot := filepath.Join(t.TempDir(), "screen.png")
+	res, err := Boot(context.Background(), Options{
+		Image: img, Arch: a, Accel: "tcg", Memory: 128, Timeout: 30 * time.Second,
+		Run: "uname -a", Login: "root", Password: "secret",
+		Screenshot: shot, ScreenshotAfter: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RunOutput != "hello from the guest" || res.RunStatus != 3 {
+		t.Errorf("got output %q, status %d", res.RunOutput, res.RunStatus)
+	}
+	checkPNG(t, shot)
+	noQemuLeft(t, img)
+}
+
 func TestBootArm64UEFIISO(t *testing.T) {
 	needQemu(t, "qemu-system-aarch64")
 	a := lookup(t, "arm64")
@@ -368,6 +466,12 @@ func TestBootRefusals(t *testing.T) {
 	}
 	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, Accel: "fast"}); err == nil {
 		t.Error("unknown accelerator accepted")
+	}
+	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, UEFI: true, ScreenshotAfter: time.Minute}); err == nil || !strings.Contains(err.Error(), "without a screenshot file") {
+		t.Errorf("a screenshot delay without a file: got %v", err)
+	}
+	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, UEFI: true, Screenshot: "x.png", ScreenshotAfter: -time.Second}); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("a negative screenshot delay: got %v", err)
 	}
 	if _, err := Boot(context.Background(), Options{Image: img, Arch: lookup(t, "riscv64")}); err == nil {
 		t.Error("riscv64 boot accepted")

@@ -43,8 +43,12 @@ type Options struct {
 	Login, Password string
 
 	// Screenshot, if set, is a PNG file written with the guest's screen
-	// once Expect matched.
-	Screenshot string
+	// once Expect matched, or ScreenshotAfter later: a graphical session
+	// draws its screen some time after the serial console's login prompt.
+	// The console is still read (and Run still runs) meanwhile; Timeout
+	// bounds the boot and Run, and the wait comes on top of it.
+	Screenshot      string
+	ScreenshotAfter time.Duration
 
 	// Entry > 0 boots the boot menu's entry that many places below the
 	// default, chosen with the cursor keys on the serial console once
@@ -157,6 +161,12 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 	}
 	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
 		return res, fmt.Errorf("memory, CPUs and timeout must be positive")
+	}
+	if o.ScreenshotAfter < 0 {
+		return res, fmt.Errorf("the screenshot's delay must not be negative")
+	}
+	if o.ScreenshotAfter > 0 && o.Screenshot == "" {
+		return res, fmt.Errorf("a screenshot delay without a screenshot file")
 	}
 	expect, err := regexp.Compile(o.Expect)
 	if err != nil {
@@ -364,6 +374,15 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 	var errTail []string
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
+	deadlineC := deadline.C
+	// shotC fires when a delayed screenshot is due; nil otherwise.
+	var shotC <-chan time.Time
+	var shotTimer *time.Timer
+	defer func() {
+		if shotTimer != nil {
+			shotTimer.Stop()
+		}
+	}()
 	var silence <-chan time.Time
 	if probe {
 		t := time.NewTimer(kvmProbeWait)
@@ -398,7 +417,12 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 				setVerdict(true, "")
 			}
 			silence = nil
-			if o.Screenshot != "" {
+			switch {
+			case o.Screenshot != "" && o.ScreenshotAfter > 0:
+				o.Log("qemu: %q after %s; the screenshot in %s", s.matched, out.res.Elapsed.Round(time.Second), o.ScreenshotAfter)
+				shotTimer = time.NewTimer(o.ScreenshotAfter)
+				shotC = shotTimer.C
+			case o.Screenshot != "":
 				if err := b.screenshot(actx); err != nil {
 					out.err = fmt.Errorf("screenshot: %w", err)
 					return true
@@ -413,6 +437,12 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 		}
 		if s.stage == finished {
 			out.res.RunOutput, out.res.RunStatus = s.runOutput(), s.status
+			if shotC != nil {
+				// Done but for the picture: the wait is not the boot's.
+				deadline.Stop()
+				deadlineC = nil
+				return false
+			}
 			return true
 		}
 		return false
@@ -423,8 +453,17 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 		case <-ctx.Done():
 			out.err = fmt.Errorf("boot of %s cancelled: %w", o.Image, ctx.Err())
 			return out
-		case <-deadline.C:
+		case <-deadlineC:
 			return fail("timed out after %s waiting for %s", o.Timeout, s.waiting())
+		case <-shotC:
+			shotC = nil
+			if err := b.screenshot(actx); err != nil {
+				out.err = fmt.Errorf("screenshot: %w", err)
+				return out
+			}
+			if s.stage == finished {
+				return out
+			}
 		case <-silence:
 			out.kvmBroken = fmt.Sprintf("no console output in %s", kvmProbeWait)
 			return out
@@ -448,7 +487,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			if !ok {
 				stdout = nil
 				if processExited {
-					return b.exitedEarly(out, s, exitErr, probe, fail)
+					return b.exitedEarly(out, s, shotC != nil, exitErr, probe, fail)
 				}
 				continue
 			}
@@ -478,15 +517,16 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			waitC = nil
 			processExited = true
 			if stdout == nil {
-				return b.exitedEarly(out, s, exitErr, probe, fail)
+				return b.exitedEarly(out, s, shotC != nil, exitErr, probe, fail)
 			}
 			// Otherwise finish reading what it wrote first.
 		}
 	}
 }
 
-// exitedEarly is the outcome of qemu ending before the session finished.
-func (b *booter) exitedEarly(out outcome, s *session, exitErr error, probe bool, fail func(string, ...any) outcome) outcome {
+// exitedEarly is the outcome of qemu ending before the session finished
+// or, shotDue, before a delayed screenshot was taken.
+func (b *booter) exitedEarly(out outcome, s *session, shotDue bool, exitErr error, probe bool, fail func(string, ...any) outcome) outcome {
 	why := "qemu exited"
 	if exitErr != nil {
 		why = fmt.Sprintf("qemu exited (%v)", exitErr)
@@ -495,7 +535,11 @@ func (b *booter) exitedEarly(out outcome, s *session, exitErr error, probe bool,
 		out.kvmBroken = why + " before the guest was up"
 		return out
 	}
-	return fail("%s while waiting for %s", why, s.waiting())
+	what := s.waiting()
+	if s.stage == finished && shotDue {
+		what = "the screenshot"
+	}
+	return fail("%s while waiting for %s", why, what)
 }
 
 func (b *booter) screenshot(ctx context.Context) error {
