@@ -394,6 +394,30 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 	defer quiet.Stop()
 	var exitErr error
 	processExited := false
+	keepErr := func(line string) {
+		errTail = append(errTail, line)
+		if len(errTail) > 10 {
+			errTail = errTail[1:]
+		}
+	}
+	// drainErr reads what qemu wrote on stderr before it died: its reason
+	// can still be in the pipe when its stdout has closed and it is reaped.
+	drainErr := func() {
+		t := time.NewTimer(2 * time.Second)
+		defer t.Stop()
+		for stderr != nil {
+			select {
+			case line, ok := <-stderr:
+				if !ok {
+					stderr = nil
+					return
+				}
+				keepErr(line)
+			case <-t.C:
+				return
+			}
+		}
+	}
 	waitC := (<-chan error)(exited)
 
 	fail := func(format string, a ...any) outcome {
@@ -472,10 +496,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 				stderr = nil
 				continue
 			}
-			errTail = append(errTail, line)
-			if len(errTail) > 10 {
-				errTail = errTail[1:]
-			}
+			keepErr(line)
 			if accel == "kvm" && kvmError.MatchString(line) {
 				if probe && s.booting() {
 					out.kvmBroken, out.kvmCertain = "qemu: "+line, true
@@ -487,6 +508,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			if !ok {
 				stdout = nil
 				if processExited {
+					drainErr()
 					return b.exitedEarly(out, s, shotC != nil, exitErr, probe, fail)
 				}
 				continue
@@ -517,6 +539,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			waitC = nil
 			processExited = true
 			if stdout == nil {
+				drainErr()
 				return b.exitedEarly(out, s, shotC != nil, exitErr, probe, fail)
 			}
 			// Otherwise finish reading what it wrote first.
