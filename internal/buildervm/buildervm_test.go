@@ -118,7 +118,7 @@ func TestQemuArgs(t *testing.T) {
 		Shares: []Share{{Host: "/cfg", Guest: "/cfg", ReadOnly: true}, {Host: "/out", Guest: "/out"}}}
 	args := strings.Join(j.qemuArgs("tcg", qemu.Firmware{}, "/tmp/job", "/usr/bin"), " ")
 	for _, want := range []string{
-		"-accel tcg", "-m 2048", "-smp 3",
+		"-accel tcg,thread=single", "-m 2048", "-smp 3",
 		"file=/c/b,,x.qcow2,if=virtio,format=qcow2,snapshot=on",
 		"file=/dev/fd/3,if=none,id=scratch,format=raw,cache=unsafe,discard=unmap,werror=report,rerror=report",
 		"serial=vmdeb-scratch,addr=0x10",

@@ -13,6 +13,8 @@ off() {
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# Writes go to qemu's throwaway overlay, never to the cached image.
+mount -o remount,rw /
 modprobe -a 9p 9pnet_virtio 2>/dev/null
 mkdir -p /vmdeb/job
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=none vmdeb-job /vmdeb/job; then

@@ -26,7 +26,6 @@ fail() {
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -o remount,rw / || fail "cannot remount / read-write"
 mount -t tmpfs -o mode=755 tmpfs /run
 modprobe -a virtio_net virtio_blk ext4 loop 2>/dev/null
 mkdir -p /vmdeb/bin

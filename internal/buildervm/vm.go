@@ -80,6 +80,16 @@ func (j *Job) qemuArgs(accel string, fw qemu.Firmware, jobDir, binDir string) []
 	o := qemu.Options{Image: j.Image, Kind: qemu.KindQcow2, Arch: j.Arch, UEFI: UEFI(j.Arch),
 		Memory: int(j.Memory >> 20), CPUs: j.CPUs}
 	args := qemu.Args(o, accel, fw)
+	if accel == "tcg" && j.CPUs > 1 {
+		// Multi-threaded TCG (qemu 7.2) races with the guest kernel's
+		// live code patching: 6.x kernels died at boot with "Oops: int3"
+		// in one boot of three here. One thread for all vCPUs does not.
+		for i := range args {
+			if args[i] == "-accel" && args[i+1] == "tcg" {
+				args[i+1] = "tcg,thread=single"
+			}
+		}
+	}
 	// Throwaway data: no flushes; a full disk is an error the guest sees
 	// (qemu's default would pause the VM and hang the build). A PCI slot
 	// after the image's: the firmware boots the first disk it finds.
