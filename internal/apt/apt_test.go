@@ -139,6 +139,8 @@ Architectures: all amd64 arm64 armel armhf i386 ppc64el riscv64 s390x
 Components: main contrib non-free-firmware non-free
 MD5Sum:
  0123 456 main/binary-all/Packages
+SHA256:
+ 0000000000000000000000000000000000000000000000000000000000000000 456 main/binary-all/Packages
 `
 	ri, err := ParseRelease([]byte(data), "Release")
 	if err != nil {
@@ -147,7 +149,7 @@ MD5Sum:
 	if !ri.Stable() || !ri.HasArch("arm64") || ri.HasArch("mips") || !ri.HasComponent("non-free-firmware") || ri.HasComponent("universe") {
 		t.Errorf("got %+v", ri)
 	}
-	sec, _ := ParseRelease([]byte("Suite: stable-security\nCodename: trixie-security\nComponents: updates/main\n"), "R")
+	sec, _ := ParseRelease([]byte("Suite: stable-security\nCodename: trixie-security\nComponents: updates/main\nSHA256:\n 0000000000000000000000000000000000000000000000000000000000000000 1 updates/main/Contents-all\n"), "R")
 	if !sec.HasComponent("main") {
 		t.Error("updates/main should count as main")
 	}
@@ -159,7 +161,7 @@ MD5Sum:
 func TestFetchReleaseFile(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "dists/sid"), 0o755)
-	os.WriteFile(filepath.Join(dir, "dists/sid/Release"), []byte("Suite: unstable\nCodename: sid\nArchitectures: amd64\nComponents: main\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "dists/sid/Release"), []byte("Suite: unstable\nCodename: sid\nArchitectures: amd64\nComponents: main\nSHA256:\n 0000000000000000000000000000000000000000000000000000000000000000 1 main/binary-amd64/Packages\n"), 0o644)
 	ri, err := FetchRelease(context.Background(), "file://"+dir, "sid")
 	if err != nil || ri.Codename != "sid" || ri.Stable() {
 		t.Fatalf("%+v %v", ri, err)

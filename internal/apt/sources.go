@@ -1,7 +1,6 @@
 package apt
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"pault.ag/go/debian/control"
+	"vmdeb/internal/archive"
 )
 
 // ImageSources is what the finished image's apt points at.
@@ -65,11 +64,7 @@ func BuildSources(mirror, suite string, components []string) string {
 
 // ReleaseInfo is what a mirror's Release file says about a suite.
 type ReleaseInfo struct {
-	Suite         string // e.g. stable, testing, unstable
-	Codename      string
-	Date          string
-	Architectures []string
-	Components    []string
+	*archive.Release
 	// Digest is the SHA256 of the whole file: it changes whenever the
 	// suite's date or any index's hash does.
 	Digest string
@@ -80,21 +75,6 @@ func (r ReleaseInfo) Stable() bool {
 	switch r.Suite {
 	case "stable", "oldstable", "oldoldstable":
 		return true
-	}
-	return false
-}
-
-// HasArch reports whether the suite has packages for arch.
-func (r ReleaseInfo) HasArch(a string) bool { return contains(r.Architectures, a) }
-
-// HasComponent reports whether the suite has component c. The archive
-// lists some components with a prefix (updates/main), so compare the last
-// path element.
-func (r ReleaseInfo) HasComponent(c string) bool {
-	for _, x := range r.Components {
-		if x == c || strings.HasSuffix(x, "/"+c) {
-			return true
-		}
 	}
 	return false
 }
@@ -110,29 +90,15 @@ func FetchRelease(ctx context.Context, mirror, suite string) (ReleaseInfo, error
 	return ParseRelease(data, u)
 }
 
-// ParseRelease reads the fields vmdeb needs from a Release file.
+// ParseRelease reads a Release file (internal/archive's parser) and
+// notes its digest.
 func ParseRelease(data []byte, name string) (ReleaseInfo, error) {
-	pr, err := control.NewParagraphReader(bytes.NewReader(data), nil)
+	r, err := archive.ParseRelease(data, name)
 	if err != nil {
-		return ReleaseInfo{}, fmt.Errorf("%s: %w", name, err)
-	}
-	p, err := pr.Next()
-	if err != nil {
-		return ReleaseInfo{}, fmt.Errorf("%s: not a Release file: %w", name, err)
-	}
-	ri := ReleaseInfo{
-		Suite:         strings.TrimSpace(p.Values["Suite"]),
-		Codename:      strings.TrimSpace(p.Values["Codename"]),
-		Date:          strings.TrimSpace(p.Values["Date"]),
-		Architectures: strings.Fields(p.Values["Architectures"]),
-		Components:    strings.Fields(p.Values["Components"]),
+		return ReleaseInfo{}, err
 	}
 	sum := sha256.Sum256(data)
-	ri.Digest = hex.EncodeToString(sum[:])
-	if ri.Suite == "" && ri.Codename == "" {
-		return ri, fmt.Errorf("%s: not a Release file (no Suite or Codename field)", name)
-	}
-	return ri, nil
+	return ReleaseInfo{Release: r, Digest: hex.EncodeToString(sum[:])}, nil
 }
 
 func fetch(ctx context.Context, u string) ([]byte, error) {

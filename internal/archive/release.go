@@ -34,6 +34,7 @@ type FileInfo struct {
 // and the size and SHA256 of every index file.
 type Release struct {
 	Suite, Codename, Origin, Label string
+	Version                        string // e.g. 13.2; empty for testing and unstable
 	Date, ValidUntil               time.Time
 	Architectures, Components      []string
 	AcquireByHash                  bool
@@ -57,6 +58,7 @@ func ParseRelease(data []byte, name string) (*Release, error) {
 		Codename:      strings.TrimSpace(p.Values["Codename"]),
 		Origin:        strings.TrimSpace(p.Values["Origin"]),
 		Label:         strings.TrimSpace(p.Values["Label"]),
+		Version:       strings.TrimSpace(p.Values["Version"]),
 		Architectures: strings.Fields(p.Values["Architectures"]),
 		Components:    strings.Fields(p.Values["Components"]),
 		AcquireByHash: strings.EqualFold(strings.TrimSpace(p.Values["Acquire-By-Hash"]), "yes"),
@@ -91,7 +93,7 @@ func ParseRelease(data []byte, name string) (*Release, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: bad SHA256 line %q", name, line)
 		}
-		r.Files[f[2]] = FileInfo{Size: size, SHA256: f[0]}
+		r.Files[f[2]] = FileInfo{Size: size, SHA256: strings.ToLower(f[0])}
 	}
 	if len(r.Files) == 0 {
 		return nil, fmt.Errorf("%s: no SHA256 checksums (vmdeb only trusts SHA256)", name)

@@ -260,7 +260,7 @@ func (f *Fetcher) imageFiles(ctx context.Context, imagesURL, arch string, list m
 // package of the suite.
 func (f *Fetcher) fromNetboot(ctx context.Context, rel *Release, mirror, base, arch string, out *Files) error {
 	idx := "main/binary-" + arch + "/Packages.gz"
-	want, ok := rel.SHA256[idx]
+	want, ok := rel.Files[idx]
 	if !ok {
 		return fmt.Errorf("its Release lists no %s", idx)
 	}

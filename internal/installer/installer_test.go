@@ -180,14 +180,14 @@ func TestVerify(t *testing.T) {
 }
 
 func TestInstallerDirs(t *testing.T) {
-	r := &Release{SHA256: map[string]Sum{
+	r := &Release{Release: &archive.Release{Files: map[string]archive.FileInfo{
 		SumsPath("amd64", "20250803"):                 {},
 		SumsPath("amd64", "current"):                  {},
 		SumsPath("amd64", "20250803+deb13u2"):         {},
 		SumsPath("arm64", "current"):                  {},
 		"main/installer-amd64/current/images/MD5SUMS": {},
 		"main/binary-amd64/Packages":                  {},
-	}}
+	}}}
 	if got, want := r.InstallerDirs("amd64"), []string{"current", "20250803+deb13u2", "20250803"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("InstallerDirs = %v, want %v", got, want)
 	}

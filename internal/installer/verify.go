@@ -9,8 +9,6 @@
 package installer
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -32,11 +30,8 @@ type Sum struct {
 
 // Release is the verified content of a suite's InRelease.
 type Release struct {
-	Suite, Codename, Version string
-	Date, ValidUntil         time.Time // zero when absent
-	Signer                   string    // the signing key's first identity
-	// SHA256 maps a path below dists/SUITE/ to its sum.
-	SHA256 map[string]Sum
+	*archive.Release
+	Signer string // the signing key's first identity
 }
 
 // VerifyRelease checks an InRelease file's signatures against keyring at
@@ -48,76 +43,15 @@ func VerifyRelease(inRelease []byte, keyring *archive.Keyring, now time.Time) (*
 	if err != nil {
 		return nil, err
 	}
-	r, err := parseRelease(signed)
+	ar, err := archive.ParseRelease(signed, "InRelease")
 	if err != nil {
 		return nil, err
 	}
-	r.Signer = signer
+	r := &Release{Release: ar, Signer: signer}
 	if !r.ValidUntil.IsZero() && now.After(r.ValidUntil) {
 		return nil, fmt.Errorf("InRelease of %s expired on %s (Valid-Until): the mirror is stale", r.Codename, r.ValidUntil.Format(time.RFC1123))
 	}
 	return r, nil
-}
-
-// parseRelease reads the fields of a Release file that the chain needs.
-func parseRelease(text []byte) (*Release, error) {
-	r := &Release{SHA256: map[string]Sum{}}
-	inSHA := false
-	sc := bufio.NewScanner(bytes.NewReader(text))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, " ") {
-			if inSHA {
-				f := strings.Fields(line)
-				if len(f) != 3 {
-					return nil, fmt.Errorf("InRelease: bad SHA256 line %q", line)
-				}
-				n, err := strconv.ParseInt(f[1], 10, 64)
-				if err != nil || !isSHA256(f[0]) {
-					return nil, fmt.Errorf("InRelease: bad SHA256 line %q", line)
-				}
-				r.SHA256[f[2]] = Sum{SHA256: strings.ToLower(f[0]), Size: n}
-			}
-			continue
-		}
-		k, v, _ := strings.Cut(line, ":")
-		v = strings.TrimSpace(v)
-		inSHA = k == "SHA256"
-		switch k {
-		case "Suite":
-			r.Suite = v
-		case "Codename":
-			r.Codename = v
-		case "Version":
-			r.Version = v
-		case "Date":
-			r.Date, _ = parseDate(v)
-		case "Valid-Until":
-			t, err := parseDate(v)
-			if err != nil {
-				return nil, fmt.Errorf("InRelease: Valid-Until %q: %w", v, err)
-			}
-			r.ValidUntil = t
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if r.Suite == "" && r.Codename == "" {
-		return nil, errors.New("InRelease names no Suite or Codename")
-	}
-	return r, nil
-}
-
-// parseDate reads the archive's dates ("Sat, 21 Nov 2026 09:15:44 UTC").
-func parseDate(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC1123, time.RFC1123Z, "Mon, 2 Jan 2006 15:04:05 MST", "Mon, 2 Jan 2006 15:04:05 -0700"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("not a date")
 }
 
 func isSHA256(s string) bool {
@@ -167,7 +101,7 @@ func (r *Release) InstallerDirs(arch string) []string {
 	prefix, suffix := "main/installer-"+arch+"/", "/images/SHA256SUMS"
 	var dirs []string
 	current := false
-	for p := range r.SHA256 {
+	for p := range r.Files {
 		d, ok := strings.CutPrefix(p, prefix)
 		if !ok {
 			continue
@@ -225,7 +159,7 @@ func (r *Release) CheckSuite(suite string) error {
 // the Release's entry for it.
 func (r *Release) CheckSums(arch, dir string, sums []byte) error {
 	p := SumsPath(arch, dir)
-	want, ok := r.SHA256[p]
+	want, ok := r.Files[p]
 	if !ok {
 		return fmt.Errorf("%s has no debian-installer for %s (its Release does not list %s)", r.Codename, arch, p)
 	}
