@@ -367,6 +367,7 @@ type watcher struct {
 	partial []byte
 	lines   []string // the last lines, for errors
 	noSpace bool
+	exited  bool // the guest printed its exit status
 }
 
 func (w *watcher) Write(p []byte) (int, error) {
@@ -379,10 +380,13 @@ func (w *watcher) Write(p []byte) (int, error) {
 		} else {
 			chunk, p = p[:i+1], p[i+1:]
 		}
-		if !w.readyAt.IsZero() && !bytes.HasPrefix(bytes.TrimLeft(append(w.partial, chunk...), "\r"), []byte(exitMarker)) {
+		w.partial = append(w.partial, chunk...)
+		if bytes.HasPrefix(bytes.TrimLeft(w.partial, "\r"), []byte(exitMarker)) {
+			w.exited = true // the power-off messages after it are noise
+		}
+		if !w.readyAt.IsZero() && !w.exited {
 			w.console.Write(chunk)
 		}
-		w.partial = append(w.partial, chunk...)
 		if i >= 0 {
 			w.line(string(bytes.TrimRight(w.partial, "\r\n")))
 			w.partial = w.partial[:0]
