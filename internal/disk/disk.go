@@ -13,7 +13,6 @@ package disk
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -196,29 +195,15 @@ func (o Options) grubDir(platform string) string {
 	return filepath.Join("/usr/lib/grub", platform)
 }
 
-// Missing is a tool or file a disk build needs that the host lacks.
-type Missing struct {
-	What    string // binary name or file path
-	Package string // Debian package that provides it
-}
-
-func (m Missing) String() string { return m.What + " (install " + m.Package + ")" }
+// Missing is a tool or file the build needs that the host lacks.
+type Missing = buildlog.Missing
 
 // CheckTools lists what Build needs on this host for o and is missing,
 // each with the Debian package that provides it.
 func CheckTools(o Options) []Missing {
 	o, _ = o.normalize() // defaults only; Build reports bad options itself
-	var miss []Missing
-	bin := func(name, pkg string) {
-		if _, err := buildlog.LookPath(name); err != nil {
-			miss = append(miss, Missing{name, pkg})
-		}
-	}
-	file := func(path, pkg string) {
-		if _, err := os.Stat(path); err != nil {
-			miss = append(miss, Missing{path, pkg})
-		}
-	}
+	var need buildlog.Needs
+	bin, file := need.Bin, need.File
 	bin("sfdisk", "fdisk")
 	bin("mke2fs", "e2fsprogs")
 	bin("e2fsck", "e2fsprogs")
@@ -259,7 +244,7 @@ func CheckTools(o Options) []Missing {
 		bin("mcopy", "mtools")
 		bin("mdir", "mtools")
 	}
-	return miss
+	return need.Missing
 }
 
 func missingError(miss []Missing) error {

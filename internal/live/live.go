@@ -25,29 +25,15 @@ const (
 	grubUnicodeFn = "/usr/share/grub/unicode.pf2"
 )
 
-// Missing is a tool or file the live ISO needs that the host lacks.
-type Missing struct {
-	What    string // binary name or file path
-	Package string // Debian package that provides it
-}
-
-func (m Missing) String() string { return m.What + " (install " + m.Package + ")" }
+// Missing is a tool or file the build needs that the host lacks.
+type Missing = buildlog.Missing
 
 // CheckTools lists what BuildISO and MakeSquashfs need on this host for
 // architecture a, and are missing, each with the Debian package that
 // provides it. splash adds what a graphical menu needs.
 func CheckTools(a arch.Arch, splash bool) []Missing {
-	var miss []Missing
-	bin := func(name, pkg string) {
-		if _, err := buildlog.LookPath(name); err != nil {
-			miss = append(miss, Missing{name, pkg})
-		}
-	}
-	file := func(path, pkg string) {
-		if _, err := os.Stat(path); err != nil {
-			miss = append(miss, Missing{path, pkg})
-		}
-	}
+	var need buildlog.Needs
+	bin, file := need.Bin, need.File
 	bin("mksquashfs", "squashfs-tools")
 	bin("unsquashfs", "squashfs-tools")
 	bin("xorriso", "xorriso")
@@ -69,7 +55,7 @@ func CheckTools(a arch.Arch, splash bool) []Missing {
 			file(grubUnicodeFn, "grub-common")
 		}
 	}
-	return miss
+	return need.Missing
 }
 
 // HostGrubDir is the host's GRUB module directory for a's EFI loader, and

@@ -53,13 +53,10 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	if !ValidCompression(o.Compression) {
 		return fmt.Errorf("squashfs compression %q is not valid (valid: %s)", o.Compression, strings.Join(compressions, ", "))
 	}
-	var miss []Missing
-	for _, name := range []string{"mksquashfs", "unsquashfs"} {
-		if _, err := buildlog.LookPath(name); err != nil {
-			miss = append(miss, Missing{name, "squashfs-tools"})
-		}
-	}
-	if len(miss) > 0 {
+	var tools buildlog.Needs
+	tools.Bin("mksquashfs", "squashfs-tools")
+	tools.Bin("unsquashfs", "squashfs-tools")
+	if miss := tools.Missing; len(miss) > 0 {
 		return missingError("squashfs", miss)
 	}
 	excl, err := cleanExcludes(o.Exclude)
