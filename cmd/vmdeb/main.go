@@ -104,6 +104,7 @@ func args(n int) cobra.PositionalArgs {
 
 func checkCmd() *cobra.Command {
 	var offline bool
+	var iso string
 	c := &cobra.Command{
 		Use:   "check CONFIG",
 		Short: "Validate a config file and the host (tools, mirror) without building",
@@ -113,16 +114,37 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline})
+			if err := checkIsolationFlag(iso); err != nil {
+				return err
+			}
+			where, err := isolationFor(s, iso)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%s: ok — %s %s, %d packages to install, mirror %s, image sources %s\n",
-				a[0], s.Suite, p.Arch.Name, len(p.Packages), p.Mirror, p.AptMirror)
+			if where == "vm" {
+				// The builder VM has the tools; only the config is checked here.
+				fmt.Printf("%s: ok — %s %s, built in a builder VM\n", a[0], s.Suite, s.Architecture)
+				return nil
+			}
+			if where == "userns" {
+				if _, err := ns.PlanUserns(); err != nil {
+					return &build.PreflightError{Err: err}
+				}
+			}
+			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline, Rootless: where == "userns"})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s: ok — %s %s, %d packages to install, mirror %s, image sources %s, isolation %s\n",
+				a[0], s.Suite, p.Arch.Name, len(p.Packages), p.Mirror, p.AptMirror, where)
+			for _, n := range p.Notes {
+				fmt.Printf("  %s\n", n)
+			}
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&offline, "offline", false, "do not ask the mirror whether it has the suite")
+	c.Flags().StringVar(&iso, "isolation", "", "check for a build with this isolation: host, userns or vm (default: as vmdeb build would choose)")
 	return c
 }
 
