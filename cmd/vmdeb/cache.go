@@ -132,7 +132,7 @@ func cacheCmd() *cobra.Command {
 	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "remove entries not used for this long (0: no age limit)")
 	prune.Flags().StringVar(&maxSize, "max-size", "", "then keep at most this much, most recently used first (e.g. 10G)")
 	prune.Flags().BoolVar(&all, "all", false, "remove every entry")
-	c.AddCommand(list, prune)
+	c.AddCommand(list, prune, builderCacheCmd())
 	return c
 }
 

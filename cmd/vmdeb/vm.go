@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
@@ -94,11 +97,48 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 	if res.Status == 0 {
 		return nil
 	}
-	if res.ScratchFull {
+	if res.ScratchFull || (res.NoSpace && outputsHaveRoom(s)) {
 		return &exitError{res.Status, fmt.Errorf("building %s failed: the builder VM's scratch disk (%s) is full: raise builder.scratch-size in the config",
 			path, build.HumanSize(job.Scratch))}
 	}
 	return &exitError{res.Status, fmt.Errorf("building %s in the builder VM failed (status %d)", path, res.Status)}
+}
+
+// builderCacheCmd is `vmdeb cache builders`: the cached builder images.
+func builderCacheCmd() *cobra.Command {
+	var removeAll bool
+	c := &cobra.Command{
+		Use:   "builders",
+		Short: "List the builder VM images (isolation: vm), most recently used first; --remove-all removes them",
+		Args:  args(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cache := buildervm.Cache{Dir: builderCacheDir()}
+			l, err := cache.List()
+			if err != nil {
+				return err
+			}
+			var total int64
+			fmt.Printf("%-34s %-10s %-7s %10s  %-16s  %s\n", "KEY", "SUITE", "ARCH", "SIZE", "LAST USED", "VMDEB")
+			for _, e := range l {
+				fmt.Printf("%-34s %-10s %-7s %10s  %-16s  %s\n", e.Key, e.Suite, e.Arch, build.HumanSize(e.Size),
+					e.LastUsed.Local().Format("2006-01-02 15:04"), e.Version)
+				total += e.Size
+				if removeAll {
+					if err := cache.Remove(e.Key); err != nil {
+						return err
+					}
+				}
+			}
+			verb := "in"
+			if removeAll {
+				verb = "removed from"
+			}
+			fmt.Printf("%d builder images, %s %s %s\n", len(l), build.HumanSize(total), verb, cache.Dir)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&removeAll, "remove-all", false, "remove every builder image (the next VM build makes its own again)")
+	return c
 }
 
 // builderSuite is the builder's release: builder.suite, else the image's.
@@ -256,6 +296,18 @@ func vmJob(s *config.Spec, o build.RunOptions, cf cacheFlags, self, logPath, out
 	}
 	j.Shares = buildervm.PlanShares(j.Shares)
 	return j, nil
+}
+
+// outputsHaveRoom reports whether every output directory's file system
+// has a GiB free: a "no space left" in the VM was then its scratch disk's.
+func outputsHaveRoom(s *config.Spec) bool {
+	for _, out := range s.Outputs {
+		var st unix.Statfs_t
+		if err := unix.Statfs(filepath.Dir(s.Path(out.Path)), &st); err != nil || int64(st.Bavail)*st.Bsize < 1<<30 {
+			return false
+		}
+	}
+	return true
 }
 
 // sweepTemps removes what a killed guest left of the outputs: their

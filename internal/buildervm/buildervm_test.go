@@ -191,10 +191,15 @@ func TestWatcher(t *testing.T) {
 	if !strings.Contains(out.String(), "==> bootstrap\r\n") {
 		t.Errorf("the build's output is not passed on whole:\n%q", out.String())
 	}
-	if !w.noSpace {
+	if !w.noSpace || !w.noSpaceScratch {
 		t.Error("a full scratch disk was not noticed")
 	}
 	if !strings.Contains(w.last(), "kernel noise") {
 		t.Errorf("the last lines lack the boot messages:\n%s", w.last())
+	}
+	w = &watcher{console: &out, ready: make(chan struct{})}
+	w.Write([]byte("fallocate: fallocate failed: No space left on device\n"))
+	if !w.noSpace || w.noSpaceScratch {
+		t.Errorf("a full disk that the line does not name: noSpace %v, noSpaceScratch %v", w.noSpace, w.noSpaceScratch)
 	}
 }

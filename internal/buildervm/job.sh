@@ -82,7 +82,7 @@ fi
 	while :; do
 		used=$(df -P -k /scratch | awk 'NR==2 {print $3}')
 		[ "${used:-0}" -gt "$peak" ] && peak=$used && echo "$peak" >$J/scratch-peak-kib
-		sleep 1
+		sleep 0.5
 	done
 ) &
 watcher=$!

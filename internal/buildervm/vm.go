@@ -60,6 +60,9 @@ type Result struct {
 	Elapsed     time.Duration // qemu's whole run
 	ScratchPeak int64         // most bytes the scratch disk held
 	ScratchFull bool          // the build ran out of scratch space
+	// NoSpace: the console said "no space left on device" somewhere (the
+	// caller tells the scratch disk from the host's output directory).
+	NoSpace bool
 }
 
 // Guest-side markers the init script prints.
@@ -68,7 +71,10 @@ const (
 	exitMarker  = "vmdeb-builder: exit "
 )
 
-var noSpace = regexp.MustCompile(`(?i)/scratch\S*.*no space left on device|no space left on device.*/scratch`)
+var (
+	noSpace        = regexp.MustCompile(`(?i)no space left on device`)
+	noSpaceScratch = regexp.MustCompile(`(?i)/scratch\S*.*no space left on device|no space left on device.*/scratch`)
+)
 
 // tags names the i-th share's 9p mount tag.
 func tag(i int) string { return "vmdeb" + strconv.Itoa(i) }
@@ -334,7 +340,8 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 			res.ScratchPeak = n << 10
 		}
 	}
-	res.ScratchFull = w.noSpace || res.ScratchPeak >= j.Scratch-j.Scratch/50
+	res.ScratchFull = w.noSpaceScratch || res.ScratchPeak >= j.Scratch-j.Scratch/50
+	res.NoSpace = w.noSpace
 	data, serr := os.ReadFile(filepath.Join(jobDir, "status"))
 	if serr != nil {
 		why := "the builder VM stopped without an exit status (it crashed, or the build in it was killed)"
@@ -367,7 +374,9 @@ type watcher struct {
 	partial []byte
 	lines   []string // the last lines, for errors
 	noSpace bool
-	exited  bool // the guest printed its exit status
+	// noSpaceScratch: a "no space" line named the scratch disk.
+	noSpaceScratch bool
+	exited         bool // the guest printed its exit status
 }
 
 func (w *watcher) Write(p []byte) (int, error) {
@@ -413,6 +422,7 @@ func (w *watcher) line(l string) {
 	}
 	if noSpace.MatchString(l) {
 		w.noSpace = true
+		w.noSpaceScratch = w.noSpaceScratch || noSpaceScratch.MatchString(l)
 	}
 }
 
