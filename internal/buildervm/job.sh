@@ -63,13 +63,24 @@ chmod 1777 /scratch/tmp
 mount --bind /scratch/tmp /tmp
 mount --bind /scratch/tmp /var/tmp
 
-# The shares, parents before children, each at its path on the host.
+# The shares, parents before children, each at its path on the host. A
+# read-only share gets a throwaway writable layer on the scratch disk, so
+# the build may write there as a root build on the host may (vmdeb checks
+# that the config's output directories could be written) while the
+# host's files stay as they are.
+modprobe overlay 2>/dev/null
 while read -r tag mode path; do
 	[ -n "$tag" ] || continue
 	mkdir -p "$path" 2>/dev/null
-	o=$opts
-	[ "$mode" = ro ] && o=$opts,ro
-	mount -t 9p -o "$o,cache=none" "$tag" "$path" || fail "cannot mount $path (9p share $tag)"
+	if [ "$mode" = rw ]; then
+		mount -t 9p -o "$opts,cache=none" "$tag" "$path" || fail "cannot mount $path (9p share $tag)"
+		continue
+	fi
+	lower=/vmdeb/ro/$tag upper=/scratch/overlay/$tag
+	mkdir -p "$lower" "$upper/data" "$upper/work"
+	mount -t 9p -o "$opts,ro,cache=none" "$tag" "$lower" || fail "cannot mount $path (9p share $tag)"
+	mount -t overlay -o "lowerdir=$lower,upperdir=$upper/data,workdir=$upper/work" overlay "$path" 2>/dev/null ||
+		mount --bind "$lower" "$path" || fail "cannot mount $path (9p share $tag)"
 done <$J/mounts
 
 if [ -e /proc/sys/fs/binfmt_misc ] && [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
