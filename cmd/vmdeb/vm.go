@@ -32,11 +32,8 @@ const (
 	maxDefaultBuilderCPUs = 4
 )
 
-// Where the guest mounts the host's caches.
-const (
-	guestStageCache = "/var/cache/vmdeb/stages"
-	guestWorkDir    = "/scratch/work"
-)
+// The work directory in the guest (on the scratch disk).
+const guestWorkDir = "/scratch/work"
 
 // buildInVM builds path inside a builder VM (isolation: vm): the builder
 // image of the chosen release (made and cached on first use), booted in
@@ -59,7 +56,7 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
-	job, err := vmJob(s, o, cf, self, logPath, outDir, path)
+	job, err := vmJob(s, o, self, logPath, outDir, path)
 	if err != nil {
 		return err
 	}
@@ -83,7 +80,7 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 		return &exitError{exitFailed, err}
 	}
 	job.Image, job.Arch = img, a
-	job.Console, job.Log = os.Stdout, logf
+	job.Console, job.Log, job.TTY = os.Stdout, logf, isTerminal(os.Stdout)
 	fmt.Printf("vmdeb: building %s in a %s builder VM (%s)\n", path, im.Suite, filepath.Base(img))
 	res, err := buildervm.Run(ctx, job)
 	if ctx.Err() != nil {
@@ -184,7 +181,7 @@ func builderMaker(self string, o build.RunOptions) buildervm.Maker {
 // arguments of the vmdeb it runs. Every host path is shared at the same
 // path in the guest, so the config's relative and absolute paths mean
 // what they mean on the host.
-func vmJob(s *config.Spec, o build.RunOptions, cf cacheFlags, self, logPath, outDir, path string) (buildervm.Job, error) {
+func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path string) (buildervm.Job, error) {
 	b := s.Builder
 	j := buildervm.Job{Binary: self, Accel: os.Getenv("VMDEB_ACCEL"), Memory: b.Memory.Bytes, CPUs: b.CPUs, Scratch: b.Scratch.Bytes, TempDir: o.WorkDir}
 	if j.Memory == 0 {
@@ -246,28 +243,22 @@ func vmJob(s *config.Spec, o build.RunOptions, cf cacheFlags, self, logPath, out
 		}
 		args = append(args, "--outdir", od)
 	}
+	// The package cache is shared read-only, under the guest's throwaway
+	// layer: its locks (flock) do not cross 9p, so a build on the host
+	// would take the guest's staging directory for a dead build's and
+	// delete it. What the guest downloads goes with the VM. The stage
+	// cache is off in the VM for the same reason.
+	pkgCache, guestPkgCache := archive.DefaultCacheDir, archive.DefaultCacheDir
 	if s.Cache != "" {
-		c := s.Path(s.Cache)
-		if err := rw(c, c); err != nil {
-			return j, err
-		}
-	} else {
-		host := archive.DefaultCacheDir
-		if os.Geteuid() != 0 {
-			host = build.UserCacheDir("debs")
-		}
-		if err := rw(host, archive.DefaultCacheDir); err != nil {
-			return j, err
-		}
+		pkgCache, guestPkgCache = s.Path(s.Cache), s.Path(s.Cache)
+	} else if os.Geteuid() != 0 {
+		pkgCache = build.UserCacheDir("debs")
 	}
-	if d, _ := cf.dir(); d != "" {
-		if err := rw(d, guestStageCache); err != nil {
-			return j, err
-		}
-		args = append(args, "--stage-cache", guestStageCache)
-	} else {
-		args = append(args, "--no-cache")
+	if err := os.MkdirAll(pkgCache, 0o755); err != nil {
+		return j, &build.PreflightError{Err: fmt.Errorf("the builder VM shares %s: %w", pkgCache, err)}
 	}
+	j.Shares = append(j.Shares, buildervm.Share{Host: pkgCache, Guest: guestPkgCache, ReadOnly: true})
+	args = append(args, "--no-cache")
 	j.Args = append(args, cfgPath)
 
 	// The host's apt sources: the guest's vmdeb finds the same mirror

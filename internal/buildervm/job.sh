@@ -42,6 +42,7 @@ done
 ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic" && ip route add default via 10.0.2.2 ||
 	fail "cannot configure the network interface $nic"
 echo "nameserver 10.0.2.3" >/etc/resolv.conf
+cat /etc/hostname >/proc/sys/kernel/hostname 2>/dev/null
 # The host's apt sources: the build finds the same mirror as on the host.
 if [ -d $J/apt ]; then
 	rm -rf /etc/apt/sources.list /etc/apt/sources.list.d
@@ -110,8 +111,18 @@ done <$J/args
 exe=/vmdeb/bin/$(cat $J/exe)
 say "ready ($(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB, scratch $(df -P -h /scratch | awk 'NR==2 {print $2}'))"
 cd /
-"$exe" "$@" </dev/null
-st=$?
+if [ -f $J/tty ]; then
+	"$exe" "$@" </dev/null
+	st=$?
+else
+	# The host's output is no terminal: neither is the build's (no
+	# progress bars), as in a build on the host.
+	mkfifo /run/console
+	cat /run/console &
+	"$exe" "$@" </dev/null >/run/console 2>&1
+	st=$?
+	wait $!
+fi
 kill $watcher 2>/dev/null
 used=$(df -P -k /scratch | awk 'NR==2 {print $3}')
 [ "${used:-0}" -gt "$(cat $J/scratch-peak-kib 2>/dev/null || echo 0)" ] && echo "$used" >$J/scratch-peak-kib

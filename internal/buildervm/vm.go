@@ -46,6 +46,7 @@ type Job struct {
 	Apt map[string][]byte
 
 	Console io.Writer                     // the build's console output once the guest is up
+	TTY     bool                          // Console is a terminal: the build may draw progress bars
 	Log     func(format string, a ...any) // one-line status messages
 	// BootTimeout bounds the time from starting qemu to the guest's
 	// "ready" (default 10 minutes).
@@ -153,6 +154,11 @@ func (j *Job) writeJob(dir string) error {
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	if j.TTY {
+		if err := os.WriteFile(filepath.Join(dir, "tty"), nil, 0o644); err != nil {
 			return err
 		}
 	}
@@ -376,7 +382,8 @@ type watcher struct {
 	noSpace bool
 	// noSpaceScratch: a "no space" line named the scratch disk.
 	noSpaceScratch bool
-	exited         bool // the guest printed its exit status
+	exited         bool
+	held           []byte // the start of a line not written yet // the guest printed its exit status
 }
 
 func (w *watcher) Write(p []byte) (int, error) {
@@ -390,11 +397,18 @@ func (w *watcher) Write(p []byte) (int, error) {
 			chunk, p = p[:i+1], p[i+1:]
 		}
 		w.partial = append(w.partial, chunk...)
-		if bytes.HasPrefix(bytes.TrimLeft(w.partial, "\r"), []byte(exitMarker)) {
+		start := bytes.TrimLeft(w.partial, "\r")
+		if bytes.HasPrefix(start, []byte(exitMarker)) {
 			w.exited = true // the power-off messages after it are noise
 		}
 		if !w.readyAt.IsZero() && !w.exited {
-			w.console.Write(chunk)
+			w.held = append(w.held, chunk...)
+			// A line that may still become the exit marker waits until
+			// it is whole.
+			if i >= 0 || !bytes.HasPrefix([]byte(exitMarker), start) {
+				w.console.Write(w.held)
+				w.held = w.held[:0]
+			}
 		}
 		if i >= 0 {
 			w.line(string(bytes.TrimRight(w.partial, "\r\n")))
