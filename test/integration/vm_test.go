@@ -92,7 +92,7 @@ func TestBuilderVM(t *testing.T) {
 	if err != nil || !strings.Contains(string(owners), " 0/0 ") {
 		t.Errorf("etc/passwd in the VM's tarball: %q %v", owners, err)
 	}
-	assertNoVM(t)
+	assertNoVM(t, vmOut, uid)
 
 	// Ctrl-C once the build inside has started.
 	stopOut := userDir(t, uid, gid)
@@ -118,7 +118,7 @@ func TestBuilderVM(t *testing.T) {
 			t.Errorf("left behind by the interrupted build: %s", e.Name())
 		}
 	}
-	assertNoVM(t)
+	assertNoVM(t, stopOut, uid)
 }
 
 func readFile(t *testing.T, p string) string {
@@ -130,9 +130,10 @@ func readFile(t *testing.T, p string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// assertNoVM checks that no builder VM (a qemu with vmdeb's job share)
-// runs and no job directory is left.
-func assertNoVM(t *testing.T) {
+// assertNoVM checks that no builder VM sharing dir (a qemu with vmdeb's
+// job share and dir among its shares) runs, and that uid left no job
+// directory.
+func assertNoVM(t *testing.T, dir string, uid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -140,7 +141,7 @@ func assertNoVM(t *testing.T) {
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {
 			cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err == nil && strings.Contains(string(cl), "mount_tag=vmdeb-job") {
+			if err == nil && strings.Contains(string(cl), "mount_tag=vmdeb-job") && strings.Contains(string(cl), "path="+dir+",") {
 				left = append(left, e.Name())
 			}
 		}
@@ -153,7 +154,10 @@ func assertNoVM(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if jobs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vmdeb-vm-*")); len(jobs) > 0 {
-		t.Errorf("job directories left: %v", jobs)
+	jobs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vmdeb-vm-*"))
+	for _, j := range jobs {
+		if fi, err := os.Stat(j); err == nil && int(fi.Sys().(*syscall.Stat_t).Uid) == uid {
+			t.Errorf("job directory left: %s", j)
+		}
 	}
 }
