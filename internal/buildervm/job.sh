@@ -109,6 +109,9 @@ while IFS= read -r a; do
 	set -- "$@" "$a"
 done <$J/args
 exe=/vmdeb/bin/$(cat $J/exe)
+# A vmdeb linked against a newer C library than the builder's cannot run.
+"$exe" --version >/dev/null 2>&1 ||
+	fail "this vmdeb binary does not run in the $(. /etc/os-release; echo "$VERSION_CODENAME") builder ($("$exe" --version 2>&1 | head -n 1)); build vmdeb with CGO_ENABLED=0 (a static binary) or choose a newer builder.suite"
 say "ready ($(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB, scratch $(df -P -h /scratch | awk 'NR==2 {print $2}'))"
 cd /
 if [ -f $J/tty ]; then
