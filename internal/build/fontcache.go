@@ -67,16 +67,33 @@ func fontDirs(root string) []string {
 
 // truncateDirTimes sets the mtime of every directory under root/rel (rel
 // from fontDirs) to its whole second, and says how many it changed.
-// Symbolic links are not followed. Access times are left alone.
+// fontconfig follows symbolic links to directories (fonts/cmap/* lead into
+// poppler's data, fonts/opentype/mathjax into javascript/), so their
+// targets are walked too when they are inside the image; access times are
+// left alone.
 func truncateDirTimes(root string, rels []string) (int, error) {
 	n := 0
-	for _, rel := range rels {
+	done := map[string]bool{}
+	queue := append([]string{}, rels...)
+	for len(queue) > 0 {
+		rel := queue[0]
+		queue = queue[1:]
+		if done[rel] {
+			continue
+		}
+		done[rel] = true
 		err := filepath.WalkDir(filepath.Join(root, rel), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
 				}
 				return err
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				if t, ok := dirInside(root, p); ok {
+					queue = append(queue, t)
+				}
+				return nil
 			}
 			if !d.IsDir() {
 				return nil
@@ -98,6 +115,38 @@ func truncateDirTimes(root string, rels []string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// dirInside resolves the symbolic link at p (a path under root) as the
+// booted image would, absolute targets taken from root, and returns the
+// directory it leads to relative to root; ok is false for a target that
+// is no directory or lies outside the image.
+func dirInside(root, p string) (rel string, ok bool) {
+	for range 16 { // a chain of links, not a loop
+		t, err := os.Readlink(p)
+		if err != nil {
+			return "", false
+		}
+		if filepath.IsAbs(t) {
+			p = filepath.Join(root, t)
+		} else {
+			p = filepath.Join(filepath.Dir(p), t)
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return "", false
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			return "", false
+		case fi.IsDir():
+			return r, true
+		case fi.Mode()&fs.ModeSymlink == 0:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // renewFontCaches makes the image's fontconfig caches valid on a file

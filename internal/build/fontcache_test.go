@@ -94,3 +94,65 @@ func TestTruncateDirTimes(t *testing.T) {
 		}
 	}
 }
+
+// fontconfig follows links to directories, so their targets inside the
+// image get whole-second mtimes too; links out of the image, to files and
+// in loops are left alone.
+func TestTruncateDirTimesFollowsLinks(t *testing.T) {
+	root := t.TempDir()
+	host := t.TempDir() // stands for the host's own file system
+	for _, d := range []string{"usr/share/fonts/cmap", "usr/share/poppler/cMap/Adobe-GB1", "usr/share/javascript/mathjax/otf", "usr/share/fonts/opentype"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := map[string]string{
+		"usr/share/fonts/cmap/adobe-gb1":     "../../poppler/cMap/Adobe-GB1",      // relative, as poppler-data has it
+		"usr/share/fonts/opentype/mathjax":   "/usr/share/javascript/mathjax/otf", // absolute: the image's, not the host's
+		"usr/share/fonts/opentype/outside":   "../../../../../../../../" + host,
+		"usr/share/fonts/opentype/loop":      "loop",
+		"usr/share/fonts/opentype/chain":     "mathjax",
+		"usr/share/fonts/opentype/file-link": "../../poppler/cMap/Adobe-GB1/none",
+	}
+	for l, target := range links {
+		if err := os.Symlink(target, filepath.Join(root, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frac := time.Date(2026, 11, 26, 5, 20, 20, 123456789, time.UTC)
+	dirs := []string{"usr/share/fonts", "usr/share/fonts/cmap", "usr/share/fonts/opentype", "usr/share/poppler/cMap/Adobe-GB1", "usr/share/javascript/mathjax/otf", "usr/share/poppler/cMap"}
+	for _, d := range dirs {
+		if err := os.Chtimes(filepath.Join(root, d), frac, frac); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(host, frac, frac); err != nil {
+		t.Fatal(err)
+	}
+	n, err := truncateDirTimes(root, []string{"usr/share/fonts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Errorf("changed %d directories, want 5", n)
+	}
+	mtime := func(p string) time.Time {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime().UTC()
+	}
+	for _, d := range dirs[:5] {
+		if got := mtime(filepath.Join(root, d)); got.Nanosecond() != 0 {
+			t.Errorf("%s: mtime %s, want whole seconds", d, got)
+		}
+	}
+	// The link's parent is not a font directory: fontconfig does not read it.
+	if got := mtime(filepath.Join(root, "usr/share/poppler/cMap")); !got.Equal(frac) {
+		t.Errorf("usr/share/poppler/cMap changed to %s", got)
+	}
+	if got := mtime(host); !got.Equal(frac) {
+		t.Errorf("a directory outside the image changed to %s", got)
+	}
+}
