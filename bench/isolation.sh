@@ -33,6 +33,8 @@ kernel: none
 outputs: [{type: tarball, path: out/small.tar.gz}]
 YAML
 chmod -R a+rX "$work"
+# The config's own output directory must be writable by whoever builds it.
+chown -R "$user" "$work/cfg"
 export VMDEB_STAGE_CACHE=off
 secs() { awk "BEGIN{printf \"%.1f\", $2-$1}"; }
 load() { cut -d' ' -f1 /proc/loadavg; }
