@@ -36,8 +36,12 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "suite $suite, areas: $areas, packages: $(echo $pkgs)"
 
 # measure NAME CMD...: runs CMD under /usr/bin/time -v, prints wall time,
-# peak resident memory (the largest single process: time -v reports the
-# biggest child, not the sum) and the load average before and after.
+# CPU time (user + system, of every process waited for: less at the mercy
+# of the machine's load than wall time), peak resident memory (the largest
+# single process: time -v reports the biggest child, not the sum) and the
+# load average before and after. live-build runs mksquashfs under
+# `nice -n 17` on top of this script's niceness: on a busy machine its
+# squashfs gets less of the CPU than vmdeb's.
 measure() {
 	local name=$1; shift
 	local l0 t0 t1
@@ -49,7 +53,8 @@ measure() {
 		return 1
 	}
 	t1=$(date +%s.%N)
-	printf '%s: wall %.1f s, peak RSS %s KiB, load %s -> %s\n' "$name" "$(awk "BEGIN{print $t1-$t0}")" \
+	printf '%s: wall %.1f s, CPU %.1f s, peak RSS %s KiB, load %s -> %s\n' "$name" "$(awk "BEGIN{print $t1-$t0}")" \
+		"$(awk -F': ' '/User time|System time/{s+=$2} END{print s}' "$work/$name.time")" \
 		"$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$name.time")" \
 		"$l0" "$(cut -d' ' -f1 /proc/loadavg)"
 }
@@ -86,6 +91,8 @@ run_lb() {
 		echo "firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true" >config/preseed/firmware.cfg.chroot
 	)
 	measure lb sh -c "cd '$d' && lb build" || return 1
+	# lb's own log dates each of its steps: the phases' boundaries.
+	sed -n 's/^\[\([0-9-]* [0-9:]*\)\] lb \(bootstrap\|chroot\|binary\|binary_rootfs\|binary_manifest\|source\) *$/  lb \2 starts \1/p' "$work/lb.out"
 	local iso
 	iso=$(ls "$d"/*.iso)
 	echo "  lb ISO: $(stat -c %s "$iso") bytes, $(grep -c . "$d"/chroot.packages.live 2>/dev/null || echo '?') packages"
