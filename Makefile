@@ -15,8 +15,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 all: vmdeb
 
+# Static (no cgo): the same binary runs on the host and in builder VMs of
+# older releases.
 vmdeb:
-	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o vmdeb ./cmd/vmdeb
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.Version=$(VERSION)" -o vmdeb ./cmd/vmdeb
 
 # Install what a build needs on a Debian host (as root).
 deps:

@@ -24,7 +24,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	vmdeb = filepath.Join(dir, "vmdeb")
-	out, err := exec.Command("go", "build", "-o", vmdeb, "../../cmd/vmdeb").CombinedOutput()
+	// Static (no cgo), as make builds it: the builder VM runs this binary
+	// on its own release's C library.
+	gb := exec.Command("go", "build", "-o", vmdeb, "../../cmd/vmdeb")
+	gb.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := gb.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building vmdeb: %v\n%s", err, out)
 		os.Exit(1)
