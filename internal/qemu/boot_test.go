@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image"
 	"image/png"
 	"os"
 	"os/exec"
@@ -300,7 +301,8 @@ func ovmfCheck(t *testing.T, a arch.Arch) {
 	}
 }
 
-func checkPNG(t *testing.T, path string) {
+// readPNG decodes the picture at path.
+func readPNG(t *testing.T, path string) image.Image {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -311,6 +313,12 @@ func checkPNG(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+func checkPNG(t *testing.T, path string) {
+	t.Helper()
+	img := readPNG(t, path)
 	if b := img.Bounds(); b.Dx() < 320 || b.Dy() < 200 {
 		t.Errorf("screenshot is only %v", b)
 	}
@@ -353,15 +361,7 @@ func lateScreenSector(t *testing.T) string {
 // lit is the share of an image's pixels that are not black.
 func lit(t *testing.T, path string) float64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, path)
 	b := img.Bounds()
 	n, on := 0, 0
 	for y := b.Min.Y; y < b.Max.Y; y += 3 {

@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,15 +19,7 @@ func TestPPMToPNG(t *testing.T) {
 	if err := ppmToPNG(ppm, out); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, out)
 	if b := img.Bounds(); b.Dx() != 2 || b.Dy() != 1 {
 		t.Fatalf("size %v", b)
 	}

@@ -137,6 +137,15 @@ func assertNoMountsOrProcesses(t *testing.T, workParent string) {
 		t.Errorf("findmnt shows mounts under %s:\n%s", workParent, out)
 	}
 	// Processes: any whose command line or root mentions the work dir.
+	waitNoProcess(t, "processes of the build left running", func(cmdline, root string) bool {
+		return strings.Contains(cmdline, workParent) || strings.HasPrefix(root, workParent)
+	})
+}
+
+// waitNoProcess waits up to 5 s until no process matches (by its command
+// line, NUL-separated, and its root directory), and reports those left.
+func waitNoProcess(t *testing.T, what string, match func(cmdline, root string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
@@ -147,16 +156,16 @@ func assertNoMountsOrProcesses(t *testing.T, workParent string) {
 				continue
 			}
 			root, _ := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
-			if strings.Contains(string(cl), workParent) || strings.HasPrefix(root, workParent) {
+			if match(string(cl), root) {
 				left = append(left, e.Name()+": "+strings.ReplaceAll(string(cl), "\x00", " "))
 			}
 		}
 		if len(left) == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("processes of the build left running:\n%s", strings.Join(left, "\n"))
-			break
+			t.Errorf("%s:\n%s", what, strings.Join(left, "\n"))
+			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

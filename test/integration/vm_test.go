@@ -135,25 +135,9 @@ func readFile(t *testing.T, p string) string {
 // directory.
 func assertNoVM(t *testing.T, dir string, uid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var left []string
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err == nil && strings.Contains(string(cl), "mount_tag=vmdeb-job") && strings.Contains(string(cl), "path="+dir+",") {
-				left = append(left, e.Name())
-			}
-		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("builder VMs left running: pids %v", left)
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitNoProcess(t, "builder VMs left running", func(cmdline, _ string) bool {
+		return strings.Contains(cmdline, "mount_tag=vmdeb-job") && strings.Contains(cmdline, "path="+dir+",")
+	})
 	jobs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vmdeb-vm-*"))
 	for _, j := range jobs {
 		if fi, err := os.Stat(j); err == nil && int(fi.Sys().(*syscall.Stat_t).Uid) == uid {
