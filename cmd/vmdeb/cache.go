@@ -66,7 +66,7 @@ func cacheCmd() *cobra.Command {
 	var cf cacheFlags
 	c := &cobra.Command{
 		Use:   "cache",
-		Short: "List or prune the stage cache (kept root file systems that later builds start from)",
+		Short: "List or prune the stage cache (kept root file systems that later builds start from) and the builder VM images",
 	}
 	c.PersistentFlags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+")")
 	list := &cobra.Command{
