@@ -404,6 +404,25 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// chooseBoot reads the image's boot loaders and picks the architecture
+// and firmware (see qemu.Choose); a contradicting --arch is bad input.
+func chooseBoot(image, archName string, uefiGiven, uefi bool) (qemu.Choice, error) {
+	kind, err := qemu.DetectImage(image)
+	if err != nil {
+		return qemu.Choice{}, &usageError{err}
+	}
+	id, idErr := qemu.Identify(image, kind)
+	var want *bool
+	if uefiGiven {
+		want = &uefi
+	}
+	c, err := qemu.Choose(id, idErr, archName, want)
+	if err != nil {
+		return c, &usageError{fmt.Errorf("%s: %w", image, err)}
+	}
+	return c, nil
+}
+
 func bootCmd() *cobra.Command {
 	var o qemu.Options
 	var archName string
@@ -413,27 +432,30 @@ func bootCmd() *cobra.Command {
 		Short: "Boot an image in qemu and wait for a login prompt on the serial console",
 		Args:  args(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			ar, err := arch.Lookup(archName)
-			if err != nil {
-				return &usageError{fmt.Errorf("--arch: %v", err)}
+			if archName != "" {
+				if _, err := arch.Lookup(archName); err != nil {
+					return &usageError{fmt.Errorf("--arch: %v", err)}
+				}
 			}
 			if _, err := os.Stat(a[0]); err != nil {
 				return &usageError{err}
 			}
-			o.Image, o.Arch = a[0], ar
+			choice, err := chooseBoot(a[0], archName, cmd.Flags().Changed("uefi"), o.UEFI)
+			if err != nil {
+				return err
+			}
+			o.Image, o.Arch, o.UEFI = a[0], choice.Arch, choice.UEFI
 			if o.ScreenshotAfter != 0 && o.Screenshot == "" {
 				return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
 			}
 			if o.ScreenshotAfter < 0 {
 				return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
 			}
-			if !o.UEFI && !ar.HasFirmware(arch.BIOS) {
-				o.UEFI = true
-			}
 			if verbose {
 				o.Console = os.Stdout
 			}
 			o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
+			o.Log("vmdeb boot: %s", choice.Why)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := qemu.Boot(ctx, o)
@@ -454,8 +476,8 @@ func bootCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&archName, "arch", "amd64", "the image's architecture")
-	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware (OVMF/AAVMF) instead of BIOS")
+	f.StringVar(&archName, "arch", "", "the image's architecture (default: read from the image's boot loaders)")
+	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware (OVMF/AAVMF); --uefi=false for BIOS (default: what the image and its architecture boot with)")
 	f.StringVar(&o.Accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&o.Memory, "memory", 2048, "memory in MiB")
 	f.IntVar(&o.CPUs, "cpus", 2, "virtual CPUs")
