@@ -69,9 +69,17 @@ func Stages(p *Plan) []Stage {
 	if p.TargetGrub {
 		s = append(s, targetGrubStage{})
 	}
+	needInit := NeedsInit(p.Spec)
+	if needInit && p.Spec.Customise == "" {
+		s = append(s, initStage{})
+	}
 	s = append(s, systemStage{})
 	if p.Spec.Customise != "" {
 		s = append(s, hookStage{})
+		if needInit {
+			// The hook may install the init itself.
+			s = append(s, initStage{})
+		}
 	}
 	s = append(s, finaliseStage{})
 	for _, o := range p.Spec.Outputs {

@@ -309,7 +309,9 @@ func (s *Settings) YAML(cwd string) (string, error) {
 	if s.Foreign != "" {
 		add("binfmt-handler", abs(s.Foreign))
 	}
-	variant := "minbase"
+	// vmdebootstrap ran debootstrap without --variant unless told: the
+	// default set (required and important), which brings an init.
+	variant := "important"
 	var include []string
 	for _, o := range strings.Fields(s.DebootstrapOpts) {
 		k, v, _ := strings.Cut(strings.TrimPrefix(o, "--"), "=")

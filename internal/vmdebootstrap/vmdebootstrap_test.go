@@ -45,6 +45,23 @@ func TestParseOptions(t *testing.T) {
 	}
 }
 
+// Without variant= in --debootstrapopts the base system is debootstrap's
+// default set, as vmdebootstrap's was: it has an init, so a disk image
+// made from it boots (minbase has none).
+func TestDefaultVariant(t *testing.T) {
+	s, err := Parse([]string{"--image", "t.img", "--size", "3G", "--distribution", "trixie", "--grub", "--use-uefi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := s.YAML("/work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(y, "\nvariant: important\n") {
+		t.Errorf("want variant important:\n%s", y)
+	}
+}
+
 func TestRejectedCombinations(t *testing.T) {
 	cases := map[string][]string{
 		"--squash cannot be used with --image":       {"--squash", "d", "--image", "a.img", "--size", "2G"},
