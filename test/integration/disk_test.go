@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"vmdeb/internal/apt"
+	"vmdeb/internal/qemu"
 )
 
 // btrfsOutput is a second output of the VM example, made from the same
@@ -94,8 +97,11 @@ func TestDiskImage(t *testing.T) {
 	}
 }
 
-// TestVmdebootstrapCommandLine builds a disk image from a vmdebootstrap
-// command line, as existing scripts call it, and boots it.
+// TestVmdebootstrapCommandLine runs a vmdebootstrap command line of the
+// kind people kept for UEFI VMs: no init package named (vmdebootstrap's
+// debootstrap brought one), the image's apt pointed at another mirror, a
+// qcow2. The image must boot with UEFI to a login prompt, and vmdeb boot
+// must see from the image alone that it has no BIOS boot code.
 func TestVmdebootstrapCommandLine(t *testing.T) {
 	needRoot(t)
 	t.Parallel() // long and independent: overlap it with the others
@@ -103,19 +109,75 @@ func TestVmdebootstrapCommandLine(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	copyExamples(t, dir)
-	img := filepath.Join(dir, "vm.img")
-	r := run(t, ctx, "vmdebootstrap", "--image", img, "--size", "2G", "--distribution", "trixie",
-		"--package", "systemd-sysv", "--package", "udev", "--user", "user/live", "--sudo", "--lock-root-password",
-		"--enable-dhcp", "--serial-console", "--grub", "--customize", filepath.Join(dir, "hooks/minimal.sh"))
+	host, err := apt.DetectHostMirrors("/")
+	if err != nil || host.Mirror == "" {
+		t.Fatalf("the host's Debian mirror: %q %v", host.Mirror, err)
+	}
+	const aptMirror = "http://mirror.invalid/debian"
+	img := filepath.Join(dir, "t.img")
+	r := run(t, ctx, "vmdebootstrap", "--image="+img, "--size=3G", "--distribution=trixie", "--mirror="+host.Mirror,
+		"--configure-apt", "--apt-mirror="+aptMirror, "--user=user/live", "--sudo", "--lock-root-password",
+		"--enable-dhcp", "--serial-console", "--grub", "--use-uefi", "--esp-size=200M",
+		"--customize="+filepath.Join(dir, "hooks/minimal.sh"), "--convert-qcow2")
 	if r.code != 0 {
 		t.Fatalf("vmdebootstrap build failed (%d):\n%s", r.code, r.stderr)
 	}
 	if o, _ := exec.Command("losetup", "-a").Output(); strings.Contains(string(o), dir) {
 		t.Errorf("a loop device of the build is left: %s", o)
 	}
-	b := run(t, ctx, "boot", "--timeout", "10m", "--login", "user", "--password", "live",
-		"--run", "echo live | sudo -S true && echo SUDO-$((40+2)); cat /etc/vmdeb-hook; ls /etc/network/interfaces.d", img)
-	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-42") || !strings.Contains(b.stdout, "hook=minimal") {
-		t.Errorf("the image does not have the user with sudo and the hook's work:\n%s\n%s", b.stdout, b.stderr)
+	kind, err := qemu.DetectImage(img)
+	if err != nil || kind != qemu.KindQcow2 {
+		t.Fatalf("--convert-qcow2 made a %q image (%v)", kind, err)
 	}
+	id, err := qemu.Identify(img, kind)
+	if c, cerr := qemu.Choose(id, err, "", nil); cerr != nil || c.Arch.Name != "amd64" || !c.UEFI {
+		t.Errorf("without --arch and --uefi, vmdeb boot would choose %s UEFI=%v (%v): %s", c.Arch.Name, c.UEFI, cerr, c.Why)
+	}
+	b := run(t, ctx, "boot", "--uefi", "--timeout", "10m", "--login", "user", "--password", "live",
+		"--run", "echo live | sudo -S true && echo SUDO-$((40+2)); cat /etc/vmdeb-hook; test -x /sbin/init && echo INIT-$((1+1)); grep -rh "+aptMirror+" /etc/apt/", img)
+	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-42") || !strings.Contains(b.stdout, "hook=minimal") || !strings.Contains(b.stdout, "INIT-2") {
+		t.Errorf("the image does not boot with the user with sudo, the hook's work and an init:\n%s\n%s", b.stdout, b.stderr)
+	}
+	if !strings.Contains(b.stdout, aptMirror+" ") {
+		t.Errorf("the image's apt sources do not name --apt-mirror %s:\n%s", aptMirror, b.stdout)
+	}
+	if first, _, _ := strings.Cut(b.stdout, "\n"); !strings.Contains(first, "amd64 (qemu-system-x86_64) with UEFI") {
+		t.Errorf("the boot's first line: %q", first)
+	}
+}
+
+// noInit is a bootable image on minbase, which has no init, without one in
+// its packages: the build must stop once the packages are in, naming the
+// package to add, and write nothing.
+const noInit = `name: noinit
+suite: trixie
+architecture: amd64
+bootstrap: native
+variant: minbase
+outputs:
+  - {type: disk, path: noinit.img, size: 2G, network: none}
+`
+
+func TestNoInitRefused(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir, work := t.TempDir(), t.TempDir()
+	cfg := writeConfig(t, dir, noInit, nil)
+	chk := run(t, ctx, "check", cfg)
+	if chk.code != 0 || !strings.Contains(chk.stdout, "add systemd-sysv to packages") {
+		t.Errorf("check does not warn of the missing init:\n%s%s", chk.stdout, chk.stderr)
+	}
+	r := run(t, ctx, "build", "--workdir", work, cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "stage init failed") || !strings.Contains(r.stderr, "no /sbin/init") ||
+		!strings.Contains(r.stderr, "systemd-sysv") {
+		t.Errorf("want the build to fail in stage init naming systemd-sysv, got %d:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "noinit.img")); err == nil {
+		t.Error("an output exists after a failed build")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*vmdeb-tmp*")); len(left) > 0 {
+		t.Errorf("temporary outputs left: %v", left)
+	}
+	assertClean(t, work)
 }
