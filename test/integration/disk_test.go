@@ -138,7 +138,7 @@ func TestVmdebootstrapCommandLine(t *testing.T) {
 	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-42") || !strings.Contains(b.stdout, "hook=minimal") || !strings.Contains(b.stdout, "INIT-2") {
 		t.Errorf("the image does not boot with the user with sudo, the hook's work and an init:\n%s\n%s", b.stdout, b.stderr)
 	}
-	if !strings.Contains(b.stdout, aptMirror+" ") {
+	if !strings.Contains(b.stdout, "URIs: "+aptMirror) {
 		t.Errorf("the image's apt sources do not name --apt-mirror %s:\n%s", aptMirror, b.stdout)
 	}
 	if first, _, _ := strings.Cut(b.stdout, "\n"); !strings.Contains(first, "amd64 (qemu-system-x86_64) with UEFI") {
