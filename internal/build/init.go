@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"vmdeb/internal/config"
+	"vmdeb/internal/disk"
 )
 
 // initPackages provide /sbin/init in Debian; the first is the default.
@@ -55,7 +54,7 @@ func (initStage) Run(_ context.Context, st *State) error { return CheckInit(st.R
 // CheckInit checks that rootfs has an executable /sbin/init, following
 // symbolic links inside rootfs as the booted system would.
 func CheckInit(rootfs string) error {
-	p, err := inRoot(rootfs, "/sbin/init")
+	p, err := disk.ResolveInRoot(rootfs, "/sbin/init")
 	var fi os.FileInfo
 	if err == nil {
 		fi, err = os.Stat(p)
@@ -71,36 +70,4 @@ func CheckInit(rootfs string) error {
 	}
 	return fmt.Errorf("the image would not boot: %s; add an init system to packages: %s (Debian's default) or %s",
 		why, initPackages[0], initPackages[1])
-}
-
-// inRoot is the host path of rel inside root with every symbolic link
-// followed inside root: an absolute target names a file of the image, not
-// of the host.
-func inRoot(root, rel string) (string, error) {
-	parts := strings.Split(strings.Trim(path.Clean("/"+rel), "/"), "/")
-	cur := "/"
-	for i, hops := 0, 0; i < len(parts); i++ {
-		next := path.Join(cur, parts[i])
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if hops++; hops > 40 {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
-		}
-		t, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if !path.IsAbs(t) {
-			t = path.Join(cur, t)
-		}
-		parts = append(strings.Split(strings.Trim(path.Clean("/"+t), "/"), "/"), parts[i+1:]...)
-		i, cur = -1, "/"
-	}
-	return filepath.Join(root, cur), nil
 }

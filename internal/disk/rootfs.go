@@ -108,6 +108,10 @@ func (r root) resolve(rel string) (string, error) { return r.resolveLinks(rel, f
 // resolveAll is resolve that also follows a link in the last component.
 func (r root) resolveAll(rel string) (string, error) { return r.resolveLinks(rel, true) }
 
+// ResolveInRoot is the host path of rel inside the image at rootfs, with
+// every symbolic link followed inside the image, the last one too.
+func ResolveInRoot(rootfs, rel string) (string, error) { return root(rootfs).resolveAll(rel) }
+
 func (r root) resolveLinks(rel string, last bool) (string, error) {
 	parts := strings.Split(strings.Trim(path.Clean("/"+rel), "/"), "/")
 	cur, hops := "/", 0
