@@ -24,11 +24,43 @@ func NeedsInit(s *config.Spec) bool {
 	return s.HasOutput("live-iso") || s.HasOutput("disk") || s.HasOutput("squashfs")
 }
 
+// defaultInit is what the kernel (and the initramfs's run-init) starts
+// when the command line names no init=.
+const defaultInit = "/sbin/init"
+
+// InitPaths are the programs the booted outputs start as PID 1: the last
+// init= of each output's kernel command line (the live medium's
+// live.kernel-params, a disk's own kernel-params), or /sbin/init.
+func InitPaths(s *config.Spec) []string {
+	var paths []string
+	add := func(params []string) {
+		p := defaultInit
+		for _, kp := range params {
+			if v, ok := strings.CutPrefix(kp, "init="); ok && v != "" {
+				p = v
+			}
+		}
+		if !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	if s.HasOutput("live-iso") || s.HasOutput("squashfs") {
+		add(s.Live.KernelParams)
+	}
+	for _, o := range s.Outputs {
+		if o.Type == "disk" {
+			add(o.KernelParams)
+		}
+	}
+	return paths
+}
+
 // initNote is the check-time warning for a bootable image whose package
 // list names no init on a variant that has none: the build would stop
 // after the packages unless a dependency or the hook brings one.
 func initNote(s *config.Spec, pkgs []string) string {
-	if !NeedsInit(s) || (s.Variant != "minbase" && s.Variant != "buildd") {
+	if !NeedsInit(s) || (s.Variant != "minbase" && s.Variant != "buildd") ||
+		!slices.Contains(InitPaths(s), defaultInit) {
 		return ""
 	}
 	for _, p := range pkgs {
@@ -41,20 +73,29 @@ func initNote(s *config.Spec, pkgs []string) string {
 		s.Variant, initPackages[0])
 }
 
-// initStage refuses a bootable image without /sbin/init: its kernel would
-// end in the initramfs shell ("run-init: can't execute '/sbin/init'"),
-// which nobody sees until the image is booted. It runs once the packages
-// (and the hook, which may install one) are in, before any output.
+// initStage refuses a bootable image without its init (/sbin/init, or the
+// init= its kernel command line names): its kernel would end in the
+// initramfs shell ("run-init: can't execute '/sbin/init'"), which nobody
+// sees until the image is booted. It runs once the packages (and the
+// hook, which may install one) are in, before any output.
 type initStage struct{}
 
 func (initStage) Name() string { return "init" }
 
-func (initStage) Run(_ context.Context, st *State) error { return CheckInit(st.Rootfs) }
+func (initStage) Run(_ context.Context, st *State) error {
+	for _, p := range InitPaths(st.Plan.Spec) {
+		if err := CheckInit(st.Rootfs, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// CheckInit checks that rootfs has an executable /sbin/init, following
-// symbolic links inside rootfs as the booted system would.
-func CheckInit(rootfs string) error {
-	p, err := disk.ResolveInRoot(rootfs, "/sbin/init")
+// CheckInit checks that rootfs has an executable init at path (absolute,
+// inside the image), following symbolic links inside rootfs as the
+// booted system would.
+func CheckInit(rootfs, path string) error {
+	p, err := disk.ResolveInRoot(rootfs, path)
 	var fi os.FileInfo
 	if err == nil {
 		fi, err = os.Stat(p)
@@ -62,11 +103,15 @@ func CheckInit(rootfs string) error {
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 		return nil
 	}
-	why := "it has no /sbin/init"
+	why := "it has no " + path
 	if err == nil {
-		why = "its /sbin/init is not an executable file"
+		why = "its " + path + " is not an executable file"
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		why = fmt.Sprintf("its /sbin/init cannot be read (%v)", err)
+		why = fmt.Sprintf("its %s cannot be read (%v)", path, err)
+	}
+	if path != defaultInit {
+		return fmt.Errorf("the image would not boot: %s, which kernel-params names as init=; install it from the hook or a package, or remove init= to boot %s",
+			why, defaultInit)
 	}
 	return fmt.Errorf("the image would not boot: %s; add an init system to packages: %s (Debian's default) or %s",
 		why, initPackages[0], initPackages[1])

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"vmdeb/internal/arch"
+	"vmdeb/internal/buildervm"
 	"vmdeb/internal/config"
 )
 
@@ -60,7 +62,7 @@ func TestCheckInit(t *testing.T) {
 		{"loop", map[string]string{"sbin/init": "->init2", "sbin/init2": "->init"}, "too many levels"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckInit(tree(t, tc.tree))
+			err := CheckInit(tree(t, tc.tree), "/sbin/init")
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -69,6 +71,45 @@ func TestCheckInit(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("got %v, want an error saying %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// An init= on the kernel command line (the builder VM's own PID 1) is
+// what must exist; /sbin/init is then not needed.
+func TestCheckInitNamed(t *testing.T) {
+	root := tree(t, map[string]string{"usr/local/sbin/builder-init": "x", "usr/sbin/agetty": "x"})
+	if err := CheckInit(root, "/usr/local/sbin/builder-init"); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckInit(root, "/usr/local/sbin/other-init")
+	if err == nil || !strings.Contains(err.Error(), "no /usr/local/sbin/other-init, which kernel-params names as init=") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestInitPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		live    []string
+		outputs []config.Output
+		want    []string
+	}{
+		{"live default", nil, nil, []string{"/sbin/init"}},
+		{"live init=", []string{"quiet", "init=/bin/a", "init=/usr/local/sbin/b"}, nil, []string{"/usr/local/sbin/b"}},
+		{"disk init=", []string{"init=/bin/a"}, []config.Output{{Type: "disk", KernelParams: []string{"init=/bin/d"}}}, []string{"/bin/d"}},
+		{"live and disk", []string{"init=/bin/a"}, []config.Output{{Type: "live-iso"}, {Type: "disk"}}, []string{"/bin/a", "/sbin/init"}},
+		{"tarball", nil, []config.Output{{Type: "tarball"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec(t, "")
+			s.Live.KernelParams = tc.live
+			if tc.outputs != nil {
+				s.Outputs = tc.outputs
+			}
+			if got := InitPaths(s); !slices.Equal(got, tc.want) {
+				t.Errorf("InitPaths = %v, want %v", got, tc.want)
 			}
 		})
 	}
@@ -126,6 +167,7 @@ func TestInitNote(t *testing.T) {
 		{"minbase disk with pinned sysvinit-core", "minbase", disk, []string{"sysvinit-core/trixie"}, false},
 		{"important disk", "important", disk, []string{"linux-image-amd64"}, false},
 		{"minbase tarball", "minbase", []config.Output{{Type: "tarball", Path: "t.tar"}}, nil, false},
+		{"minbase disk with its own init=", "minbase", []config.Output{{Type: "disk", Path: "vm.img", KernelParams: []string{"init=/usr/local/sbin/x"}}}, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := spec(t, "")
@@ -135,5 +177,31 @@ func TestInitNote(t *testing.T) {
 				t.Errorf("note %q, want one: %v", n, tc.want)
 			}
 		})
+	}
+}
+
+// The builder VM's image is minbase with no init package: its PID 1 is
+// vmdeb's own script, named by init= on its disk's command line. The init
+// check must look for that, not /sbin/init (it once refused every
+// builder image).
+func TestBuilderImageInit(t *testing.T) {
+	a, err := arch.Lookup("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := buildervm.Image{Suite: "trixie", Arch: a}.WriteConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := InitPaths(s); !slices.Equal(got, []string{buildervm.InitPath}) {
+		t.Errorf("InitPaths = %v, want [%s]", got, buildervm.InitPath)
+	}
+	if n := initNote(s, packageList(s)); n != "" {
+		t.Errorf("check would warn on the builder's config: %s", n)
 	}
 }
