@@ -28,6 +28,9 @@ deps:
 	@# without systemd does not mount it or register the handlers by itself.
 	[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	update-binfmts --enable
+	@# A kernel without its 32-bit compat layer (ia32_emulation=0) runs no
+	@# i386 programs, and Debian registers no qemu-i386 handler on amd64.
+	scripts/compat-binfmt.sh
 
 # Build the bundled default image: out/debian-live-minimal-amd64.iso
 example: vmdeb

@@ -170,11 +170,27 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 func (p *Plan) emulation(binfmtDir string) error {
 	s := p.Spec
 	explicit := s.Path(s.BinfmtHandler)
-	if p.Arch.Native() && explicit == "" {
-		return nil
-	}
 	if binfmtDir == "" {
 		binfmtDir = arch.BinfmtDir
+	}
+	if p.Arch.Native() && explicit == "" {
+		if p.Arch.Name == arch.HostName() {
+			return nil
+		}
+		// i386 on amd64, armhf on arm64: the kernel's compat layer runs
+		// them, or a qemu-user handler where it is off.
+		h, herr := arch.ReadHandler(binfmtDir, p.Arch)
+		if herr != nil {
+			if err := arch.Runs(p.Arch); err != nil {
+				return s.Errorf("architecture", "%s programs cannot run on this %s host: %v (its 32-bit compat layer is off or built out, e.g. ia32_emulation=0) and %v; "+
+					"make deps registers a %s handler on such a host (see docs/architectures.md)", p.Arch.Name, arch.HostName(), err, herr, "qemu-"+p.Arch.QemuUser)
+			}
+			return nil
+		}
+		if !h.Fixed() {
+			p.Interpreter, p.InterpreterAt = h.Interpreter, h.Interpreter
+		}
+		return nil
 	}
 	h, err := arch.ReadHandler(binfmtDir, p.Arch)
 	if err != nil {
