@@ -154,6 +154,9 @@ func CheckOutputs(s *config.Spec, logPath string) error {
 	by := map[string]seen{}
 	add := func(w Written, write bool) {
 		r := Resolve(w.Path)
+		if full, err := filepath.EvalSymlinks(w.Path); err == nil && !write {
+			r = full // a file read may be reached through a link
+		}
 		if prev, ok := by[r]; ok {
 			shared := prev.write && write && prev.What != w.What &&
 				sameKind(prev.What, w.What) // two outputs in one directory share SHA256SUMS; one stem shares a manifest
@@ -221,15 +224,20 @@ func sameNote(a, b string) string {
 	return " (" + Resolve(a) + ")"
 }
 
-// Resolve makes p absolute and clean, with the links of its longest
-// existing leading part resolved (the rest does not exist yet).
+// Resolve makes p absolute and clean, with the links of its directory's
+// longest existing leading part resolved (the rest does not exist yet).
+// The final name is not followed: vmdeb never writes through it (a link
+// there is refused by checkFinal).
 func Resolve(p string) string {
 	p, err := filepath.Abs(p)
 	if err != nil {
 		return filepath.Clean(p)
 	}
-	var rest []string
-	for d := p; ; d = filepath.Dir(d) {
+	if p == "/" {
+		return p
+	}
+	rest := []string{filepath.Base(p)}
+	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
 		if r, err := filepath.EvalSymlinks(d); err == nil {
 			for i := len(rest) - 1; i >= 0; i-- {
 				r = filepath.Join(r, rest[i])
