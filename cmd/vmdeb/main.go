@@ -288,6 +288,13 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == "userns"}); err != nil {
 		return err
 	}
+	workParent := o.WorkDir
+	if workParent == "" {
+		workParent = "/var/tmp"
+	}
+	if err := build.CheckPrivateDir(workParent); err != nil {
+		return &build.PreflightError{Err: err}
+	}
 	args := []string{"build"}
 	if o.WorkDir != "" {
 		args = append(args, "--workdir", o.WorkDir)

@@ -17,12 +17,29 @@ import (
 // UID is the builder's uid on the host (the user's, in a rootless build).
 // It refuses a directory that is a link, not the builder's or open to
 // others, and a parent path that another user could change.
-func PrivateDir(parent string) (string, error) {
+func PrivateDir(parent string) (string, error) { return privateDir(parent, true) }
+
+// CheckPrivateDir is PrivateDir's checks, making nothing: for the
+// preflight, so that a refusal comes before the build log is written.
+func CheckPrivateDir(parent string) error {
+	_, err := privateDir(parent, false)
+	return err
+}
+
+func privateDir(parent string, create bool) (string, error) {
 	parent, err := filepath.Abs(parent)
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if !create {
+		// Check the nearest existing ancestor: the rest would be made.
+		for {
+			if _, err := os.Stat(parent); err == nil || filepath.Dir(parent) == parent {
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+	} else if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", err
 	}
 	if parent, err = filepath.EvalSymlinks(parent); err != nil {
@@ -32,7 +49,12 @@ func PrivateDir(parent string) (string, error) {
 		return "", err
 	}
 	d := filepath.Join(parent, "vmdeb-"+strconv.Itoa(hostUID()))
-	if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+	if !create {
+		var st unix.Stat_t
+		if err := unix.Lstat(d, &st); errors.Is(err, unix.ENOENT) {
+			return d, nil
+		}
+	} else if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return "", fmt.Errorf("making %s: %w", d, err)
 	}
 	fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

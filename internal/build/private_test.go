@@ -119,3 +119,18 @@ func TestRemoveAllRacingSwapper(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPrivateDirMakesNothing(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "not", "yet")
+	if err := CheckPrivateDir(parent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(parent)); err == nil {
+		t.Errorf("CheckPrivateDir made %s", filepath.Dir(parent))
+	}
+	p := t.TempDir()
+	os.Symlink(t.TempDir(), filepath.Join(p, fmt.Sprintf("vmdeb-%d", os.Geteuid())))
+	if err := CheckPrivateDir(p); err == nil || !strings.Contains(err.Error(), "not a directory of vmdeb's") {
+		t.Errorf("a link at the private directory: %v", err)
+	}
+}
