@@ -247,16 +247,7 @@ func (e *StageError) Unwrap() error { return e.Err }
 func (st *State) temp(out string) string {
 	dir, base := filepath.Dir(out), filepath.Base(out)
 	prefix := "." + base + ".vmdeb-tmp"
-	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		old, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
-		for _, o := range old {
-			var s unix.Stat_t
-			if unix.Fstatat(fd, filepath.Base(o), &s, unix.AT_SYMLINK_NOFOLLOW) == nil && int(s.Uid) == os.Geteuid() {
-				chroot.RemoveAt(fd, filepath.Base(o), o)
-			}
-		}
-		unix.Close(fd)
-	}
+	removeStale(dir, prefix)
 	t, err := os.MkdirTemp(dir, prefix+"-")
 	if err != nil {
 		// The stage's tool reports the unwritable directory.
@@ -264,6 +255,24 @@ func (st *State) temp(out string) string {
 	}
 	st.temps = append(st.temps, t)
 	return filepath.Join(t, base)
+}
+
+// removeStale removes the entries of dir whose names start with prefix
+// and that this user owns (what a killed build left), never following a
+// link. Callers hold the lock of the path the names belong to.
+func removeStale(dir, prefix string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
+	for _, o := range old {
+		var s unix.Stat_t
+		if unix.Fstatat(fd, filepath.Base(o), &s, unix.AT_SYMLINK_NOFOLLOW) == nil && int(s.Uid) == os.Geteuid() {
+			chroot.RemoveAt(fd, filepath.Base(o), o)
+		}
+	}
 }
 
 // commit records a finished output under its temporary name. Outputs

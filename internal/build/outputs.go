@@ -31,11 +31,13 @@ type Replacing struct {
 
 // CreateReplacing makes a new file (mode 0644) beside path, under a
 // random name created exclusively; Publish renames it to path. It refuses
-// a path that stands as anything but a regular file.
+// a path that stands as anything but a regular file. The caller holds
+// path's lock (LockOutputs, lockPath): a killed build's leftover is removed.
 func CreateReplacing(path string) (*Replacing, error) {
 	if err := checkFinal(path, false); err != nil {
 		return nil, err
 	}
+	removeStale(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp")
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp-*")
 	if err != nil {
 		return nil, err
