@@ -375,8 +375,11 @@ func RemoveAll(dir string) error {
 	}
 	dir = filepath.Clean(dir)
 	parent, err := unix.Open(filepath.Dir(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("removing %s: %w", dir, err)
 	}
 	defer unix.Close(parent)
 	return RemoveAt(parent, filepath.Base(dir), dir)
