@@ -31,6 +31,7 @@ func privateDir(parent string, create bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	asked := parent
 	if !create {
 		// Check the nearest existing ancestor: the rest would be made.
 		for {
@@ -44,6 +45,9 @@ func privateDir(parent string, create bool) (string, error) {
 	}
 	if parent, err = filepath.EvalSymlinks(parent); err != nil {
 		return "", err
+	}
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("work directory %s (--workdir): %s is not a directory", asked, parent)
 	}
 	if err := safeAncestors(parent); err != nil {
 		return "", err
