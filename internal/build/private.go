@@ -71,8 +71,8 @@ func privateDir(parent string, create bool) (string, error) {
 		return "", err
 	}
 	if int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
-		return "", fmt.Errorf("%s belongs to uid %d with mode %o, not to this build's user with mode 700: someone else made it; remove it, or choose another --workdir",
-			d, st.Uid, st.Mode&0o7777)
+		return "", fmt.Errorf("%s belongs to uid %d (mode %o), and vmdeb needs it to be uid %d's with mode 700: someone else made it; remove it, or choose another --workdir",
+			d, st.Uid, st.Mode&0o7777, os.Geteuid())
 	}
 	return d, nil
 }
