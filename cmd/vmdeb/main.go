@@ -104,14 +104,17 @@ func args(n int) cobra.PositionalArgs {
 
 func checkCmd() *cobra.Command {
 	var offline bool
-	var iso string
+	var iso, outDir, logPath string
 	c := &cobra.Command{
 		Use:   "check CONFIG",
 		Short: "Validate a config file and the host (tools, mirror) without building",
 		Args:  args(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			s, err := config.Load(a[0])
+			s, err := loadForBuild(a[0], outDir)
 			if err != nil {
+				return err
+			}
+			if err := build.CheckOutputs(s, logPath); err != nil {
 				return err
 			}
 			if err := checkIsolationFlag(iso); err != nil {
@@ -145,6 +148,8 @@ func checkCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&offline, "offline", false, "do not ask the mirror whether it has the suite")
 	c.Flags().StringVar(&iso, "isolation", "", "check for a build with this isolation: host, userns or vm (default: as vmdeb build would choose)")
+	c.Flags().StringVarP(&outDir, "outdir", "o", "", "check for a build with --outdir DIR")
+	c.Flags().StringVar(&logPath, "log", "", "check for a build with --log FILE")
 	return c
 }
 
@@ -265,6 +270,16 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	if err != nil {
 		return err
 	}
+	if err := build.CheckOutputs(s, logPath); err != nil {
+		return err
+	}
+	// Held until the build ends (or this process dies): a second build of
+	// the same outputs fails here.
+	locks, err := build.LockOutputs(s, logPath)
+	if err != nil {
+		return &exitError{exitFailed, err}
+	}
+	defer locks.Release()
 	if where == "vm" {
 		return buildInVM(ctx, path, s, o, cf, logPath, outDir)
 	}
@@ -272,6 +287,13 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	// is reported once and nothing is created.
 	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == "userns"}); err != nil {
 		return err
+	}
+	workParent := o.WorkDir
+	if workParent == "" {
+		workParent = "/var/tmp"
+	}
+	if err := build.CheckPrivateDir(workParent); err != nil {
+		return &build.PreflightError{Err: err}
 	}
 	args := []string{"build"}
 	if o.WorkDir != "" {
@@ -366,15 +388,22 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
 	if err != nil {
 		return err
 	}
+	if err := build.CheckOutputs(s, logPath); err != nil {
+		return err
+	}
 	if logPath == "" {
-		logPath = filepath.Join(filepath.Dir(s.Path(s.Outputs[0].Path)), s.Name+".build.log")
+		logPath = build.DefaultLog(s)
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return &exitError{exitFailed, err}
 	}
-	lf, err := os.Create(logPath)
+	// A new file renamed into place: never written through a planted link.
+	lf, err := build.CreateReplacing(logPath)
+	if err == nil {
+		err = lf.Publish()
+	}
 	if err != nil {
-		return &exitError{exitFailed, err}
+		return &exitError{exitFailed, fmt.Errorf("build log: %w", err)}
 	}
 	defer lf.Close()
 	log := buildlog.New(lf, logPath, os.Stdout)

@@ -107,11 +107,12 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 	if parent == "" {
 		parent = "/var/tmp"
 	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	private, err := PrivateDir(parent)
+	if err != nil {
 		return nil, err
 	}
-	sweepStale(parent, log)
-	work, err := os.MkdirTemp(parent, "vmdeb-"+p.Spec.Name+"-")
+	sweepStale(private, log)
+	work, err := os.MkdirTemp(private, "vmdeb-"+p.Spec.Name+"-")
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +143,8 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 			log.Printf("work directory kept: %s", work)
 		} else if rerr := chroot.RemoveAll(work); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("removing work directory: %w", rerr))
+		} else {
+			unix.Rmdir(private) // only if no other build uses it
 		}
 	}()
 	if err := os.Mkdir(st.Rootfs, 0o755); err != nil {
@@ -206,20 +209,32 @@ func lockWork(dir string) (*os.File, error) {
 
 // sweepStale removes the work directories of builds that were killed
 // (SIGKILL leaves no chance to clean up): those whose lock nobody holds.
-func sweepStale(parent string, log *buildlog.Log) {
-	dirs, _ := filepath.Glob(filepath.Join(parent, "vmdeb-*"))
-	for _, d := range dirs {
-		f, err := os.OpenFile(filepath.Join(d, lockName), os.O_RDWR, 0)
+// It looks only in the builder's private directory: nobody else can put
+// an entry there.
+func sweepStale(private string, log *buildlog.Log) {
+	dfd, err := unix.Open(private, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	dir := os.NewFile(uintptr(dfd), private)
+	defer dir.Close()
+	ents, _ := dir.ReadDir(-1)
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "vmdeb-") {
+			continue
+		}
+		fd, err := unix.Openat(dfd, e.Name()+"/"+lockName, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue // not a work directory, or one just being made
 		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		d := filepath.Join(private, e.Name())
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
 			log.Printf("removing the work directory of an interrupted build: %s", d)
 			if err := chroot.RemoveAll(d); err != nil {
 				log.Printf("could not remove %s: %v", d, err)
 			}
 		}
-		f.Close()
+		unix.Close(fd)
 	}
 }
 
@@ -232,18 +247,40 @@ type StageError struct {
 func (e *StageError) Error() string { return fmt.Sprintf("stage %s failed: %v", e.Stage, e.Err) }
 func (e *StageError) Unwrap() error { return e.Err }
 
-// temp returns a temporary name beside out, removed if the build fails.
-// One left by a killed build of the same output is removed first.
+// temp returns a temporary name for out: inside a new directory of
+// vmdeb's own (mode 0700, a name nobody could have planted) beside out,
+// removed if the build fails. The tools' own temporary files land in it
+// too. Those left by a killed build of the same output are removed first
+// (the build holds the output's lock), without following links.
 func (st *State) temp(out string) string {
-	t := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".vmdeb-tmp")
-	old, _ := filepath.Glob(t + "*")
-	// The tools' own temporary files beside it (.NAME.vmdeb-tmp.tmp-…).
-	tools, _ := filepath.Glob(filepath.Join(filepath.Dir(t), "."+filepath.Base(t)+"*"))
-	for _, o := range append(old, tools...) {
-		chroot.RemoveAll(o)
+	dir, base := filepath.Dir(out), filepath.Base(out)
+	prefix := "." + base + ".vmdeb-tmp"
+	removeStale(dir, prefix)
+	t, err := os.MkdirTemp(dir, prefix+"-")
+	if err != nil {
+		// The stage's tool reports the unwritable directory.
+		return filepath.Join(dir, prefix+"-unwritable", base)
 	}
 	st.temps = append(st.temps, t)
-	return t
+	return filepath.Join(t, base)
+}
+
+// removeStale removes the entries of dir whose names start with prefix
+// and that this user owns (what a killed build left), never following a
+// link. Callers hold the lock of the path the names belong to.
+func removeStale(dir, prefix string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
+	for _, o := range old {
+		var s unix.Stat_t
+		if unix.Fstatat(fd, filepath.Base(o), &s, unix.AT_SYMLINK_NOFOLLOW) == nil && int(s.Uid) == os.Geteuid() {
+			chroot.RemoveAt(fd, filepath.Base(o), o)
+		}
+	}
 }
 
 // commit records a finished output under its temporary name. Outputs
@@ -262,7 +299,8 @@ func (st *State) commit(tmp, out, typ string) error {
 
 type pendingOutput struct{ tmp, out string }
 
-// publish renames every finished output to its final name.
+// publish renames every finished output to its final name. A rename
+// replaces a link standing at the final name; it never writes through it.
 func (st *State) publish() error {
 	for _, p := range st.pending {
 		if fi, err := os.Lstat(p.out); err == nil && fi.IsDir() {
@@ -271,6 +309,7 @@ func (st *State) publish() error {
 		if err := os.Rename(p.tmp, p.out); err != nil {
 			return err
 		}
+		chroot.RemoveAll(filepath.Dir(p.tmp)) // its private directory
 	}
 	st.pending = nil
 	return nil

@@ -705,20 +705,34 @@ func manifestPath(out string) string {
 	return out + ".packages"
 }
 
+// writeAtomic replaces path with data: written to a new file of a name
+// nobody could have planted (O_EXCL), then renamed over path.
 func writeAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
+	f, err := CreateReplacing(path)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return f.Publish()
 }
 
 // updateSums sets the lines for files in a SHA256SUMS file, keeping the
 // lines of other files.
 func updateSums(ctx context.Context, sums string, files []string) error {
 	entries := map[string]string{}
-	if data, err := os.ReadFile(sums); err == nil {
+	unlock, err := lockPath(sums, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if data, err := readNoFollow(sums); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
 			if f := strings.SplitN(l, "  ", 2); len(f) == 2 {
 				entries[f[1]] = f[0]

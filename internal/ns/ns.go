@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,12 +22,64 @@ import (
 
 const marker = "VMDEB_IN_NAMESPACE"
 
+// The parent hands the build an open descriptor of its own mount
+// namespace at this fd (one higher in a user namespace, where fd 3 is the
+// id-map pipe): proof that the build runs in namespaces made for it.
+const (
+	proofFD       = 3
+	proofFDUserns = 4
+)
+
+var (
+	insideOnce sync.Once
+	inside     bool
+)
+
 // Inside reports whether this process is the namespaced build process.
-func Inside() bool { return os.Getenv(marker) == "1" }
+// The environment's marker alone is not enough (a caller may have set it):
+// the process must be PID 1 of its PID namespace and hold its parent's
+// mount namespace, which must differ from its own.
+func Inside() bool {
+	insideOnce.Do(func() {
+		if os.Getenv(marker) != "1" {
+			return
+		}
+		fd := proofFD
+		if os.Getenv(usernsEnv) == "1" {
+			fd = proofFDUserns
+		}
+		inside = Proven(fd)
+		if inside {
+			unix.Close(fd) // the build's own programs must not inherit it
+		}
+	})
+	return inside
+}
+
+// Proven reports whether fd is the mount namespace of the process that
+// started this one, and this process runs in a mount namespace of its own
+// as PID 1 of a PID namespace of its own.
+func Proven(fd int) bool {
+	if os.Getpid() != 1 {
+		return false
+	}
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil || fs.Type != unix.NSFS_MAGIC {
+		return false
+	}
+	var parent, mine unix.Stat_t
+	if unix.Fstat(fd, &parent) != nil || unix.Stat("/proc/self/ns/mnt", &mine) != nil {
+		return false
+	}
+	if kind, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || kind != unix.CLONE_NEWNS {
+		return false
+	}
+	return parent.Dev == mine.Dev && parent.Ino != mine.Ino
+}
 
 // Rootless reports whether the namespaced build runs in a user namespace
 // (isolation: userns) rather than as the host's root.
-func Rootless() bool { return Inside() && os.Getenv(usernsEnv) == "1" }
+func Rootless() bool { return Inside() && os.Getenv(usernsEnv) == "1" && InUserns() }
 
 // Reexec runs this program again with args in new mount and
 // PID namespaces and returns its exit status. The child dies with us
@@ -36,6 +90,12 @@ func Reexec(args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	mnt, err := os.Open("/proc/self/ns/mnt")
+	if err != nil {
+		return 1, err
+	}
+	defer mnt.Close()
+	cmd.ExtraFiles = []*os.File{mnt} // proofFD
 	wait, err := start(cmd)
 	if err != nil {
 		return 1, fmt.Errorf("cannot start the build in its own namespaces (vmdeb build needs root): %w", err)
@@ -50,7 +110,13 @@ func command(args []string, mark string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), marker+"="+mark)
+	// The caller's own markers, if any, are dropped: only this parent sets them.
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, marker+"=") && !strings.HasPrefix(e, usernsEnv+"=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, marker+"="+mark)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,

@@ -174,7 +174,12 @@ func ReexecUserns(p *UsernsPlan, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	cmd.ExtraFiles = []*os.File{r}
+	mnt, err := os.Open("/proc/self/ns/mnt")
+	if err != nil {
+		return 1, err
+	}
+	defer mnt.Close()
+	cmd.ExtraFiles = []*os.File{r, mnt} // fd 3, proofFDUserns
 	cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
 	wait, err := start(cmd)
 	if err != nil {
@@ -223,6 +228,11 @@ func ReexecUserns(p *UsernsPlan, args []string) (int, error) {
 // the id maps, then executes vmdeb again: execve as uid 0 of the namespace
 // is what gives the process its capabilities there.
 func FinishUserns() {
+	// Only PID 1 of a new PID namespace can be the process ReexecUserns
+	// started; a caller's environment proves nothing.
+	if os.Getpid() != 1 {
+		return
+	}
 	if os.Getenv(marker) == "1" && os.Getenv(usernsEnv) == "1" {
 		watchParent()
 		return

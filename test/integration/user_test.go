@@ -119,7 +119,13 @@ type started struct {
 // startAs starts bin as the test user.
 func startAs(t *testing.T, ctx context.Context, uid, gid int, bin string, args ...string) *started {
 	t.Helper()
-	s := &started{cmd: userCmd(ctx, uid, gid, bin, args...), seen: make(chan string, 1024)}
+	return startCmd(t, userCmd(ctx, uid, gid, bin, args...))
+}
+
+// startCmd starts cmd and watches its output.
+func startCmd(t *testing.T, cmd *exec.Cmd) *started {
+	t.Helper()
+	s := &started{cmd: cmd, seen: make(chan string, 1024)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
