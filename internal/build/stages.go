@@ -218,10 +218,10 @@ func (systemStage) Name() string { return "system" }
 
 func (systemStage) Run(ctx context.Context, st *State) error {
 	s, c := st.Plan.Spec, st.Chroot
-	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.Hostname+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.ShortHostname()+"\n"), 0o644); err != nil {
 		return err
 	}
-	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.Hostname)
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.HostsNames())
 	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hosts"), []byte(hosts), 0o644); err != nil {
 		return err
 	}
