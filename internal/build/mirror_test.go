@@ -1,16 +1,21 @@
 package build
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"vmdeb/internal/apt"
+	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 )
 
@@ -72,5 +77,24 @@ func TestPlanMirrorAnswers(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("%s: took %s", c.path, d)
 		}
+	}
+}
+
+// apt in the chroot gives up on a mirror that sends nothing for 30 s, and
+// the terminal shows which download apt is on.
+func TestAptStallOptionsAndProgress(t *testing.T) {
+	a := AptInstallArgs([]string{"x"})
+	for _, o := range []string{"Acquire::http::Timeout=30", "Acquire::https::Timeout=30", "Acquire::Retries=3"} {
+		if !slices.Contains(a, o) {
+			t.Errorf("apt's command line lacks %s: %v", o, a)
+		}
+	}
+	var term, file bytes.Buffer
+	log := buildlog.New(&file, "log", &term)
+	pw := &aptProgress{log: log, w: io.Discard}
+	fmt.Fprint(pw, "0 upgraded, 4 newly installed, 0 to remove and 0 not upgraded.\nNeed to get 9 MB of archives.\n"+
+		"Get:1 http://m/debian trixie/main amd64 a amd64 1 [1 kB]\nGet:2 http://m/debian trixie/main amd64 b amd64 1 [1 kB]\n")
+	if !strings.Contains(term.String(), "downloading: 1/4") {
+		t.Errorf("the terminal shows %q", term.String())
 	}
 }
