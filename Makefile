@@ -11,7 +11,7 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all vmdeb deps example test unit integration bench clean
+.PHONY: all vmdeb deps example test unit fuzz integration bench clean
 
 all: vmdeb
 
@@ -36,10 +36,25 @@ deps:
 example: vmdeb
 	./vmdeb build examples/live-minimal.yaml
 
-# Everything: unit tests and, as root, the real builds and boots.
+# Everything: unit tests, each fuzz target for a while, and, as root, the
+# real builds and boots.
 test: vmdeb
 	$(GO) vet ./...
+	$(MAKE) fuzz
 	$(GO) test -count=1 -timeout 80m ./...
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time);
+# what it finds is kept in the package's testdata/fuzz and fails the run.
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./internal/config:FuzzParse ./internal/config:FuzzParseSize \
+	./internal/apt:FuzzParseSources ./internal/apt:FuzzParseRelease \
+	./internal/vmdebootstrap:FuzzParseINI ./internal/vmdebootstrap:FuzzArgs \
+	./internal/archive:FuzzReadDebInfo
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 unit:
 	$(GO) test -count=1 -short ./...

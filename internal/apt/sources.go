@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -79,15 +76,46 @@ func (r ReleaseInfo) Stable() bool {
 	return false
 }
 
+// AnswerTimeout bounds the one request that asks a mirror for a suite's
+// Release before a build (a variable so that tests can shorten it).
+var AnswerTimeout = 30 * time.Second
+
+// NoAnswerError says that the mirror did not answer in time, or trickled.
+type NoAnswerError struct {
+	URL     string
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("the mirror did not answer within %s (%s)", e.Timeout.Round(time.Millisecond), e.URL)
+}
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
 // FetchRelease reads dists/<suite>/Release from a mirror (http, https or
 // file). It does not verify the signature: the bootstrapper does that.
+// A mirror that does not answer within AnswerTimeout (or trickles) gives
+// a *NoAnswerError; one that has no such suite, an error for which
+// archive.NotFound is true.
 func FetchRelease(ctx context.Context, mirror, suite string) (ReleaseInfo, error) {
 	u := strings.TrimRight(mirror, "/") + "/dists/" + suite + "/Release"
-	data, err := fetch(ctx, u)
+	cl := archive.NewClient()
+	cl.Timeout, cl.Retries = AnswerTimeout, 0
+	cl.Stall = min(cl.Stall, AnswerTimeout/2)
+	data, err := cl.Get(ctx, u, 64<<20)
 	if err != nil {
+		var se *archive.StallError
+		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &se) || isTimeout(err)) {
+			return ReleaseInfo{}, &NoAnswerError{URL: u, Timeout: AnswerTimeout, Err: err}
+		}
 		return ReleaseInfo{}, err
 	}
 	return ParseRelease(data, u)
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 // ParseRelease reads a Release file (internal/archive's parser) and
@@ -99,29 +127,4 @@ func ParseRelease(data []byte, name string) (ReleaseInfo, error) {
 	}
 	sum := sha256.Sum256(data)
 	return ReleaseInfo{Release: r, Digest: hex.EncodeToString(sum[:])}, nil
-}
-
-func fetch(ctx context.Context, u string) ([]byte, error) {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return nil, err
-	}
-	if pu.Scheme == "file" {
-		return os.ReadFile(pu.Path)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", u, resp.Status)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }

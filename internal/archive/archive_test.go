@@ -245,11 +245,54 @@ func TestFetchStallIsCut(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = a.Fetch(context.Background(), a.Index.Candidate("dash"))
-	if err == nil || !strings.Contains(err.Error(), "no data for") {
+	// The first window has the 8 bytes, the next none: either cuts it.
+	if err == nil || !(strings.Contains(err.Error(), "no data for") || strings.Contains(err.Error(), "the mirror trickles")) {
 		t.Fatalf("got %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("a stalled download took %s to fail", d)
+	}
+}
+
+// A mirror that trickles (a byte at a time, with a correct length, so no
+// read ever waits long) is cut by the low-speed limit, retried, and the
+// error says so and names the URL.
+func TestFetchTrickleIsCut(t *testing.T) {
+	m := newMirror(t, basePkgs)
+	m.handler = func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, ".deb") {
+			return false
+		}
+		w.Header().Set("Content-Length", "100000")
+		for i := 0; i < 100000; i++ {
+			if _, err := w.Write([]byte{'x'}); err != nil {
+				return true
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return true
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return true
+	}
+	cache, _ := OpenCache(t.TempDir(), nil)
+	var log bytes.Buffer
+	cl := quickClient()
+	cl.Stall, cl.MinSpeed, cl.Retries = 400*time.Millisecond, 100, 1
+	a, err := Open(context.Background(), m.source(), cl, cache, testLog(&log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = a.Fetch(context.Background(), a.Index.Candidate("dash"))
+	if err == nil || !strings.Contains(err.Error(), "the mirror trickles") || !strings.Contains(err.Error(), "/pool/main/d/dash_") {
+		t.Fatalf("got %v", err)
+	}
+	// Two attempts of one or two windows each, and the back-off.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a trickling download took %s to fail", d)
 	}
 }
 

@@ -362,3 +362,65 @@ func specialBits(m int64) os.FileMode {
 type onlyWriter struct{ w io.Writer }
 
 func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// DebInfo is what a package's control file says about it.
+type DebInfo struct{ Package, Version, Architecture string }
+
+// maxControl bounds a control file read into memory: real ones are a few
+// KiB; a crafted package must not make the reader allocate without end.
+const maxControl = 1 << 20
+
+// ReadDebInfo checks that debPath is a Debian binary package (an ar
+// archive with debian-binary, a control archive holding a control file
+// with Package, Version and Architecture) and returns those fields.
+func ReadDebInfo(debPath string) (DebInfo, error) {
+	f, err := os.Open(debPath)
+	if err != nil {
+		return DebInfo{}, err
+	}
+	defer f.Close()
+	tr, z, err := debMember(f, "control.tar")
+	if err != nil {
+		return DebInfo{}, err
+	}
+	defer z.Close()
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return DebInfo{}, fmt.Errorf("%s: not a Debian binary package (no control file in its control archive)", debPath)
+		}
+		if err != nil {
+			return DebInfo{}, fmt.Errorf("%s: control archive: %w", debPath, err)
+		}
+		if path.Clean(strings.TrimPrefix(h.Name, "./")) != "control" {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxControl+1))
+		if err != nil {
+			return DebInfo{}, fmt.Errorf("%s: control archive: %w", debPath, err)
+		}
+		if len(data) > maxControl {
+			return DebInfo{}, fmt.Errorf("%s: its control file is larger than %d KiB", debPath, maxControl>>10)
+		}
+		var d DebInfo
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			switch strings.ToLower(k) {
+			case "package":
+				d.Package = v
+			case "version":
+				d.Version = v
+			case "architecture":
+				d.Architecture = v
+			}
+		}
+		if d.Package == "" || d.Version == "" || d.Architecture == "" {
+			return DebInfo{}, fmt.Errorf("%s: its control file lacks Package, Version or Architecture", debPath)
+		}
+		return d, nil
+	}
+}

@@ -21,8 +21,13 @@ type Client struct {
 	HTTP *http.Client
 	// Timeout bounds one request, body included (one attempt).
 	Timeout time.Duration
-	// Stall cuts a transfer that receives nothing for this long.
+	// Stall cuts a transfer that receives less than MinSpeed bytes a
+	// second over this long (nothing at all, or a mirror that trickles a
+	// byte every few seconds).
 	Stall time.Duration
+	// MinSpeed is the slowest transfer (bytes a second, averaged over
+	// Stall) that is not cut; 0 cuts only a transfer that receives nothing.
+	MinSpeed int64
 	// Retries is how many times a failed request is tried again.
 	Retries int
 	// Backoff is the pause before the first retry; it doubles each time.
@@ -43,7 +48,26 @@ func NewClient() *Client {
 		// Packages are already compressed; asking for gzip only costs CPU.
 		DisableCompression: true,
 	}
-	return &Client{HTTP: &http.Client{Transport: tr}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, Retries: 3, Backoff: 500 * time.Millisecond}
+	return &Client{HTTP: &http.Client{Transport: tr}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, MinSpeed: DefaultMinSpeed, Retries: 3, Backoff: 500 * time.Millisecond}
+}
+
+// DefaultMinSpeed is the low-speed limit of NewClient: 1 KiB/s over the
+// stall window. A package of a few MiB then still has minutes.
+const DefaultMinSpeed = 1 << 10
+
+// StallError is a transfer cut because it received (almost) nothing.
+type StallError struct {
+	URL      string
+	Stall    time.Duration
+	Got      int64 // bytes in the last window
+	MinSpeed int64
+}
+
+func (e *StallError) Error() string {
+	if e.Got == 0 {
+		return fmt.Sprintf("%s: no data for %s", e.URL, e.Stall)
+	}
+	return fmt.Sprintf("%s: %d bytes in %s, slower than %d bytes/s: the mirror trickles", e.URL, e.Got, e.Stall, e.MinSpeed)
 }
 
 // StatusError is an HTTP answer other than 200.
@@ -130,14 +154,13 @@ func (c *Client) once(ctx context.Context, u string, fn func(io.Reader) error) e
 		}
 		return se
 	}
-	body := &watchedBody{r: resp.Body, cancel: cancel, stall: c.Stall}
-	body.touch()
+	body := &watchedBody{r: resp.Body, cancel: cancel, stall: c.Stall, minSpeed: c.MinSpeed}
 	stop := body.watch()
 	defer stop()
 	err = fn(body)
 	if body.err != nil {
 		if body.stalled.Load() {
-			return &transient{fmt.Errorf("%s: no data for %s", u, c.Stall)}
+			return &transient{&StallError{URL: u, Stall: c.Stall, Got: body.windowGot.Load(), MinSpeed: c.MinSpeed}}
 		}
 		return &transient{fmt.Errorf("%s: %w", u, body.err)}
 	}
@@ -148,37 +171,43 @@ func (c *Client) once(ctx context.Context, u string, fn func(io.Reader) error) e
 }
 
 // watchedBody records read errors (so Fetch can tell them from fn's own)
-// and cancels the request when no byte arrives for stall.
+// and cancels the request when fewer than minSpeed bytes a second (at
+// least one byte) arrive over a window of stall.
 type watchedBody struct {
-	r       io.Reader
-	n       int64
-	err     error
-	cancel  context.CancelFunc
-	stall   time.Duration
-	last    atomic.Int64
-	stalled atomic.Bool
+	r         io.Reader
+	n         int64
+	err       error
+	cancel    context.CancelFunc
+	stall     time.Duration
+	minSpeed  int64
+	got       atomic.Int64 // bytes read so far (for the watcher)
+	windowGot atomic.Int64 // bytes in the window that was cut
+	stalled   atomic.Bool
 }
-
-func (b *watchedBody) touch() { b.last.Store(time.Now().UnixNano()) }
 
 func (b *watchedBody) watch() func() {
 	if b.stall <= 0 {
 		return func() {}
 	}
+	need := max(1, b.minSpeed*int64(b.stall)/int64(time.Second))
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(b.stall / 4)
+		t := time.NewTicker(b.stall)
 		defer t.Stop()
+		last := int64(0)
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if time.Since(time.Unix(0, b.last.Load())) > b.stall {
+				now := b.got.Load()
+				if now-last < need {
+					b.windowGot.Store(now - last)
 					b.stalled.Store(true)
 					b.cancel()
 					return
 				}
+				last = now
 			}
 		}
 	}()
@@ -188,9 +217,7 @@ func (b *watchedBody) watch() func() {
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
-	if n > 0 {
-		b.touch()
-	}
+	b.got.Add(int64(n))
 	if err != nil && err != io.EOF {
 		b.err = err
 	}

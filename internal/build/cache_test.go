@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/config"
+	"vmdeb/internal/deb"
 	"vmdeb/internal/stagecache"
 )
 
@@ -39,7 +41,16 @@ func specFiles(t *testing.T, extra string, files map[string]string) *config.Spec
 	return s
 }
 
-var cacheFiles = map[string]string{"keyring.gpg": "key 1", "local.deb": "deb 1", "hook.sh": "#!/bin/sh\n"}
+var cacheFiles = map[string]string{"keyring.gpg": "key 1", "local.deb": localDeb("1"), "hook.sh": "#!/bin/sh\n"}
+
+// localDeb is a real package (the config checks that a custom package is one).
+func localDeb(version string) string {
+	b, err := deb.Build(&deb.Package{Name: "local", Version: version, Maintainer: "T <t@example.org>", Description: "test"}, time.Unix(1700000000, 0))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 func keys(p *Plan) (base, pkgs string) {
 	pts := p.cachePoints()
@@ -77,7 +88,7 @@ func TestCacheKeys(t *testing.T) {
 		{"binfmt handler", func(p *Plan) { p.Interpreter, p.InterpreterAt = "/bin/true", "/usr/bin/qemu" }, true, true},
 		{"package list", func(p *Plan) { p.Packages = append(p.Packages, "vim") }, false, true},
 		{"local package content", func(p *Plan) {
-			os.WriteFile(filepath.Join(p.Spec.Dir, "local.deb"), []byte("deb 2"), 0o644)
+			os.WriteFile(filepath.Join(p.Spec.Dir, "local.deb"), []byte(localDeb("2")), 0o644)
 		}, false, true},
 		{"SOURCE_DATE_EPOCH", func(p *Plan) { p.SourceDateEpoch = 1700000000 }, false, true},
 		{"vmdeb version", func(p *Plan) { Version = "other" }, true, true},

@@ -4,6 +4,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
+	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/config"
 	"vmdeb/internal/disk"
@@ -141,8 +143,14 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		return p, nil
 	}
 	ri, err := apt.FetchRelease(ctx, p.Mirror, s.Suite)
-	if err != nil {
+	var noAnswer *apt.NoAnswerError
+	switch {
+	case errors.As(err, &noAnswer):
+		return nil, &PreflightError{s.Errorf("mirror", "%v", err)}
+	case archive.NotFound(err):
 		return nil, &PreflightError{s.Errorf("suite", "the mirror %s does not offer %s: %v", p.Mirror, s.Suite, err)}
+	case err != nil:
+		return nil, &PreflightError{s.Errorf("mirror", "cannot read %s from the mirror %s: %v", s.Suite, p.Mirror, err)}
 	}
 	p.ReleaseDigest = ri.Digest
 	if !ri.HasArch(a.Name) {

@@ -91,9 +91,13 @@ type packagesStage struct{}
 func (packagesStage) Name() string { return "packages" }
 
 // aptOptions keep apt quiet on the terminal and complete in the log.
+// The Acquire options bound a mirror that stops answering (apt's Timeout
+// is the time without any data; apt has no low-speed limit): given on
+// the command line, they never reach the image's apt configuration.
 var aptOptions = []string{"-y", "-q", "-o", "APT::Install-Recommends=true", "-o", "Dpkg::Use-Pty=0",
 	"-o", "APT::Color=0", "-o", "Dpkg::Progress-Fancy=0", "-o", "Dpkg::Options::=--force-confdef",
-	"-o", "Dpkg::Options::=--force-confold"}
+	"-o", "Dpkg::Options::=--force-confold",
+	"-o", "Acquire::http::Timeout=30", "-o", "Acquire::https::Timeout=30", "-o", "Acquire::Retries=3"}
 
 // AptInstallArgs is the apt-get command line that installs pkgs.
 func AptInstallArgs(pkgs []string) []string {
@@ -186,7 +190,10 @@ type aptProgress struct {
 	total, done int
 }
 
-var newlyRE = regexp.MustCompile(`(\d+) newly installed`)
+var (
+	newlyRE = regexp.MustCompile(`(\d+) newly installed`)
+	getRE   = regexp.MustCompile(`^Get:(\d+) `)
+)
 
 func (a *aptProgress) Write(p []byte) (int, error) {
 	a.w.Write(p)
@@ -200,6 +207,12 @@ func (a *aptProgress) Write(p []byte) (int, error) {
 		a.buf = a.buf[i+1:]
 		if m := newlyRE.FindStringSubmatch(line); m != nil && a.total == 0 {
 			a.total, _ = strconv.Atoi(m[1])
+		}
+		// Which download apt waits for: a slow mirror shows as a counter
+		// that stops, not as silence.
+		if m := getRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			a.log.Progress("downloading", min(n, a.total), a.total)
 		}
 		if strings.HasPrefix(line, "Setting up ") && a.done < a.total {
 			a.done++
@@ -218,10 +231,10 @@ func (systemStage) Name() string { return "system" }
 
 func (systemStage) Run(ctx context.Context, st *State) error {
 	s, c := st.Plan.Spec, st.Chroot
-	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.Hostname+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.ShortHostname()+"\n"), 0o644); err != nil {
 		return err
 	}
-	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.Hostname)
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.HostsNames())
 	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hosts"), []byte(hosts), 0o644); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,7 +88,7 @@ func (l *Log) finishLocked() {
 func (l *Log) Printf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	msg := strings.TrimRight(fmt.Sprintf(format, a...), "\n")
+	msg := Redact(strings.TrimRight(fmt.Sprintf(format, a...), "\n"))
 	fmt.Fprintf(l.term, "    %s\n", msg)
 	fmt.Fprintf(l.file, "%s\n", msg)
 }
@@ -118,7 +119,7 @@ func (l *Log) Progress(what string, done, total int) {
 func (l *Log) Logf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.file, "%s\n", strings.TrimRight(fmt.Sprintf(format, a...), "\n"))
+	fmt.Fprintf(l.file, "%s\n", Redact(strings.TrimRight(fmt.Sprintf(format, a...), "\n")))
 }
 
 // Writer returns a writer whose lines go to the log file, the tail kept
@@ -139,14 +140,15 @@ type lineWriter struct {
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.l.mu.Lock()
 	defer w.l.mu.Unlock()
-	w.l.file.Write(p)
 	w.buf = append(w.buf, p...)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
 			break
 		}
-		line := strings.TrimRight(string(w.buf[:i]), "\r")
+		// Whole lines, so that a URL split across writes is still redacted.
+		fmt.Fprintf(w.l.file, "%s\n", Redact(string(w.buf[:i])))
+		line := Redact(strings.TrimRight(string(w.buf[:i]), "\r"))
 		w.buf = w.buf[i+1:]
 		w.l.tail.Add(line)
 		if w.echo {
@@ -154,6 +156,18 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// userinfoRE finds the user and password part of a URL.
+var userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@`)
+
+// Redact replaces the user and password of every URL in s with ***: a
+// mirror's credentials must reach neither the log nor the terminal.
+func Redact(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	return userinfoRE.ReplaceAllString(s, "${1}***@")
 }
 
 // CommandError is a failed command with the last lines of its output.

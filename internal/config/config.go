@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -187,9 +188,9 @@ func Load(path string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(abs)
+	data, err := readConfig(abs)
 	if err != nil {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read config: %v", errors.Unwrap(err))}
+		return nil, &Error{File: path, Msg: err.Error()}
 	}
 	s, err := Parse(data, abs)
 	if err != nil {
@@ -201,16 +202,61 @@ func Load(path string) (*Spec, error) {
 	return s, nil
 }
 
+// Limits on what a config may make the loader do: a config is a page of
+// keys, and anything far larger is a mistake or an attack (a 50 MB file
+// took 1.9 GB to decode; 20,000 aliases of one long string kept the
+// validation busy for minutes).
+const (
+	MaxConfigSize = 1 << 20 // bytes in the file
+	MaxAliases    = 1000    // alias nodes (*name) in the document
+	// MaxExpanded bounds the text the document stands for once every
+	// alias is expanded (scalars and keys, counted at each use).
+	MaxExpanded = 4 << 20
+)
+
+// readConfig reads a config file, refusing one larger than MaxConfigSize
+// without reading it all.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %v", errors.Unwrap(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %v", err)
+	}
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("larger than %d KiB: not a config file (a config is a page of keys)", MaxConfigSize>>10)
+	}
+	return data, nil
+}
+
 // Parse decodes data (the contents of file) and fills defaults; it does
 // not validate.
 func Parse(data []byte, file string) (*Spec, error) {
+	if len(data) > MaxConfigSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d KiB: not a config file (a config is a page of keys)", MaxConfigSize>>10)}
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
-		if err.Error() == "EOF" {
+		if err == io.EOF {
 			return nil, &Error{File: file, Msg: "the file is empty (a config needs at least name, suite, architecture and outputs)"}
 		}
 		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	// One image per file: a second document would be silently ignored.
+	var next yaml.Node
+	if err := dec.Decode(&next); err != io.EOF {
+		line := next.Line
+		if err != nil {
+			line = yamlErrLine(err)
+		}
+		return nil, &Error{File: file, Line: line, Msg: "a second YAML document (after ---): one config file describes one image; put the other image in a file of its own"}
+	}
+	if err := checkAliases(&root); err != nil {
+		return nil, &Error{File: file, Line: err.line, Msg: err.msg}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -240,6 +286,66 @@ func Parse(data []byte, file string) (*Spec, error) {
 	}
 	s.setDefaults()
 	return s, nil
+}
+
+type aliasError struct {
+	line int
+	msg  string
+}
+
+// checkAliases refuses a document with more than MaxAliases aliases or
+// one that expands to more than MaxExpanded bytes of text, before
+// anything expands it. Each anchored node's expanded size is computed
+// once, so the check itself is linear in the document.
+func checkAliases(root *yaml.Node) *aliasError {
+	aliases := 0
+	sizes := map[*yaml.Node]int64{}
+	var size func(n *yaml.Node, depth int) (int64, *aliasError)
+	size = func(n *yaml.Node, depth int) (int64, *aliasError) {
+		if depth > 10000 {
+			return 0, &aliasError{n.Line, "nested too deeply"}
+		}
+		if v, ok := sizes[n]; ok {
+			return v, nil
+		}
+		var total int64
+		switch n.Kind {
+		case yaml.AliasNode:
+			aliases++
+			if aliases > MaxAliases {
+				return 0, &aliasError{n.Line, fmt.Sprintf("more than %d aliases (*name): not a config file", MaxAliases)}
+			}
+			if n.Alias == nil {
+				return 0, nil
+			}
+			v, err := size(n.Alias, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			total = v
+		default:
+			total = int64(len(n.Value)) + 1
+			for _, c := range n.Content {
+				v, err := size(c, depth+1)
+				if err != nil {
+					return 0, err
+				}
+				total += v
+				if total > MaxExpanded {
+					break
+				}
+			}
+		}
+		if total > MaxExpanded {
+			return 0, &aliasError{n.Line, fmt.Sprintf("its aliases (*name) expand to more than %d MiB of text: not a config file", MaxExpanded>>20)}
+		}
+		if n.Anchor != "" {
+			sizes[n] = total
+		}
+		return total, nil
+	}
+	_, err := size(root, 0)
+	return err
 }
 
 var (

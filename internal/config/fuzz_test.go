@@ -3,17 +3,30 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
-// FuzzParse: no input makes the loader panic, and every rejection names
-// the file.
+// FuzzParse: no input makes the loader panic, every rejection names the
+// file, and no input keeps it busy (alias and size bombs among the seeds).
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("name: [\n"))
 	f.Add([]byte("outputs:\n  - {type: disk, size: 4G}\n"))
 	f.Add([]byte("users: {name: x}\nhook-timeout: -1s\n"))
 	f.Add([]byte("live:\n  volume-id: \"\\u00e9\"\n"))
+	f.Add([]byte(aliasBomb(1200, 4)))
+	f.Add([]byte(billionLaughs))
+	f.Add([]byte(good + "---\nname: two\n"))
+	f.Add([]byte(strings.Replace(good, "password: live", "password: \"a\\nroot:x\"", 1)))
+	f.Add([]byte(good + "hostname: a.b.example.org\napt-mirror: \"[trusted=yes] http://x/\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		start := time.Now()
+		defer func() {
+			// Generous for a loaded machine; a bomb takes minutes.
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("%d bytes took %s", len(data), d)
+			}
+		}()
 		s, err := Parse(data, "/fuzz/image.yaml")
 		if err != nil {
 			if !strings.Contains(err.Error(), "/fuzz/image.yaml") {

@@ -6,13 +6,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
+	"vmdeb/internal/archive"
 	"vmdeb/internal/disk"
 	"vmdeb/internal/live"
 )
@@ -23,6 +26,9 @@ var (
 	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	volidRE    = regexp.MustCompile(`^[A-Za-z0-9_ .-]{1,32}$`)
+	// A crypt(3) hash: a ':' or a newline in it would add fields or
+	// lines to /etc/shadow.
+	hashRE = regexp.MustCompile(`^\$[A-Za-z0-9./$=,-]+$`)
 )
 
 // Variants are the debootstrap variants vmdeb accepts ("important" means
@@ -46,7 +52,10 @@ func (s *Spec) Validate() Errors {
 		bad("name", "missing (the image's name, e.g. debian-live-minimal)")
 	case !nameRE.MatchString(s.Name):
 		bad("name", "%q: use lower-case letters, digits and . + _ - (starting with a letter or digit)", s.Name)
+	case len(s.Name) > MaxNameLen:
+		bad("name", "%d characters: at most %d (the name makes file names, NAME.build.log and the work directory vmdeb-NAME-RANDOM, and a file name has at most 255 bytes)", len(s.Name), MaxNameLen)
 	}
+	controlChars(s, bad)
 	if s.Suite == "" {
 		bad("suite", "missing (e.g. trixie; valid: %s)", strings.Join(apt.SuiteNames(), ", "))
 	} else if _, ok := apt.LookupSuite(s.Suite); !ok {
@@ -64,9 +73,8 @@ func (s *Spec) Validate() Errors {
 		if k.val == "" {
 			continue
 		}
-		u, err := url.Parse(k.val)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
-			bad(k.key, "%q is not a mirror URL (valid: http://HOST/PATH, https://..., file:///PATH)", k.val)
+		if err := ValidMirror(k.val); err != nil {
+			bad(k.key, "%v", err)
 		}
 	}
 	for i, c := range s.Components {
@@ -135,6 +143,10 @@ func (s *Spec) Validate() Errors {
 			bad(key, "%q: a local .deb file", d)
 		} else if _, err := os.Stat(s.Path(d)); err != nil {
 			bad(key, "%s: %v", s.Path(d), unwrapPath(err))
+		} else if info, err := archive.ReadDebInfo(s.Path(d)); err != nil {
+			bad(key, "%v (a .deb made by dpkg-deb --build)", err)
+		} else if a.Name != "" && info.Architecture != "all" && info.Architecture != a.Name {
+			bad(key, "%s is package %s for %s, and the image is %s", s.Path(d), info.Package, info.Architecture, a.Name)
 		}
 	}
 	seen := map[string]bool{}
@@ -154,16 +166,16 @@ func (s *Spec) Validate() Errors {
 		if u.Password != "" && u.PasswordHash != "" {
 			bad(key, "give password or password-hash, not both")
 		}
-		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$") {
-			bad(key+".password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd)")
+		if u.PasswordHash != "" && !hashRE.MatchString(u.PasswordHash) {
+			bad(key+".password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd): $ and the characters A-Z a-z 0-9 . / = , -")
 		}
 		for j, g := range u.Groups {
 			if !userRE.MatchString(g) {
 				bad(fmt.Sprintf("%s.groups[%d]", key, j), "%q is not a valid group name", g)
 			}
 		}
-		if !strings.HasPrefix(u.Shell, "/") {
-			bad(key+".shell", "%q: expected an absolute path such as /bin/bash", u.Shell)
+		if !strings.HasPrefix(u.Shell, "/") || strings.ContainsAny(u.Shell, ":,") {
+			bad(key+".shell", "%q: expected an absolute path such as /bin/bash (without : or ,)", u.Shell)
 		}
 	}
 	if s.LockRoot() && (s.Root.Password != "" || s.Root.PasswordHash != "") {
@@ -172,15 +184,17 @@ func (s *Spec) Validate() Errors {
 	if s.Root.Password != "" && s.Root.PasswordHash != "" {
 		bad("root", "give password or password-hash, not both")
 	}
-	if s.Root.PasswordHash != "" && !strings.HasPrefix(s.Root.PasswordHash, "$") {
-		bad("root.password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd)")
+	if s.Root.PasswordHash != "" && !hashRE.MatchString(s.Root.PasswordHash) {
+		bad("root.password-hash", "expected a crypt(3) hash such as $y$... or $6$... (see mkpasswd): $ and the characters A-Z a-z 0-9 . / = , -")
 	}
-	if !hostnameRE.MatchString(s.Hostname) {
-		bad("hostname", "%q is not a valid host name (letters, digits and -, at most 63)", s.Hostname)
+	if err := validHostname(s.Hostname); err != nil {
+		bad("hostname", "%v", err)
 	}
 	if s.Customise != "" {
 		p := s.Path(s.Customise)
-		if fi, err := os.Stat(p); err != nil {
+		if fi, err := os.Stat(p); err != nil && strings.ContainsAny(s.Customise, " \t") {
+			bad("customise", "%q: the hook takes no arguments (vmdeb runs it as HOOK ROOTFS); put options inside the hook, or in a wrapper script that calls it with them", s.Customise)
+		} else if err != nil {
 			bad("customise", "hook %s: %v", p, unwrapPath(err))
 		} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
 			bad("customise", "hook %s is not an executable file (chmod +x it)", p)
@@ -234,6 +248,9 @@ func (s *Spec) Validate() Errors {
 			continue
 		}
 		p := s.Path(o.Path)
+		if len(filepath.Base(p)) > MaxOutputNameLen {
+			bad(key+".path", "the file name %q has %d characters: at most %d (vmdeb writes it under a temporary name .NAME.vmdeb-tmp with its extension, and a file name has at most 255 bytes)", filepath.Base(p), len(filepath.Base(p)), MaxOutputNameLen)
+		}
 		if paths[p] {
 			bad(key+".path", "%s is already another output's path", p)
 		}
@@ -242,6 +259,7 @@ func (s *Spec) Validate() Errors {
 			bad(key+".path", "%v", err)
 		}
 	}
+	s.checkDiskSpace(bad)
 	for _, t := range []string{"live-iso", "disk", "squashfs"} {
 		if s.Kernel == "none" && hasOutput(s, t) {
 			bad("kernel", "a %s output needs a kernel; remove kernel: none", t)
@@ -429,4 +447,165 @@ func oneOf(s string, l []string) bool {
 		}
 	}
 	return false
+}
+
+// Length limits that come from file names (255 bytes on Linux's file
+// systems): the image name makes NAME.build.log and the work directory
+// vmdeb-NAME-RANDOM (RANDOM up to 10 digits); an output's file name gets
+// a leading dot, ".vmdeb-tmp", its extension again (tarballs) and the
+// tools' own temporary suffixes. 200 leaves room for all of them.
+const (
+	MaxNameLen       = 200
+	MaxOutputNameLen = 200
+)
+
+// controlChars refuses control characters (newline, tab, escape, ...)
+// in every string of the config: no key has a use for them, and a value
+// is written into files that are read line by line (a newline in a
+// password once set another account's password through chpasswd).
+func controlChars(s *Spec, bad func(string, string, ...any)) {
+	var walk func(v reflect.Value, path string)
+	walk = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.String:
+			if i := strings.IndexFunc(v.String(), func(r rune) bool { return unicode.IsControl(r) }); i >= 0 {
+				secret := strings.HasSuffix(path, "password") || strings.HasSuffix(path, "password-hash")
+				shown := fmt.Sprintf("%q", v.String())
+				if secret {
+					shown = "the value"
+				}
+				bad(path, "%s contains a control character (%U at byte %d): not allowed in any value", shown, []rune(v.String()[i:])[0], i)
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case reflect.Struct:
+			t := v.Type()
+			for i := 0; i < t.NumField(); i++ {
+				tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+				if tag == "" || tag == "-" || !t.Field(i).IsExported() {
+					continue
+				}
+				walk(v.Field(i), join(path, tag))
+			}
+		}
+	}
+	walk(reflect.ValueOf(*s), "")
+}
+
+// ValidMirror checks a mirror URL: http, https or file, a host (for
+// http and https), a path, and nothing that apt would read as something
+// else in a sources line (spaces, brackets, quotes: "[trusted=yes]").
+func ValidMirror(m string) error {
+	valid := "valid: http://HOST/PATH, https://..., file:///PATH"
+	if strings.ContainsAny(m, " \t[]\"'#?<>\\{}|^`") || strings.IndexFunc(m, func(r rune) bool { return r > 0x7e || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("%q is not a mirror URL: it has spaces, brackets, quotes or other characters a URL cannot have (%s)", m, valid)
+	}
+	u, err := url.Parse(m)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") || u.Opaque != "" {
+		return fmt.Errorf("%q is not a mirror URL (%s)", m, valid)
+	}
+	if u.Scheme == "file" && u.User != nil {
+		return fmt.Errorf("%q: a file:// mirror has no user or password (%s)", m, valid)
+	}
+	return nil
+}
+
+// validHostname accepts a host name or a fully qualified domain name:
+// labels of letters, digits and -, each 1 to 63 characters, 253 in all.
+func validHostname(h string) error {
+	if len(h) > 253 {
+		return fmt.Errorf("%d characters: a host name has at most 253 (each label at most 63)", len(h))
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !hostnameRE.MatchString(l) {
+			return fmt.Errorf("%q is not a valid host name (a name, or a fully qualified one such as web1.example.org: labels of letters, digits and -, each 1 to 63 characters, not starting or ending with -)", h)
+		}
+	}
+	return nil
+}
+
+// ShortHostname is the host name without its domain: what /etc/hostname
+// holds (Debian's installer writes the short name there and the fully
+// qualified one in /etc/hosts).
+func (s *Spec) ShortHostname() string {
+	short, _, _ := strings.Cut(s.Hostname, ".")
+	return short
+}
+
+// HostsNames is what follows 127.0.1.1 in /etc/hosts: "fqdn short" for
+// a fully qualified host name, else the name alone.
+func (s *Spec) HostsNames() string {
+	if short := s.ShortHostname(); short != s.Hostname {
+		return s.Hostname + " " + short
+	}
+	return s.Hostname
+}
+
+// checkDiskSpace refuses disk images larger than the free space of the
+// file system they are written to (the sizes of the outputs on one file
+// system added up). A raw image is sparse when written, but it grows to
+// its full size as the machine that boots it fills its disk, and a qcow2
+// likewise: vmdeb counts the full size.
+func (s *Spec) checkDiskSpace(bad func(string, string, ...any)) {
+	type fsUse struct {
+		need  int64
+		free  int64
+		dir   string
+		first string
+	}
+	byDev := map[uint64]*fsUse{}
+	for i, o := range s.Outputs {
+		if o.Type != "disk" || o.Size.Bytes == 0 || o.Path == "" {
+			continue
+		}
+		dir := existingDir(filepath.Dir(s.Path(o.Path)))
+		var st unix.Statfs_t
+		var fst unix.Stat_t
+		if unix.Statfs(dir, &st) != nil || unix.Stat(dir, &fst) != nil {
+			continue // writableDir says what is wrong with it
+		}
+		u := byDev[fst.Dev]
+		if u == nil {
+			u = &fsUse{free: int64(st.Bavail) * st.Bsize, dir: dir}
+			byDev[fst.Dev] = u
+		}
+		u.need += o.Size.Bytes
+		key := fmt.Sprintf("outputs[%d].size", i)
+		if u.need > u.free {
+			what := fmt.Sprintf("%s is larger than", humanBytes(o.Size.Bytes))
+			if u.first != "" {
+				what = fmt.Sprintf("%s, with %s (%s), is more than", humanBytes(o.Size.Bytes), u.first, humanBytes(u.need-o.Size.Bytes))
+			}
+			bad(key, "%s the free space of %s's file system (%s); vmdeb counts a disk image's full size, sparse or not, since it grows to it in use", what, u.dir, humanBytes(u.free))
+		}
+		if u.first == "" {
+			u.first = key
+		}
+	}
+}
+
+// existingDir is dir or its nearest existing ancestor.
+func existingDir(dir string) string {
+	for {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		dir = parent
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<40:
+		return fmt.Sprintf("%.1f TiB", float64(n)/(1<<40))
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"vmdeb/internal/archive"
@@ -65,9 +66,12 @@ type Files struct {
 // Fetcher downloads with timeouts; the zero value is usable.
 type Fetcher struct {
 	Client *http.Client // nil = a client with connect, header and stall timeouts
-	// Stall is how long a download may go without a byte before it is
-	// abandoned (default 60 s); a slow but moving download goes on.
+	// Stall is the window over which a download must receive MinSpeed
+	// bytes a second (default 60 s); one that does not (nothing at all,
+	// or a mirror that trickles) is abandoned.
 	Stall time.Duration
+	// MinSpeed in bytes a second (default archive.DefaultMinSpeed).
+	MinSpeed int64
 	// MaxIndex bounds what is read of InRelease, SHA256SUMS and Packages
 	// (default 256 MiB).
 	MaxIndex int64
@@ -422,14 +426,19 @@ func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, error) {
 func (f *Fetcher) get(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	ctx, count, stop := f.watch(ctx)
+	defer stop()
 	r, err := f.open(ctx, u)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	max := f.maxIndex()
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	b, err := io.ReadAll(io.LimitReader(&progressReader{r: r, touch: count}, max+1))
 	if err != nil {
+		if c := context.Cause(ctx); c != nil {
+			err = c
+		}
 		return nil, fmt.Errorf("fetching %s: %w", u, err)
 	}
 	if int64(len(b)) > max {
@@ -438,17 +447,52 @@ func (f *Fetcher) get(ctx context.Context, u string) ([]byte, error) {
 	return b, nil
 }
 
-// download writes u to part, hashing as it goes. A download that stalls
-// for f.Stall is cancelled, however long the whole one takes.
-func (f *Fetcher) download(ctx context.Context, u, part string) (Sum, error) {
-	stall := f.Stall
+// watch returns a context that is cancelled when fewer than MinSpeed
+// bytes a second (at least one byte) are counted over a window of Stall,
+// the function that counts, and the one that stops watching.
+func (f *Fetcher) watch(ctx context.Context) (context.Context, func(int), func()) {
+	stall, minSpeed := f.Stall, f.MinSpeed
 	if stall == 0 {
 		stall = 60 * time.Second
 	}
+	if minSpeed == 0 {
+		minSpeed = archive.DefaultMinSpeed
+	}
+	need := max(1, minSpeed*int64(stall)/int64(time.Second))
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := time.AfterFunc(stall, func() { cancel(fmt.Errorf("no data for %s", stall)) })
-	defer timer.Stop()
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(stall)
+		defer t.Stop()
+		last := int64(0)
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				now := got.Load()
+				if now-last < need {
+					if now == last {
+						cancel(fmt.Errorf("no data for %s", stall))
+					} else {
+						cancel(fmt.Errorf("%d bytes in %s, slower than %d bytes/s: the mirror trickles", now-last, stall, minSpeed))
+					}
+					return
+				}
+				last = now
+			}
+		}
+	}()
+	return ctx, func(n int) { got.Add(int64(n)) }, func() { close(done); cancel(nil) }
+}
+
+// download writes u to part, hashing as it goes. A download that gets
+// less than MinSpeed over Stall is cancelled, however long the whole one
+// takes.
+func (f *Fetcher) download(ctx context.Context, u, part string) (Sum, error) {
+	ctx, count, stop := f.watch(ctx)
+	defer stop()
 	r, err := f.open(ctx, u)
 	if err != nil {
 		return Sum{}, err
@@ -459,7 +503,7 @@ func (f *Fetcher) download(ctx context.Context, u, part string) (Sum, error) {
 		return Sum{}, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), &progressReader{r: r, touch: func() { timer.Reset(stall) }})
+	n, err := io.Copy(io.MultiWriter(out, h), &progressReader{r: r, touch: count})
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -475,13 +519,13 @@ func (f *Fetcher) download(ctx context.Context, u, part string) (Sum, error) {
 
 type progressReader struct {
 	r     io.Reader
-	touch func()
+	touch func(int)
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 {
-		p.touch()
+		p.touch(n)
 	}
 	return n, err
 }

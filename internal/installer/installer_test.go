@@ -486,11 +486,47 @@ func TestFetchStall(t *testing.T) {
 	fe.Stall = 300 * time.Millisecond
 	start := time.Now()
 	_, err := fe.Fetch(context.Background(), srv.URL+"/debian", "trixie", "amd64", t.TempDir(), kr)
-	if err == nil || !strings.Contains(err.Error(), "no data for") {
+	// The first window has a few bytes, the next none: either cuts it.
+	if err == nil || !(strings.Contains(err.Error(), "no data for") || strings.Contains(err.Error(), "the mirror trickles")) {
 		t.Errorf("a stalled download: %v", err)
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Errorf("the stall was noticed only after %s", time.Since(start))
+	}
+}
+
+// A mirror that trickles (a byte every 50 ms with a correct length) is
+// cut by the low-speed limit, naming the URL.
+func TestFetchTrickle(t *testing.T) {
+	m, kr := fakeArchive(t, map[string]map[string][]byte{"current": imageSet()}, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/cdrom/vmlinuz") {
+			w.Header().Set("Content-Length", "100000")
+			for i := 0; i < 100000; i++ {
+				if _, err := w.Write([]byte{'k'}); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			return
+		}
+		m.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	fe := fetcher()
+	fe.Stall, fe.MinSpeed = 400*time.Millisecond, 100
+	start := time.Now()
+	_, err := fe.Fetch(context.Background(), srv.URL+"/debian", "trixie", "amd64", t.TempDir(), kr)
+	if err == nil || !strings.Contains(err.Error(), "the mirror trickles") || !strings.Contains(err.Error(), "/cdrom/vmlinuz") {
+		t.Errorf("a trickling download: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the trickle was noticed only after %s", time.Since(start))
 	}
 }
 
