@@ -51,7 +51,7 @@ func Open(dir string) (*Root, error) {
 
 // Close releases the root's descriptor.
 func (r *Root) Close() error {
-	if r.fd < 0 {
+	if r == nil || r.fd < 0 {
 		return nil
 	}
 	err := unix.Close(r.fd)
@@ -317,6 +317,32 @@ func (r *Root) Stat(name string) (fs.FileInfo, error) {
 	return newInfo(path.Base("/"+clean(name)), &st), nil
 }
 
+// Resolve returns the name, relative to the root, of the file that name
+// leads to inside the image, every link followed.
+func (r *Root) Resolve(name string) (string, error) {
+	fd, err := r.open(name, unix.O_PATH, 0)
+	if err != nil {
+		return "", r.err("resolve", name, err)
+	}
+	defer unix.Close(fd)
+	top, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(r.fd))
+	if err != nil {
+		return "", err
+	}
+	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", r.err("resolve", name, err)
+	}
+	if p == top {
+		return "", nil
+	}
+	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(top, "/")+"/")
+	if !ok {
+		return "", r.err("resolve", name, errors.New("resolved outside the root")) // the root moved
+	}
+	return rel, nil
+}
+
 // Readlink returns the target of the link name.
 func (r *Root) Readlink(name string) (string, error) {
 	dfd, base, err := r.parent(name)
@@ -569,14 +595,19 @@ func (r *Root) walk(dfd int, name, rel string, info fs.FileInfo, fn WalkFunc) er
 	return nil
 }
 
-// Mountpoint opens the directory name inside the image for mounting on it
-// and returns a path naming that very directory (/proc/self/fd/N) and a
-// function closing it: mount(2) on that path cannot be led elsewhere by a
-// link, nor by a swap of the directory after the check.
+// Mountpoint opens the directory or file name inside the image for
+// mounting on it and returns a path naming that very file
+// (/proc/self/fd/N) and a function closing it: mount(2) on that path
+// cannot be led elsewhere by a link, nor by a swap after the check.
 func (r *Root) Mountpoint(name string) (string, func(), error) {
-	fd, err := r.open(name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	fd, err := r.open(name, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return "", nil, r.err("mount point", name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || (st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Mode&unix.S_IFMT != unix.S_IFREG) {
+		unix.Close(fd)
+		return "", nil, r.err("mount point", name, errors.New("not a directory or a regular file"))
 	}
 	return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
 }
