@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -386,13 +385,14 @@ var buildMounts = []string{"dev", "run"}
 // to root, so that what a hook writes there (and would lose) can be named.
 func buildMountFiles(root string) map[string]bool {
 	m := map[string]bool{}
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return m
+	}
+	defer r.Close()
 	for _, d := range buildMounts {
-		filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			rel, _ := filepath.Rel(root, p)
-			m["/"+rel] = true
+		r.Walk(d, func(p string, _ imgroot.Entry) error {
+			m["/"+p] = true
 			return nil
 		})
 	}
