@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -51,6 +52,8 @@ swap /var/log/apt log-apt dir
 swap /var/cache/ldconfig ldconfig dir
 swap /var/cache/debconf debconf dir
 swap /var/lib/dbus dbus dir
+swap /var/cache/apt cache-apt dir
+swap /etc/dpkg/dpkg.cfg.d dpkg.cfg.d dir
 mkdir -p /usr/local/share/fonts/truetype
 swap /usr/local/share share dir
 echo planted > /etc/vmdeb-attacker-ran
@@ -70,17 +73,21 @@ var victims = map[string]string{
 	"apt/sources.list.d.vmdeb-orig/x.list": "# the host's\n",
 	"apt/trusted.gpg.d/host.asc":           "not a key\n",
 	"lists/_srv_host-mirror_dists_host_InRelease": "host's list\n",
-	"lists/lock":                     "",
-	"log-apt/history.log":            "host's apt history\n",
-	"log-apt/term.log":               "host's apt log\n",
-	"log-apt/eipp.log.xz":            "host's eipp\n",
-	"ldconfig/aux-cache":             "host's aux-cache\n",
-	"debconf/config.dat":             "host's debconf\n",
-	"debconf/config.dat-old":         "host's debconf\n",
-	"debconf/templates.dat-old":      "host's templates\n",
-	"dbus/machine-id":                "fedcba9876543210fedcba9876543210\n",
-	"share/fonts/truetype/host.ttf":  "host's font\n",
-	"share/fonts/truetype/sub/x.ttf": "host's font\n",
+	"lists/lock":                          "",
+	"log-apt/history.log":                 "host's apt history\n",
+	"log-apt/term.log":                    "host's apt log\n",
+	"log-apt/eipp.log.xz":                 "host's eipp\n",
+	"ldconfig/aux-cache":                  "host's aux-cache\n",
+	"debconf/config.dat":                  "host's debconf\n",
+	"debconf/config.dat-old":              "host's debconf\n",
+	"debconf/templates.dat-old":           "host's templates\n",
+	"dbus/machine-id":                     "fedcba9876543210fedcba9876543210\n",
+	"share/fonts/truetype/host.ttf":       "host's font\n",
+	"share/fonts/truetype/sub/x.ttf":      "host's font\n",
+	"cache-apt/pkgcache.bin":              "host's apt cache\n",
+	"cache-apt/archives/host_1.0_all.deb": "host's package\n",
+	// The option the native bootstrapper gives dpkg for the build.
+	"dpkg.cfg.d/vmdeb-build-unsafe-io": "# the host's\n",
 }
 
 // TestHostilePackage: a custom package whose postinst turns every path
@@ -145,7 +152,24 @@ outputs:
 	if !strings.Contains(string(man), "vmdeb-attacker\t1.0\n") {
 		t.Errorf("custom package not installed (no other packages in the config); manifest:\n%s", man)
 	}
+	for _, step := range []string{"fontconfig: ", "set to SOURCE_DATE_EPOCH"} {
+		if !strings.Contains(r.stdout, step) {
+			t.Errorf("the build did not run the step that prints %q", step)
+		}
+	}
 	img := tarEntries(t, filepath.Join(dir, "hostile.tar"))
+	// Inside the image the links lead where the image's root makes them
+	// lead: the final sources and the removal of the build's apt lists
+	// and dpkg option happened there.
+	inImage := "./" + strings.TrimPrefix(v, "/") + "/"
+	if e, ok := img[inImage+"apt/sources.list.d/debian.sources"]; !ok || e.Typeflag != tar.TypeReg {
+		t.Errorf("the image's apt (etc/apt -> %sapt) has no final sources", inImage[1:])
+	}
+	for name := range img {
+		if strings.HasPrefix(name, inImage+"lists/") && strings.Contains(path.Base(name), "_") || path.Base(name) == "vmdeb-build-unsafe-io" {
+			t.Errorf("a file of the build left in the image: %s", name)
+		}
+	}
 	if e, ok := img["./etc/vmdeb-attacker-ran"]; !ok || e.Typeflag != tar.TypeReg {
 		t.Errorf("the package's postinst did not run: etc/vmdeb-attacker-ran %+v", e)
 	}
