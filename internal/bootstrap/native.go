@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -22,6 +23,7 @@ import (
 	"vmdeb/internal/archive"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/imgroot"
 )
 
 // Native is vmdeb's own bootstrapper: it verifies the archive and fetches
@@ -677,85 +679,93 @@ func finish(r Request, arc *archive.Archive, set archive.BaseSet) error {
 
 // dbOnTmpfs moves target's /var/lib/dpkg onto a tmpfs. The function it
 // returns copies the database back to the disk (when keep is set) and
-// unmounts the tmpfs.
+// unmounts the tmpfs. Every file is reached through imgroot: by then a
+// package's script may have made a link of any directory on the way.
 func dbOnTmpfs(target string) (func(keep bool) error, error) {
-	db := filepath.Join(target, "var/lib/dpkg")
-	disk := db + ".vmdeb-disk"
-	if err := os.Rename(db, disk); err != nil {
+	img, err := imgroot.Open(target)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(db, 0o755); err != nil {
-		return nil, err
+	const db, disk = "var/lib/dpkg", "var/lib/dpkg.vmdeb-disk"
+	dbPath := filepath.Join(target, db)
+	fail := func(err error) (func(bool) error, error) { return nil, errors.Join(err, img.Close()) }
+	if err := img.Rename(db, disk); err != nil {
+		return fail(err)
 	}
-	if err := unix.Mount("tmpfs", db, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return nil, fmt.Errorf("mounting a tmpfs on %s: %w", db, err)
+	if err := img.Mkdir(db, 0o755); err != nil {
+		return fail(err)
 	}
-	if err := copyTree(disk, db); err != nil {
-		unix.Unmount(db, unix.MNT_DETACH)
-		return nil, err
+	at, done, err := img.Mountpoint(db)
+	if err != nil {
+		return fail(err)
+	}
+	err = unix.Mount("tmpfs", at, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	done()
+	if err != nil {
+		return fail(fmt.Errorf("mounting a tmpfs on %s: %w", dbPath, err))
+	}
+	if err := copyTree(img, disk, db); err != nil {
+		unix.Unmount(dbPath, unix.MNT_DETACH)
+		return fail(err)
 	}
 	return func(keep bool) error {
+		defer img.Close()
 		var err error
 		if keep {
-			if err = os.RemoveAll(disk); err == nil {
-				err = copyTree(db, disk)
+			if err = img.RemoveAll(disk); err == nil {
+				err = copyTree(img, db, disk)
 			}
 		}
-		if uerr := unix.Unmount(db, 0); uerr != nil {
-			if uerr = unix.Unmount(db, unix.MNT_DETACH); uerr != nil {
-				return errors.Join(err, fmt.Errorf("unmounting %s: %w", db, uerr))
+		if uerr := unix.Unmount(dbPath, 0); uerr != nil {
+			if uerr = unix.Unmount(dbPath, unix.MNT_DETACH); uerr != nil {
+				return errors.Join(err, fmt.Errorf("unmounting %s: %w", dbPath, uerr))
 			}
 		}
-		return errors.Join(err, os.Remove(db), os.Rename(disk, db))
+		return errors.Join(err, img.Remove(db), img.Rename(disk, db))
 	}, nil
 }
 
-// copyTree copies a directory tree of directories, regular files and
-// symlinks, keeping owners, modes and times.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
+// copyTree copies the directory tree src of img to dst, both relative to
+// its root: directories, regular files and symlinks, keeping owners, modes
+// and times. It enters no link.
+func copyTree(img *imgroot.Root, src, dst string) error {
+	return img.Walk(src, func(p string, e imgroot.Entry) error {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimPrefix(src, "/")), "/")
+		to := path.Join(dst, rel)
+		fi := e.Info()
+		st := fi.Sys().(*unix.Stat_t)
 		switch {
 		case fi.IsDir():
-			if err := os.Mkdir(to, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			if err := img.Mkdir(to, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 				return err
 			}
 		case fi.Mode()&os.ModeSymlink != 0:
-			l, err := os.Readlink(p)
+			l, err := img.Readlink(p)
 			if err != nil {
 				return err
 			}
-			if err := os.Symlink(l, to); err != nil {
+			if err := img.Symlink(l, to); err != nil {
 				return err
 			}
-			return os.Lchown(to, int(st.Uid), int(st.Gid))
+			return img.Lchown(to, int(st.Uid), int(st.Gid))
 		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
+			data, err := img.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(to, data, 0o600); err != nil {
+			if err := img.WriteFile(to, data, 0o600); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("%s: not a file, directory or symlink", p)
+			return fmt.Errorf("%s: not a file, directory or symlink", filepath.Join(img.Path(), p))
 		}
-		if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+		if err := img.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
 			return err
 		}
-		if err := os.Chmod(to, fi.Mode()); err != nil {
+		if err := img.Chmod(to, fi.Mode()); err != nil {
 			return err
 		}
-		return os.Chtimes(to, fi.ModTime(), fi.ModTime())
+		return img.Lutimes(to, fi.ModTime(), fi.ModTime())
 	})
 }
 
@@ -891,7 +901,12 @@ func (n *Native) ShareCache(ctx context.Context, c *chroot.Chroot) error {
 		return errors.Join(err, st.Remove())
 	}
 	mp := filepath.Join(c.Root, debDir)
-	if err := os.MkdirAll(mp, 0o755); err != nil {
+	img, err := imgroot.Open(c.Root)
+	if err != nil {
+		return errors.Join(err, st.Remove())
+	}
+	defer img.Close()
+	if err := img.MkdirAll(debDir, 0o755); err != nil {
 		return errors.Join(err, st.Remove())
 	}
 	seeded, err := seedLists(c.Root, n.archive, n.cache)
@@ -902,7 +917,13 @@ func (n *Native) ShareCache(ctx context.Context, c *chroot.Chroot) error {
 	if err != nil {
 		return errors.Join(err, st.Remove())
 	}
-	if err := unix.Mount(st.Dir, mp, "", unix.MS_BIND, ""); err != nil {
+	at, done, err := img.Mountpoint(debDir)
+	if err != nil {
+		return errors.Join(err, undo(), st.Remove())
+	}
+	err = unix.Mount(st.Dir, at, "", unix.MS_BIND, "")
+	done()
+	if err != nil {
 		return errors.Join(fmt.Errorf("mounting the package cache on %s: %w", mp, err), undo(), st.Remove())
 	}
 	n.shared, n.sharedAt, n.fastDpkg = st, mp, undo
@@ -939,8 +960,13 @@ func seedLists(root string, arc *archive.Archive, cache *archive.Cache) (int, er
 		}
 		files = append(files, file{aptListName(u, "dists/"+arc.Source.Suite+"/"+rel), p})
 	}
-	dir := filepath.Join(root, "var/lib/apt/lists")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	img, err := imgroot.Open(root)
+	if err != nil {
+		return 0, err
+	}
+	defer img.Close()
+	const dir = "var/lib/apt/lists/"
+	if err := img.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
 	for _, f := range files {
@@ -948,12 +974,12 @@ func seedLists(root string, arc *archive.Archive, cache *archive.Cache) (int, er
 		if err != nil {
 			return 0, err
 		}
-		if err := os.WriteFile(filepath.Join(dir, f.name), data, 0o644); err != nil {
+		if err := img.WriteFile(dir+f.name, data, 0o644); err != nil {
 			return 0, err
 		}
 	}
 	// Last, so that apt never sees an InRelease without its indices.
-	if err := os.WriteFile(filepath.Join(dir, aptListName(u, "dists/"+arc.Source.Suite+"/InRelease")), arc.InRelease, 0o644); err != nil {
+	if err := img.WriteFile(dir+aptListName(u, "dists/"+arc.Source.Suite+"/InRelease"), arc.InRelease, 0o644); err != nil {
 		return 0, err
 	}
 	return len(files), nil
@@ -990,23 +1016,32 @@ const unsafeIOConf = "etc/dpkg/dpkg.cfg.d/vmdeb-build-unsafe-io"
 // the syncs buy nothing until it ends. The function returned puts the
 // database back on disk and removes the option: the image has neither.
 func fastDpkg(root string) (func() error, error) {
-	conf := filepath.Join(root, unsafeIOConf)
-	if _, err := os.Stat(filepath.Join(root, "var/lib/dpkg/status")); err != nil {
-		return nil, fmt.Errorf("no dpkg database in %s: %w", root, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+	img, err := imgroot.Open(root)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(conf, []byte("# vmdeb: for the build only (removed before the image is made)\nforce-unsafe-io\n"), 0o644); err != nil {
+	defer img.Close()
+	if _, err := img.Stat("var/lib/dpkg/status"); err != nil {
+		return nil, fmt.Errorf("no dpkg database in %s: %w", root, err)
+	}
+	if err := img.MkdirAll(path.Dir(unsafeIOConf), 0o755); err != nil {
+		return nil, err
+	}
+	if err := img.WriteFile(unsafeIOConf, []byte("# vmdeb: for the build only (removed before the image is made)\nforce-unsafe-io\n"), 0o644); err != nil {
 		return nil, err
 	}
 	keepDB, err := dbOnTmpfs(root)
 	if err != nil {
-		return nil, errors.Join(err, os.Remove(conf))
+		return nil, errors.Join(err, img.Remove(unsafeIOConf))
 	}
 	return func() error {
 		err := keepDB(true)
-		if rerr := os.Remove(conf); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		img, ierr := imgroot.Open(root)
+		if ierr != nil {
+			return errors.Join(err, ierr)
+		}
+		defer img.Close()
+		if rerr := img.Remove(unsafeIOConf); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
 		return err

@@ -17,6 +17,7 @@ import (
 	"vmdeb/internal/archive"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/imgroot"
 	"vmdeb/internal/ns"
 )
 
@@ -418,13 +419,19 @@ func TestMergeUsr(t *testing.T) {
 }
 
 func TestCopyTreeKeepsMetadata(t *testing.T) {
-	src, dst := t.TempDir(), t.TempDir()
+	top := t.TempDir()
+	src, dst := filepath.Join(top, "src"), filepath.Join(top, "dst")
 	os.MkdirAll(filepath.Join(src, "info"), 0o700)
 	os.WriteFile(filepath.Join(src, "info/a.list"), []byte("/.\n/usr\n"), 0o640)
 	os.Symlink("info/a.list", filepath.Join(src, "link"))
 	old := time.Unix(1600000000, 0)
 	os.Chtimes(filepath.Join(src, "info/a.list"), old, old)
-	if err := copyTree(src, dst); err != nil {
+	img, err := imgroot.Open(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if err := copyTree(img, "src", "dst"); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(dst, "info/a.list"))

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
-
-	"golang.org/x/sys/unix"
+	"time"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/imgroot"
 )
 
 // fontconfig keeps, in each directory's cache, that directory's mtime in
@@ -32,28 +31,33 @@ var fontDirElem = regexp.MustCompile(`<dir(?:\s[^>]*)?>\s*(/[^<\s]+)\s*</dir>`)
 
 // fontDirs lists the font directories of the image at root that exist:
 // fontRoots and the absolute <dir> entries of etc/fonts/fonts.conf and
-// etc/fonts/conf.d/*.conf, relative to root, without duplicates.
+// etc/fonts/conf.d/*.conf, relative to root, without duplicates. Every
+// path is resolved inside the image.
 func fontDirs(root string) []string {
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return nil
+	}
+	defer r.Close()
 	seen := map[string]bool{}
 	var dirs []string
 	add := func(rel string) {
-		rel = strings.TrimPrefix(filepath.Clean("/"+rel), "/")
+		rel = strings.TrimPrefix(path.Clean("/"+rel), "/")
 		if rel == "" || seen[rel] {
 			return
 		}
 		seen[rel] = true
-		// Lstat: a link could lead out of the image.
-		if fi, err := os.Lstat(filepath.Join(root, rel)); err == nil && fi.IsDir() {
+		if fi, err := r.Lstat(rel); err == nil && fi.IsDir() {
 			dirs = append(dirs, rel)
 		}
 	}
 	for _, d := range fontRoots {
 		add(d)
 	}
-	confs, _ := filepath.Glob(filepath.Join(root, "etc/fonts/conf.d/*.conf"))
-	confs = append([]string{filepath.Join(root, "etc/fonts/fonts.conf")}, confs...)
+	confs, _ := r.Glob("etc/fonts/conf.d/*.conf")
+	confs = append([]string{"etc/fonts/fonts.conf"}, confs...)
 	for _, c := range confs {
-		data, err := os.ReadFile(c)
+		data, err := r.ReadFile(c)
 		if err != nil {
 			continue
 		}
@@ -69,9 +73,15 @@ func fontDirs(root string) []string {
 // from fontDirs) to its whole second, and says how many it changed.
 // fontconfig follows symbolic links to directories (fonts/cmap/* lead into
 // poppler's data, fonts/opentype/mathjax into javascript/), so their
-// targets are walked too when they are inside the image; access times are
-// left alone.
+// targets are walked too, resolved as the booted image would (absolute
+// targets from the image's root, never the host's); access times are left
+// alone.
 func truncateDirTimes(root string, rels []string) (int, error) {
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
 	n := 0
 	done := map[string]bool{}
 	queue := append([]string{}, rels...)
@@ -82,71 +92,31 @@ func truncateDirTimes(root string, rels []string) (int, error) {
 			continue
 		}
 		done[rel] = true
-		err := filepath.WalkDir(filepath.Join(root, rel), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				if t, ok := dirInside(root, p); ok {
-					queue = append(queue, t)
+		err := r.Walk(rel, func(p string, e imgroot.Entry) error {
+			fi := e.Info()
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				if t, err := r.Resolve(p); err == nil {
+					if ti, err := r.Lstat(t); err == nil && ti.IsDir() {
+						queue = append(queue, t)
+					}
 				}
 				return nil
 			}
-			if !d.IsDir() {
+			if !fi.IsDir() {
 				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
 			}
 			mt := fi.ModTime()
 			if mt.Nanosecond() == 0 {
 				return nil
 			}
 			n++
-			ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: mt.Unix()}}
-			return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+			return e.Lutimes(time.Time{}, time.Unix(mt.Unix(), 0))
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return n, err
 		}
 	}
 	return n, nil
-}
-
-// dirInside resolves the symbolic link at p (a path under root) as the
-// booted image would, absolute targets taken from root, and returns the
-// directory it leads to relative to root; ok is false for a target that
-// is no directory or lies outside the image.
-func dirInside(root, p string) (rel string, ok bool) {
-	for range 16 { // a chain of links, not a loop
-		t, err := os.Readlink(p)
-		if err != nil {
-			return "", false
-		}
-		if filepath.IsAbs(t) {
-			p = filepath.Join(root, t)
-		} else {
-			p = filepath.Join(filepath.Dir(p), t)
-		}
-		r, err := filepath.Rel(root, p)
-		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
-			return "", false
-		}
-		fi, err := os.Lstat(p)
-		switch {
-		case err != nil:
-			return "", false
-		case fi.IsDir():
-			return r, true
-		case fi.Mode()&fs.ModeSymlink == 0:
-			return "", false
-		}
-	}
-	return "", false
 }
 
 // renewFontCaches makes the image's fontconfig caches valid on a file
@@ -156,7 +126,13 @@ func dirInside(root, p string) (rel string, ok bool) {
 // without fc-cache.
 func renewFontCaches(ctx context.Context, st *State) error {
 	r := st.Rootfs
-	if _, err := os.Lstat(filepath.Join(r, "usr/bin/fc-cache")); err != nil {
+	img, err := imgroot.Open(r)
+	if err != nil {
+		return err
+	}
+	_, err = img.Lstat("usr/bin/fc-cache")
+	img.Close()
+	if err != nil {
 		return nil
 	}
 	n, err := truncateDirTimes(r, fontDirs(r))

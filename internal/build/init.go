@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 
 	"vmdeb/internal/config"
-	"vmdeb/internal/disk"
+	"vmdeb/internal/imgroot"
 )
 
 // initPackages provide /sbin/init in Debian; the first is the default.
@@ -95,11 +94,12 @@ func (initStage) Run(_ context.Context, st *State) error {
 // inside the image), following symbolic links inside rootfs as the
 // booted system would.
 func CheckInit(rootfs, path string) error {
-	p, err := disk.ResolveInRoot(rootfs, path)
-	var fi os.FileInfo
-	if err == nil {
-		fi, err = os.Stat(p)
+	r, err := imgroot.Open(rootfs)
+	if err != nil {
+		return err
 	}
+	defer r.Close()
+	fi, err := r.Stat(path)
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 		return nil
 	}

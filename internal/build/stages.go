@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -24,6 +24,7 @@ import (
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/imgroot"
 	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
 )
@@ -109,14 +110,15 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append([]string{}, aptOptions...), "update")}); err != nil {
 		return err
 	}
-	if len(st.Plan.Packages) == 0 {
-		return nil
+	if len(st.Plan.Packages) > 0 {
+		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
+		pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
+			return err
+		}
 	}
-	st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
-	pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
-	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
-		return err
-	}
+	// Local packages are installed whether or not the config lists any
+	// from the archive.
 	return installCustom(ctx, st)
 }
 
@@ -135,18 +137,26 @@ func installCustom(ctx context.Context, st *State) error {
 	if len(s.CustomPackages) == 0 {
 		return nil
 	}
-	dir := filepath.Join(st.Rootfs, "tmp/vmdeb-debs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer r.Close()
+	const dir = "tmp/vmdeb-debs"
+	if err := r.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := r.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	defer r.RemoveAll(dir)
 	var inside []string
 	for _, d := range s.CustomPackages {
 		data, err := os.ReadFile(s.Path(d))
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(d)), data, 0o644); err != nil {
+		if err := r.WriteFile(dir+"/"+filepath.Base(d), data, 0o644); err != nil {
 			return err
 		}
 		inside = append(inside, "/tmp/vmdeb-debs/"+filepath.Base(d))
@@ -160,20 +170,39 @@ func installCustom(ctx context.Context, st *State) error {
 // the host has no GRUB modules for this architecture.
 func fetchTargetGrub(ctx context.Context, st *State) error {
 	a := st.Plan.Arch
-	dl := filepath.Join(st.Rootfs, "tmp/vmdeb-grub")
-	if err := os.MkdirAll(dl, 0o755); err != nil {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dl)
+	defer r.Close()
+	const dl = "tmp/vmdeb-grub"
+	if err := r.RemoveAll(dl); err != nil {
+		return err
+	}
+	if err := r.MkdirAll(dl, 0o755); err != nil {
+		return err
+	}
+	defer r.RemoveAll(dl)
 	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /tmp/vmdeb-grub && apt-get -q download " + a.GrubEFIPackage}}); err != nil {
 		return fmt.Errorf("downloading %s for the ISO's EFI loader: %w", a.GrubEFIPackage, err)
 	}
-	debs, _ := filepath.Glob(filepath.Join(dl, a.GrubEFIPackage+"_*.deb"))
+	debs, _ := r.Glob(dl + "/" + a.GrubEFIPackage + "_*.deb")
 	if len(debs) != 1 {
 		return fmt.Errorf("expected one %s package, found %d", a.GrubEFIPackage, len(debs))
 	}
+	// dpkg-deb reads the package from a copy outside the image: a path
+	// into it could be a link.
+	data, err := r.ReadFile(debs[0])
+	if err != nil {
+		return err
+	}
+	deb := filepath.Join(st.WorkDir, path.Base(debs[0]))
+	if err := os.WriteFile(deb, data, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(deb)
 	dest := filepath.Join(st.WorkDir, "grub")
-	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", debs[0], dest}}); err != nil {
+	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", deb, dest}}); err != nil {
 		return err
 	}
 	st.GrubDir = filepath.Join(dest, "usr/lib/grub", a.GrubEFITarget)
@@ -231,11 +260,18 @@ func (systemStage) Name() string { return "system" }
 
 func (systemStage) Run(ctx context.Context, st *State) error {
 	s, c := st.Plan.Spec, st.Chroot
-	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hostname"), []byte(s.ShortHostname()+"\n"), 0o644); err != nil {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// Replaced, not written through: a link a package left there is
+	// replaced by the file. The modes are set whatever the umask.
+	if err := r.WriteFile("etc/hostname", []byte(s.ShortHostname()+"\n"), 0o644); err != nil {
 		return err
 	}
 	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n", s.HostsNames())
-	if err := os.WriteFile(filepath.Join(st.Rootfs, "etc/hosts"), []byte(hosts), 0o644); err != nil {
+	if err := r.WriteFile("etc/hosts", []byte(hosts), 0o644); err != nil {
 		return err
 	}
 	for _, u := range s.Users {
@@ -362,13 +398,14 @@ var buildMounts = []string{"dev", "run"}
 // to root, so that what a hook writes there (and would lose) can be named.
 func buildMountFiles(root string) map[string]bool {
 	m := map[string]bool{}
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return m
+	}
+	defer r.Close()
 	for _, d := range buildMounts {
-		filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			rel, _ := filepath.Rel(root, p)
-			m["/"+rel] = true
+		r.Walk(d, func(p string, _ imgroot.Entry) error {
+			m["/"+p] = true
 			return nil
 		})
 	}
@@ -410,10 +447,14 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	if err != nil {
 		return fmt.Errorf("teardown: %w", err)
 	}
-	r := st.Rootfs
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	if st.Plan.InterpreterAt != "" {
 		// The emulator was for the build only.
-		if err := os.Remove(filepath.Join(r, st.Plan.InterpreterAt)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := r.Remove(st.Plan.InterpreterAt); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -426,24 +467,27 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	// The build's resolver must not stay: an empty file until DHCP writes one.
-	if fi, err := os.Lstat(filepath.Join(r, "etc/resolv.conf")); err == nil && fi.Mode().IsRegular() {
-		if err := os.WriteFile(filepath.Join(r, "etc/resolv.conf"), nil, 0o644); err != nil {
+	if fi, err := r.Lstat("etc/resolv.conf"); err == nil && fi.Mode().IsRegular() {
+		if err := r.WriteFile("etc/resolv.conf", nil, 0o644); err != nil {
 			return err
 		}
 	}
-	// Each booted system makes its own machine id.
-	if err := os.WriteFile(filepath.Join(r, "etc/machine-id"), nil, 0o444); err != nil {
+	// Each booted system makes its own machine id (the file replaced, a
+	// link included, and 0444 whatever the umask).
+	if err := r.WriteFile("etc/machine-id", nil, 0o444); err != nil {
 		return err
 	}
-	os.Remove(filepath.Join(r, "var/lib/dbus/machine-id"))
-	m, err := Manifest(r, st.Plan.Arch.Name)
+	if err := r.Remove("var/lib/dbus/machine-id"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	m, err := manifest(r, st.Plan.Arch.Name)
 	if err != nil {
 		return err
 	}
 	st.Manifest = m
 	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
 	if e := st.Plan.SourceDateEpoch; e > 0 {
-		n, err := chroot.ClampTimes(r, e)
+		n, err := chroot.ClampTimes(st.Rootfs, e)
 		if err != nil {
 			return fmt.Errorf("clamping file dates to SOURCE_DATE_EPOCH: %w", err)
 		}
@@ -460,29 +504,27 @@ var buildLeftovers = []string{
 	"var/cache/ldconfig/aux-cache", "var/lib/dpkg/*-old", "var/cache/debconf/*-old",
 }
 
-func writeFinalSources(root string, s apt.ImageSources) error {
-	path, content := s.Render()
-	list := filepath.Join(root, "etc/apt/sources.list")
-	if path != "etc/apt/sources.list" {
-		if err := os.Remove(list); err != nil && !errors.Is(err, os.ErrNotExist) {
+func writeFinalSources(r *imgroot.Root, s apt.ImageSources) error {
+	name, content := s.Render()
+	if name != "etc/apt/sources.list" {
+		if err := r.Remove("etc/apt/sources.list"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
-	full := filepath.Join(root, path)
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+	if err := r.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(full, []byte(content), 0o644)
+	return r.WriteFile(name, []byte(content), 0o644)
 }
 
-func removeGlob(root string, patterns ...string) error {
+func removeGlob(r *imgroot.Root, patterns ...string) error {
 	for _, pat := range patterns {
-		m, err := filepath.Glob(filepath.Join(root, pat))
+		m, err := r.Glob(pat)
 		if err != nil {
 			return err
 		}
 		for _, f := range m {
-			if err := os.Remove(f); err != nil {
+			if err := r.Remove(f); err != nil {
 				return err
 			}
 		}
@@ -494,7 +536,16 @@ func removeGlob(root string, patterns ...string) error {
 // "name<TAB>version" per line, read from dpkg's status file; packages of
 // another architecture than native (multiarch) carry it as name:arch.
 func Manifest(root, native string) (string, error) {
-	f, err := os.Open(filepath.Join(root, "var/lib/dpkg/status"))
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	return manifest(r, native)
+}
+
+func manifest(r *imgroot.Root, native string) (string, error) {
+	f, err := r.OpenFile("var/lib/dpkg/status")
 	if err != nil {
 		return "", err
 	}

@@ -18,11 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/imgroot"
 )
 
 // Chroot is a prepared root file system.
 type Chroot struct {
 	Root   string
+	img    *imgroot.Root // every file vmdeb changes inside is reached through it
 	log    *buildlog.Log
 	undo   []undo
 	Env    []string // extra environment for every command run inside
@@ -45,7 +47,11 @@ func Setup(root string, log *buildlog.Log) (c *Chroot, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chroot{Root: root, log: log}
+	img, err := imgroot.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	c = &Chroot{Root: root, img: img, log: log}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Close())
@@ -84,37 +90,36 @@ func (c *Chroot) setupDev() error {
 	if err := c.mount("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64m"); err != nil {
 		return err
 	}
-	dev := filepath.Join(c.Root, "dev")
 	nodes := []struct {
 		name         string
 		major, minor uint32
 	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
 	for _, n := range nodes {
-		p := filepath.Join(dev, n.name)
-		err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor)))
+		p := "dev/" + n.name
+		err := c.img.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor)))
 		if errors.Is(err, unix.EPERM) {
 			// A user namespace may not make device nodes: bind the
 			// host's node onto an empty file instead.
 			err = c.bindNode("/dev/"+n.name, p)
 		} else if err == nil {
-			err = os.Chmod(p, 0o666)
+			err = c.img.Chmod(p, 0o666)
 		}
 		if err != nil {
-			return fmt.Errorf("mknod %s: %w", p, err)
+			return fmt.Errorf("mknod %s: %w", filepath.Join(c.Root, p), err)
 		}
 	}
 	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
 	for name, target := range links {
-		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+		if err := c.img.Symlink(target, "dev/"+name); err != nil {
 			return err
 		}
 	}
 	for _, d := range []string{"pts", "shm"} {
-		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+		if err := c.img.Mkdir("dev/"+d, 0o755); err != nil {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dev, "shm"), 0o1777); err != nil {
+	if err := c.img.Chmod("dev/shm", 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	return c.mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
@@ -129,7 +134,13 @@ func (c *Chroot) mountSys() error {
 		return err
 	}
 	target := filepath.Join(c.Root, "sys")
-	if err := unix.Mount("/sys", target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	at, done, err := c.img.Mountpoint("sys")
+	if err != nil {
+		return err
+	}
+	err = unix.Mount("/sys", at, "", unix.MS_BIND|unix.MS_REC, "")
+	done()
+	if err != nil {
 		return fmt.Errorf("bind /sys on %s: %w", target, err)
 	}
 	c.log.Logf("bound the host's /sys on %s (no sysfs mount in a user namespace)", target)
@@ -140,29 +151,40 @@ func (c *Chroot) mountSys() error {
 	return nil
 }
 
-// bindNode makes dst (an empty file) show the host's device node src.
-func (c *Chroot) bindNode(src, dst string) error {
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o666)
+// bindNode makes rel (an empty file) show the host's device node src.
+func (c *Chroot) bindNode(src, rel string) error {
+	if err := c.img.WriteFile(rel, nil, 0o666); err != nil {
+		return err
+	}
+	at, done, err := c.img.Mountpoint(rel)
 	if err != nil {
 		return err
 	}
-	f.Close()
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+	err = unix.Mount(src, at, "", unix.MS_BIND, "")
+	done()
+	if err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
+	dst := filepath.Join(c.Root, rel)
 	c.undo = append(c.undo, undo{"unmount " + dst, func() error { return unmount(dst) }})
 	return nil
 }
 
 func (c *Chroot) mount(src, rel, fstype string, flags uintptr, data string) error {
 	target := filepath.Join(c.Root, rel)
-	if err := os.MkdirAll(target, 0o755); err != nil {
+	if err := c.img.MkdirAll(rel, 0o755); err != nil {
 		return err
 	}
-	if fi, err := os.Lstat(target); err != nil || !fi.IsDir() {
+	if fi, err := c.img.Lstat(rel); err != nil || !fi.IsDir() {
 		return fmt.Errorf("mount point %s is not a directory", target)
 	}
-	if err := unix.Mount(src, target, fstype, flags, data); err != nil {
+	at, done, err := c.img.Mountpoint(rel)
+	if err != nil {
+		return err
+	}
+	err = unix.Mount(src, at, fstype, flags, data)
+	done()
+	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", fstype, target, err)
 	}
 	c.log.Logf("mounted %s on %s", fstype, target)
@@ -184,53 +206,53 @@ func unmount(target string) error {
 }
 
 // replaceFile writes rel with data for the build and restores what was
-// there (or removes it) at teardown.
+// there (or removes it) at teardown. What was there, a link included, is
+// moved aside itself, never followed.
 func (c *Chroot) replaceFile(rel string, data []byte, mode os.FileMode) error {
-	p := filepath.Join(c.Root, rel)
-	saved := p + ".vmdeb-orig"
+	saved := rel + ".vmdeb-orig"
 	had := false
-	if _, err := os.Lstat(p); err == nil {
-		if err := os.Rename(p, saved); err != nil {
+	if _, err := c.img.Lstat(rel); err == nil {
+		if err := c.img.Rename(rel, saved); err != nil {
 			return err
 		}
 		had = true
 	}
 	restore := func() error {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := c.img.RemoveAll(rel); err != nil {
 			return err
 		}
 		if had {
-			return os.Rename(saved, p)
+			return c.img.Rename(saved, rel)
 		}
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := c.img.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
 		return errors.Join(err, restore())
 	}
-	if err := os.WriteFile(p, data, mode); err != nil {
+	if err := c.img.WriteFile(rel, data, mode); err != nil {
 		return errors.Join(err, restore())
 	}
-	c.undo = append(c.undo, undo{"restore " + p, restore})
+	c.undo = append(c.undo, undo{"restore " + filepath.Join(c.Root, rel), restore})
 	return nil
 }
 
 // UseSources points apt at the build's sources until teardown: the
 // image's sources.list and sources.list.d are moved aside and put back.
 func (c *Chroot) UseSources(sourcesList string) error {
-	d := filepath.Join(c.Root, "etc/apt/sources.list.d")
+	d := "etc/apt/sources.list.d"
 	saved := d + ".vmdeb-orig"
-	if _, err := os.Stat(d); err == nil {
-		if err := os.Rename(d, saved); err != nil {
+	if _, err := c.img.Lstat(d); err == nil {
+		if err := c.img.Rename(d, saved); err != nil {
 			return err
 		}
-		c.undo = append(c.undo, undo{"restore " + d, func() error {
-			if err := os.RemoveAll(d); err != nil {
+		c.undo = append(c.undo, undo{"restore " + filepath.Join(c.Root, d), func() error {
+			if err := c.img.RemoveAll(d); err != nil {
 				return err
 			}
-			return os.Rename(saved, d)
+			return c.img.Rename(saved, d)
 		}})
 	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := c.img.MkdirAll(d, 0o755); err != nil {
 		return err
 	}
 	return c.replaceFile("etc/apt/sources.list", []byte(sourcesList), 0o644)
@@ -270,7 +292,7 @@ func (c *Chroot) Close() error {
 		}
 	}
 	c.undo = nil
-	return err
+	return errors.Join(err, c.img.Close())
 }
 
 // KillProcesses kills (SIGKILL) every process whose root directory is root

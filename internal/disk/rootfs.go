@@ -4,14 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"vmdeb/internal/imgroot"
 )
 
 // PrepareRootfs writes what makes rootfs a system booting from the disk of
@@ -83,122 +83,72 @@ func prepareRootfs(rootfs string, l Layout, o Options) (notes []string, err erro
 }
 
 // root is a root file system on the host; its methods take paths relative
-// to it and never follow a link out of it (see resolve).
+// to it and never follow a link out of it: links are resolved inside the
+// image (/lib -> usr/lib, or an absolute link, never leads to the host's
+// files; see imgroot).
 type root string
 
-func (r root) path(rel string) string { return filepath.Join(string(r), rel) }
+func (r root) open() (*imgroot.Root, error) { return imgroot.Open(string(r)) }
 
 // exists reports whether the image has rel, following its links inside the
 // image (an absolute link target is inside the image, not on the host).
 func (r root) exists(rel string) bool {
-	p, err := r.resolve(rel)
+	img, err := r.open()
 	if err != nil {
 		return false
 	}
-	_, err = os.Lstat(p)
+	defer img.Close()
+	_, err = img.Lstat(rel)
 	return err == nil
 }
 
-// resolve turns rel into a host path with every symbolic link of its
-// directories followed inside the image: /lib -> usr/lib, or an absolute
-// link, must not lead to the host's files. The last component is left as
-// it is (a link stays a link).
-func (r root) resolve(rel string) (string, error) { return r.resolveLinks(rel, false) }
-
-// resolveAll is resolve that also follows a link in the last component.
-func (r root) resolveAll(rel string) (string, error) { return r.resolveLinks(rel, true) }
-
-// ResolveInRoot is the host path of rel inside the image at rootfs, with
-// every symbolic link followed inside the image, the last one too.
-func ResolveInRoot(rootfs, rel string) (string, error) { return root(rootfs).resolveAll(rel) }
-
-func (r root) resolveLinks(rel string, last bool) (string, error) {
-	parts := strings.Split(strings.Trim(path.Clean("/"+rel), "/"), "/")
-	cur, hops := "/", 0
-	for i := 0; i < len(parts); i++ {
-		if parts[i] == "" {
-			continue
-		}
-		next := path.Join(cur, parts[i])
-		if i == len(parts)-1 && !last {
-			return r.path(next), nil
-		}
-		fi, err := os.Lstat(r.path(next))
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		t, err := os.Readlink(r.path(next))
-		if err != nil {
-			return "", err
-		}
-		if !path.IsAbs(t) {
-			t = path.Join(cur, t)
-		}
-		rest := append(strings.Split(strings.Trim(path.Clean(t), "/"), "/"), parts[i+1:]...)
-		if hops++; hops > 40 {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
-		}
-		parts, i, cur = rest, -1, "/"
-	}
-	return r.path(cur), nil
-}
-
-// write replaces rel with data: a new file renamed over the old one.
+// write replaces rel with data: a new file renamed over the old one (a
+// link is replaced, not written through), with mode whatever the umask.
 func (r root) write(rel, data string, mode os.FileMode) error {
-	p, err := r.resolve(rel)
+	img, err := r.open()
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	defer img.Close()
+	if err := img.MkdirAll(path.Dir(path.Clean("/"+rel)), 0o755); err != nil {
 		return err
 	}
-	tmp := p + ".vmdeb-new"
-	if err := os.WriteFile(tmp, []byte(data), mode); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil { // past the umask
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return img.WriteFile(rel, []byte(data), mode)
 }
 
 func (r root) read(rel string) (string, error) {
-	p, err := r.resolveAll(rel)
+	img, err := r.open()
 	if err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(p)
+	defer img.Close()
+	b, err := img.ReadFile(rel)
 	return string(b), err
 }
 
 func (r root) mkdir(rel string) error {
-	p, err := r.resolve(rel)
+	img, err := r.open()
 	if err != nil {
 		return err
 	}
-	return os.MkdirAll(p, 0o755)
+	defer img.Close()
+	return img.MkdirAll(rel, 0o755)
 }
 
 // symlink makes rel a link to target, replacing what was there.
 func (r root) symlink(target, rel string) error {
-	p, err := r.resolve(rel)
+	img, err := r.open()
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	defer img.Close()
+	if err := img.MkdirAll(path.Dir(path.Clean("/"+rel)), 0o755); err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := img.Remove(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return os.Symlink(target, p)
+	return img.Symlink(target, rel)
 }
 
 // setHostname writes /etc/hostname and the 127.0.1.1 line of /etc/hosts,

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+
+	"vmdeb/internal/imgroot"
 )
 
 // DTBDir is where Debian's kernel package for release version installs
@@ -49,23 +50,24 @@ func ValidDeviceTree(name string) error {
 // rootfs, relative to its DTBDir, sorted. A kernel without device trees
 // (no DTBDir, as on amd64) has none, which is not an error.
 func FindDTBs(rootfs, version string) ([]string, error) {
-	dir := filepath.Join(rootfs, DTBDir(version))
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+	r, err := imgroot.Open(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	dir, err := r.Resolve(DTBDir(version))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("device trees of kernel %s: %w", version, err)
+	}
 	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() || !(strings.HasSuffix(p, ".dtb") || strings.HasSuffix(p, ".dtbo")) {
+	err = r.Walk(dir, func(p string, e imgroot.Entry) error {
+		if !e.Info().Mode().IsRegular() || !(strings.HasSuffix(p, ".dtb") || strings.HasSuffix(p, ".dtbo")) {
 			return nil
 		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, filepath.ToSlash(rel))
+		files = append(files, strings.TrimPrefix(p, dir+"/"))
 		return nil
 	})
 	if err != nil {
@@ -73,6 +75,22 @@ func FindDTBs(rootfs, version string) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
+}
+
+// dtbDirIn is the host path of kernel version's device tree directory in
+// rootfs with every link in it resolved inside the image, so that the
+// files FindDTBs found are read from the image, never from the host.
+func dtbDirIn(rootfs, version string) (string, error) {
+	r, err := imgroot.Open(rootfs)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	rel, err := r.Resolve(DTBDir(version))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(rootfs, rel), nil
 }
 
 // CheckDeviceTree returns an error naming the device tree and where it

@@ -312,7 +312,13 @@ func kernelDTBs(a arch.Arch, rootfs string, kernels []Kernel, name string) ([][]
 // the menu, with a config's device-tree) can load any board's.
 func stageDTBs(stage, rootfs string, kernels []Kernel, dtbs [][]string) error {
 	for i, files := range dtbs {
-		src := filepath.Join(rootfs, DTBDir(kernels[i].Version))
+		if len(files) == 0 {
+			continue
+		}
+		src, err := dtbDirIn(rootfs, kernels[i].Version)
+		if err != nil {
+			return err
+		}
 		dst := filepath.Join(stage, isoDTBDir(i))
 		for _, f := range files {
 			if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, f)), 0o755); err != nil {

@@ -1,15 +1,14 @@
 package live
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"pault.ag/go/debian/version"
+
+	"vmdeb/internal/imgroot"
 )
 
 // Kernel is one installed kernel of the root file system.
@@ -27,8 +26,13 @@ func FindKernels(rootfs string) ([]Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	r, err := imgroot.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
 	boot := filepath.Join(root, "boot")
-	ents, err := os.ReadDir(boot)
+	ents, err := r.ReadDir("boot")
 	if err != nil {
 		return nil, fmt.Errorf("looking for kernels: %w", err)
 	}
@@ -39,11 +43,11 @@ func FindKernels(rootfs string) ([]Kernel, error) {
 		if !ok || v == "" {
 			continue
 		}
-		vmlinuz, err := resolveInRoot(root, boot, e.Name())
+		vmlinuz, err := resolveInRoot(r, "boot/"+e.Name())
 		if err != nil {
 			continue // a dangling link or a directory is not a kernel
 		}
-		initrd, err := resolveInRoot(root, boot, "initrd.img-"+v)
+		initrd, err := resolveInRoot(r, "boot/initrd.img-"+v)
 		if err != nil {
 			noInitrd = append(noInitrd, v)
 			continue
@@ -71,34 +75,21 @@ func compareKernel(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// resolveInRoot returns the host path of dir/name, following symbolic links
-// as the live system would see them: an absolute target is inside root,
-// not on the host. The result must be a regular file.
-func resolveInRoot(root, dir, name string) (string, error) {
-	p := filepath.Join(dir, name)
-	for range 8 {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode().IsRegular() {
-			return p, nil
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			return "", fmt.Errorf("%s is not a regular file", p)
-		}
-		t, err := os.Readlink(p)
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(t) {
-			p = filepath.Join(root, t)
-		} else {
-			p = filepath.Join(filepath.Dir(p), t)
-		}
-		if rel, err := filepath.Rel(root, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", fmt.Errorf("%s points outside the root file system", filepath.Join(dir, name))
-		}
+// resolveInRoot returns the host path of name, following symbolic links
+// as the live system would see them (an absolute target is inside the
+// image, not on the host), with no link left in it. It must be a regular
+// file.
+func resolveInRoot(r *imgroot.Root, name string) (string, error) {
+	rel, err := r.Resolve(name)
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("too many levels of symbolic links: " + filepath.Join(dir, name))
+	fi, err := r.Lstat(rel)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", filepath.Join(r.Path(), name))
+	}
+	return filepath.Join(r.Path(), rel), nil
 }
