@@ -45,7 +45,7 @@ type Native struct {
 	archive  *archive.Archive
 	cache    *archive.Cache
 	shared   *archive.Staging
-	sharedAt string
+	sharedAt *imgroot.Mount // the package cache's bind mount in the chroot
 	// fastDpkg undoes what ShareCache did to make the chroot's dpkg fast.
 	fastDpkg func() error
 	log      *buildlog.Log
@@ -695,18 +695,14 @@ func dbOnTmpfs(target string) (func(keep bool) error, error) {
 	if err := img.Mkdir(db, 0o755); err != nil {
 		return fail(err)
 	}
-	at, done, err := img.Mountpoint(db)
-	if err != nil {
-		return fail(err)
-	}
-	err = unix.Mount("tmpfs", at, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
-	done()
+	m, err := img.MountOn(db, func(at string) error {
+		return unix.Mount("tmpfs", at, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	})
 	if err != nil {
 		return fail(fmt.Errorf("mounting a tmpfs on %s: %w", dbPath, err))
 	}
 	if err := copyTree(img, disk, db); err != nil {
-		unix.Unmount(dbPath, unix.MNT_DETACH)
-		return fail(err)
+		return fail(errors.Join(err, m.Unmount()))
 	}
 	return func(keep bool) error {
 		defer img.Close()
@@ -716,10 +712,8 @@ func dbOnTmpfs(target string) (func(keep bool) error, error) {
 				err = copyTree(img, db, disk)
 			}
 		}
-		if uerr := unix.Unmount(dbPath, 0); uerr != nil {
-			if uerr = unix.Unmount(dbPath, unix.MNT_DETACH); uerr != nil {
-				return errors.Join(err, fmt.Errorf("unmounting %s: %w", dbPath, uerr))
-			}
+		if uerr := m.Unmount(); uerr != nil {
+			return errors.Join(err, uerr)
 		}
 		return errors.Join(err, img.Remove(db), img.Rename(disk, db))
 	}, nil
@@ -771,19 +765,19 @@ func copyTree(img *imgroot.Root, src, dst string) error {
 
 // bindMount mounts dir on rel inside the chroot until its teardown.
 func bindMount(c *chroot.Chroot, dir, rel string) error {
-	mp := filepath.Join(c.Root, rel)
-	if err := os.MkdirAll(mp, 0o755); err != nil {
+	img, err := imgroot.Open(c.Root)
+	if err != nil {
 		return err
 	}
-	if err := unix.Mount(dir, mp, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("mounting the package cache on %s: %w", mp, err)
+	defer img.Close()
+	if err := img.MkdirAll(rel, 0o755); err != nil {
+		return err
 	}
-	c.Defer("unmount "+mp, func() error {
-		if err := unix.Unmount(mp, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-			return unix.Unmount(mp, unix.MNT_DETACH)
-		}
-		return nil
-	})
+	m, err := img.MountOn(rel, func(at string) error { return unix.Mount(dir, at, "", unix.MS_BIND, "") })
+	if err != nil {
+		return fmt.Errorf("mounting the package cache on %s: %w", filepath.Join(c.Root, rel), err)
+	}
+	c.Defer("unmount "+m.Host, m.Unmount)
 	return nil
 }
 
@@ -917,16 +911,11 @@ func (n *Native) ShareCache(ctx context.Context, c *chroot.Chroot) error {
 	if err != nil {
 		return errors.Join(err, st.Remove())
 	}
-	at, done, err := img.Mountpoint(debDir)
-	if err != nil {
-		return errors.Join(err, undo(), st.Remove())
-	}
-	err = unix.Mount(st.Dir, at, "", unix.MS_BIND, "")
-	done()
+	m, err := img.MountOn(debDir, func(at string) error { return unix.Mount(st.Dir, at, "", unix.MS_BIND, "") })
 	if err != nil {
 		return errors.Join(fmt.Errorf("mounting the package cache on %s: %w", mp, err), undo(), st.Remove())
 	}
-	n.shared, n.sharedAt, n.fastDpkg = st, mp, undo
+	n.shared, n.sharedAt, n.fastDpkg = st, m, undo
 	c.Defer("unshare the package cache", n.UnshareCache)
 	n.log.Logf("package cache %s mounted on %s (%d packages); dpkg's database on a tmpfs, without fsync, until finalise", n.cache.Dir, debDir, linked)
 	if seeded > 0 {
@@ -1059,12 +1048,10 @@ func (n *Native) UnshareCache() error {
 		return nil
 	}
 	st, mp, undo := n.shared, n.sharedAt, n.fastDpkg
-	n.shared, n.sharedAt, n.fastDpkg = nil, "", nil
+	n.shared, n.sharedAt, n.fastDpkg = nil, nil, nil
 	var err error
-	if uerr := unix.Unmount(mp, 0); uerr != nil && !errors.Is(uerr, unix.EINVAL) {
-		if uerr = unix.Unmount(mp, unix.MNT_DETACH); uerr != nil {
-			err = fmt.Errorf("unmounting %s: %w", mp, uerr)
-		}
+	if uerr := mp.Unmount(); uerr != nil {
+		err = uerr
 	}
 	if undo != nil {
 		if derr := undo(); derr != nil {

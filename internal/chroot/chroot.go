@@ -134,18 +134,13 @@ func (c *Chroot) mountSys() error {
 		return err
 	}
 	target := filepath.Join(c.Root, "sys")
-	at, done, err := c.img.Mountpoint("sys")
-	if err != nil {
-		return err
-	}
-	err = unix.Mount("/sys", at, "", unix.MS_BIND|unix.MS_REC, "")
-	done()
+	m, err := c.img.MountOn("sys", func(at string) error { return unix.Mount("/sys", at, "", unix.MS_BIND|unix.MS_REC, "") })
 	if err != nil {
 		return fmt.Errorf("bind /sys on %s: %w", target, err)
 	}
 	c.log.Logf("bound the host's /sys on %s (no sysfs mount in a user namespace)", target)
-	c.undo = append(c.undo, undo{"unmount " + target, func() error { return unix.Unmount(target, unix.MNT_DETACH) }})
-	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	c.undo = append(c.undo, undo{"unmount " + target, m.Unmount})
+	if err := unix.Mount("", m.At(), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("making %s read-only: %w", target, err)
 	}
 	return nil
@@ -156,17 +151,11 @@ func (c *Chroot) bindNode(src, rel string) error {
 	if err := c.img.WriteFile(rel, nil, 0o666); err != nil {
 		return err
 	}
-	at, done, err := c.img.Mountpoint(rel)
-	if err != nil {
-		return err
-	}
-	err = unix.Mount(src, at, "", unix.MS_BIND, "")
-	done()
+	m, err := c.img.MountOn(rel, func(at string) error { return unix.Mount(src, at, "", unix.MS_BIND, "") })
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
-	dst := filepath.Join(c.Root, rel)
-	c.undo = append(c.undo, undo{"unmount " + dst, func() error { return unmount(dst) }})
+	c.undo = append(c.undo, undo{"unmount " + m.Host, m.Unmount})
 	return nil
 }
 
@@ -178,17 +167,12 @@ func (c *Chroot) mount(src, rel, fstype string, flags uintptr, data string) erro
 	if fi, err := c.img.Lstat(rel); err != nil || !fi.IsDir() {
 		return fmt.Errorf("mount point %s is not a directory", target)
 	}
-	at, done, err := c.img.Mountpoint(rel)
-	if err != nil {
-		return err
-	}
-	err = unix.Mount(src, at, fstype, flags, data)
-	done()
+	m, err := c.img.MountOn(rel, func(at string) error { return unix.Mount(src, at, fstype, flags, data) })
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", fstype, target, err)
 	}
 	c.log.Logf("mounted %s on %s", fstype, target)
-	c.undo = append(c.undo, undo{"unmount " + target, func() error { return unmount(target) }})
+	c.undo = append(c.undo, undo{"unmount " + target, m.Unmount})
 	return nil
 }
 
