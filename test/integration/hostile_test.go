@@ -438,10 +438,13 @@ func TestHostileNamespaceMarker(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, small, map[string]string{"hook.sh": "#!/bin/sh\nexit 0\n"})
-	// A work directory that cannot be made: the build fails right after
-	// its start, at the point where it tears down and kills what is left.
-	notDir := filepath.Join(dir, "not-a-directory")
-	os.WriteFile(notDir, nil, 0o644)
+	// A debootstrap that fails at once: the build fails right after its
+	// start, inside its namespaces, where it tears down and kills what is
+	// left. (A bad --workdir is refused before the namespaces, in the
+	// preflight, so it proves nothing here.)
+	bin := filepath.Join(dir, "bin")
+	os.Mkdir(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "debootstrap"), []byte("#!/bin/sh\necho planted debootstrap failing >&2\nexit 1\n"), 0o755)
 	hostBefore, _ := os.ReadFile("/proc/self/mountinfo")
 	const script = `d=$1; shift
 mount --make-shared /
@@ -456,15 +459,15 @@ if kill -0 $s; then echo SLEEP=alive; kill $s; else echo SLEEP=gone; fi
 		d := filepath.Join(dir, strconv.Itoa(i))
 		os.Mkdir(d, 0o755)
 		cmd := exec.CommandContext(ctx, "sh", "-c", script, "sh", d,
-			vmdeb, "build", "--workdir", notDir, "--outdir", filepath.Join(dir, "out"), cfg)
-		cmd.Env = append(os.Environ(), env...)
+			vmdeb, "build", "--workdir", t.TempDir(), "--outdir", filepath.Join(dir, "out"), cfg)
+		cmd.Env = append(os.Environ(), append(env, "PATH="+bin+":"+os.Getenv("PATH"))...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID}
 		r := runCmd(t, cmd, strings.Join(env, " ")+" vmdeb build (in a stand-in for the host)")
 		if !strings.Contains(r.stdout, "SLEEP=alive") {
 			t.Errorf("%s: a process beside vmdeb was killed (status %d):\n%s\n%s", env, r.code, r.stdout, r.stderr)
 		}
-		if !strings.Contains(r.stdout, "vmdeb exit status 1") {
-			t.Errorf("%s: want the build to fail with status 1 (the work directory), got:\n%s\n%s", env, r.stdout, r.stderr)
+		if !strings.Contains(r.stdout, "vmdeb exit status 1") || !strings.Contains(r.stderr, "stage bootstrap failed") {
+			t.Errorf("%s: want the build to fail with status 1 (stage bootstrap), got:\n%s\n%s", env, r.stdout, r.stderr)
 		}
 		before, _ := os.ReadFile(filepath.Join(d, "before"))
 		after, _ := os.ReadFile(filepath.Join(d, "after"))
