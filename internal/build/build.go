@@ -36,8 +36,10 @@ type State struct {
 	Results []Result
 	// GrubDir holds the target's GRUB EFI modules when the host has none.
 	GrubDir string
-	// temps are files to remove if the build does not finish.
-	temps []string
+	// temps are the outputs' temporary directories, removed when the
+	// build ends (their outputs renamed out of them by then, if it
+	// succeeded).
+	temps []*tempDir
 	// pending are finished outputs waiting for their final names.
 	pending []pendingOutput
 	// bootstrapped: this build made the base system (it was not restored
@@ -134,10 +136,8 @@ func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *Sta
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
 		}
 		st.Chroot = nil
-		if err != nil {
-			for _, t := range st.temps {
-				chroot.RemoveAll(t)
-			}
+		for _, t := range st.temps {
+			t.Remove()
 		}
 		if o.KeepWork {
 			log.Printf("work directory kept: %s", work)
@@ -249,20 +249,22 @@ func (e *StageError) Unwrap() error { return e.Err }
 
 // temp returns a temporary name for out: inside a new directory of
 // vmdeb's own (mode 0700, a name nobody could have planted) beside out,
-// removed if the build fails. The tools' own temporary files land in it
-// too. Those left by a killed build of the same output are removed first
-// (the build holds the output's lock), without following links.
+// reached through a descriptor (tempDir), removed when the build ends.
+// The tools' own temporary files land in it too. Those left by a killed
+// build of the same output are removed first (the build holds the
+// output's lock), without following links.
 func (st *State) temp(out string) string {
 	dir, base := filepath.Dir(out), filepath.Base(out)
 	prefix := "." + base + ".vmdeb-tmp"
 	removeStale(dir, prefix)
-	t, err := os.MkdirTemp(dir, prefix+"-")
+	t, err := newTempDir(dir, prefix)
 	if err != nil {
 		// The stage's tool reports the unwritable directory.
+		st.Log.Logf("temporary directory for %s: %v", out, err)
 		return filepath.Join(dir, prefix+"-unwritable", base)
 	}
 	st.temps = append(st.temps, t)
-	return filepath.Join(t, base)
+	return t.Path(base)
 }
 
 // removeStale removes the entries of dir whose names start with prefix
@@ -292,24 +294,29 @@ func (st *State) commit(tmp, out, typ string) error {
 	if fi, err := os.Stat(tmp); err == nil {
 		size = fi.Size()
 	}
-	st.pending = append(st.pending, pendingOutput{tmp, out})
-	st.Results = append(st.Results, Result{Type: typ, Path: out, Size: size})
-	return nil
+	for _, t := range st.temps {
+		if base, ok := strings.CutPrefix(tmp, t.Path("")); ok {
+			st.pending = append(st.pending, pendingOutput{t, base, out})
+			st.Results = append(st.Results, Result{Type: typ, Path: out, Size: size})
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: not in a temporary directory of this build", tmp)
 }
 
-type pendingOutput struct{ tmp, out string }
+type pendingOutput struct {
+	dir       *tempDir
+	base, out string
+}
 
 // publish renames every finished output to its final name. A rename
 // replaces a link standing at the final name; it never writes through it.
 func (st *State) publish() error {
 	for _, p := range st.pending {
-		if fi, err := os.Lstat(p.out); err == nil && fi.IsDir() {
-			os.Remove(p.out) // an empty directory may stand there
-		}
-		if err := os.Rename(p.tmp, p.out); err != nil {
+		if err := p.dir.Publish(p.base, filepath.Base(p.out)); err != nil {
 			return err
 		}
-		chroot.RemoveAll(filepath.Dir(p.tmp)) // its private directory
+		p.dir.Remove()
 	}
 	st.pending = nil
 	return nil

@@ -26,38 +26,46 @@ import (
 // Replacing is a new file that takes a final name when published.
 type Replacing struct {
 	*os.File
+	dir   *tempDir
 	final string
 }
 
-// CreateReplacing makes a new file (mode 0644) beside path, under a
-// random name created exclusively; Publish renames it to path. It refuses
-// a path that stands as anything but a regular file. The caller holds
-// path's lock (LockOutputs, lockPath): a killed build's leftover is removed.
+// CreateReplacing makes a new file (mode 0644) for path in a directory of
+// vmdeb's own beside it (tempDir: held by a descriptor, so another user
+// who owns path's directory cannot swap the file for a link before it is
+// published); Publish renames it to path. It refuses a path that stands
+// as anything but a regular file. The caller holds path's lock
+// (LockOutputs, lockPath): a killed build's leftover is removed.
 func CreateReplacing(path string) (*Replacing, error) {
 	if err := checkFinal(path, false); err != nil {
 		return nil, err
 	}
-	removeStale(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp")
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".vmdeb-tmp-*")
+	prefix := "." + filepath.Base(path) + ".vmdeb-tmp"
+	removeStale(filepath.Dir(path), prefix)
+	t, err := newTempDir(filepath.Dir(path), prefix)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
+	fd, err := unix.Openat(int(t.dir.Fd()), filepath.Base(path), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		if err = unix.Fchmod(fd, 0o644); err != nil {
+			unix.Close(fd)
+		}
 	}
-	return &Replacing{f, path}, nil
+	if err != nil {
+		return nil, errors.Join(&os.PathError{Op: "create", Path: path, Err: err}, t.Remove())
+	}
+	return &Replacing{os.NewFile(uintptr(fd), t.Path(filepath.Base(path))), t, path}, nil
 }
 
-// Publish renames the file to its final name.
+// Publish renames the file to its final name; the file stays open.
 func (r *Replacing) Publish() error {
-	if err := os.Rename(r.Name(), r.final); err != nil {
-		os.Remove(r.Name())
-		return err
-	}
-	return nil
+	err := r.dir.Publish(filepath.Base(r.final), filepath.Base(r.final))
+	return errors.Join(err, r.dir.Remove())
 }
+
+// Discard removes the unpublished file.
+func (r *Replacing) Discard() error { return r.dir.Remove() }
 
 // checkFinal refuses a final name that is a link, a device or anything
 // but a regular file (or, for a directory output, a directory).

@@ -150,15 +150,20 @@ func TestTempIsPrivateAndCleansWithoutFollowing(t *testing.T) {
 	os.Symlink(victim, filepath.Join(dir, ".x.tar.vmdeb-tmp.tar"))
 	st := &State{}
 	tmp := st.temp(out)
+	if len(st.temps) != 1 {
+		t.Fatalf("temp(%s) = %s made no temporary directory", out, tmp)
+	}
+	defer st.temps[0].Remove()
 	if b, err := os.ReadFile(victim); err != nil || string(b) != "victim" {
 		t.Errorf("victim changed or removed: %q %v", b, err)
 	}
-	fi, err := os.Lstat(filepath.Dir(tmp))
+	fi, err := os.Stat(filepath.Dir(tmp))
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("temporary name %s is not in a private directory: %v %v", tmp, fi, err)
 	}
-	if filepath.Dir(filepath.Dir(tmp)) != dir {
-		t.Errorf("temporary directory %s is not beside the output", filepath.Dir(tmp))
+	// Beside the output: the directory's name in dir is the one it holds.
+	if named, err := os.Stat(filepath.Join(dir, st.temps[0].name)); err != nil || !os.SameFile(fi, named) {
+		t.Errorf("temporary directory %s is not beside the output (%v)", filepath.Join(dir, st.temps[0].name), err)
 	}
 }
 

@@ -673,7 +673,6 @@ func (s tarballStage) Run(ctx context.Context, st *State) error {
 	tmp := st.temp(s.out)
 	// tar picks the compressor from the name it writes: keep the extension.
 	tmpExt := tmp + extension(s.out)
-	st.temps = append(st.temps, tmpExt)
 	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt, st.Plan.SourceDateEpoch)}); err != nil {
 		return err
 	}
@@ -781,8 +780,7 @@ func writeAtomic(path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
-		return err
+		return errors.Join(err, f.Discard())
 	}
 	return f.Publish()
 }

@@ -49,6 +49,28 @@ func attacker(args []string) {
 				os.Symlink(args[2], n)
 			}
 		}
+		swapTempDirs()
+	}
+}
+
+// swapTempDirs: with VMDEB_TEST_SWAP=OUTDIR:VICTIMDIR, every directory of
+// root's in OUTDIR (vmdeb's temporary directories) is renamed away and
+// replaced by a link to VICTIMDIR.
+func swapTempDirs() {
+	out, victim, ok := strings.Cut(os.Getenv("VMDEB_TEST_SWAP"), ":")
+	if !ok {
+		return
+	}
+	ents, _ := os.ReadDir(out)
+	for i, e := range ents {
+		fi, err := e.Info()
+		if err != nil || !fi.IsDir() || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			continue
+		}
+		stolen := filepath.Join(out, fmt.Sprintf("stolen-%d-%d", time.Now().UnixNano(), i))
+		if os.Rename(filepath.Join(out, e.Name()), stolen) == nil {
+			os.Symlink(victim, filepath.Join(out, e.Name()))
+		}
 	}
 }
 
@@ -214,7 +236,7 @@ ln -s %[3]s %[4]s/vmdeb-link`, static, race, vdir, work))
 		plants = append(plants, filepath.Join(out, n))
 	}
 	atk := userCmd(ctx, uid, gid, attackBin, append([]string{race, "8", vfile}, plants...)...)
-	atk.Env = append(atk.Env, attackerEnv+"=1")
+	atk.Env = append(atk.Env, attackerEnv+"=1", "VMDEB_TEST_SWAP="+out+":"+vdir)
 	if err := atk.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +273,9 @@ ln -s %[3]s %[4]s/vmdeb-link`, static, race, vdir, work))
 
 	if bad := intact(); len(bad) > 0 {
 		t.Errorf("victim files changed or deleted: %d, e.g. %s", len(bad), bad[0])
+	}
+	if ents, _ := os.ReadDir(vdir); len(ents) != 300 {
+		t.Errorf("the victim directory has %d entries, not its 300: the build wrote through a swapped temporary directory", len(ents))
 	}
 	if sum := treeSum(t, static); sum != staticSum {
 		t.Errorf("the build removed or changed the user's own directory %s", static)

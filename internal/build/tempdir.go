@@ -1,0 +1,108 @@
+package build
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/chroot"
+)
+
+// tempDir is vmdeb's own directory (mode 0700) beside an output, where the
+// output is made before it takes its final name. The output directory may
+// belong to another user (a CI runner's workspace), who can rename or
+// replace any name in it at any moment, even the name of a directory of
+// root's. So the directory is held by descriptors and reached only through
+// them: tools get a path through /proc/PID/fd, which names this very
+// directory whatever happens to its name; publishing is a renameat from it
+// into the held output directory.
+type tempDir struct {
+	parent   *os.File // the output's directory
+	dir      *os.File // the temporary directory itself
+	name     string   // its name in parent, for messages and removal
+	dev, ino uint64
+}
+
+// newTempDir makes a new directory named prefix-RANDOM in outDir.
+func newTempDir(outDir, prefix string) (*tempDir, error) {
+	pfd, err := unix.Open(outDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: outDir, Err: err}
+	}
+	t := &tempDir{parent: os.NewFile(uintptr(pfd), outDir)}
+	var b [8]byte
+	rand.Read(b[:])
+	t.name = prefix + "-" + hex.EncodeToString(b[:])
+	if err := unix.Mkdirat(pfd, t.name, 0o700); err != nil {
+		t.parent.Close()
+		return nil, &os.PathError{Op: "mkdir", Path: filepath.Join(outDir, t.name), Err: err}
+	}
+	fd, err := unix.Openat(pfd, t.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &st)
+		// Swapped between mkdir and open for a directory of someone
+		// else's: nobody but this user makes one it owns with mode 0700.
+		if err == nil && (int(st.Uid) != os.Geteuid() || st.Mode&0o777 != 0o700) {
+			err = fmt.Errorf("replaced by another user's directory (uid %d, mode %o) as it was made", st.Uid, st.Mode&0o7777)
+		}
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		t.parent.Close()
+		return nil, fmt.Errorf("%s: %w", filepath.Join(outDir, t.name), err)
+	}
+	t.dir, t.dev, t.ino = os.NewFile(uintptr(fd), filepath.Join(outDir, t.name)), st.Dev, st.Ino
+	return t, nil
+}
+
+// Path is the path of base inside the directory, for vmdeb and the tools
+// it runs (in its PID namespace: the same /proc).
+func (t *tempDir) Path(base string) string {
+	return "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(t.dir.Fd())) + "/" + base
+}
+
+// Publish renames base from the directory to final in the output
+// directory, replacing what stands there (a link is replaced, never
+// followed; an empty directory is removed first).
+func (t *tempDir) Publish(base, final string) error {
+	unix.Unlinkat(int(t.parent.Fd()), final, unix.AT_REMOVEDIR) // only an empty directory
+	if err := unix.Renameat(int(t.dir.Fd()), base, int(t.parent.Fd()), final); err != nil {
+		return &os.LinkError{Op: "rename", Old: filepath.Join(t.dir.Name(), base), New: filepath.Join(t.parent.Name(), final), Err: err}
+	}
+	return nil
+}
+
+// Remove deletes what is in the directory (through its descriptor), then
+// the directory's name if it still names this directory, and releases
+// both descriptors. Calling it again does nothing.
+func (t *tempDir) Remove() error {
+	if t == nil || t.dir == nil {
+		return nil
+	}
+	var errs []error
+	names, err := t.dir.Readdirnames(-1)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, n := range names {
+		errs = append(errs, chroot.RemoveAt(int(t.dir.Fd()), n, filepath.Join(t.dir.Name(), n)))
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(int(t.parent.Fd()), t.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == t.dev && st.Ino == t.ino {
+		if err := unix.Unlinkat(int(t.parent.Fd()), t.name, unix.AT_REMOVEDIR); err != nil {
+			errs = append(errs, &os.PathError{Op: "rmdir", Path: t.dir.Name(), Err: err})
+		}
+	}
+	errs = append(errs, t.dir.Close(), t.parent.Close())
+	t.dir, t.parent = nil, nil
+	return errors.Join(errs...)
+}

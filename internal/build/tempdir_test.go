@@ -1,0 +1,81 @@
+package build
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Another user owns the output directory and, while the output is being
+// made, renames vmdeb's temporary directory away and puts a link to a
+// victim directory in its place. What vmdeb writes still lands in its own
+// directory, publishing still takes the output's final name, the victim
+// directory gets nothing, and the cleanup deletes nothing of the victim's.
+func TestTempDirSwappedForALink(t *testing.T) {
+	out, victim := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(victim, "keep"), []byte("victim\n"), 0o644)
+	td, err := newTempDir(out, ".x.iso.vmdeb-tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer td.Remove()
+	fi, err := os.Stat(filepath.Join(out, td.name))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("temporary directory: %v %v", fi, err)
+	}
+	// The swap.
+	if err := os.Rename(filepath.Join(out, td.name), filepath.Join(out, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(out, td.name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(td.Path("x.iso"), []byte("image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(td.Path("tool-scratch"), []byte("scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(victim, "x.iso")); err == nil {
+		t.Fatal("the output was written into the victim directory")
+	}
+	if err := td.Publish("x.iso", "x.iso"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "x.iso")); err != nil || string(b) != "image\n" {
+		t.Fatalf("published output: %q %v", b, err)
+	}
+	if err := td.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(victim)
+	if len(ents) != 1 || ents[0].Name() != "keep" {
+		t.Errorf("victim directory changed: %v", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(out, "moved")); len(ents) != 0 {
+		t.Errorf("vmdeb's own files left in its moved directory: %v", ents)
+	}
+	if fi, err := os.Lstat(filepath.Join(out, td.name)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the neighbour's link at the old name: %v %v (vmdeb removes only its own directory)", fi, err)
+	}
+	if err := td.Remove(); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+}
+
+// Unswapped, the directory goes away entirely.
+func TestTempDirRemove(t *testing.T) {
+	out := t.TempDir()
+	td, err := newTempDir(out, ".y.vmdeb-tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(td.Path("a/b"), 0o755)
+	os.WriteFile(td.Path("a/b/c"), nil, 0o644)
+	if err := td.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("left: %v", ents)
+	}
+}
