@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"vmdeb/internal/aptauth"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -22,13 +23,16 @@ import (
 // Spec is one image description as written in the file, with defaults
 // filled in by Load. Paths are absolute after Load.
 type Spec struct {
-	Name           string   `yaml:"name"`
-	Suite          string   `yaml:"suite"`
-	Architecture   string   `yaml:"architecture"`
-	BinfmtHandler  string   `yaml:"binfmt-handler"`
-	Mirror         string   `yaml:"mirror"`
-	AptMirror      string   `yaml:"apt-mirror"`
-	SecurityMirror string   `yaml:"security-mirror"`
+	Name           string `yaml:"name"`
+	Suite          string `yaml:"suite"`
+	Architecture   string `yaml:"architecture"`
+	BinfmtHandler  string `yaml:"binfmt-handler"`
+	Mirror         string `yaml:"mirror"`
+	AptMirror      string `yaml:"apt-mirror"`
+	SecurityMirror string `yaml:"security-mirror"`
+	// APTAuth names an apt auth.conf file (apt_auth.conf(5)) with the
+	// mirrors' credentials: given to the build, never put in the image.
+	APTAuth        string   `yaml:"apt-auth"`
 	Components     []string `yaml:"components"`
 	Variant        string   `yaml:"variant"`
 	Bootstrap      string   `yaml:"bootstrap"`
@@ -51,6 +55,12 @@ type Spec struct {
 	// for root and userns for anybody else.
 	Isolation string  `yaml:"isolation"`
 	Builder   Builder `yaml:"builder"`
+
+	// Auth is the mirrors' credentials: taken out of the mirror URLs by
+	// Parse (which leaves the URLs without them) and read from APTAuth by
+	// Validate. Nothing but apt's and vmdeb's downloads sees them.
+	Auth     aptauth.Set `yaml:"-"`
+	authRead bool        // APTAuth's entries are in Auth
 
 	// File is the config file's absolute path, Dir its directory.
 	File string `yaml:"-"`
@@ -285,7 +295,20 @@ func Parse(data []byte, file string) (*Spec, error) {
 		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
 	}
 	s.setDefaults()
+	s.splitCredentials()
 	return s, nil
+}
+
+// splitCredentials moves a user and password out of the mirror URLs into
+// Auth, so that no URL the build writes (into the image's sources, the
+// log, a message) carries them.
+func (s *Spec) splitCredentials() {
+	for _, m := range []*string{&s.Mirror, &s.AptMirror, &s.SecurityMirror} {
+		if u, e := aptauth.Split(*m); e != nil {
+			*m = u
+			s.Auth = append(s.Auth, *e)
+		}
+	}
 }
 
 type aliasError struct {

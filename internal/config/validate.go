@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/apt"
+	"vmdeb/internal/aptauth"
 	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
 	"vmdeb/internal/disk"
@@ -75,6 +76,15 @@ func (s *Spec) Validate() Errors {
 		}
 		if err := ValidMirror(k.val); err != nil {
 			bad(k.key, "%v", err)
+		}
+	}
+	if s.APTAuth != "" {
+		if data, err := os.ReadFile(s.Path(s.APTAuth)); err != nil {
+			bad("apt-auth", "%v (an apt auth.conf file: machine HOST login USER password PASS)", err)
+		} else if set, err := aptauth.Parse(data, s.Path(s.APTAuth)); err != nil {
+			bad("apt-auth", "%v", err)
+		} else if !s.authRead {
+			s.Auth, s.authRead = append(s.Auth, set...), true
 		}
 	}
 	for i, c := range s.Components {
