@@ -162,11 +162,11 @@ func TestFetchReleaseFile(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "dists/sid"), 0o755)
 	os.WriteFile(filepath.Join(dir, "dists/sid/Release"), []byte("Suite: unstable\nCodename: sid\nArchitectures: amd64\nComponents: main\nSHA256:\n 0000000000000000000000000000000000000000000000000000000000000000 1 main/binary-amd64/Packages\n"), 0o644)
-	ri, err := FetchRelease(context.Background(), "file://"+dir, "sid")
+	ri, err := FetchRelease(context.Background(), "file://"+dir, "sid", nil)
 	if err != nil || ri.Codename != "sid" || ri.Stable() {
 		t.Fatalf("%+v %v", ri, err)
 	}
-	if _, err := FetchRelease(context.Background(), "file://"+dir, "nosuch"); err == nil {
+	if _, err := FetchRelease(context.Background(), "file://"+dir, "nosuch", nil); err == nil {
 		t.Error("missing suite accepted")
 	}
 }

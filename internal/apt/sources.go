@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"vmdeb/internal/aptauth"
 
 	"vmdeb/internal/archive"
 )
@@ -96,11 +97,11 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 // file). It does not verify the signature: the bootstrapper does that.
 // A mirror that does not answer within AnswerTimeout (or trickles) gives
 // a *NoAnswerError; one that has no such suite, an error for which
-// archive.NotFound is true.
-func FetchRelease(ctx context.Context, mirror, suite string) (ReleaseInfo, error) {
+// archive.NotFound is true. auth holds the mirrors' credentials.
+func FetchRelease(ctx context.Context, mirror, suite string, auth aptauth.Set) (ReleaseInfo, error) {
 	u := strings.TrimRight(mirror, "/") + "/dists/" + suite + "/Release"
 	cl := archive.NewClient()
-	cl.Timeout, cl.Retries = AnswerTimeout, 0
+	cl.Timeout, cl.Retries, cl.Auth = AnswerTimeout, 0, auth
 	cl.Stall = min(cl.Stall, AnswerTimeout/2)
 	data, err := cl.Get(ctx, u, 64<<20)
 	if err != nil {

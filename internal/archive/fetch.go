@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"vmdeb/internal/aptauth"
 )
 
 // Client fetches files from a mirror (http, https or file URLs). Every
@@ -32,6 +33,9 @@ type Client struct {
 	Retries int
 	// Backoff is the pause before the first retry; it doubles each time.
 	Backoff time.Duration
+	// Auth holds the mirrors' credentials, sent as HTTP basic
+	// authentication to the URLs they match (apt's rules).
+	Auth aptauth.Set
 }
 
 // NewClient returns a Client with the defaults vmdeb uses: generous enough
@@ -142,6 +146,9 @@ func (c *Client) once(ctx context.Context, u string, fn func(io.Reader) error) e
 		return err
 	}
 	req.Header.Set("User-Agent", "vmdeb")
+	if e := c.Auth.Lookup(u); e != nil {
+		req.SetBasicAuth(e.Login, e.Password)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return &transient{err}

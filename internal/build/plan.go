@@ -112,6 +112,10 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	}
 	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
 		n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
+		if len(s.Auth) > 0 {
+			n.Client = archive.NewClient()
+			n.Client.Auth = s.Auth
+		}
 		if s.Cache == "" && o.Rootless {
 			n.CacheDir = UserCacheDir("debs")
 		}
@@ -142,7 +146,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if o.Offline {
 		return p, nil
 	}
-	ri, err := apt.FetchRelease(ctx, p.Mirror, s.Suite)
+	ri, err := apt.FetchRelease(ctx, p.Mirror, s.Suite, s.Auth)
 	var noAnswer *apt.NoAnswerError
 	switch {
 	case errors.As(err, &noAnswer):

@@ -100,26 +100,58 @@ var aptOptions = []string{"-y", "-q", "-o", "APT::Install-Recommends=true", "-o"
 	"-o", "Dpkg::Options::=--force-confold",
 	"-o", "Acquire::http::Timeout=30", "-o", "Acquire::https::Timeout=30", "-o", "Acquire::Retries=3"}
 
-// AptInstallArgs is the apt-get command line that installs pkgs.
-func AptInstallArgs(pkgs []string) []string {
-	return append(append(append([]string{}, aptOptions...), "install"), pkgs...)
+// AptInstallArgs is the apt-get command line that installs pkgs, with
+// extra options (aptAuth's) before the command.
+func AptInstallArgs(pkgs []string, extra ...string) []string {
+	return append(append(append(append([]string{}, aptOptions...), extra...), "install"), pkgs...)
+}
+
+// aptAuthFile is where apt in the chroot finds the mirrors' credentials:
+// on the chroot's own tmpfs /run, which is not part of the image.
+const aptAuthFile = "/run/vmdeb/auth.conf"
+
+// aptAuth writes the mirrors' credentials (if the config has any) for apt
+// in the chroot and returns the options that point apt at them.
+func aptAuth(st *State) ([]string, error) {
+	auth := st.Plan.Spec.Auth
+	if len(auth) == 0 {
+		return nil, nil
+	}
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if err := r.MkdirAll("run/vmdeb", 0o700); err != nil {
+		return nil, err
+	}
+	if err := r.WriteFile(aptAuthFile, auth.Format(), 0o600); err != nil {
+		return nil, err
+	}
+	// Dir::Etc::netrc is apt's auth.conf; the parts directory is emptied
+	// so that only these credentials are used.
+	return []string{"-o", "Dir::Etc::netrc=" + aptAuthFile, "-o", "Dir::Etc::netrcparts=/run/vmdeb/auth.conf.d"}, nil
 }
 
 func (packagesStage) Run(ctx context.Context, st *State) error {
 	c := st.Chroot
-	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append([]string{}, aptOptions...), "update")}); err != nil {
+	auth, err := aptAuth(st)
+	if err != nil {
+		return err
+	}
+	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
 		return err
 	}
 	if len(st.Plan.Packages) > 0 {
 		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
 		pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
-		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages), Stdout: pw}); err != nil {
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Stdout: pw}); err != nil {
 			return err
 		}
 	}
 	// Local packages are installed whether or not the config lists any
 	// from the archive.
-	return installCustom(ctx, st)
+	return installCustom(ctx, st, auth)
 }
 
 // targetGrubStage fetches the target's GRUB EFI modules when the host has
@@ -132,7 +164,7 @@ func (targetGrubStage) Run(ctx context.Context, st *State) error { return fetchT
 
 // installCustom installs the config's local .deb files with apt, so their
 // dependencies come from the mirror.
-func installCustom(ctx context.Context, st *State) error {
+func installCustom(ctx context.Context, st *State, auth []string) error {
 	s := st.Plan.Spec
 	if len(s.CustomPackages) == 0 {
 		return nil
@@ -162,7 +194,7 @@ func installCustom(ctx context.Context, st *State) error {
 		inside = append(inside, "/tmp/vmdeb-debs/"+filepath.Base(d))
 	}
 	st.Log.Printf("installing %d local packages: %s", len(inside), strings.Join(inside, " "))
-	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside)})
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside, auth...)})
 }
 
 // fetchTargetGrub downloads the target's GRUB EFI package with the
