@@ -5,10 +5,12 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"vmdeb/internal/aptauth"
 	"vmdeb/internal/buildlog"
 )
 
@@ -26,6 +28,8 @@ type Request struct {
 	// before any target program runs: a foreign architecture without a
 	// binfmt handler registered with flag F.
 	Interpreter, InterpreterAt string
+	// Auth is the mirrors' credentials; the mirror URL has none.
+	Auth aptauth.Set
 }
 
 // Bootstrapper fills Target with a base system.
@@ -70,17 +74,54 @@ func (Debootstrap) Args(r Request) []string {
 }
 
 func (d Debootstrap) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) error {
+	env, cleanup, err := netrcHome(r)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	if r.Interpreter == "" {
-		return log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: d.Args(r)})
+		return log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: d.Args(r), Env: env})
 	}
 	// Two stages: unpack, put the emulator in, then configure inside.
-	if err := log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: append([]string{"--foreign"}, d.Args(r)...)}); err != nil {
+	if err := log.Run(ctx, buildlog.Cmd{Name: "debootstrap", Args: append([]string{"--foreign"}, d.Args(r)...), Env: env}); err != nil {
 		return err
 	}
 	if err := CopyInterpreter(r.Interpreter, filepath.Join(r.Target, r.InterpreterAt)); err != nil {
 		return err
 	}
 	return log.Run(ctx, buildlog.Cmd{Name: "chroot", Args: []string{r.Target, "/debootstrap/debootstrap", "--second-stage"}})
+}
+
+// netrcHome gives debootstrap's wget the mirrors' credentials without a
+// command line or the image seeing them: a private HOME (beside the
+// target, in the build's own work directory) with a 0600 .netrc, whose
+// entries name hosts only, as netrc does.
+func netrcHome(r Request) ([]string, func(), error) {
+	if len(r.Auth) == 0 {
+		return nil, func() {}, nil
+	}
+	home, err := os.MkdirTemp(filepath.Dir(r.Target), "netrc-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(home) }
+	var b strings.Builder
+	for _, e := range r.Auth {
+		m := e.Machine
+		if _, after, ok := strings.Cut(m, "://"); ok {
+			m = after
+		}
+		host, _, _ := strings.Cut(m, "/")
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		fmt.Fprintf(&b, "machine %s login %s password %s\n", host, e.Login, e.Password)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".netrc"), []byte(b.String()), 0o600); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return []string{"HOME=" + home}, cleanup, nil
 }
 
 // CopyInterpreter puts a qemu-user binary into a root file system.

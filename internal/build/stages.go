@@ -47,7 +47,7 @@ func bootstrapRequest(st *State) bootstrap.Request {
 	return bootstrap.Request{
 		Suite: s.Suite, Arch: st.Plan.Arch.Name, Mirror: st.Plan.Mirror, Components: s.Components,
 		Variant: s.Variant, Keyring: s.Path(s.Keyring), Target: st.Rootfs,
-		Interpreter: st.Plan.Interpreter, InterpreterAt: st.Plan.InterpreterAt,
+		Interpreter: st.Plan.Interpreter, InterpreterAt: st.Plan.InterpreterAt, Auth: s.Auth,
 	}
 }
 
