@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/config"
 	"vmdeb/internal/stagecache"
 )
 
@@ -290,6 +292,9 @@ func removeStale(dir, prefix string) {
 // (publish): a build that fails or is stopped half way leaves none of
 // them, not even those it had finished.
 func (st *State) commit(tmp, out, typ string) error {
+	if err := setOutputMode(st.Plan.Spec, tmp, out); err != nil {
+		return err
+	}
 	var size int64
 	if fi, err := os.Stat(tmp); err == nil {
 		size = fi.Size()
@@ -302,6 +307,40 @@ func (st *State) commit(tmp, out, typ string) error {
 		}
 	}
 	return fmt.Errorf("%s: not in a temporary directory of this build", tmp)
+}
+
+// setOutputMode gives the output being committed its mode (the config's
+// mode:, or its type's default: config.Output.OutputMode), the umask's
+// stricter bits taken off. A squashfs output's file system is the file
+// that holds the image; a directory output keeps the image's own modes.
+func setOutputMode(s *config.Spec, tmp, out string) error {
+	for _, o := range s.Outputs {
+		if s.Path(o.Path) != out || o.Type == "directory" {
+			continue
+		}
+		target := tmp
+		if o.Type == "squashfs" {
+			target = filepath.Join(tmp, "filesystem.squashfs")
+		}
+		return os.Chmod(target, o.OutputMode()&^umask())
+	}
+	return nil
+}
+
+// umask is the process's file mode creation mask (from /proc, which reads
+// it without changing it; 022 when it cannot be read).
+func umask() os.FileMode {
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return os.FileMode(m)
+				}
+			}
+		}
+	}
+	return 0o022
 }
 
 type pendingOutput struct {

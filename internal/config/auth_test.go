@@ -58,3 +58,26 @@ func TestAptAuthFile(t *testing.T) {
 		t.Errorf("missing auth.conf: %v", err)
 	}
 }
+
+func TestOutputModeKey(t *testing.T) {
+	base := strings.Replace(good, "    path: out/test.iso\n", "    path: out/test.iso\n  - {type: tarball, path: out/t.tar, mode: %s}\n", 1)
+	for _, tc := range []struct{ mode, want string }{
+		{`"0644"`, ""},
+		{`"0999"`, `outputs[1].mode: "0999" is not a file mode`},
+		{`"rw"`, `outputs[1].mode: "rw" is not a file mode`},
+		{`"01777"`, `is not a file mode`},
+	} {
+		_, err := Load(write(t, strings.Replace(base, "%s", tc.mode, 1)))
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("mode %s: %v", tc.mode, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("mode %s: %v, want %q", tc.mode, err, tc.want)
+		}
+	}
+	dirOut := strings.Replace(good, "    path: out/test.iso\n", "    path: out/test.iso\n  - {type: directory, path: out/root, mode: \"0700\"}\n", 1)
+	if _, err := Load(write(t, dirOut)); err == nil || !strings.Contains(err.Error(), "a directory output keeps the image's own modes") {
+		t.Errorf("mode on a directory output: %v", err)
+	}
+}

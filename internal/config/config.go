@@ -105,17 +105,37 @@ type Output struct {
 	Type string `yaml:"type"`
 	Path string `yaml:"path"`
 
-	Format         string   `yaml:"format"`          // raw | qcow2 (default: from the extension)
-	Size           Size     `yaml:"size"`            // whole image, e.g. 4G
-	PartitionTable string   `yaml:"partition-table"` // gpt | mbr
-	Filesystem     string   `yaml:"filesystem"`      // ext4 | ext3 | ext2
-	BootSize       Size     `yaml:"boot-size"`       // separate /boot
-	SwapSize       Size     `yaml:"swap-size"`
-	ESPSize        Size     `yaml:"esp-size"`
-	Bootloader     string   `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | none
-	Network        string   `yaml:"network"`    // networkd | ifupdown | none
-	GrowRoot       bool     `yaml:"grow-root"`
-	KernelParams   []string `yaml:"kernel-params"`
+	Format         string `yaml:"format"`          // raw | qcow2 (default: from the extension)
+	Size           Size   `yaml:"size"`            // whole image, e.g. 4G
+	PartitionTable string `yaml:"partition-table"` // gpt | mbr
+	Filesystem     string `yaml:"filesystem"`      // ext4 | ext3 | ext2
+	BootSize       Size   `yaml:"boot-size"`       // separate /boot
+	SwapSize       Size   `yaml:"swap-size"`
+	ESPSize        Size   `yaml:"esp-size"`
+	Bootloader     string `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | none
+	Network        string `yaml:"network"`    // networkd | ifupdown | none
+	GrowRoot       bool   `yaml:"grow-root"`
+	// Mode is the output file's permissions, octal ("0644"); "" is the
+	// default of its type (OutputMode).
+	Mode         string   `yaml:"mode"`
+	KernelParams []string `yaml:"kernel-params"`
+}
+
+// OutputMode is the permissions an output file is created with, before
+// the umask: mode when the config gives one; 0600 for the outputs that
+// hold the image's files as they are, /etc/shadow's password hashes
+// included, readable by whoever can read the file (tarball, disk image,
+// the squashfs output's file system); 0644 for a live ISO, made to be
+// published. A directory output keeps the image's own modes.
+func (o Output) OutputMode() os.FileMode {
+	if m, err := strconv.ParseUint(o.Mode, 8, 32); o.Mode != "" && err == nil {
+		return os.FileMode(m)
+	}
+	switch o.Type {
+	case "tarball", "disk", "squashfs":
+		return 0o600
+	}
+	return 0o644
 }
 
 // Size is a byte count written as 4G, 512M, 300MiB or a plain number.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -252,6 +253,13 @@ func (s *Spec) Validate() Errors {
 		} else if o.Format != "" || o.Size.Bytes != 0 || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
 			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 {
 			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only")
+		}
+		if o.Mode != "" {
+			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
+				bad(key+".mode", "%q is not a file mode: octal permissions such as \"0644\", at most 0777)", o.Mode)
+			} else if o.Type == "directory" {
+				bad(key+".mode", "a directory output keeps the image's own modes; mode applies to file outputs")
+			}
 		}
 		if o.Path == "" {
 			bad(key+".path", "missing")
