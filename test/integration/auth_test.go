@@ -94,6 +94,10 @@ outputs:
 			t.Errorf("the password is in %s", what)
 		}
 	}
+	// The tarball holds /etc/shadow: not readable by everybody.
+	if fi, err := os.Stat(filepath.Join(out, "authed.tar.gz")); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("the tarball's mode: %v %v, want 0600", fi.Mode().Perm(), err)
+	}
 	img := t.TempDir()
 	if o, err := exec.Command("tar", "-xzf", filepath.Join(out, "authed.tar.gz"), "-C", img).CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v %s", err, o)
