@@ -68,7 +68,9 @@ func run() int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "vmdeb:", err)
+	// A URL's credentials never reach the terminal, whatever error
+	// carried them.
+	fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
@@ -139,9 +141,9 @@ func checkCmd() *cobra.Command {
 				return err
 			}
 			fmt.Printf("%s: ok — %s %s, %d packages to install, mirror %s, image sources %s, isolation %s\n",
-				a[0], s.Suite, p.Arch.Name, len(p.Packages), p.Mirror, p.AptMirror, where)
+				a[0], s.Suite, p.Arch.Name, len(p.Packages), buildlog.Redact(p.Mirror), buildlog.Redact(p.AptMirror), where)
 			for _, n := range p.Notes {
-				fmt.Printf("  %s\n", n)
+				fmt.Printf("  %s\n", buildlog.Redact(n))
 			}
 			return nil
 		},
@@ -355,7 +357,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 		if err != nil {
 			failed++
 			r.result = "FAILED"
-			fmt.Fprintln(os.Stderr, "vmdeb:", err)
+			fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
 		} else if s, lerr := loadForBuild(c, outDir); lerr == nil {
 			var total int64
 			for _, out := range s.Outputs {

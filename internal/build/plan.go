@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"vmdeb/internal/aptauth"
 
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
@@ -84,11 +85,26 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	rel, _ := apt.LookupSuite(s.Suite)
 	p := &Plan{Spec: s, Arch: a, Release: rel, Mirror: s.Mirror, AptMirror: s.AptMirror, Security: s.SecurityMirror, Rootless: o.Rootless}
 	host, hostErr := apt.DetectHostMirrors(o.HostRoot)
+	if u, e := aptauth.Split(host.Security); e != nil {
+		host.Security = u
+		s.Auth = append(s.Auth, *e)
+	}
 	if p.Mirror == "" {
 		if hostErr != nil {
 			return nil, &PreflightError{s.Errorf("mirror", "not set, and %v", hostErr)}
 		}
 		p.Mirror = host.Mirror
+		// The host's credentials for its mirror: in the URL (which no
+		// log or image may show) or in its auth.conf files.
+		if u, e := aptauth.Split(p.Mirror); e != nil {
+			p.Mirror = u
+			s.Auth = append(s.Auth, *e)
+		}
+		set, err := hostAuth(o.HostRoot)
+		if err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("the host's apt credentials are not used: %v", err))
+		}
+		s.Auth = append(s.Auth, set...)
 	}
 	p.Mirror = strings.TrimRight(p.Mirror, "/")
 	if p.AptMirror == "" {
@@ -218,6 +234,30 @@ func (p *Plan) emulation(binfmtDir string) error {
 		p.Interpreter, p.InterpreterAt = h.Interpreter, h.Interpreter
 	}
 	return nil
+}
+
+// hostAuth reads the host's apt credentials (/etc/apt/auth.conf and
+// auth.conf.d/*.conf, as apt does) for use with the host's mirror; files
+// this user cannot read are skipped, as apt skips them.
+func hostAuth(root string) (aptauth.Set, error) {
+	if root == "" {
+		root = "/"
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "etc/apt/auth.conf.d/*.conf"))
+	files = append([]string{filepath.Join(root, "etc/apt/auth.conf")}, files...)
+	var set aptauth.Set
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		s, err := aptauth.Parse(data, f)
+		if err != nil {
+			return set, err
+		}
+		set = append(set, s...)
+	}
+	return set, nil
 }
 
 // securityFor picks the image's security archive: the host's when the
