@@ -215,7 +215,11 @@ func fetchTargetGrub(ctx context.Context, st *State) error {
 		return err
 	}
 	defer r.RemoveAll(dl)
-	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /tmp/vmdeb-grub && apt-get -q download " + a.GrubEFIPackage}}); err != nil {
+	auth, err := aptAuth(st) // the chroot's /run may be new since the packages stage
+	if err != nil {
+		return err
+	}
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /tmp/vmdeb-grub && apt-get -q " + strings.Join(append(auth, "download", a.GrubEFIPackage), " ")}}); err != nil {
 		return fmt.Errorf("downloading %s for the ISO's EFI loader: %w", a.GrubEFIPackage, err)
 	}
 	debs, _ := r.Glob(dl + "/" + a.GrubEFIPackage + "_*.deb")
@@ -625,7 +629,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	var inst *live.InstallerFiles
 	if p.Spec.Live.Installer {
 		st.Log.Printf("fetching debian-installer for %s %s and verifying it against the archive's signature", p.Spec.Suite, p.Arch.Name)
-		f, err := installer.Fetch(ctx, p.Mirror, p.Spec.Suite, p.Arch.Name, filepath.Join(st.WorkDir, "installer"), p.Spec.Path(p.Spec.Keyring))
+		f, err := (&installer.Fetcher{Auth: p.Spec.Auth}).Fetch(ctx, p.Mirror, p.Spec.Suite, p.Arch.Name, filepath.Join(st.WorkDir, "installer"), p.Spec.Path(p.Spec.Keyring))
 		if err != nil {
 			return fmt.Errorf("debian-installer: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"vmdeb/internal/aptauth"
 
 	"vmdeb/internal/archive"
 )
@@ -77,6 +78,8 @@ type Fetcher struct {
 	MaxIndex int64
 	Now      func() time.Time
 	Log      func(format string, a ...any)
+	// Auth holds the mirrors' credentials (HTTP basic authentication).
+	Auth aptauth.Set
 }
 
 func (f *Fetcher) client() *http.Client {
@@ -407,6 +410,9 @@ func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	if e := f.Auth.Lookup(u); e != nil {
+		req.SetBasicAuth(e.Login, e.Password)
 	}
 	resp, err := f.client().Do(req)
 	if err != nil {
