@@ -49,7 +49,7 @@ func newTempDir(outDir, prefix string) (*tempDir, error) {
 		err = unix.Fstat(fd, &st)
 		// Swapped between mkdir and open for a directory of someone
 		// else's: nobody but this user makes one it owns with mode 0700.
-		if err == nil && (int(st.Uid) != os.Geteuid() || st.Mode&0o777 != 0o700) {
+		if err == nil && !madeHere(fd, pfd, &st) {
 			err = fmt.Errorf("replaced by another user's directory (uid %d, mode %o) as it was made", st.Uid, st.Mode&0o7777)
 		}
 		if err != nil {
@@ -62,6 +62,32 @@ func newTempDir(outDir, prefix string) (*tempDir, error) {
 	}
 	t.dir, t.dev, t.ino = os.NewFile(uintptr(fd), filepath.Join(outDir, t.name)), st.Dev, st.Ino
 	return t, nil
+}
+
+// madeHere tells whether st, the directory just made and opened as fd in
+// the directory pfd, is the one this process made: its own, mode 0700.
+// On a 9p share (a builder VM's output directory, which qemu serves with
+// security_model=none) a new file belongs to the host user who runs qemu,
+// as the share itself does, whoever makes it inside the VM.
+func madeHere(fd, pfd int, st *unix.Stat_t) bool {
+	if st.Mode&0o777 != 0o700 {
+		return false
+	}
+	if int(st.Uid) == os.Geteuid() {
+		return true
+	}
+	var fs unix.Statfs_t
+	var pst unix.Stat_t
+	if unix.Fstatfs(fd, &fs) != nil || unix.Fstat(pfd, &pst) != nil {
+		return false
+	}
+	return ownedAsShare(int64(fs.Type), st.Uid, pst.Uid)
+}
+
+// ownedAsShare: on a 9p file system, a new directory owned by its parent's
+// owner is what this process's mkdir makes there.
+func ownedAsShare(fsType int64, uid, parentUID uint32) bool {
+	return fsType == unix.V9FS_MAGIC && uid == parentUID
 }
 
 // Path is the path of base inside the directory, for vmdeb and the tools

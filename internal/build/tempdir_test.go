@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Another user owns the output directory and, while the output is being
@@ -77,5 +79,25 @@ func TestTempDirRemove(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("left: %v", ents)
+	}
+}
+
+// TestOwnedAsShare: a directory of another owner is accepted only on 9p
+// (a builder VM's share), and only when the share's directory has that
+// owner too.
+func TestOwnedAsShare(t *testing.T) {
+	for _, c := range []struct {
+		fs        int64
+		uid, puid uint32
+		want      bool
+	}{
+		{unix.V9FS_MAGIC, 1001, 1001, true},
+		{unix.V9FS_MAGIC, 1001, 0, false},
+		{unix.EXT4_SUPER_MAGIC, 1001, 1001, false},
+		{unix.TMPFS_MAGIC, 0, 0, false},
+	} {
+		if got := ownedAsShare(c.fs, c.uid, c.puid); got != c.want {
+			t.Errorf("ownedAsShare(%#x, %d, %d) = %v, want %v", c.fs, c.uid, c.puid, got, c.want)
+		}
 	}
 }
