@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -76,18 +77,49 @@ func madeHere(fd, pfd int, st *unix.Stat_t) bool {
 	if int(st.Uid) == os.Geteuid() {
 		return true
 	}
-	var fs unix.Statfs_t
 	var pst unix.Stat_t
-	if unix.Fstatfs(fd, &fs) != nil || unix.Fstat(pfd, &pst) != nil {
+	if unix.Fstat(pfd, &pst) != nil {
 		return false
 	}
-	return ownedAsShare(int64(fs.Type), st.Uid, pst.Uid)
+	return ownedAsShare(mountType(fd), st.Uid, pst.Uid)
 }
 
 // ownedAsShare: on a 9p file system, a new directory owned by its parent's
 // owner is what this process's mkdir makes there.
-func ownedAsShare(fsType int64, uid, parentUID uint32) bool {
-	return fsType == unix.V9FS_MAGIC && uid == parentUID
+func ownedAsShare(fsType string, uid, parentUID uint32) bool {
+	return fsType == "9p" && uid == parentUID
+}
+
+// mountType is the file system type of the mount fd is on, as
+// /proc/self/mountinfo names it ("" if unknown). statfs cannot tell 9p:
+// its f_type is the type of the server's file system.
+func mountType(fd int) string {
+	var stx unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	return mountinfoType(string(b), stx.Mnt_id)
+}
+
+// mountinfoType finds the mount with ID id in a mountinfo text and returns
+// its file system type: the first field after the " - " separator.
+func mountinfoType(mountinfo string, id uint64) string {
+	want := strconv.FormatUint(id, 10)
+	for _, l := range strings.Split(mountinfo, "\n") {
+		first, _, _ := strings.Cut(l, " ")
+		if first != want {
+			continue
+		}
+		if _, after, ok := strings.Cut(l, " - "); ok {
+			t, _, _ := strings.Cut(after, " ")
+			return t
+		}
+	}
+	return ""
 }
 
 // Path is the path of base inside the directory, for vmdeb and the tools

@@ -4,8 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // Another user owns the output directory and, while the output is being
@@ -87,17 +85,37 @@ func TestTempDirRemove(t *testing.T) {
 // owner too.
 func TestOwnedAsShare(t *testing.T) {
 	for _, c := range []struct {
-		fs        int64
+		fs        string
 		uid, puid uint32
 		want      bool
 	}{
-		{unix.V9FS_MAGIC, 1001, 1001, true},
-		{unix.V9FS_MAGIC, 1001, 0, false},
-		{unix.EXT4_SUPER_MAGIC, 1001, 1001, false},
-		{unix.TMPFS_MAGIC, 0, 0, false},
+		{"9p", 1001, 1001, true},
+		{"9p", 1001, 0, false},
+		{"ext4", 1001, 1001, false},
+		{"", 0, 0, false},
 	} {
 		if got := ownedAsShare(c.fs, c.uid, c.puid); got != c.want {
-			t.Errorf("ownedAsShare(%#x, %d, %d) = %v, want %v", c.fs, c.uid, c.puid, got, c.want)
+			t.Errorf("ownedAsShare(%q, %d, %d) = %v, want %v", c.fs, c.uid, c.puid, got, c.want)
 		}
+	}
+}
+
+func TestMountinfoType(t *testing.T) {
+	const mi = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+35 22 0:31 / /var/tmp/out rw,relatime - 9p vmdeb1 rw,trans=virtio
+351 22 0:32 / /x rw - tmpfs tmpfs rw
+`
+	for id, want := range map[uint64]string{22: "ext4", 35: "9p", 351: "tmpfs", 3: "", 5: ""} {
+		if got := mountinfoType(mi, id); got != want {
+			t.Errorf("mount %d: %q, want %q", id, got, want)
+		}
+	}
+	d, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := mountType(int(d.Fd())); got == "" {
+		t.Errorf("no mount type for a temporary directory")
 	}
 }
