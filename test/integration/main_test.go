@@ -170,3 +170,13 @@ func waitNoProcess(t *testing.T, what string, match func(cmdline, root string) b
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// proof skips a test that proves more than CI has time for unless it runs
+// from its make target (make proof-NAME sets VMDEB_PROOF=NAME).
+func proof(t *testing.T, target string) {
+	t.Helper()
+	needRoot(t)
+	if os.Getenv("VMDEB_PROOF") != target {
+		t.Skipf("a proof, run by make %s", target)
+	}
+}
