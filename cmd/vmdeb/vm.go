@@ -205,8 +205,12 @@ func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path strin
 		j.Shares = append(j.Shares, buildervm.Share{Host: host, Guest: guest})
 		return nil
 	}
-	// Read-only: the config's directory and every file it names.
+	// Read-only: the config's directory, those of the files it includes
+	// and every file it names.
 	ro(filepath.Dir(cfgPath))
+	for _, f := range s.Includes {
+		ro(filepath.Dir(f))
+	}
 	named := append([]string{s.Customise, s.Keyring, s.Live.Splash, s.BinfmtHandler}, s.CustomPackages...)
 	for _, f := range named {
 		if f != "" {

@@ -65,8 +65,19 @@ type Spec struct {
 	// File is the config file's absolute path, Dir its directory.
 	File string `yaml:"-"`
 	Dir  string `yaml:"-"`
-	// lines maps a key path ("users[0].name") to its line in File.
-	lines map[string]int
+	// Includes are the files File includes, directly or through another,
+	// as absolute paths in the order they were read. The relative paths
+	// they give are rewritten relative to Dir, so Path resolves them.
+	Includes []string `yaml:"-"`
+	// lines maps a key path ("users[0].name") to the file and line that
+	// give it.
+	lines map[string]pos
+}
+
+// pos is where a key is: a file and a line in it.
+type pos struct {
+	file string
+	line int
 }
 
 // User is an account created in the image.
@@ -262,9 +273,36 @@ func readConfig(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Parse decodes data (the contents of file) and fills defaults; it does
-// not validate.
+// Parse decodes data (the contents of file) and the files it includes,
+// merges them (include.go) and fills defaults; it does not validate.
 func Parse(data []byte, file string) (*Spec, error) {
+	p := &parser{top: file, topDir: filepath.Dir(file), fileOf: map[*yaml.Node]string{}}
+	doc, err := p.load(data, file, nil)
+	if err != nil {
+		return nil, err
+	}
+	doc = p.strip(doc)
+	s := &Spec{File: file, Dir: filepath.Dir(file), Includes: p.included, lines: map[string]pos{}}
+	var errs Errors
+	checkKeys(doc, reflect.TypeOf(*s), "", func(key string, n *yaml.Node) {
+		s.lines[key] = pos{p.fileOf[n], n.Line}
+	}, func(n *yaml.Node, key, msg string) {
+		errs = append(errs, &Error{File: p.fileOf[n], Line: n.Line, Key: key, Msg: msg})
+	})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := decode(doc, s, file); err != nil {
+		return nil, err
+	}
+	s.setDefaults()
+	s.splitCredentials()
+	return s, nil
+}
+
+// readDoc decodes one file's YAML document: a mapping, one document,
+// its aliases bounded.
+func readDoc(data []byte, file string) (*yaml.Node, error) {
 	if len(data) > MaxConfigSize {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d KiB: not a config file (a config is a page of keys)", MaxConfigSize>>10)}
 	}
@@ -295,28 +333,25 @@ func Parse(data []byte, file string) (*Spec, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: doc.Line, Msg: "the top level must be a mapping of keys (name:, suite:, ...)"}
 	}
-	s := &Spec{File: file, Dir: filepath.Dir(file), lines: map[string]int{}}
-	var errs Errors
-	checkKeys(doc, reflect.TypeOf(*s), "", s.lines, func(line int, key, msg string) {
-		errs = append(errs, &Error{File: file, Line: line, Key: key, Msg: msg})
-	})
-	if len(errs) > 0 {
-		return nil, errs
+	return doc, nil
+}
+
+// decode decodes n into v, with yaml's type errors made Errors in file.
+func decode(n *yaml.Node, v any, file string) error {
+	err := n.Decode(v)
+	if err == nil {
+		return nil
 	}
-	if err := doc.Decode(s); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, m := range te.Errors {
-				errs = append(errs, typeError(file, m))
-			}
-			return nil, errs
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var errs Errors
+		for _, m := range te.Errors {
+			errs = append(errs, typeError(file, m))
 		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
+		return errs
 	}
-	s.setDefaults()
-	s.splitCredentials()
-	return s, nil
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
 }
 
 // splitCredentials moves a user and password out of the mirror URLs into
@@ -436,9 +471,11 @@ func typeError(file, msg string) *Error {
 }
 
 // checkKeys walks the YAML tree beside the Go type and reports every key
-// that the type does not have, with the keys that would be valid. It also
-// records the line of every key for later validation messages.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, report func(int, string, string)) {
+// that the type does not have, with the keys that would be valid. It
+// calls record with the key node of every key path ("users[0].name") and
+// the node of every list item, for later validation messages. A key
+// KEY+ (append to the included list, include.go) is KEY's path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, record func(string, *yaml.Node), report func(*yaml.Node, string, string)) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -455,28 +492,40 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, 
 			fields[tag] = f.Type
 			names = append(names, tag)
 		}
+		if path == "" && t == reflect.TypeOf(Spec{}) {
+			names = append(names, "include")
+		}
 		sort.Strings(names)
-		seen := map[string]bool{}
+		seen := map[string]string{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			key := join(path, k.Value)
-			ft, ok := fields[k.Value]
-			if !ok {
-				report(k.Line, key, fmt.Sprintf("unknown key (valid keys here: %s)", strings.Join(names, ", ")))
+			name, appends := strings.CutSuffix(k.Value, "+")
+			key := join(path, name)
+			ft, ok := fields[name]
+			if !ok || name == "" {
+				report(k, join(path, k.Value), fmt.Sprintf("unknown key (valid keys here: %s)", strings.Join(names, ", ")))
 				continue
 			}
-			if seen[k.Value] {
-				report(k.Line, key, "given twice")
+			if appends && ft.Kind() != reflect.Slice {
+				report(k, join(path, k.Value), fmt.Sprintf("%s+ appends to a list, and %s is not a list (write %s: to replace it)", name, name, name))
+				continue
 			}
-			seen[k.Value] = true
-			lines[key] = k.Line
-			checkKeys(v, ft, key, lines, report)
+			if prev, ok := seen[name]; ok {
+				if prev == k.Value {
+					report(k, key, "given twice")
+				} else {
+					report(k, key, fmt.Sprintf("%s: and %s+: both given; choose one (%s+ appends to the included list, %s replaces it)", name, name, name, name))
+				}
+			}
+			seen[name] = k.Value
+			record(key, k)
+			checkKeys(v, ft, key, record, report)
 		}
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for i, c := range n.Content {
 			key := fmt.Sprintf("%s[%d]", path, i)
-			lines[key] = c.Line
-			checkKeys(c, t.Elem(), key, lines, report)
+			record(key, c)
+			checkKeys(c, t.Elem(), key, record, report)
 		}
 	}
 }
@@ -488,11 +537,19 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// Line is the line of a key path in the file (0 when absent).
+// Line is the line of a key path in the file that gives it (0 when
+// absent); Pos names that file too.
 func (s *Spec) Line(key string) int {
+	_, l := s.Pos(key)
+	return l
+}
+
+// Pos is the file and line that give a key path: the config's file or
+// one it includes ("", 0 when absent).
+func (s *Spec) Pos(key string) (string, int) {
 	for k := key; k != ""; {
-		if l, ok := s.lines[k]; ok {
-			return l
+		if p, ok := s.lines[k]; ok {
+			return p.file, p.line
 		}
 		i := strings.LastIndexAny(k, ".[")
 		if i < 0 {
@@ -500,12 +557,16 @@ func (s *Spec) Line(key string) int {
 		}
 		k = k[:i]
 	}
-	return 0
+	return "", 0
 }
 
 // Errorf makes an Error about a key of this spec.
 func (s *Spec) Errorf(key, format string, a ...any) *Error {
-	return &Error{File: s.File, Line: s.Line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	file, line := s.Pos(key)
+	if file == "" {
+		file = s.File
+	}
+	return &Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
 // Path resolves p against the config file's directory.
