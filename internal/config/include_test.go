@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tree writes files (name: contents; names ending in .sh are executable
@@ -259,9 +260,10 @@ func TestIncludeErrors(t *testing.T) {
 func TestIncludeDiamondAndNull(t *testing.T) {
 	dir := tree(t, map[string]string{
 		"base.yaml": baseYAML,
-		"a.yaml":    "include: base.yaml\nhostname: a\n",
+		"a.yaml":    "include: base.yaml\nhostname: a\nhook-timeout: 5m\n",
 		"b.yaml":    "include: base.yaml\nvariant: buildd\n",
 		"image.yaml": `include: [a.yaml, b.yaml]
+hook-timeout: ~
 live:
   kernel-params: ~
 `,
@@ -272,6 +274,9 @@ live:
 	}
 	if s.Hostname != "a" || s.Variant != "buildd" {
 		t.Errorf("hostname %q variant %q", s.Hostname, s.Variant)
+	}
+	if s.HookTimeout.Duration != time.Hour {
+		t.Errorf("hook-timeout = %s, want the default after ~", s.HookTimeout)
 	}
 	if len(s.Live.KernelParams) != 0 {
 		t.Errorf("live.kernel-params = %v, want cleared by ~", s.Live.KernelParams)
