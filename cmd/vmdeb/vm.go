@@ -157,11 +157,11 @@ func builderCacheDir() string {
 // host, or rootless for anybody else.
 func builderMaker(self string, o build.RunOptions) buildervm.Maker {
 	return func(ctx context.Context, cfg, outDir string) error {
-		iso := "host"
+		iso := config.Host
 		if os.Geteuid() != 0 {
-			iso = "userns"
+			iso = config.Userns
 		}
-		args := []string{"build", "--isolation", iso, "--no-cache", "--outdir", outDir}
+		args := []string{"build", "--isolation", string(iso), "--no-cache", "--outdir", outDir}
 		if o.WorkDir != "" {
 			args = append(args, "--workdir", o.WorkDir)
 		}
@@ -223,7 +223,7 @@ func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path strin
 		}
 	}
 	// Writable: where the outputs and the log go, and the caches.
-	args := []string{"build", "--isolation", "host", "--workdir", guestWorkDir}
+	args := []string{"build", "--isolation", string(config.Host), "--workdir", guestWorkDir}
 	for _, out := range s.Outputs {
 		if err := rw(filepath.Dir(s.Path(out.Path)), filepath.Dir(s.Path(out.Path))); err != nil {
 			return j, err

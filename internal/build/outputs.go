@@ -117,8 +117,8 @@ func Writes(s *config.Spec, logPath string) (writes, reads []Written) {
 		what := fmt.Sprintf("outputs[%d] (%s)", i, o.Type)
 		writes = append(writes, Written{what, p})
 		switch o.Type {
-		case "directory":
-		case "squashfs":
+		case config.Directory:
+		case config.Squashfs:
 		default:
 			writes = append(writes, Written{what + "'s package manifest", manifestPath(p)},
 				Written{what + "'s SHA256SUMS", filepath.Join(filepath.Dir(p), "SHA256SUMS")})
@@ -189,7 +189,7 @@ func CheckOutputs(s *config.Spec, logPath string) error {
 	}
 	sort.Strings(keys)
 	for i, o := range s.Outputs {
-		isDir := o.Type == "directory" || o.Type == "squashfs"
+		isDir := o.Type == config.Directory || o.Type == config.Squashfs
 		p := s.Path(o.Path)
 		if err := checkFinal(p, isDir); err != nil {
 			errs = append(errs, fmt.Errorf("%s: outputs[%d]: %w", s.File, i, err))

@@ -11,11 +11,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"vmdeb/internal/aptauth"
+	"vmdeb/internal/arch"
+	"vmdeb/internal/archive"
+	"vmdeb/internal/disk"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -34,8 +38,8 @@ type Spec struct {
 	// mirrors' credentials: given to the build, never put in the image.
 	APTAuth        string   `yaml:"apt-auth"`
 	Components     []string `yaml:"components"`
-	Variant        string   `yaml:"variant"`
-	Bootstrap      string   `yaml:"bootstrap"`
+	Variant        Variant  `yaml:"variant"`
+	Bootstrap      Backend  `yaml:"bootstrap"`
 	Keyring        string   `yaml:"keyring"`
 	Cache          string   `yaml:"cache"`
 	Insecure       bool     `yaml:"insecure"`
@@ -53,8 +57,8 @@ type Spec struct {
 	// Isolation is where the build runs: host (as root), userns (an
 	// ordinary user's user namespace) or vm (a builder VM). "" means host
 	// for root and userns for anybody else.
-	Isolation string  `yaml:"isolation"`
-	Builder   Builder `yaml:"builder"`
+	Isolation Isolation `yaml:"isolation"`
+	Builder   Builder   `yaml:"builder"`
 
 	// Auth is the mirrors' credentials: taken out of the mirror URLs by
 	// Parse (which leaves the URLs without them) and read from APTAuth by
@@ -113,19 +117,19 @@ type Live struct {
 
 // Output is one thing the build writes. The disk keys apply to type disk.
 type Output struct {
-	Type string `yaml:"type"`
-	Path string `yaml:"path"`
+	Type OutputType `yaml:"type"`
+	Path string     `yaml:"path"`
 
-	Format         string `yaml:"format"`          // raw | qcow2 (default: from the extension)
-	Size           Size   `yaml:"size"`            // whole image, e.g. 4G
-	PartitionTable string `yaml:"partition-table"` // gpt | mbr
-	Filesystem     string `yaml:"filesystem"`      // ext4 | ext3 | ext2
-	BootSize       Size   `yaml:"boot-size"`       // separate /boot
-	SwapSize       Size   `yaml:"swap-size"`
-	ESPSize        Size   `yaml:"esp-size"`
-	Bootloader     string `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | none
-	Network        string `yaml:"network"`    // networkd | ifupdown | none
-	GrowRoot       bool   `yaml:"grow-root"`
+	Format         disk.Format         `yaml:"format"`          // raw | qcow2 (default: from the extension)
+	Size           Size                `yaml:"size"`            // whole image, e.g. 4G
+	PartitionTable disk.PartitionTable `yaml:"partition-table"` // gpt | mbr
+	Filesystem     disk.Filesystem     `yaml:"filesystem"`      // ext4 | ext3 | ext2 | btrfs | xfs
+	BootSize       Size                `yaml:"boot-size"`       // separate /boot
+	SwapSize       Size                `yaml:"swap-size"`
+	ESPSize        Size                `yaml:"esp-size"`
+	Bootloader     disk.Bootloader     `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
+	Network        disk.Network        `yaml:"network"`    // networkd | ifupdown | none
+	GrowRoot       bool                `yaml:"grow-root"`
 	// Mode is the output file's permissions, octal ("0644"); "" is the
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`
@@ -143,7 +147,7 @@ func (o Output) OutputMode() os.FileMode {
 		return os.FileMode(m)
 	}
 	switch o.Type {
-	case "tarball", "disk", "squashfs":
+	case Tarball, Disk, Squashfs:
 		return 0o600
 	}
 	return 0o644
@@ -189,8 +193,68 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// OutputTypes are the output kinds vmdeb knows.
-var OutputTypes = []string{"live-iso", "disk", "tarball", "directory", "squashfs"}
+// The enumerated keys: each a type, its values and the list of them
+// that validation, its messages and the documentation give. The disk
+// output's own (format, partition-table, filesystem, bootloader, network)
+// are internal/disk's, the output types internal/arch's: the packages
+// that act on them.
+
+// OutputType is an output's type: live-iso, disk, tarball, directory or
+// squashfs.
+type OutputType = arch.OutputType
+
+const (
+	LiveISO   = arch.LiveISO
+	Disk      = arch.Disk
+	Tarball   = arch.Tarball
+	Directory = arch.Directory
+	Squashfs  = arch.Squashfs
+)
+
+// OutputTypes are the output types vmdeb knows.
+var OutputTypes = arch.OutputTypes
+
+// Variant is the bootstrap variant, as debootstrap names it.
+type Variant = archive.Variant
+
+const (
+	Minbase   = archive.Minbase
+	Buildd    = archive.Buildd
+	Important = archive.Important
+)
+
+// Variants are the variants vmdeb accepts ("important" means
+// debootstrap's default: Priority required and important).
+var Variants = archive.Variants
+
+// Backend is the base system's bootstrapper (the key bootstrap).
+type Backend string
+
+const (
+	Debootstrap Backend = "debootstrap" // Debian's debootstrap (the default)
+	Native      Backend = "native"      // vmdeb's own, in Go
+)
+
+// Backends are the base-system backends.
+var Backends = []Backend{Debootstrap, Native}
+
+// Isolation is where a build runs.
+type Isolation string
+
+const (
+	Host   Isolation = "host"   // on the host, as root
+	Userns Isolation = "userns" // in an ordinary user's user namespace
+	VM     Isolation = "vm"     // in a builder VM
+)
+
+// Isolations are the places a build can run.
+var Isolations = []Isolation{Host, Userns, VM}
+
+// Join lists values for a message or a help text: "a, b, c".
+func Join[T ~string](values []T) string { return disk.Join(values) }
+
+// oneOf reports whether v is one of valid.
+func oneOf[T comparable](v T, valid []T) bool { return slices.Contains(valid, v) }
 
 // Error is one problem in a config file.
 type Error struct {
@@ -582,10 +646,10 @@ func (s *Spec) setDefaults() {
 		s.Components = []string{"main"}
 	}
 	if s.Variant == "" {
-		s.Variant = "minbase"
+		s.Variant = Minbase
 	}
 	if s.Bootstrap == "" {
-		s.Bootstrap = "debootstrap"
+		s.Bootstrap = Debootstrap
 	}
 	if s.Hostname == "" {
 		s.Hostname = "debian"
