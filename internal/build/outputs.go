@@ -131,6 +131,9 @@ func Writes(s *config.Spec, logPath string) (writes, reads []Written) {
 		writes = append(writes, Written{"the build log", logPath})
 	}
 	reads = append(reads, Written{"the config file", s.File})
+	for _, f := range s.Includes {
+		reads = append(reads, Written{"a file the config includes", f})
+	}
 	for _, r := range []struct{ what, p string }{
 		{"customise (the hook)", s.Customise}, {"live.splash", s.Live.Splash},
 		{"keyring", s.Keyring}, {"binfmt-handler", s.BinfmtHandler},
