@@ -136,21 +136,14 @@ func takeIncludes(doc *yaml.Node, file string) ([]*yaml.Node, error) {
 				return nil, bad
 			}
 		}
-		if _, ok := takeIncludesKey(doc); ok {
-			return nil, &Error{File: file, Line: k.Line, Key: "include", Msg: "given twice (list the files in one include:)"}
+		for j := 0; j+1 < len(doc.Content); j += 2 {
+			if doc.Content[j].Value == "include" {
+				return nil, &Error{File: file, Line: doc.Content[j].Line, Key: "include", Msg: "given twice (list the files in one include:)"}
+			}
 		}
 		return names, nil
 	}
 	return nil, nil
-}
-
-func takeIncludesKey(doc *yaml.Node) (int, bool) {
-	for i := 0; i+1 < len(doc.Content); i += 2 {
-		if doc.Content[i].Value == "include" {
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // readIncluded reads an included file: a regular file, a config's size.

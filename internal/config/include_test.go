@@ -285,3 +285,11 @@ live:
 		t.Errorf("Includes = %v", s.Includes)
 	}
 }
+
+func TestIncludeGivenTwice(t *testing.T) {
+	dir := tree(t, map[string]string{"base.yaml": baseYAML, "image.yaml": "include: base.yaml\nname: x\ninclude: base.yaml\n"})
+	_, err := Load(filepath.Join(dir, "image.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "image.yaml:3: include: given twice") {
+		t.Errorf("err = %v", err)
+	}
+}
