@@ -126,17 +126,17 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if where == "vm" {
+			if where == config.VM {
 				// The builder VM has the tools; only the config is checked here.
 				fmt.Printf("%s: ok — %s %s, built in a builder VM\n", a[0], s.Suite, s.Architecture)
 				return nil
 			}
-			if where == "userns" {
+			if where == config.Userns {
 				if _, err := ns.PlanUserns(); err != nil {
 					return &build.PreflightError{Err: err}
 				}
 			}
-			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline, Rootless: where == "userns"})
+			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline, Rootless: where == config.Userns})
 			if err != nil {
 				return err
 			}
@@ -149,7 +149,7 @@ func checkCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&offline, "offline", false, "do not ask the mirror whether it has the suite")
-	c.Flags().StringVar(&iso, "isolation", "", "check for a build with this isolation: host, userns or vm (default: as vmdeb build would choose)")
+	c.Flags().StringVar(&iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
 	c.Flags().StringVarP(&outDir, "outdir", "o", "", "check for a build with --outdir DIR")
 	c.Flags().StringVar(&logPath, "log", "", "check for a build with --log FILE")
 	return c
@@ -221,7 +221,7 @@ Where the build runs (isolation: in the config, or --isolation):
 	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
 	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
 	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
-	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: host, userns or vm (overrides the config's isolation:)")
+	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
 	return c
 }
@@ -282,12 +282,12 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		return &exitError{exitFailed, err}
 	}
 	defer locks.Release()
-	if where == "vm" {
+	if where == config.VM {
 		return buildInVM(ctx, path, s, o, cf, logPath, outDir)
 	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
-	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == "userns"}); err != nil {
+	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == config.Userns}); err != nil {
 		return err
 	}
 	workParent := o.WorkDir
@@ -312,7 +312,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	}
 	args = append(args, cf.args()...)
 	var code int
-	if where == "userns" {
+	if where == config.Userns {
 		up, uerr := ns.PlanUserns()
 		if uerr != nil {
 			return &build.PreflightError{Err: uerr}

@@ -157,11 +157,11 @@ func builderCacheDir() string {
 // host, or rootless for anybody else.
 func builderMaker(self string, o build.RunOptions) buildervm.Maker {
 	return func(ctx context.Context, cfg, outDir string) error {
-		iso := "host"
+		iso := config.Host
 		if os.Geteuid() != 0 {
-			iso = "userns"
+			iso = config.Userns
 		}
-		args := []string{"build", "--isolation", iso, "--no-cache", "--outdir", outDir}
+		args := []string{"build", "--isolation", string(iso), "--no-cache", "--outdir", outDir}
 		if o.WorkDir != "" {
 			args = append(args, "--workdir", o.WorkDir)
 		}
@@ -205,8 +205,12 @@ func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path strin
 		j.Shares = append(j.Shares, buildervm.Share{Host: host, Guest: guest})
 		return nil
 	}
-	// Read-only: the config's directory and every file it names.
+	// Read-only: the config's directory, those of the files it includes
+	// and every file it names.
 	ro(filepath.Dir(cfgPath))
+	for _, f := range s.Includes {
+		ro(filepath.Dir(f))
+	}
 	named := append([]string{s.Customise, s.Keyring, s.Live.Splash, s.BinfmtHandler}, s.CustomPackages...)
 	for _, f := range named {
 		if f != "" {
@@ -219,7 +223,7 @@ func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path strin
 		}
 	}
 	// Writable: where the outputs and the log go, and the caches.
-	args := []string{"build", "--isolation", "host", "--workdir", guestWorkDir}
+	args := []string{"build", "--isolation", string(config.Host), "--workdir", guestWorkDir}
 	for _, out := range s.Outputs {
 		if err := rw(filepath.Dir(s.Path(out.Path)), filepath.Dir(s.Path(out.Path))); err != nil {
 			return j, err

@@ -17,6 +17,23 @@ const (
 	UEFI Firmware = "uefi" // UEFI: GRUB EFI
 )
 
+// OutputType is a kind of output a build writes (a config's
+// outputs[].type). OutputTypes lists them all; each architecture's row
+// says which it can make.
+type OutputType string
+
+const (
+	LiveISO   OutputType = "live-iso"  // a hybrid live ISO (CD, USB)
+	Disk      OutputType = "disk"      // a bootable disk image
+	Tarball   OutputType = "tarball"   // the root file system, compressed by extension
+	Directory OutputType = "directory" // the root file system as a directory
+	Squashfs  OutputType = "squashfs"  // filesystem.squashfs, vmlinuz and initrd.img
+)
+
+// OutputTypes are the output types vmdeb knows, in the order the
+// documentation and messages give them.
+var OutputTypes = []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs}
+
 // Arch is one row of the table.
 type Arch struct {
 	Name        string // Debian architecture name
@@ -47,7 +64,7 @@ type Arch struct {
 	// own, so the boot tests load none.
 	DeviceTrees bool
 	// Outputs lists the output types this architecture supports.
-	Outputs []string
+	Outputs []OutputType
 }
 
 var table = map[string]Arch{
@@ -60,7 +77,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 		UEFIPackage: "ovmf",
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs},
 	},
 	"i386": {
 		Name: "i386", ELFMachine: "EM_386", QemuUser: "i386",
@@ -71,7 +88,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF32_VARS_4M.fd"},
 		UEFIPackage: "ovmf-ia32",
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs},
 	},
 	"arm64": {
 		Name: "arm64", ELFMachine: "EM_AARCH64", QemuUser: "aarch64",
@@ -83,7 +100,7 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
 		UEFIPackage: "qemu-efi-aarch64",
 		DeviceTrees: true,
-		Outputs:     []string{"live-iso", "disk", "tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs},
 	},
 	"armhf": {
 		Name: "armhf", ELFMachine: "EM_ARM", QemuUser: "arm",
@@ -95,33 +112,33 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
 		UEFIPackage: "qemu-efi-arm",
 		DeviceTrees: true,
-		Outputs:     []string{"tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{Tarball, Directory, Squashfs},
 	},
 	"armel": {
 		Name: "armel", ELFMachine: "EM_ARM", QemuUser: "arm",
 		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
 		Kernel:      "linux-image-marvell",
 		DeviceTrees: true,
-		Outputs:     []string{"tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{Tarball, Directory, Squashfs},
 	},
 	"ppc64el": {
 		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",
 		QemuSystem: "qemu-system-ppc64", QemuMachine: "pseries", Console: "hvc0",
 		Kernel:  "linux-image-powerpc64le",
-		Outputs: []string{"tarball", "directory", "squashfs"},
+		Outputs: []OutputType{Tarball, Directory, Squashfs},
 	},
 	"riscv64": {
 		Name: "riscv64", ELFMachine: "EM_RISCV", QemuUser: "riscv64",
 		QemuSystem: "qemu-system-riscv64", QemuMachine: "virt", Console: "ttyS0",
 		Kernel:      "linux-image-riscv64",
 		DeviceTrees: true,
-		Outputs:     []string{"tarball", "directory", "squashfs"},
+		Outputs:     []OutputType{Tarball, Directory, Squashfs},
 	},
 	"s390x": {
 		Name: "s390x", ELFMachine: "EM_S390", QemuUser: "s390x",
 		QemuSystem: "qemu-system-s390x", QemuMachine: "s390-ccw-virtio", Console: "ttysclp0",
 		Kernel:  "linux-image-s390x",
-		Outputs: []string{"tarball", "directory", "squashfs"},
+		Outputs: []OutputType{Tarball, Directory, Squashfs},
 	},
 }
 
@@ -145,7 +162,7 @@ func Names() []string {
 }
 
 // Supports reports whether the architecture can produce an output type.
-func (a Arch) Supports(output string) bool {
+func (a Arch) Supports(output OutputType) bool {
 	for _, o := range a.Outputs {
 		if o == output {
 			return true

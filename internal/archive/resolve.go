@@ -269,9 +269,18 @@ type BaseSet struct {
 // All is Required then Base.
 func (b BaseSet) All() []*Package { return append(append([]*Package{}, b.Required...), b.Base...) }
 
-// Variants are the bootstrap variants, as debootstrap names them
-// ("important" is debootstrap's default, with no --variant).
-var Variants = []string{"minbase", "buildd", "important"}
+// Variant is a bootstrap variant, as debootstrap names it: the package
+// set of the base system.
+type Variant string
+
+const (
+	Minbase   Variant = "minbase"   // Priority: required, and apt
+	Buildd    Variant = "buildd"    // minbase and build-essential
+	Important Variant = "important" // required and important: debootstrap's default, with no --variant
+)
+
+// Variants are the bootstrap variants.
+var Variants = []Variant{Minbase, Buildd, Important}
 
 // ResolveBase works out the packages of a variant the way debootstrap's
 // scripts do: Priority: required, plus apt for minbase (plus
@@ -279,7 +288,7 @@ var Variants = []string{"minbase", "buildd", "important"}
 // plus includes, each set closed under Depends and Pre-Depends. codename
 // and https adjust it as debootstrap does (usr-is-merged on bookworm,
 // ca-certificates for an https mirror).
-func ResolveBase(x *Index, variant, codename string, https bool, include []string) (BaseSet, error) {
+func ResolveBase(x *Index, variant Variant, codename string, https bool, include []string) (BaseSet, error) {
 	var required, base []string
 	for _, p := range x.Where(func(p *Package) bool { return p.Priority == "required" }) {
 		required = append(required, p.Name)
@@ -288,16 +297,20 @@ func ResolveBase(x *Index, variant, codename string, https bool, include []strin
 		return BaseSet{}, fmt.Errorf("the archive has no Priority: required packages for %s", x.Arch)
 	}
 	switch variant {
-	case "minbase":
+	case Minbase:
 		base = []string{"apt"}
-	case "buildd":
+	case Buildd:
 		base = []string{"apt", "build-essential"}
-	case "important", "":
+	case Important, "":
 		for _, p := range x.Where(func(p *Package) bool { return p.Priority == "important" }) {
 			base = append(base, p.Name)
 		}
 	default:
-		return BaseSet{}, fmt.Errorf("unknown variant %q (valid: %s)", variant, strings.Join(Variants, ", "))
+		names := make([]string, len(Variants))
+		for i, v := range Variants {
+			names[i] = string(v)
+		}
+		return BaseSet{}, fmt.Errorf("unknown variant %q (valid: %s)", variant, strings.Join(names, ", "))
 	}
 	if https {
 		base = append(base, "ca-certificates")

@@ -136,10 +136,11 @@ func TestResolveBaseVariants(t *testing.T) {
 		"Package: extra\nVersion: 1\nPriority: optional",
 	)
 	for _, tc := range []struct {
-		variant, codename string
-		https             bool
-		include           []string
-		base              []string
+		variant  Variant
+		codename string
+		https    bool
+		include  []string
+		base     []string
 	}{
 		{"minbase", "trixie", false, nil, []string{"apt=1", "libapt=1", "usr-is-merged=1"}},
 		{"buildd", "trixie", true, nil, []string{"apt=1", "build-essential=1", "ca-certificates=1", "libapt=1", "usr-is-merged=1"}},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"vmdeb/internal/archive"
 
 	"vmdeb/internal/aptauth"
 	"vmdeb/internal/buildlog"
@@ -20,8 +21,8 @@ type Request struct {
 	Arch       string
 	Mirror     string
 	Components []string
-	Variant    string // minbase, buildd, important
-	Keyring    string // "" = the backend's default
+	Variant    archive.Variant // minbase, buildd, important ("": important)
+	Keyring    string          // "" = the backend's default
 	Include    []string
 	Target     string // empty directory to fill
 	// Interpreter (a host path) is copied to InterpreterAt inside Target
@@ -61,8 +62,8 @@ func (Debootstrap) Tools() map[string]string { return map[string]string{"deboots
 // Args is debootstrap's command line for r.
 func (Debootstrap) Args(r Request) []string {
 	args := []string{"--arch=" + r.Arch, "--components=" + strings.Join(r.Components, ",")}
-	if r.Variant != "" && r.Variant != "important" {
-		args = append(args, "--variant="+r.Variant)
+	if r.Variant != "" && r.Variant != archive.Important {
+		args = append(args, "--variant="+string(r.Variant))
 	}
 	if r.Keyring != "" {
 		args = append(args, "--keyring="+r.Keyring)

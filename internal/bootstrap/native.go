@@ -190,11 +190,11 @@ func (n *Native) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) (e
 	return nil
 }
 
-func variantName(v string) string {
-	if v == "" || v == "important" {
+func variantName(v archive.Variant) string {
+	if v == "" || v == archive.Important {
 		return "default (important)"
 	}
-	return v
+	return string(v)
 }
 
 // prepare fetches every package into the cache and gets each one ready for
@@ -303,12 +303,12 @@ func (n *Native) prepare(ctx context.Context, log *buildlog.Log, targetDir strin
 // mergeUsr turns /bin, /sbin, /lib… into symlinks to their /usr
 // counterparts, as debootstrap's merge_usr does, unless the system must
 // stay unmerged (before buster, or a buildd chroot up to bookworm).
-func mergeUsr(target, codename, variant string) error {
+func mergeUsr(target, codename string, variant archive.Variant) error {
 	switch codename {
 	case "etch", "lenny", "squeeze", "wheezy", "jessie", "stretch":
 		return nil
 	case "buster", "bullseye", "bookworm":
-		if variant == "buildd" {
+		if variant == archive.Buildd {
 			if codename == "bookworm" {
 				return os.WriteFile(filepath.Join(target, "etc/unsupported-skip-usrmerge-conversion"),
 					[]byte("this system will not be supported in the future\n"), 0o644)
@@ -551,7 +551,7 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 	if err := coreInstall("mawk"); err != nil {
 		return err
 	}
-	if r.Variant == "" || r.Variant == "important" {
+	if r.Variant == "" || r.Variant == archive.Important {
 		if err := coreInstall("debconf"); err != nil {
 			return err
 		}

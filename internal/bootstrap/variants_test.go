@@ -20,7 +20,7 @@ func TestResolveMatchesDebootstrap(t *testing.T) {
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		t.Skip("debootstrap is not installed")
 	}
-	variants := map[string][]string{
+	variants := map[string][]archive.Variant{
 		"trixie": {"minbase", "buildd", "important"},
 		// bookworm's buildd chroot stays unmerged: another base set.
 		"bookworm": {"buildd"},
@@ -33,7 +33,7 @@ func TestResolveMatchesDebootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, variant := range variants[suite] {
-			t.Run(suite+"/"+variant, func(t *testing.T) {
+			t.Run(suite+"/"+string(variant), func(t *testing.T) {
 				t.Parallel() // debootstrap mostly waits for and unpacks the index
 				set, err := archive.ResolveBase(arc.Index, variant, arc.Release.Codename, strings.HasPrefix(mirror, "https:"), nil)
 				if err != nil {
@@ -41,7 +41,7 @@ func TestResolveMatchesDebootstrap(t *testing.T) {
 				}
 				args := []string{"--print-debs", "--arch=amd64"}
 				if variant != "important" {
-					args = append(args, "--variant="+variant)
+					args = append(args, "--variant="+string(variant))
 				}
 				out, err := exec.Command("debootstrap", append(args, suite, t.TempDir(), mirror)...).Output()
 				if err != nil {

@@ -88,15 +88,15 @@ func Stages(p *Plan) []Stage {
 	s = append(s, finaliseStage{})
 	for _, o := range p.Spec.Outputs {
 		switch o.Type {
-		case "live-iso":
+		case config.LiveISO:
 			s = append(s, liveISOStage{out: p.Spec.Path(o.Path)})
-		case "tarball":
+		case config.Tarball:
 			s = append(s, tarballStage{out: p.Spec.Path(o.Path)})
-		case "directory":
+		case config.Directory:
 			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
-		case "squashfs":
+		case config.Squashfs:
 			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
-		case "disk":
+		case config.Disk:
 			s = append(s, diskStage{out: o})
 		}
 	}
@@ -291,7 +291,7 @@ func removeStale(dir, prefix string) {
 // take their final names together, when every stage has succeeded
 // (publish): a build that fails or is stopped half way leaves none of
 // them, not even those it had finished.
-func (st *State) commit(tmp, out, typ string) error {
+func (st *State) commit(tmp, out string, typ config.OutputType) error {
 	if err := setOutputMode(st.Plan.Spec, tmp, out); err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func (st *State) commit(tmp, out, typ string) error {
 	for _, t := range st.temps {
 		if base, ok := strings.CutPrefix(tmp, t.Path("")); ok {
 			st.pending = append(st.pending, pendingOutput{t, base, out})
-			st.Results = append(st.Results, Result{Type: typ, Path: out, Size: size})
+			st.Results = append(st.Results, Result{Type: string(typ), Path: out, Size: size})
 			return nil
 		}
 	}
@@ -315,11 +315,11 @@ func (st *State) commit(tmp, out, typ string) error {
 // that holds the image; a directory output keeps the image's own modes.
 func setOutputMode(s *config.Spec, tmp, out string) error {
 	for _, o := range s.Outputs {
-		if s.Path(o.Path) != out || o.Type == "directory" {
+		if s.Path(o.Path) != out || o.Type == config.Directory {
 			continue
 		}
 		target := tmp
-		if o.Type == "squashfs" {
+		if o.Type == config.Squashfs {
 			target = filepath.Join(tmp, "filesystem.squashfs")
 		}
 		return os.Chmod(target, o.OutputMode()&^umask())

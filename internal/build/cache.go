@@ -60,7 +60,7 @@ func (p *Plan) cachePoints() []cachePoint {
 	base.Add("architecture", p.Arch.Name)
 	base.Add("mirror", p.Mirror)
 	base.Add("components", strings.Join(s.Components, " "))
-	base.Add("variant", s.Variant)
+	base.Add("variant", string(s.Variant))
 	base.Add("bootstrap", p.Bootstrap.Name())
 	base.Add("insecure", fmt.Sprint(s.Insecure))
 	base.Add("release", p.ReleaseDigest)

@@ -36,5 +36,5 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)
 	}
-	return st.commit(tmp, out, "disk")
+	return st.commit(tmp, out, config.Disk)
 }

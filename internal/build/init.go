@@ -20,7 +20,7 @@ var initPackages = []string{"systemd-sysv", "sysvinit-core", "runit-init", "init
 // it must have an init. A tarball or directory may be a container's root,
 // run with a command of its own instead of an init.
 func NeedsInit(s *config.Spec) bool {
-	return s.HasOutput("live-iso") || s.HasOutput("disk") || s.HasOutput("squashfs")
+	return s.HasOutput(config.LiveISO) || s.HasOutput(config.Disk) || s.HasOutput(config.Squashfs)
 }
 
 // defaultInit is what the kernel (and the initramfs's run-init) starts
@@ -43,11 +43,11 @@ func InitPaths(s *config.Spec) []string {
 			paths = append(paths, p)
 		}
 	}
-	if s.HasOutput("live-iso") || s.HasOutput("squashfs") {
+	if s.HasOutput(config.LiveISO) || s.HasOutput(config.Squashfs) {
 		add(s.Live.KernelParams)
 	}
 	for _, o := range s.Outputs {
-		if o.Type == "disk" {
+		if o.Type == config.Disk {
 			add(o.KernelParams)
 		}
 	}
@@ -58,7 +58,7 @@ func InitPaths(s *config.Spec) []string {
 // list names no init on a variant that has none: the build would stop
 // after the packages unless a dependency or the hook brings one.
 func initNote(s *config.Spec, pkgs []string) string {
-	if !NeedsInit(s) || (s.Variant != "minbase" && s.Variant != "buildd") ||
+	if !NeedsInit(s) || (s.Variant != config.Minbase && s.Variant != config.Buildd) ||
 		!slices.Contains(InitPaths(s), defaultInit) {
 		return ""
 	}

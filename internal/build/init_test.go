@@ -156,10 +156,11 @@ func TestInitStage(t *testing.T) {
 func TestInitNote(t *testing.T) {
 	disk := []config.Output{{Type: "disk", Path: "vm.img"}}
 	for _, tc := range []struct {
-		name, variant string
-		outputs       []config.Output
-		pkgs          []string
-		want          bool
+		name    string
+		variant config.Variant
+		outputs []config.Output
+		pkgs    []string
+		want    bool
 	}{
 		{"minbase disk", "minbase", disk, []string{"linux-image-amd64"}, true},
 		{"buildd disk", "buildd", disk, []string{"linux-image-amd64"}, true},

@@ -117,8 +117,8 @@ func Writes(s *config.Spec, logPath string) (writes, reads []Written) {
 		what := fmt.Sprintf("outputs[%d] (%s)", i, o.Type)
 		writes = append(writes, Written{what, p})
 		switch o.Type {
-		case "directory":
-		case "squashfs":
+		case config.Directory:
+		case config.Squashfs:
 		default:
 			writes = append(writes, Written{what + "'s package manifest", manifestPath(p)},
 				Written{what + "'s SHA256SUMS", filepath.Join(filepath.Dir(p), "SHA256SUMS")})
@@ -131,6 +131,9 @@ func Writes(s *config.Spec, logPath string) (writes, reads []Written) {
 		writes = append(writes, Written{"the build log", logPath})
 	}
 	reads = append(reads, Written{"the config file", s.File})
+	for _, f := range s.Includes {
+		reads = append(reads, Written{"a file the config includes", f})
+	}
 	for _, r := range []struct{ what, p string }{
 		{"customise (the hook)", s.Customise}, {"live.splash", s.Live.Splash},
 		{"keyring", s.Keyring}, {"binfmt-handler", s.BinfmtHandler},
@@ -189,7 +192,7 @@ func CheckOutputs(s *config.Spec, logPath string) error {
 	}
 	sort.Strings(keys)
 	for i, o := range s.Outputs {
-		isDir := o.Type == "directory" || o.Type == "squashfs"
+		isDir := o.Type == config.Directory || o.Type == config.Squashfs
 		p := s.Path(o.Path)
 		if err := checkFinal(p, isDir); err != nil {
 			errs = append(errs, fmt.Errorf("%s: outputs[%d]: %w", s.File, i, err))

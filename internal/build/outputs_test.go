@@ -87,6 +87,24 @@ func TestCheckOutputsCollisions(t *testing.T) {
 	}
 }
 
+// An output over a file the config includes is refused like one over the
+// config itself.
+func TestCheckOutputsIncludedConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "base.yaml"), []byte("suite: trixie\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "hook.sh"), []byte("#!/bin/sh\n"), 0o755)
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte("include: base.yaml\nname: t\narchitecture: amd64\nmirror: http://m.example/debian\noutputs:\n  - {type: tarball, path: base.yaml}\n"), 0o644)
+	s, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckOutputs(s, "")
+	if err == nil || !strings.Contains(err.Error(), "a file the config includes") || !strings.Contains(err.Error(), "outputs[0] (tarball)") {
+		t.Errorf("err = %v, want outputs[0] and the included file named", err)
+	}
+}
+
 func TestCheckOutputsRefusesLinksAndSpecialFiles(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(t.TempDir(), "victim")

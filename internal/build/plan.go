@@ -115,15 +115,15 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		if err := rootlessOutputs(s); err != nil {
 			return nil, &PreflightError{err}
 		}
-		if backend == "debootstrap" {
+		if backend == config.Debootstrap {
 			// debootstrap makes device nodes and mounts sysfs, which a user
 			// namespace forbids; the native bootstrapper installs the same
 			// package set without either.
-			backend = "native"
+			backend = config.Native
 			p.Notes = append(p.Notes, "rootless: the base system is made by the native bootstrapper (debootstrap needs real root)")
 		}
 	}
-	if p.Bootstrap, err = bootstrap.New(backend); err != nil {
+	if p.Bootstrap, err = bootstrap.New(string(backend)); err != nil {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
 	}
 	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
@@ -150,7 +150,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if err := p.emulation(o.BinfmtDir); err != nil {
 		return nil, &PreflightError{err}
 	}
-	if (s.HasOutput("live-iso") || s.HasOutput("disk")) && a.HasFirmware(arch.UEFI) {
+	if (s.HasOutput(config.LiveISO) || s.HasOutput(config.Disk)) && a.HasFirmware(arch.UEFI) {
 		_, hostHas := live.HostGrubDir(a)
 		p.TargetGrub = !hostHas
 	}
@@ -292,20 +292,20 @@ func packageList(s *config.Spec) []string {
 	for _, o := range s.Outputs {
 		// networkd's DHCP gives no DNS without resolved, a package of its
 		// own from bookworm on.
-		if r, _ := apt.LookupSuite(s.Suite); o.Type == "disk" && (o.Network == "" || o.Network == "networkd") && (r.Version == 0 || r.Version >= 12) {
+		if r, _ := apt.LookupSuite(s.Suite); o.Type == config.Disk && (o.Network == "" || o.Network == disk.Networkd) && (r.Version == 0 || r.Version >= 12) {
 			l = append(l, "systemd-resolved")
 		}
-		if o.Type == "disk" && o.Network == "ifupdown" {
+		if o.Type == config.Disk && o.Network == disk.Ifupdown {
 			l = append(l, "ifupdown", "isc-dhcp-client")
 		}
-		if o.Type == "disk" && o.GrowRoot {
+		if o.Type == config.Disk && o.GrowRoot {
 			l = append(l, "cloud-guest-utils", "e2fsprogs") // growpart, resize2fs
 		}
 		// The root file system's own tools (fsck, resize, scrub).
-		if o.Type == "disk" && o.Filesystem == "btrfs" {
+		if o.Type == config.Disk && o.Filesystem == disk.Btrfs {
 			l = append(l, "btrfs-progs")
 		}
-		if o.Type == "disk" && o.Filesystem == "xfs" {
+		if o.Type == config.Disk && o.Filesystem == disk.XFS {
 			l = append(l, "xfsprogs")
 		}
 	}
@@ -349,7 +349,7 @@ func (p *Plan) MissingTools() []string {
 		}
 	}
 	for _, o := range p.Spec.Outputs {
-		if o.Type == "disk" {
+		if o.Type == config.Disk {
 			for _, m := range disk.CheckTools(diskOptions(p, o, "")) {
 				if p.TargetGrub && m.Package == p.Arch.GrubEFIPackage {
 					continue // taken from the target's archive
@@ -380,7 +380,7 @@ func missingPackages(p *Plan) []string {
 // rootlessOutputs refuses what a user namespace cannot make.
 func rootlessOutputs(s *config.Spec) error {
 	for i, o := range s.Outputs {
-		if o.Type == "disk" && o.Bootloader == "extlinux" {
+		if o.Type == config.Disk && o.Bootloader == disk.Extlinux {
 			return s.Errorf(fmt.Sprintf("outputs[%d].bootloader", i),
 				"extlinux installs through a loop-mounted file system, which a rootless build cannot mount (valid rootless: grub-bios, grub-uefi, grub-hybrid, none; or build as root or with isolation: vm)")
 		}

@@ -24,6 +24,7 @@ import (
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/config"
 	"vmdeb/internal/imgroot"
 	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
@@ -647,7 +648,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	if err != nil {
 		return err
 	}
-	return st.commit(tmp, s.out, "live-iso")
+	return st.commit(tmp, s.out, config.LiveISO)
 }
 
 // squashfsStage writes a directory with filesystem.squashfs and the
@@ -681,7 +682,7 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	return st.commit(tmp, s.out, "squashfs")
+	return st.commit(tmp, s.out, config.Squashfs)
 }
 
 // tarballStage writes the root file system as a tar archive, compressed
@@ -712,7 +713,7 @@ func (s tarballStage) Run(ctx context.Context, st *State) error {
 	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt, st.Plan.SourceDateEpoch)}); err != nil {
 		return err
 	}
-	return st.commit(tmpExt, s.out, "tarball")
+	return st.commit(tmpExt, s.out, config.Tarball)
 }
 
 func extension(p string) string {
@@ -738,7 +739,7 @@ func (s directoryStage) Run(ctx context.Context, st *State) error {
 		chroot.RemoveAll(tmp)
 		return err
 	}
-	return st.commit(tmp, s.out, "directory")
+	return st.commit(tmp, s.out, config.Directory)
 }
 
 // reportStage writes the package manifest beside each file output and
@@ -755,10 +756,10 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 	seen := map[string]bool{}
 	var added []Result
 	for _, r := range st.Results {
-		if r.Type == "directory" {
+		if r.Type == string(config.Directory) {
 			continue
 		}
-		if r.Type == "squashfs" {
+		if r.Type == string(config.Squashfs) {
 			// live-build's names, inside the directory.
 			man := filepath.Join(r.Path, "filesystem.packages")
 			if err := writeAtomic(man, []byte(st.Manifest)); err != nil {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/disk"
 )
 
 // initScript is the builder's PID 1 (installed by the builder's hook):
@@ -72,11 +73,11 @@ func Packages(a arch.Arch) []string {
 }
 
 // bootloader is the builder disk's boot loader on a.
-func bootloader(a arch.Arch) string {
+func bootloader(a arch.Arch) disk.Bootloader {
 	if a.HasFirmware(arch.BIOS) {
-		return "grub-bios"
+		return disk.GrubBIOS
 	}
-	return "grub-uefi"
+	return disk.GrubUEFI
 }
 
 // UEFI reports whether the builder for a boots with UEFI firmware.

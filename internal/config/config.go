@@ -11,11 +11,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"vmdeb/internal/aptauth"
+	"vmdeb/internal/arch"
+	"vmdeb/internal/archive"
+	"vmdeb/internal/disk"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -34,8 +38,8 @@ type Spec struct {
 	// mirrors' credentials: given to the build, never put in the image.
 	APTAuth        string   `yaml:"apt-auth"`
 	Components     []string `yaml:"components"`
-	Variant        string   `yaml:"variant"`
-	Bootstrap      string   `yaml:"bootstrap"`
+	Variant        Variant  `yaml:"variant"`
+	Bootstrap      Backend  `yaml:"bootstrap"`
 	Keyring        string   `yaml:"keyring"`
 	Cache          string   `yaml:"cache"`
 	Insecure       bool     `yaml:"insecure"`
@@ -53,8 +57,8 @@ type Spec struct {
 	// Isolation is where the build runs: host (as root), userns (an
 	// ordinary user's user namespace) or vm (a builder VM). "" means host
 	// for root and userns for anybody else.
-	Isolation string  `yaml:"isolation"`
-	Builder   Builder `yaml:"builder"`
+	Isolation Isolation `yaml:"isolation"`
+	Builder   Builder   `yaml:"builder"`
 
 	// Auth is the mirrors' credentials: taken out of the mirror URLs by
 	// Parse (which leaves the URLs without them) and read from APTAuth by
@@ -65,8 +69,19 @@ type Spec struct {
 	// File is the config file's absolute path, Dir its directory.
 	File string `yaml:"-"`
 	Dir  string `yaml:"-"`
-	// lines maps a key path ("users[0].name") to its line in File.
-	lines map[string]int
+	// Includes are the files File includes, directly or through another,
+	// as absolute paths in the order they were read. The relative paths
+	// they give are rewritten relative to Dir, so Path resolves them.
+	Includes []string `yaml:"-"`
+	// lines maps a key path ("users[0].name") to the file and line that
+	// give it.
+	lines map[string]pos
+}
+
+// pos is where a key is: a file and a line in it.
+type pos struct {
+	file string
+	line int
 }
 
 // User is an account created in the image.
@@ -102,19 +117,19 @@ type Live struct {
 
 // Output is one thing the build writes. The disk keys apply to type disk.
 type Output struct {
-	Type string `yaml:"type"`
-	Path string `yaml:"path"`
+	Type OutputType `yaml:"type"`
+	Path string     `yaml:"path"`
 
-	Format         string `yaml:"format"`          // raw | qcow2 (default: from the extension)
-	Size           Size   `yaml:"size"`            // whole image, e.g. 4G
-	PartitionTable string `yaml:"partition-table"` // gpt | mbr
-	Filesystem     string `yaml:"filesystem"`      // ext4 | ext3 | ext2
-	BootSize       Size   `yaml:"boot-size"`       // separate /boot
-	SwapSize       Size   `yaml:"swap-size"`
-	ESPSize        Size   `yaml:"esp-size"`
-	Bootloader     string `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | none
-	Network        string `yaml:"network"`    // networkd | ifupdown | none
-	GrowRoot       bool   `yaml:"grow-root"`
+	Format         disk.Format         `yaml:"format"`          // raw | qcow2 (default: from the extension)
+	Size           Size                `yaml:"size"`            // whole image, e.g. 4G
+	PartitionTable disk.PartitionTable `yaml:"partition-table"` // gpt | mbr
+	Filesystem     disk.Filesystem     `yaml:"filesystem"`      // ext4 | ext3 | ext2 | btrfs | xfs
+	BootSize       Size                `yaml:"boot-size"`       // separate /boot
+	SwapSize       Size                `yaml:"swap-size"`
+	ESPSize        Size                `yaml:"esp-size"`
+	Bootloader     disk.Bootloader     `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
+	Network        disk.Network        `yaml:"network"`    // networkd | ifupdown | none
+	GrowRoot       bool                `yaml:"grow-root"`
 	// Mode is the output file's permissions, octal ("0644"); "" is the
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`
@@ -132,7 +147,7 @@ func (o Output) OutputMode() os.FileMode {
 		return os.FileMode(m)
 	}
 	switch o.Type {
-	case "tarball", "disk", "squashfs":
+	case Tarball, Disk, Squashfs:
 		return 0o600
 	}
 	return 0o644
@@ -178,8 +193,68 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// OutputTypes are the output kinds vmdeb knows.
-var OutputTypes = []string{"live-iso", "disk", "tarball", "directory", "squashfs"}
+// The enumerated keys: each a type, its values and the list of them
+// that validation, its messages and the documentation give. The disk
+// output's own (format, partition-table, filesystem, bootloader, network)
+// are internal/disk's, the output types internal/arch's: the packages
+// that act on them.
+
+// OutputType is an output's type: live-iso, disk, tarball, directory or
+// squashfs.
+type OutputType = arch.OutputType
+
+const (
+	LiveISO   = arch.LiveISO
+	Disk      = arch.Disk
+	Tarball   = arch.Tarball
+	Directory = arch.Directory
+	Squashfs  = arch.Squashfs
+)
+
+// OutputTypes are the output types vmdeb knows.
+var OutputTypes = arch.OutputTypes
+
+// Variant is the bootstrap variant, as debootstrap names it.
+type Variant = archive.Variant
+
+const (
+	Minbase   = archive.Minbase
+	Buildd    = archive.Buildd
+	Important = archive.Important
+)
+
+// Variants are the variants vmdeb accepts ("important" means
+// debootstrap's default: Priority required and important).
+var Variants = archive.Variants
+
+// Backend is the base system's bootstrapper (the key bootstrap).
+type Backend string
+
+const (
+	Debootstrap Backend = "debootstrap" // Debian's debootstrap (the default)
+	Native      Backend = "native"      // vmdeb's own, in Go
+)
+
+// Backends are the base-system backends.
+var Backends = []Backend{Debootstrap, Native}
+
+// Isolation is where a build runs.
+type Isolation string
+
+const (
+	Host   Isolation = "host"   // on the host, as root
+	Userns Isolation = "userns" // in an ordinary user's user namespace
+	VM     Isolation = "vm"     // in a builder VM
+)
+
+// Isolations are the places a build can run.
+var Isolations = []Isolation{Host, Userns, VM}
+
+// Join lists values for a message or a help text: "a, b, c".
+func Join[T ~string](values []T) string { return disk.Join(values) }
+
+// oneOf reports whether v is one of valid.
+func oneOf[T comparable](v T, valid []T) bool { return slices.Contains(valid, v) }
 
 // Error is one problem in a config file.
 type Error struct {
@@ -262,9 +337,36 @@ func readConfig(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Parse decodes data (the contents of file) and fills defaults; it does
-// not validate.
+// Parse decodes data (the contents of file) and the files it includes,
+// merges them (include.go) and fills defaults; it does not validate.
 func Parse(data []byte, file string) (*Spec, error) {
+	p := &parser{top: file, topDir: filepath.Dir(file), fileOf: map[*yaml.Node]string{}}
+	doc, err := p.load(data, file, nil)
+	if err != nil {
+		return nil, err
+	}
+	doc = p.strip(doc)
+	s := &Spec{File: file, Dir: filepath.Dir(file), Includes: p.included, lines: map[string]pos{}}
+	var errs Errors
+	checkKeys(doc, reflect.TypeOf(*s), "", func(key string, n *yaml.Node) {
+		s.lines[key] = pos{p.fileOf[n], n.Line}
+	}, func(n *yaml.Node, key, msg string) {
+		errs = append(errs, &Error{File: p.fileOf[n], Line: n.Line, Key: key, Msg: msg})
+	})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := decode(doc, s, file); err != nil {
+		return nil, err
+	}
+	s.setDefaults()
+	s.splitCredentials()
+	return s, nil
+}
+
+// readDoc decodes one file's YAML document: a mapping, one document,
+// its aliases bounded.
+func readDoc(data []byte, file string) (*yaml.Node, error) {
 	if len(data) > MaxConfigSize {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d KiB: not a config file (a config is a page of keys)", MaxConfigSize>>10)}
 	}
@@ -295,28 +397,25 @@ func Parse(data []byte, file string) (*Spec, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: doc.Line, Msg: "the top level must be a mapping of keys (name:, suite:, ...)"}
 	}
-	s := &Spec{File: file, Dir: filepath.Dir(file), lines: map[string]int{}}
-	var errs Errors
-	checkKeys(doc, reflect.TypeOf(*s), "", s.lines, func(line int, key, msg string) {
-		errs = append(errs, &Error{File: file, Line: line, Key: key, Msg: msg})
-	})
-	if len(errs) > 0 {
-		return nil, errs
+	return doc, nil
+}
+
+// decode decodes n into v, with yaml's type errors made Errors in file.
+func decode(n *yaml.Node, v any, file string) error {
+	err := n.Decode(v)
+	if err == nil {
+		return nil
 	}
-	if err := doc.Decode(s); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, m := range te.Errors {
-				errs = append(errs, typeError(file, m))
-			}
-			return nil, errs
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var errs Errors
+		for _, m := range te.Errors {
+			errs = append(errs, typeError(file, m))
 		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		return nil, &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
+		return errs
 	}
-	s.setDefaults()
-	s.splitCredentials()
-	return s, nil
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return &Error{File: file, Line: yamlErrLine(err), Msg: linePrefixRE.ReplaceAllString(msg, "")}
 }
 
 // splitCredentials moves a user and password out of the mirror URLs into
@@ -436,9 +535,11 @@ func typeError(file, msg string) *Error {
 }
 
 // checkKeys walks the YAML tree beside the Go type and reports every key
-// that the type does not have, with the keys that would be valid. It also
-// records the line of every key for later validation messages.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, report func(int, string, string)) {
+// that the type does not have, with the keys that would be valid. It
+// calls record with the key node of every key path ("users[0].name") and
+// the node of every list item, for later validation messages. A key
+// KEY+ (append to the included list, include.go) is KEY's path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, record func(string, *yaml.Node), report func(*yaml.Node, string, string)) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -455,28 +556,40 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, 
 			fields[tag] = f.Type
 			names = append(names, tag)
 		}
+		if path == "" && t == reflect.TypeOf(Spec{}) {
+			names = append(names, "include")
+		}
 		sort.Strings(names)
-		seen := map[string]bool{}
+		seen := map[string]string{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			key := join(path, k.Value)
-			ft, ok := fields[k.Value]
-			if !ok {
-				report(k.Line, key, fmt.Sprintf("unknown key (valid keys here: %s)", strings.Join(names, ", ")))
+			name, appends := strings.CutSuffix(k.Value, "+")
+			key := join(path, name)
+			ft, ok := fields[name]
+			if !ok || name == "" {
+				report(k, join(path, k.Value), fmt.Sprintf("unknown key (valid keys here: %s)", strings.Join(names, ", ")))
 				continue
 			}
-			if seen[k.Value] {
-				report(k.Line, key, "given twice")
+			if appends && ft.Kind() != reflect.Slice {
+				report(k, join(path, k.Value), fmt.Sprintf("%s+ appends to a list, and %s is not a list (write %s: to replace it)", name, name, name))
+				continue
 			}
-			seen[k.Value] = true
-			lines[key] = k.Line
-			checkKeys(v, ft, key, lines, report)
+			if prev, ok := seen[name]; ok {
+				if prev == k.Value {
+					report(k, key, "given twice")
+				} else {
+					report(k, key, fmt.Sprintf("%s: and %s+: both given; choose one (%s+ appends to the included list, %s replaces it)", name, name, name, name))
+				}
+			}
+			seen[name] = k.Value
+			record(key, k)
+			checkKeys(v, ft, key, record, report)
 		}
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for i, c := range n.Content {
 			key := fmt.Sprintf("%s[%d]", path, i)
-			lines[key] = c.Line
-			checkKeys(c, t.Elem(), key, lines, report)
+			record(key, c)
+			checkKeys(c, t.Elem(), key, record, report)
 		}
 	}
 }
@@ -488,11 +601,19 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// Line is the line of a key path in the file (0 when absent).
+// Line is the line of a key path in the file that gives it (0 when
+// absent); Pos names that file too.
 func (s *Spec) Line(key string) int {
+	_, l := s.Pos(key)
+	return l
+}
+
+// Pos is the file and line that give a key path: the config's file or
+// one it includes ("", 0 when absent).
+func (s *Spec) Pos(key string) (string, int) {
 	for k := key; k != ""; {
-		if l, ok := s.lines[k]; ok {
-			return l
+		if p, ok := s.lines[k]; ok {
+			return p.file, p.line
 		}
 		i := strings.LastIndexAny(k, ".[")
 		if i < 0 {
@@ -500,12 +621,16 @@ func (s *Spec) Line(key string) int {
 		}
 		k = k[:i]
 	}
-	return 0
+	return "", 0
 }
 
 // Errorf makes an Error about a key of this spec.
 func (s *Spec) Errorf(key, format string, a ...any) *Error {
-	return &Error{File: s.File, Line: s.Line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	file, line := s.Pos(key)
+	if file == "" {
+		file = s.File
+	}
+	return &Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
 // Path resolves p against the config file's directory.
@@ -521,10 +646,10 @@ func (s *Spec) setDefaults() {
 		s.Components = []string{"main"}
 	}
 	if s.Variant == "" {
-		s.Variant = "minbase"
+		s.Variant = Minbase
 	}
 	if s.Bootstrap == "" {
-		s.Bootstrap = "debootstrap"
+		s.Bootstrap = Debootstrap
 	}
 	if s.Hostname == "" {
 		s.Hostname = "debian"

@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(good + "---\nname: two\n"))
 	f.Add([]byte(strings.Replace(good, "password: live", "password: \"a\\nroot:x\"", 1)))
 	f.Add([]byte(good + "hostname: a.b.example.org\napt-mirror: \"[trusted=yes] http://x/\"\n"))
+	f.Add([]byte("include: [base.yaml, /dev/zero, /fuzz/image.yaml]\npackages+: [a]\n"))
+	f.Add([]byte(good + "live:\n  kernel-params+: [quiet]\nname+: x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		start := time.Now()
 		defer func() {

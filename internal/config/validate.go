@@ -33,16 +33,6 @@ var (
 	hashRE = regexp.MustCompile(`^\$[A-Za-z0-9./$=,-]+$`)
 )
 
-// Variants are the debootstrap variants vmdeb accepts ("important" means
-// debootstrap's default: Priority required and important).
-var Variants = []string{"minbase", "buildd", "important"}
-
-// Bootstraps are the base-system backends.
-var Bootstraps = []string{"debootstrap", "native"}
-
-// Isolations are the places a build can run.
-var Isolations = []string{"host", "userns", "vm"}
-
 // Validate checks everything that can be checked without the network and
 // returns every problem found.
 func (s *Spec) Validate() Errors {
@@ -94,21 +84,21 @@ func (s *Spec) Validate() Errors {
 		}
 	}
 	if !oneOf(s.Variant, Variants) {
-		bad("variant", "unknown variant %q (valid: %s)", s.Variant, strings.Join(Variants, ", "))
+		bad("variant", "unknown variant %q (valid: %s)", s.Variant, Join(Variants))
 	}
-	if !oneOf(s.Bootstrap, Bootstraps) {
-		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, strings.Join(Bootstraps, ", "))
+	if !oneOf(s.Bootstrap, Backends) {
+		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, Join(Backends))
 	}
 	// cache and insecure belong to the native bootstrapper; accepting them
 	// for another backend would make users believe they work.
-	if s.Cache != "" && s.Bootstrap != "native" {
+	if s.Cache != "" && s.Bootstrap != Native {
 		bad("cache", "only the native bootstrapper has a package cache (set bootstrap: native)")
 	}
-	if s.Insecure && s.Bootstrap != "native" {
+	if s.Insecure && s.Bootstrap != Native {
 		bad("insecure", "only applies to bootstrap: native")
 	}
 	if s.Isolation != "" && !oneOf(s.Isolation, Isolations) {
-		bad("isolation", "unknown isolation %q (valid: %s)", s.Isolation, strings.Join(Isolations, ", "))
+		bad("isolation", "unknown isolation %q (valid: %s)", s.Isolation, Join(Isolations))
 	}
 	if s.Builder.Suite != "" {
 		if _, ok := apt.LookupSuite(s.Builder.Suite); !ok {
@@ -244,11 +234,11 @@ func (s *Spec) Validate() Errors {
 	for i, o := range s.Outputs {
 		key := fmt.Sprintf("outputs[%d]", i)
 		if !oneOf(o.Type, OutputTypes) {
-			bad(key+".type", "unknown output type %q (valid: %s)", o.Type, strings.Join(OutputTypes, ", "))
+			bad(key+".type", "unknown output type %q (valid: %s)", o.Type, Join(OutputTypes))
 		} else if a.Name != "" && !a.Supports(o.Type) {
-			bad(key+".type", "architecture %s cannot produce %s outputs (it can: %s)", a.Name, o.Type, strings.Join(a.Outputs, ", "))
+			bad(key+".type", "architecture %s cannot produce %s outputs (it can: %s)", a.Name, o.Type, Join(a.Outputs))
 		}
-		if o.Type == "disk" {
+		if o.Type == Disk {
 			validateDisk(o, key, bad)
 		} else if o.Format != "" || o.Size.Bytes != 0 || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
 			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 {
@@ -257,7 +247,7 @@ func (s *Spec) Validate() Errors {
 		if o.Mode != "" {
 			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
 				bad(key+".mode", "%q is not a file mode: octal permissions such as \"0644\", at most 0777)", o.Mode)
-			} else if o.Type == "directory" {
+			} else if o.Type == Directory {
 				bad(key+".mode", "a directory output keeps the image's own modes; mode applies to file outputs")
 			}
 		}
@@ -278,7 +268,7 @@ func (s *Spec) Validate() Errors {
 		}
 	}
 	s.checkDiskSpace(bad)
-	for _, t := range []string{"live-iso", "disk", "squashfs"} {
+	for _, t := range []OutputType{LiveISO, Disk, Squashfs} {
 		if s.Kernel == "none" && hasOutput(s, t) {
 			bad("kernel", "a %s output needs a kernel; remove kernel: none", t)
 		}
@@ -310,44 +300,38 @@ func validateDeviceTree(s *Spec, a arch.Arch, bad func(string, string, ...any)) 
 		return
 	}
 	for _, o := range s.Outputs {
-		if o.Type == "live-iso" || (o.Type == "disk" && o.Bootloader != "none") {
+		if o.Type == LiveISO || (o.Type == Disk && o.Bootloader != disk.NoBootloader) {
 			return
 		}
 	}
 	bad("device-tree", "only the boot loader of a live-iso or disk output loads it, and this config has none (remove device-tree, or add such an output)")
 }
 
-// Disk output choices.
-var (
-	DiskFormats     = []string{"raw", "qcow2"}
-	PartitionTables = []string{"gpt", "mbr"}
-	Filesystems     = []string{"ext4", "ext3", "ext2", "btrfs", "xfs"}
-	Bootloaders     = []string{"grub-bios", "grub-uefi", "grub-hybrid", "extlinux", "none"}
-	Networks        = []string{"networkd", "ifupdown", "none"}
-)
+// checkChoice reports v, a value of an enumerated key, unless it is
+// empty (the default) or one of valid.
+func checkChoice[T ~string](bad func(string, string, ...any), key string, v T, valid []T) {
+	if v != "" && !oneOf(v, valid) {
+		bad(key, "%q is not valid (valid: %s)", v, Join(valid))
+	}
+}
 
 func validateDisk(o Output, key string, bad func(string, string, ...any)) {
-	check := func(field, v string, valid []string) {
-		if v != "" && !oneOf(v, valid) {
-			bad(key+"."+field, "%q is not valid (valid: %s)", v, strings.Join(valid, ", "))
-		}
-	}
-	check("format", o.Format, DiskFormats)
-	check("partition-table", o.PartitionTable, PartitionTables)
-	check("filesystem", o.Filesystem, Filesystems)
-	check("bootloader", o.Bootloader, Bootloaders)
+	checkChoice(bad, key+".format", o.Format, disk.Formats)
+	checkChoice(bad, key+".partition-table", o.PartitionTable, disk.PartitionTables)
+	checkChoice(bad, key+".filesystem", o.Filesystem, disk.Filesystems)
+	checkChoice(bad, key+".bootloader", o.Bootloader, disk.Bootloaders)
 	// Whether this host can make it (xfs from a directory needs a recent
 	// xfsprogs): said here, with the key, rather than as a missing tool.
-	if err := disk.CheckFS(o.Filesystem); oneOf(o.Filesystem, Filesystems) && err != nil {
+	if err := disk.CheckFS(o.Filesystem); oneOf(o.Filesystem, disk.Filesystems) && err != nil {
 		bad(key+".filesystem", "%v", err)
 	}
-	if o.Bootloader == "extlinux" && o.ESPSize.Bytes != 0 {
+	if o.Bootloader == disk.Extlinux && o.ESPSize.Bytes != 0 {
 		bad(key+".esp-size", "extlinux boots BIOS PCs only and has no EFI system partition (for UEFI use grub-uefi or grub-hybrid)")
 	}
-	if o.Bootloader == "extlinux" && o.Filesystem == "xfs" && o.BootSize.Bytes == 0 {
+	if o.Bootloader == disk.Extlinux && o.Filesystem == disk.XFS && o.BootSize.Bytes == 0 {
 		bad(key+".bootloader", "extlinux cannot boot from an xfs root: add boot-size for a separate ext4 /boot, or use grub-bios")
 	}
-	check("network", o.Network, Networks)
+	checkChoice(bad, key+".network", o.Network, disk.Networks)
 	if o.Size.Bytes == 0 {
 		bad(key+".size", "missing: the disk image's size, e.g. size: 4G")
 	} else if o.Size.Bytes < 64<<20 {
@@ -362,14 +346,14 @@ func validateDisk(o Output, key string, bad func(string, string, ...any)) {
 
 // DiskFormat is the disk output's image format: the config's, else from
 // the file name (.qcow2), else raw.
-func (o Output) DiskFormat() string {
+func (o Output) DiskFormat() disk.Format {
 	if o.Format != "" {
 		return o.Format
 	}
 	if strings.HasSuffix(o.Path, ".qcow2") {
-		return "qcow2"
+		return disk.Qcow2
 	}
-	return "raw"
+	return disk.Raw
 }
 
 // SetOutputDir moves every output into dir, keeping its file name.
@@ -403,9 +387,9 @@ func (s *Spec) KernelPackage() string {
 }
 
 // HasOutput reports whether the spec has an output of type t.
-func (s *Spec) HasOutput(t string) bool { return hasOutput(s, t) }
+func (s *Spec) HasOutput(t OutputType) bool { return hasOutput(s, t) }
 
-func hasOutput(s *Spec, t string) bool {
+func hasOutput(s *Spec, t OutputType) bool {
 	for _, o := range s.Outputs {
 		if o.Type == t {
 			return true
@@ -456,15 +440,6 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func oneOf(s string, l []string) bool {
-	for _, x := range l {
-		if s == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Length limits that come from file names (255 bytes on Linux's file
@@ -575,7 +550,7 @@ func (s *Spec) checkDiskSpace(bad func(string, string, ...any)) {
 	}
 	byDev := map[uint64]*fsUse{}
 	for i, o := range s.Outputs {
-		if o.Type != "disk" || o.Size.Bytes == 0 || o.Path == "" {
+		if o.Type != Disk || o.Size.Bytes == 0 || o.Path == "" {
 			continue
 		}
 		dir := existingDir(filepath.Dir(s.Path(o.Path)))

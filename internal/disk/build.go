@@ -94,17 +94,17 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 	if err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
-	if !linksKept(o.RootFS) {
+	if !linksKept(string(o.RootFS)) {
 		hardlinks = false // a staging tree of links would give every file a link count of 2
 	}
 	need := rootUse.Bytes + bootUse.Bytes + 16*mib
 	if !hardlinks {
 		need += rootUse.Bytes + bootUse.Bytes
 	}
-	if o.Format == "qcow2" {
+	if o.Format == Qcow2 {
 		need += rootUse.Bytes + bootUse.Bytes
 	}
-	if !linksKept(o.RootFS) {
+	if !linksKept(string(o.RootFS)) {
 		need += rootUse.Bytes // made in a file of its own, then copied in
 	}
 	if free, err := freeSpace(outDir); err != nil {
@@ -129,7 +129,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		return err
 	}
 	final := b.img
-	if o.Format == "qcow2" {
+	if o.Format == Qcow2 {
 		if final, err = b.qcow2(); err != nil {
 			return err
 		}

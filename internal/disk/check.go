@@ -83,7 +83,7 @@ func checkTable(js string, l Layout) error {
 	if err := json.Unmarshal([]byte(js), &t); err != nil {
 		return fmt.Errorf("sfdisk --json: %w", err)
 	}
-	want := map[string]string{"gpt": "gpt", "mbr": "dos"}[l.Table]
+	want := map[PartitionTable]string{GPT: "gpt", MBR: "dos"}[l.Table]
 	if t.Table.Label != want {
 		return fmt.Errorf("partition table is %q, want %q", t.Table.Label, want)
 	}
@@ -96,11 +96,11 @@ func checkTable(js string, l Layout) error {
 	}
 	for i, p := range l.Parts {
 		g := ps[i]
-		if l.Table == "gpt" {
+		if l.Table == GPT {
 			g.Bootable = slices.Contains(strings.Fields(g.Attrs), "LegacyBIOSBootable")
 		}
 		if g.Start != p.Start || g.Size != p.Sectors || !strings.EqualFold(g.Type, p.Type) ||
-			(l.Table == "gpt" && !strings.EqualFold(g.UUID, p.PartUUID)) || g.Bootable != p.Bootable {
+			(l.Table == GPT && !strings.EqualFold(g.UUID, p.PartUUID)) || g.Bootable != p.Bootable {
 			return fmt.Errorf("partition %d (%s) reads back as start %d size %d type %s uuid %s bootable %v, want %d %d %s %s %v",
 				i+1, p.Name, g.Start, g.Size, g.Type, g.UUID, g.Bootable, p.Start, p.Sectors, p.Type, p.PartUUID, p.Bootable)
 		}

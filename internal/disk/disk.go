@@ -23,22 +23,22 @@ import (
 
 // Options describe one disk image.
 type Options struct {
-	Size       int64  // bytes of the whole image (a multiple of 512)
-	Format     string // raw (default) | qcow2
-	Table      string // gpt (default) | mbr
-	RootFS     string // ext4 (default), ext3, ext2, btrfs, xfs
-	BootSize   int64  // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
-	SwapSize   int64  // >0: a swap partition of this size
-	ESPSize    int64  // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
-	Bootloader string // grub-bios | grub-uefi | grub-hybrid | extlinux | none; default per architecture
+	Size       int64          // bytes of the whole image (a multiple of 512)
+	Format     Format         // raw (default) | qcow2
+	Table      PartitionTable // gpt (default) | mbr
+	RootFS     Filesystem     // ext4 (default), ext3, ext2, btrfs, xfs
+	BootSize   int64          // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
+	SwapSize   int64          // >0: a swap partition of this size
+	ESPSize    int64          // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
+	Bootloader Bootloader     // grub-bios | grub-uefi | grub-hybrid | extlinux | none; default per architecture
 	Arch       arch.Arch
 	// KernelParams are appended to the kernel command line, after
 	// root=UUID=… ro and the consoles (tty0 and the architecture's serial
 	// console), which are always there.
 	KernelParams []string
-	Hostname     string // "" keeps the root file system's /etc/hostname
-	Network      string // networkd (default) | ifupdown | none
-	GrowRoot     bool   // grow the root partition and file system to the disk's end on first boot
+	Hostname     string  // "" keeps the root file system's /etc/hostname
+	Network      Network // networkd (default) | ifupdown | none
+	GrowRoot     bool    // grow the root partition and file system to the disk's end on first boot
 	// SourceDateEpoch > 0 with Seed derives every UUID (disk, partitions,
 	// file systems) from them, so the same config gives the same
 	// identifiers; it is also passed to the tools as their clock.
@@ -55,14 +55,59 @@ type Options struct {
 	DeviceTree string
 }
 
-// Valid option values; the first of each list is the default.
-var (
-	Formats     = []string{"raw", "qcow2"}
-	Tables      = []string{"gpt", "mbr"}
-	RootFSTypes = []string{"ext4", "ext3", "ext2", "btrfs", "xfs"}
-	Bootloaders = []string{"grub-hybrid", "grub-bios", "grub-uefi", "extlinux", "none"}
-	Networks    = []string{"networkd", "ifupdown", "none"}
+// The disk image's choices (a config's disk output keys), each a type
+// with its values.
+type (
+	Format         string // the image file's format
+	PartitionTable string
+	Filesystem     string // the root file system's type
+	Bootloader     string
+	Network        string // how the image configures its network
 )
+
+const (
+	Raw   Format = "raw"
+	Qcow2 Format = "qcow2"
+
+	GPT PartitionTable = "gpt"
+	MBR PartitionTable = "mbr"
+
+	Ext4  Filesystem = "ext4"
+	Ext3  Filesystem = "ext3"
+	Ext2  Filesystem = "ext2"
+	Btrfs Filesystem = "btrfs"
+	XFS   Filesystem = "xfs"
+
+	GrubBIOS     Bootloader = "grub-bios"   // GRUB for PC BIOS
+	GrubUEFI     Bootloader = "grub-uefi"   // GRUB EFI
+	GrubHybrid   Bootloader = "grub-hybrid" // both, on a GPT with a BIOS boot partition
+	Extlinux     Bootloader = "extlinux"    // BIOS only
+	NoBootloader Bootloader = "none"
+
+	Networkd  Network = "networkd" // systemd-networkd (and resolved), DHCP on the first interface
+	Ifupdown  Network = "ifupdown" // /etc/network/interfaces, DHCP on the first interface
+	NoNetwork Network = "none"
+)
+
+// The valid values of each choice, in the order the documentation and
+// messages give them; the first is the default, except for the boot
+// loader, whose default depends on the architecture (DefaultBootloader).
+var (
+	Formats         = []Format{Raw, Qcow2}
+	PartitionTables = []PartitionTable{GPT, MBR}
+	Filesystems     = []Filesystem{Ext4, Ext3, Ext2, Btrfs, XFS}
+	Bootloaders     = []Bootloader{GrubBIOS, GrubUEFI, GrubHybrid, Extlinux, NoBootloader}
+	Networks        = []Network{Networkd, Ifupdown, NoNetwork}
+)
+
+// Join lists values for a message: "a, b, c".
+func Join[T ~string](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
+}
 
 const (
 	mib            = 1 << 20
@@ -77,25 +122,25 @@ const (
 // DefaultBootloader is the boot loader of a disk image for architecture a
 // when the config names none: GRUB for both firmwares where a has both,
 // else for the one it has.
-func DefaultBootloader(a arch.Arch) string {
+func DefaultBootloader(a arch.Arch) Bootloader {
 	bios, uefi := a.HasFirmware(arch.BIOS), a.HasFirmware(arch.UEFI)
 	switch {
 	case bios && uefi:
-		return "grub-hybrid"
+		return GrubHybrid
 	case uefi:
-		return "grub-uefi"
+		return GrubUEFI
 	case bios:
-		return "grub-bios"
+		return GrubBIOS
 	}
-	return "none"
+	return NoBootloader
 }
 
 // bios and uefi tell which firmwares GRUB serves; extlinux boots BIOS
 // PCs only.
-func (o Options) bios() bool     { return o.Bootloader == "grub-bios" || o.Bootloader == "grub-hybrid" }
-func (o Options) uefi() bool     { return o.Bootloader == "grub-uefi" || o.Bootloader == "grub-hybrid" }
+func (o Options) bios() bool     { return o.Bootloader == GrubBIOS || o.Bootloader == GrubHybrid }
+func (o Options) uefi() bool     { return o.Bootloader == GrubUEFI || o.Bootloader == GrubHybrid }
 func (o Options) grub() bool     { return o.bios() || o.uefi() }
-func (o Options) extlinux() bool { return o.Bootloader == "extlinux" }
+func (o Options) extlinux() bool { return o.Bootloader == Extlinux }
 
 // bootMenu reports whether vmdeb writes a boot menu, which lists the
 // image's kernels.
@@ -104,31 +149,22 @@ func (o Options) bootMenu() bool { return o.grub() || o.extlinux() }
 // normalize fills in the defaults and rejects what cannot be built, with
 // the valid choices in the message.
 func (o Options) normalize() (Options, error) {
-	def := func(p *string, valid []string, what string) error {
-		if *p == "" {
-			*p = valid[0]
-		}
-		if !slices.Contains(valid, *p) {
-			return fmt.Errorf("disk: %s %q is not valid (valid: %s)", what, *p, strings.Join(valid, ", "))
-		}
-		return nil
-	}
 	a := o.Arch
 	if a.Name == "" {
 		return o, errors.New("disk: no architecture given")
 	}
-	if !a.Supports("disk") {
+	if !a.Supports(arch.Disk) {
 		return o, fmt.Errorf("disk: architecture %s has no disk image output", a.Name)
 	}
 	if o.Bootloader == "" {
 		o.Bootloader = DefaultBootloader(a)
 	}
 	if err := errors.Join(
-		def(&o.Format, Formats, "format"),
-		def(&o.Table, Tables, "partition table"),
-		def(&o.RootFS, RootFSTypes, "root file system"),
-		def(&o.Bootloader, Bootloaders, "boot loader"),
-		def(&o.Network, Networks, "network"),
+		choose(&o.Format, Formats, "format"),
+		choose(&o.Table, PartitionTables, "partition table"),
+		choose(&o.RootFS, Filesystems, "root file system"),
+		choose(&o.Bootloader, Bootloaders, "boot loader"),
+		choose(&o.Network, Networks, "network"),
 	); err != nil {
 		return o, err
 	}
@@ -163,10 +199,22 @@ func (o Options) normalize() (Options, error) {
 	if o.Size%sector != 0 {
 		return o, fmt.Errorf("disk: the image size %d is not a multiple of %d bytes", o.Size, sector)
 	}
-	if o.Table == "mbr" && o.Size/sector > maxMBRSectors {
+	if o.Table == MBR && o.Size/sector > maxMBRSectors {
 		return o, fmt.Errorf("disk: an MBR partition table cannot address %s; use gpt", human(o.Size))
 	}
 	return o, nil
+}
+
+// choose sets *p to the first of valid when empty, and refuses a value
+// that is not one of them, with the valid ones in the message.
+func choose[T ~string](p *T, valid []T, what string) error {
+	if *p == "" {
+		*p = valid[0]
+	}
+	if !slices.Contains(valid, *p) {
+		return fmt.Errorf("disk: %s %q is not valid (valid: %s)", what, *p, Join(valid))
+	}
+	return nil
 }
 
 // bootFS is the file system the boot loader reads the kernels from: the
@@ -176,8 +224,8 @@ func (o Options) normalize() (Options, error) {
 func (o Options) bootFS() string {
 	switch {
 	case o.BootSize == 0:
-		return o.RootFS
-	case o.RootFS == "ext2":
+		return string(o.RootFS)
+	case o.RootFS == Ext2:
 		return "ext2"
 	}
 	return "ext4"
@@ -211,7 +259,7 @@ func CheckTools(o Options) []Missing {
 	if o.SwapSize > 0 {
 		bin("mkswap", "util-linux")
 	}
-	for _, t := range fsTools[o.RootFS] {
+	for _, t := range fsTools[string(o.RootFS)] {
 		bin(t[0], t[1])
 	}
 	if o.extlinux() {
@@ -221,7 +269,7 @@ func CheckTools(o Options) []Missing {
 		bin("umount", "mount")
 		file(mbrCode(o.Table), "syslinux-common")
 	}
-	if o.Format == "qcow2" {
+	if o.Format == Qcow2 {
 		bin("qemu-img", "qemu-utils")
 	}
 	if o.grub() {

@@ -41,9 +41,9 @@ func TestBootE2E(t *testing.T) {
 	a := archOf(t, "amd64")
 	r := root(rootfs)
 	grow := r.exists("usr/sbin/sfdisk") || r.exists("usr/bin/growpart")
-	network := "networkd"
+	network := Networkd
 	if r.exists("usr/sbin/ifup") {
-		network = "ifupdown"
+		network = Ifupdown
 	}
 	for _, c := range []struct {
 		name string
@@ -105,7 +105,7 @@ func bootE2E(t *testing.T, rootfs string, o Options) {
 				}
 			}
 			n, _ := o.normalize()
-			want := map[string]string{"root": n.RootFS, "host": "vmdeb-e2e", "getty": "active", "failed": ""}
+			want := map[string]string{"root": string(n.RootFS), "host": "vmdeb-e2e", "getty": "active", "failed": ""}
 			if n.uefi() {
 				want["efi"] = "vfat"
 			}

@@ -18,8 +18,8 @@ const syslinuxMBRDir = "/usr/lib/syslinux/mbr"
 // signature and the partition table.
 const mbrCodeSize = 440
 
-func mbrCode(table string) string {
-	if table == "gpt" {
+func mbrCode(table PartitionTable) string {
+	if table == GPT {
 		return filepath.Join(syslinuxMBRDir, "gptmbr.bin")
 	}
 	return filepath.Join(syslinuxMBRDir, "mbr.bin")

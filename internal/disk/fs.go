@@ -128,8 +128,8 @@ func sparseFile(path string, size int64) error {
 // version: mkfs.xfs populates a file system from a directory from
 // xfsprogs 6.17 on (-p DIR); older ones read -p as a prototype file, which
 // loses extended attributes (file capabilities) and hard links.
-func CheckFS(fs string) error {
-	if fs != "xfs" {
+func CheckFS(fs Filesystem) error {
+	if fs != XFS {
 		return nil
 	}
 	xfsProbe.Do(func() { xfsProbe.err = probeXFS() })
@@ -187,7 +187,7 @@ var fsTools = map[string][][2]string{
 // installer's fstab says with 0).
 func fsckPass(fs string, root bool) int {
 	switch {
-	case fs == "btrfs" || fs == "xfs":
+	case fs == string(Btrfs) || fs == string(XFS):
 		return 0
 	case root:
 		return 1
@@ -203,12 +203,12 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // count, which btrfs check reports as "link count wrong". The staging tree
 // is then a copy whose hard links are broken up (mkfs.xfs -p likewise, not
 // knowing how a given version handles them).
-func linksKept(fs string) bool { return fs != "btrfs" && fs != "xfs" }
+func linksKept(fs string) bool { return fs != string(Btrfs) && fs != string(XFS) }
 
 // breakLinks gives every multiply linked file of the staged root its own
 // copy, for file system makers that do not handle hard links.
 func (b *builder) breakLinks() error {
-	if linksKept(b.o.RootFS) {
+	if linksKept(string(b.o.RootFS)) {
 		return nil
 	}
 	var linked []string

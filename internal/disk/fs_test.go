@@ -35,7 +35,7 @@ func TestRenderFstabBtrfs(t *testing.T) {
 }
 
 func TestCheckFS(t *testing.T) {
-	for _, fs := range []string{"ext4", "ext3", "ext2", "btrfs"} {
+	for _, fs := range []Filesystem{Ext4, Ext3, Ext2, Btrfs} {
 		if err := CheckFS(fs); err != nil {
 			t.Errorf("%s: %v", fs, err)
 		}

@@ -11,10 +11,10 @@ import (
 // Layout is the partitioning of one image: what Plan decides before any
 // byte is written.
 type Layout struct {
-	Table        string // gpt | mbr
-	DiskID       string // GPT disk GUID, or the MBR disk identifier as 0x%08x
-	Parts        []Part // in partition-number order
-	TotalSectors int64  // of 512 bytes
+	Table        PartitionTable // gpt | mbr
+	DiskID       string         // GPT disk GUID, or the MBR disk identifier as 0x%08x
+	Parts        []Part         // in partition-number order
+	TotalSectors int64          // of 512 bytes
 }
 
 // Part is one partition. Start and Sectors count 512-byte sectors.
@@ -96,7 +96,7 @@ func plan(o Options, root usage) (Layout, error) {
 	}
 	l := Layout{Table: o.Table, TotalSectors: o.Size / sector}
 	mbrID := mbrDiskID(o)
-	if o.Table == "gpt" {
+	if o.Table == GPT {
 		l.DiskID = newUUID(o, "disk")
 	} else {
 		l.DiskID = fmt.Sprintf("0x%08x", mbrID)
@@ -108,7 +108,7 @@ func plan(o Options, root usage) (Layout, error) {
 		start += p.Sectors
 		l.Parts = append(l.Parts, p)
 	}
-	if o.Table == "gpt" && o.bios() {
+	if o.Table == GPT && o.bios() {
 		// GRUB's core image lives here; GPT leaves no gap after the MBR.
 		add(Part{Name: "bios", Type: gptBIOSBoot}, biosBootSize)
 	}
@@ -125,9 +125,9 @@ func plan(o Options, root usage) (Layout, error) {
 	if rootType == "" {
 		rootType = gptLinux
 	}
-	rootPart := Part{Name: "root", Type: rootType, FS: o.RootFS, Mount: "/", UUID: newUUID(o, "fs-root"), Start: start}
+	rootPart := Part{Name: "root", Type: rootType, FS: string(o.RootFS), Mount: "/", UUID: newUUID(o, "fs-root"), Start: start}
 	end := l.TotalSectors
-	if o.Table == "gpt" {
+	if o.Table == GPT {
 		end -= gptBackup
 	}
 	rootPart.Sectors = (end - start) / align * align
@@ -135,32 +135,32 @@ func plan(o Options, root usage) (Layout, error) {
 
 	// The smallest image that holds this root: the partitions before it,
 	// the root's own minimum and the backup GPT, in whole MiB.
-	rootMin := fsMinSize(root, o.RootFS)
+	rootMin := fsMinSize(root, string(o.RootFS))
 	minTotal := start*sector + rootMin
-	if o.Table == "gpt" {
+	if o.Table == GPT {
 		minTotal += mib
 	}
-	if rootPart.Sectors <= 0 || !fsFits(root, rootPart.Bytes(), o.RootFS) {
+	if rootPart.Sectors <= 0 || !fsFits(root, rootPart.Bytes(), string(o.RootFS)) {
 		have := max(rootPart.Bytes(), 0)
 		return l, &TooSmallError{Need: minTotal, Given: o.Size, RootNeed: rootMin, RootHave: have, RootData: root.Bytes}
 	}
 
 	for i := range l.Parts {
 		p := &l.Parts[i]
-		if o.Table == "mbr" {
+		if o.Table == MBR {
 			p.Type = mbrType[p.Name]
 			p.PartUUID = fmt.Sprintf("%08x-%02d", mbrID, i+1)
 		} else {
 			p.PartUUID = newUUID(o, "part-"+p.Name)
 		}
 	}
-	if o.Table == "mbr" && len(l.Parts) > 4 {
+	if o.Table == MBR && len(l.Parts) > 4 {
 		return l, fmt.Errorf("disk: %d partitions do not fit in an MBR table without an extended partition (at most 4)", len(l.Parts))
 	}
 	// Some BIOSes boot only a disk with an active partition; syslinux's
 	// MBR code boots the active partition (MBR) or the one marked
 	// LegacyBIOSBootable (GPT).
-	if o.Table == "mbr" || o.extlinux() {
+	if o.Table == MBR || o.extlinux() {
 		for i := range l.Parts {
 			if l.Parts[i].Name == l.BootPart().Name {
 				l.Parts[i].Bootable = true
@@ -287,7 +287,7 @@ func vfatID(o Options) string {
 // sfdiskScript is sfdisk's input for l.
 func sfdiskScript(l Layout) string {
 	var b strings.Builder
-	if l.Table == "gpt" {
+	if l.Table == GPT {
 		b.WriteString("label: gpt\n")
 	} else {
 		b.WriteString("label: dos\n")
@@ -295,11 +295,11 @@ func sfdiskScript(l Layout) string {
 	fmt.Fprintf(&b, "label-id: %s\nunit: sectors\nsector-size: 512\n\n", l.DiskID)
 	for _, p := range l.Parts {
 		fmt.Fprintf(&b, "start=%d, size=%d, type=%s", p.Start, p.Sectors, p.Type)
-		if l.Table == "gpt" {
+		if l.Table == GPT {
 			fmt.Fprintf(&b, ", uuid=%s, name=%s", p.PartUUID, p.Name)
 		}
 		switch {
-		case p.Bootable && l.Table == "gpt":
+		case p.Bootable && l.Table == GPT:
 			b.WriteString(`, attrs="LegacyBIOSBootable"`)
 		case p.Bootable:
 			b.WriteString(", bootable")

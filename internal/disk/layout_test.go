@@ -143,7 +143,7 @@ func TestPlanInvalid(t *testing.T) {
 		{"extlinux on arm64", Options{Arch: arm64, Bootloader: "extlinux"}, "needs a PC BIOS"},
 		{"extlinux with an ESP", Options{Arch: amd64, Bootloader: "extlinux", ESPSize: 64 * mib}, "only makes sense with a UEFI"},
 		{"extlinux on xfs", Options{Arch: amd64, Bootloader: "extlinux", RootFS: "xfs"}, "extlinux cannot boot from xfs"},
-		{"unknown boot loader", Options{Arch: amd64, Bootloader: "lilo"}, "valid: grub-hybrid, grub-bios"},
+		{"unknown boot loader", Options{Arch: amd64, Bootloader: "lilo"}, "valid: grub-bios, grub-uefi, grub-hybrid"},
 		{"unknown format", Options{Arch: amd64, Format: "vmdk"}, `format "vmdk" is not valid (valid: raw, qcow2)`},
 		{"unknown table", Options{Arch: amd64, Table: "apm"}, "partition table"},
 		{"unknown file system", Options{Arch: amd64, RootFS: "zfs"}, "valid: ext4, ext3, ext2, btrfs, xfs"},
@@ -166,7 +166,10 @@ func TestPlanInvalid(t *testing.T) {
 }
 
 func TestPlanDefaults(t *testing.T) {
-	for _, c := range []struct{ arch, want string }{{"amd64", "grub-hybrid"}, {"i386", "grub-hybrid"}, {"arm64", "grub-uefi"}} {
+	for _, c := range []struct {
+		arch string
+		want Bootloader
+	}{{"amd64", "grub-hybrid"}, {"i386", "grub-hybrid"}, {"arm64", "grub-uefi"}} {
 		if got := DefaultBootloader(archOf(t, c.arch)); got != c.want {
 			t.Errorf("%s: %s, want %s", c.arch, got, c.want)
 		}

@@ -55,13 +55,13 @@ func prepareRootfs(rootfs string, l Layout, o Options) (notes []string, err erro
 		}
 	}
 	switch o.Network {
-	case "networkd":
+	case Networkd:
 		n, err := r.networkd()
 		if err != nil {
 			return nil, err
 		}
 		notes = append(notes, n...)
-	case "ifupdown":
+	case Ifupdown:
 		if err := r.ifupdown(); err != nil {
 			return nil, err
 		}

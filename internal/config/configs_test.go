@@ -1,0 +1,53 @@
+package config
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRepositoryConfigs: every config in configs/ and examples/ loads and
+// validates, and every file in configs/base/ is included by one of them.
+func TestRepositoryConfigs(t *testing.T) {
+	var files []string
+	for _, g := range []string{"configs/*.yaml", "configs/arm64/*.yaml", "configs/ci/*.yaml", "examples/*.yaml"} {
+		m, err := filepath.Glob(filepath.Join("..", "..", g))
+		if err != nil || len(m) == 0 {
+			t.Fatalf("%s: no configs (%v)", g, err)
+		}
+		files = append(files, m...)
+	}
+	included := map[string]bool{}
+	for _, f := range files {
+		abs, _ := filepath.Abs(f)
+		data, err := readConfig(abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Parse(data, abs)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		for _, e := range s.Validate() {
+			// The disk image examples need their size free on this machine.
+			if !strings.Contains(e.Msg, "the free space of") {
+				t.Errorf("%s: %v", f, e)
+			}
+		}
+		for _, i := range s.Includes {
+			included[i] = true
+		}
+	}
+	bases, _ := filepath.Glob(filepath.Join("..", "..", "configs", "base", "*.yaml"))
+	for _, b := range bases {
+		abs, _ := filepath.Abs(b)
+		if !included[abs] {
+			t.Errorf("%s is included by no config in configs/", b)
+		}
+	}
+	if !slices.ContainsFunc(files, func(f string) bool { return filepath.Base(f) == "live-installer.yaml" }) {
+		t.Error("configs/ci/live-installer.yaml not found")
+	}
+}
