@@ -33,9 +33,10 @@ type Log struct {
 	TTY   bool       // the terminal is interactive: progress is redrawn in place
 }
 
-// StepTime is one finished step and how long it took.
+// StepTime is one finished step, when it started and how long it took.
 type StepTime struct {
 	Name     string
+	Start    time.Time
 	Duration time.Duration
 }
 
@@ -79,7 +80,7 @@ func (l *Log) finishLocked() {
 		return
 	}
 	d := time.Since(l.stepT)
-	l.Steps = append(l.Steps, StepTime{l.step, d})
+	l.Steps = append(l.Steps, StepTime{l.step, l.stepT, d})
 	fmt.Fprintf(l.file, "<== %s (%.1fs)\n", l.step, d.Seconds())
 	l.step = ""
 }
