@@ -96,7 +96,7 @@ func args(n int) cobra.PositionalArgs {
 
 // checkFlags are vmdeb check's options.
 type checkFlags struct {
-	offline, json                   bool
+	offline, json                    bool
 	iso, outDir, logPath, reportPath string
 }
 
