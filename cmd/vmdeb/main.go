@@ -512,7 +512,10 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 // rep, when given, writes the build's report when it ends.
 func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildReporter) (err error) {
 	if rep != nil {
-		rep.spec, rep.cache = s, o.Cache != nil
+		rep.spec = s
+		if o.Cache != nil {
+			rep.cache, rep.cacheDir = true, o.Cache.Dir
+		}
 		defer func() { err = rep.finish(err) }()
 	}
 	if err := ns.Prepare(); err != nil {

@@ -153,7 +153,9 @@ type buildReporter struct {
 	iso    string
 	st     *build.State
 	log    *buildlog.Log
-	cache  bool
+	// cache: the stage cache is in use, in cacheDir.
+	cache    bool
+	cacheDir string
 	// launched: the build's own process started (and reports itself).
 	launched bool
 }
@@ -186,7 +188,7 @@ func (b *buildReporter) document(err error, end time.Time) report.Build {
 		}
 		r.Log = b.log.Path()
 	}
-	r.Cache.Enabled = b.cache
+	r.Cache.Enabled, r.Cache.Dir = b.cache, b.cacheDir
 	r.Cache.Stages = []report.CacheResult{}
 	if b.st != nil {
 		r.Cache.Stages = append(r.Cache.Stages, b.st.Cache...)
