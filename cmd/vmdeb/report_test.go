@@ -197,7 +197,7 @@ func TestBuildReportFailure(t *testing.T) {
 	if !errors.As(xerr, &xe) {
 		t.Fatalf("sh: %v", xerr)
 	}
-	ce := &buildlog.CommandError{Cmd: "apt-get", Err: xerr, LogPath: r.log.Path(),
+	ce := &buildlog.CommandError{Cmd: "chroot", Args: []string{"/var/tmp/vmdeb-0/vmdeb-small-1/rootfs", "apt-get", "install", "-y", "no-such-package"}, Err: xerr, LogPath: r.log.Path(),
 		Last: []string{"E: Unable to locate package no-such-package", "from http://user:pw@mirror.example/debian"}}
 	err := &exitError{exitFailed, &build.StageError{Stage: "packages", Err: fmt.Errorf("installing: %w", ce)}}
 	data, merr := report.Marshal(r.document(err, r.start.Add(30*time.Second)))

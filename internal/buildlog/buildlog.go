@@ -173,7 +173,10 @@ func Redact(s string) string {
 
 // CommandError is a failed command with the last lines of its output.
 type CommandError struct {
-	Cmd     string
+	Cmd string
+	// Args are its arguments, credentials redacted (nil for a Secret
+	// command).
+	Args    []string
 	Err     error
 	Last    []string
 	LogPath string
@@ -290,7 +293,13 @@ func (l *Log) Run(ctx context.Context, c Cmd) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return &CommandError{Cmd: c.Name, Err: err, Last: l.tail.Lines(), LogPath: l.path}
+		var args []string
+		if !c.Secret {
+			for _, a := range c.Args {
+				args = append(args, Redact(a))
+			}
+		}
+		return &CommandError{Cmd: c.Name, Args: args, Err: err, Last: l.tail.Lines(), LogPath: l.path}
 	}
 	return nil
 }

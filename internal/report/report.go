@@ -156,7 +156,12 @@ type Problem struct {
 
 // Command is a command that failed during a build.
 type Command struct {
+	// Name is the program vmdeb ran: chroot for a command run in the
+	// image (Args then start with the image's root and the command).
 	Name string `json:"name"`
+	// Args are its arguments, credentials redacted; absent for a command
+	// whose arguments the log hides too.
+	Args []string `json:"args,omitempty"`
 	// ExitStatus is the command's exit status; absent when it did not
 	// exit (killed by Signal, or it could not start).
 	ExitStatus *int   `json:"exit_status,omitempty"`
@@ -195,6 +200,9 @@ func ErrorOf(err error, kind string) *Error {
 	var cmd *buildlog.CommandError
 	if errors.As(err, &cmd) {
 		c := &Command{Name: cmd.Cmd}
+		for _, a := range cmd.Args {
+			c.Args = append(c.Args, buildlog.Redact(a))
+		}
 		for _, l := range cmd.Last {
 			c.LastLines = append(c.LastLines, buildlog.Redact(l))
 		}
