@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +295,25 @@ func schema(t *testing.T) *jsonschema.Schema {
 	return sch
 }
 
+// The schema is itself a valid JSON Schema 2020-12 document (checked
+// against the draft's metaschema, which the validator carries).
+func TestSchemaIsValid(t *testing.T) {
+	meta, err := jsonschema.NewCompiler().Compile("https://json-schema.org/draft/2020-12/schema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../docs/vmdeb-report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate(t, meta, data); err != nil {
+		t.Error(err)
+	}
+	if err := validate(t, meta, []byte(`{"type": "no-such-type"}`)); err == nil {
+		t.Error("the metaschema takes anything")
+	}
+}
+
 func validate(t *testing.T, sch *jsonschema.Schema, data []byte) error {
 	t.Helper()
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
@@ -344,4 +364,66 @@ func TestCheckJSONMatchesSchemaOnThisHost(t *testing.T) {
 	if err := validate(t, sch, out); err != nil {
 		t.Errorf("%v\n%s", err, out)
 	}
+}
+
+// The schema and the Go types describe the same fields: every field of
+// report.Check and report.Build (and of the objects in them) is in the
+// schema, and every property the schema names is a field (the config's
+// keys aside: they are the config file's).
+func TestSchemaMatchesTypes(t *testing.T) {
+	data, err := os.ReadFile("../../docs/vmdeb-report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	defs := root["$defs"].(map[string]any)
+	resolve := func(n map[string]any) map[string]any {
+		for {
+			ref, ok := n["$ref"].(string)
+			if !ok {
+				return n
+			}
+			n = defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
+		}
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(typ reflect.Type, node map[string]any, where string)
+	walk = func(typ reflect.Type, node map[string]any, where string) {
+		node = resolve(node)
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+			if items, ok := node["items"].(map[string]any); ok {
+				node = resolve(items)
+			}
+		}
+		if typ.Kind() != reflect.Struct || typ == reflect.TypeOf(time.Time{}) || seen[typ] {
+			return
+		}
+		seen[typ] = true // File holds Files
+		props, _ := node["properties"].(map[string]any)
+		fields := map[string]bool{}
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			fields[name] = true
+			p, ok := props[name].(map[string]any)
+			if !ok {
+				t.Errorf("%s.%s (%s.%s) is not in the schema", where, name, typ.Name(), f.Name)
+				continue
+			}
+			if name != "config" {
+				walk(f.Type, p, where+"."+name)
+			}
+		}
+		for name := range props {
+			if !fields[name] {
+				t.Errorf("the schema's %s.%s is no field of %s", where, name, typ.Name())
+			}
+		}
+	}
+	walk(reflect.TypeOf(report.Check{}), defs["check"].(map[string]any), "check")
+	walk(reflect.TypeOf(report.Build{}), defs["build"].(map[string]any), "build")
 }
