@@ -372,7 +372,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		return err
 	}
 	if rep != nil {
-		rep.spec = s
+		rep.spec, rep.rep.ConfigFile = s, s.File
 	}
 	where, err := isolationFor(s, o.Isolation)
 	if err != nil {
@@ -392,9 +392,6 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	if where == "vm" {
 		if rf.json {
 			return &usageError{errors.New("--json: a build in a builder VM (isolation vm) cannot print its report on stdout (the VM's console is there); use --report FILE")}
-		}
-		if rep != nil {
-			rep.launched = true
 		}
 		return buildInVM(ctx, path, s, o, cf, logPath, outDir, rf.path)
 	}
