@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"vmdeb/internal/config"
 	"vmdeb/internal/ns"
 	"vmdeb/internal/qemu"
+	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
 )
 
@@ -41,6 +43,7 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	ns.FinishUserns()
@@ -71,20 +74,7 @@ func run() int {
 	// A URL's credentials never reach the terminal, whatever error
 	// carried them.
 	fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	var ce config.Errors
-	var pe *build.PreflightError
-	var single *config.Error
-	if errors.As(err, &ce) || errors.As(err, &pe) || errors.As(err, &single) {
-		return exitUsage
-	}
-	if isUsage(err) {
-		return exitUsage
-	}
-	return exitFailed
+	return exitCode(err)
 }
 
 // isUsage recognises cobra's own argument and flag errors.
@@ -104,56 +94,126 @@ func args(n int) cobra.PositionalArgs {
 	}
 }
 
+// checkFlags are vmdeb check's options.
+type checkFlags struct {
+	offline, json                    bool
+	iso, outDir, logPath, reportPath string
+}
+
 func checkCmd() *cobra.Command {
-	var offline bool
-	var iso, outDir, logPath string
+	var f checkFlags
 	c := &cobra.Command{
 		Use:   "check CONFIG",
 		Short: "Validate a config file and the host (tools, mirror) without building",
-		Args:  args(1),
+		Long: `Validate a config file and the host (tools, mirror) without building.
+
+With --json, stdout is one JSON document (docs/json.md): the resolved
+config, the plan and its notes, the files a build would write, and on
+failure the error (file, line and option for a config error); the exit
+status is as without it.`,
+		Args: args(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			s, err := loadForBuild(a[0], outDir)
-			if err != nil {
-				return err
+			if !f.json {
+				return runCheck(cmd.Context(), a[0], f, cmd.OutOrStdout(), nil)
 			}
-			if err := build.CheckOutputs(s, logPath); err != nil {
-				return err
+			abs, aerr := filepath.Abs(a[0])
+			if aerr != nil {
+				abs = a[0]
 			}
-			if err := checkIsolationFlag(iso); err != nil {
-				return err
+			r := &report.Check{SchemaVersion: report.SchemaVersion, Kind: report.KindCheck, VmdebVersion: Version, ConfigFile: abs}
+			err := runCheck(cmd.Context(), a[0], f, io.Discard, r)
+			r.OK, r.ExitStatus, r.Error = err == nil, exitCode(err), errorReport(err)
+			data, merr := report.Marshal(r)
+			if merr != nil {
+				return errors.Join(err, merr)
 			}
-			where, err := isolationFor(s, iso)
-			if err != nil {
-				return err
-			}
-			if where == config.VM {
-				// The builder VM has the tools; only the config is checked here.
-				fmt.Printf("%s: ok — %s %s, built in a builder VM\n", a[0], s.Suite, s.Architecture)
-				return nil
-			}
-			if where == config.Userns {
-				if _, err := ns.PlanUserns(); err != nil {
-					return &build.PreflightError{Err: err}
-				}
-			}
-			p, err := build.NewPlan(cmd.Context(), s, build.Options{Offline: offline, Rootless: where == config.Userns})
-			if err != nil {
-				return err
-			}
-			fmt.Printf("%s: ok — %s %s, %d packages to install, mirror %s, image sources %s, isolation %s\n",
-				a[0], s.Suite, p.Arch.Name, len(p.Packages), buildlog.Redact(p.Mirror), buildlog.Redact(p.AptMirror), where)
-			for _, n := range p.Notes {
-				fmt.Printf("  %s\n", buildlog.Redact(n))
-			}
-			return nil
+			cmd.OutOrStdout().Write(data)
+			return err
 		},
 	}
-	c.Flags().BoolVar(&offline, "offline", false, "do not ask the mirror whether it has the suite")
-	c.Flags().StringVar(&iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
-	c.Flags().StringVarP(&outDir, "outdir", "o", "", "check for a build with --outdir DIR")
-	c.Flags().StringVar(&logPath, "log", "", "check for a build with --log FILE")
+	c.Flags().BoolVar(&f.offline, "offline", false, "do not ask the mirror whether it has the suite")
+	c.Flags().BoolVar(&f.json, "json", false, "print one JSON document (docs/json.md) instead of prose")
+	c.Flags().StringVar(&f.iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
+	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "check for a build with --outdir DIR")
+	c.Flags().StringVar(&f.logPath, "log", "", "check for a build with --log FILE")
+	c.Flags().StringVar(&f.reportPath, "report", "", "check for a build with --report FILE")
 	return c
 }
+
+// runCheck checks config path for a build with f's options, saying so on
+// out; r, when given, gets the resolved config, the plan and the files.
+func runCheck(ctx context.Context, path string, f checkFlags, out io.Writer, r *report.Check) error {
+	if r == nil {
+		r = &report.Check{}
+	}
+	s, err := loadForBuild(path, f.outDir)
+	if err != nil {
+		return err
+	}
+	r.Config = report.ConfigJSON(s)
+	reportPath, err := absReport(f.reportPath)
+	if err != nil {
+		return err
+	}
+	extra := reportWritten(reportPath)
+	if err := build.CheckOutputs(s, f.logPath, extra...); err != nil {
+		return err
+	}
+	r.Outputs = plannedFiles(s, f.logPath, extra...)
+	if err := checkIsolationFlag(f.iso); err != nil {
+		return err
+	}
+	where, err := isolationFor(s, f.iso)
+	if err != nil {
+		return err
+	}
+	if where == config.VM {
+		// The builder VM has the tools; only the config is checked here.
+		fmt.Fprintf(out, "%s: ok — %s %s, built in a builder VM\n", path, s.Suite, s.Architecture)
+		return nil
+	}
+	if where == config.Userns {
+		if _, err := ns.PlanUserns(); err != nil {
+			return &build.PreflightError{Err: err}
+		}
+	}
+	p, err := build.NewPlan(ctx, s, build.Options{Offline: f.offline, Rootless: where == config.Userns})
+	if err != nil {
+		return err
+	}
+	r.Plan = planReport(p, string(where))
+	fmt.Fprintf(out, "%s: ok — %s %s, %d packages to install, mirror %s, image sources %s, isolation %s\n",
+		path, s.Suite, p.Arch.Name, len(p.Packages), buildlog.Redact(p.Mirror), buildlog.Redact(p.AptMirror), where)
+	for _, n := range p.Notes {
+		fmt.Fprintf(out, "  %s\n", buildlog.Redact(n))
+	}
+	return nil
+}
+
+// absReport is --report's path made absolute ("" stays "").
+func absReport(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	if filepath.Base(p) == "." || filepath.Base(p) == "/" || p[len(p)-1] == '/' {
+		return "", &usageError{fmt.Errorf("--report %q: a file name is needed (e.g. --report out/build.json)", p)}
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", &usageError{fmt.Errorf("--report %q: %v", p, err)}
+	}
+	return abs, nil
+}
+
+// reportFlags are build's --report FILE and --json.
+type reportFlags struct {
+	path string
+	json bool
+}
+
+// prose is where build's messages for people go: stdout, or stderr when
+// stdout carries the JSON report (--json).
+var prose io.Writer = os.Stdout
 
 func buildCmd() *cobra.Command {
 	var o build.RunOptions
@@ -161,6 +221,7 @@ func buildCmd() *cobra.Command {
 	var cf cacheFlags
 	var iso string
 	var inVM bool
+	var rf reportFlags
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
 		Short: "Build the outputs config files describe; a directory means every *.yaml in it",
@@ -170,7 +231,14 @@ Where the build runs (isolation: in the config, or --isolation):
   host    as root on this machine (the default for root)
   userns  as an ordinary user, in a user namespace with the user's
           subordinate ids from /etc/subuid (the default for other users)
-  vm      inside a builder VM of a chosen Debian release (--vm); needs only qemu`,
+  vm      inside a builder VM of a chosen Debian release (--vm); needs only qemu
+
+Machine-readable output (docs/json.md): --report FILE writes a JSON report
+of the build (stages and their times, stage cache decisions, each output's
+path, type, size and SHA256, the error on failure) beside the outputs, as
+they are written; --json prints the same report on stdout, and the
+messages that would go there go to stderr. A build refused before it
+starts (exit status 2) writes no report file; --json prints the error.`,
 		Args: func(cmd *cobra.Command, a []string) error {
 			if len(a) == 0 {
 				return &usageError{fmt.Errorf("build needs a config file or a directory of them (see vmdeb build --help)")}
@@ -184,35 +252,37 @@ Where the build runs (isolation: in the config, or --isolation):
 				}
 				iso = "vm"
 			}
+			if rf.json {
+				prose = os.Stderr
+			}
 			if ns.Inside() {
+				var rep *buildReporter
+				if rf.json || rf.path != "" {
+					rep = newBuildReporter(a[0], rf.path, nil)
+					if rf.json {
+						rep.stdout = os.Stdout
+					}
+				}
 				s, err := loadForBuild(a[0], outDir)
 				if err != nil {
-					return err
+					return rep.finish(err)
 				}
 				if o.Cache, err = cf.open(); err != nil {
-					return &exitError{exitFailed, err}
+					return rep.finish(&exitError{exitFailed, err})
 				}
-				return buildInside(s, o, logPath)
+				return buildInside(s, o, logPath, rep)
 			}
-			if _, err := cf.dir(); err != nil {
-				return err
+			var rep *buildReporter
+			if rf.json {
+				// Errors before the build starts; the build's own
+				// process reports the rest.
+				rep = newBuildReporter(a[0], "", os.Stdout)
 			}
-
-			configs, err := expandConfigs(a)
-			if err != nil {
-				return &usageError{err}
+			err := buildOuter(cmd.Context(), a, o, cf, iso, logPath, outDir, rf, rep)
+			if rep != nil && !rep.launched {
+				return rep.finish(err)
 			}
-			if len(configs) > 1 && logPath != "" {
-				return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
-			}
-			if err := checkIsolationFlag(iso); err != nil {
-				return err
-			}
-			o.Isolation = iso
-			if len(configs) == 1 {
-				return buildOne(cmd.Context(), configs[0], o, cf, logPath, outDir)
-			}
-			return buildSet(cmd.Context(), configs, o, cf, outDir)
+			return err
 		},
 	}
 	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
@@ -223,7 +293,38 @@ Where the build runs (isolation: in the config, or --isolation):
 	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
 	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
+	c.Flags().StringVar(&rf.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
+	c.Flags().BoolVar(&rf.json, "json", false, "print the JSON report on stdout; messages go to stderr")
 	return c
+}
+
+// buildOuter is vmdeb build outside the build's namespaces: the configs
+// are checked and each built in a process of its own.
+func buildOuter(ctx context.Context, a []string, o build.RunOptions, cf cacheFlags, iso, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
+	if _, err := cf.dir(); err != nil {
+		return err
+	}
+	configs, err := expandConfigs(a)
+	if err != nil {
+		return &usageError{err}
+	}
+	if len(configs) > 1 && logPath != "" {
+		return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
+	}
+	if len(configs) > 1 && (rf.path != "" || rf.json) {
+		return &usageError{errors.New("--report and --json describe one build; with several configs build each with its own --report FILE")}
+	}
+	if rf.path, err = absReport(rf.path); err != nil {
+		return err
+	}
+	if err := checkIsolationFlag(iso); err != nil {
+		return err
+	}
+	o.Isolation = iso
+	if len(configs) == 1 {
+		return buildOne(ctx, configs[0], o, cf, logPath, outDir, rf, rep)
+	}
+	return buildSet(ctx, configs, o, cf, outDir)
 }
 
 // expandConfigs turns the arguments into config files: a directory stands
@@ -263,32 +364,45 @@ func loadForBuild(path, outDir string) (*config.Spec, error) {
 
 // buildOne checks a config and the host, then runs the build in its own
 // namespaces (a second vmdeb process) and returns its status.
-func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlags, logPath, outDir string) error {
+// rep, when given, gets what is known before the build's own process
+// starts (and is marked launched once it has).
+func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlags, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
 	s, err := loadForBuild(path, outDir)
 	if err != nil {
 		return err
+	}
+	if rep != nil {
+		rep.spec, rep.rep.ConfigFile = s, s.File
 	}
 	where, err := isolationFor(s, o.Isolation)
 	if err != nil {
 		return err
 	}
-	if err := build.CheckOutputs(s, logPath); err != nil {
+	extra := reportWritten(rf.path)
+	if err := build.CheckOutputs(s, logPath, extra...); err != nil {
 		return err
 	}
 	// Held until the build ends (or this process dies): a second build of
 	// the same outputs fails here.
-	locks, err := build.LockOutputs(s, logPath)
+	locks, err := build.LockOutputs(s, logPath, extra...)
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
 	defer locks.Release()
 	if where == config.VM {
-		return buildInVM(ctx, path, s, o, cf, logPath, outDir)
+		if rf.json {
+			return &usageError{errors.New("--json: a build in a builder VM (isolation vm) cannot print its report on stdout (the VM's console is there); use --report FILE")}
+		}
+		return buildInVM(ctx, path, s, o, cf, logPath, outDir, rf.path)
 	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
-	if _, err := build.NewPlan(ctx, s, build.Options{Rootless: where == config.Userns}); err != nil {
+	p, err := build.NewPlan(ctx, s, build.Options{Rootless: where == config.Userns})
+	if err != nil {
 		return err
+	}
+	if rep != nil {
+		rep.plan, rep.iso = p, string(where)
 	}
 	workParent := o.WorkDir
 	if workParent == "" {
@@ -310,6 +424,12 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 	if outDir != "" {
 		args = append(args, "--outdir", outDir)
 	}
+	if rf.path != "" {
+		args = append(args, "--report", rf.path)
+	}
+	if rf.json {
+		args = append(args, "--json")
+	}
 	args = append(args, cf.args()...)
 	var code int
 	if where == config.Userns {
@@ -317,9 +437,15 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		if uerr != nil {
 			return &build.PreflightError{Err: uerr}
 		}
-		fmt.Printf("vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
+		if rep != nil {
+			rep.launched = true
+		}
+		fmt.Fprintf(prose, "vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
 		code, err = ns.ReexecUserns(up, append(args, path))
 	} else {
+		if rep != nil {
+			rep.launched = true
+		}
 		code, err = ns.Reexec(append(args, path))
 	}
 	if err != nil {
@@ -346,7 +472,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 		}
 		fmt.Printf("\n### %s\n", c)
 		start := time.Now()
-		err := buildOne(ctx, c, o, cf, "", outDir)
+		err := buildOne(ctx, c, o, cf, "", outDir, reportFlags{}, nil)
 		r := row{config: c, result: "ok", took: time.Since(start)}
 		var ee *exitError
 		if errors.As(err, &ee) && ee.code >= 128 {
@@ -380,7 +506,15 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 }
 
 // buildInside runs in the build's own mount and PID namespaces.
-func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
+// rep, when given, writes the build's report when it ends.
+func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildReporter) (err error) {
+	if rep != nil {
+		rep.spec = s
+		if o.Cache != nil {
+			rep.cache, rep.cacheDir = true, o.Cache.Dir
+		}
+		defer func() { err = rep.finish(err) }()
+	}
 	if err := ns.Prepare(); err != nil {
 		return &exitError{exitFailed, err}
 	}
@@ -390,7 +524,17 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
 	if err != nil {
 		return err
 	}
-	if err := build.CheckOutputs(s, logPath); err != nil {
+	if rep != nil {
+		rep.plan, rep.iso = p, "host"
+		if ns.Rootless() {
+			rep.iso = "userns"
+		}
+	}
+	var extra []build.Written
+	if rep != nil {
+		extra = reportWritten(rep.file)
+	}
+	if err := build.CheckOutputs(s, logPath, extra...); err != nil {
 		return err
 	}
 	if logPath == "" {
@@ -408,22 +552,32 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string) error {
 		return &exitError{exitFailed, fmt.Errorf("build log: %w", err)}
 	}
 	defer lf.Close()
-	log := buildlog.New(lf, logPath, os.Stdout)
-	log.TTY = isTerminal(os.Stdout)
-	fmt.Printf("vmdeb %s: building %s (%s %s), log %s\n", Version, s.Name, s.Suite, p.Arch.Name, logPath)
+	term := os.Stdout
+	if prose == os.Stderr {
+		term = os.Stderr
+	}
+	log := buildlog.New(lf, logPath, term)
+	log.TTY = isTerminal(term)
+	if rep != nil {
+		rep.log = log
+	}
+	fmt.Fprintf(term, "vmdeb %s: building %s (%s %s), log %s\n", Version, s.Name, s.Suite, p.Arch.Name, logPath)
 	start := time.Now()
 	st, err := build.Run(ctx, p, log, o)
+	if rep != nil {
+		rep.st = st
+	}
 	if kerr := ns.KillOthers(); kerr != nil {
 		err = errors.Join(err, kerr)
 	}
 	if err != nil {
 		log.Logf("FAILED: %v", err)
 		if ctx.Err() != nil {
-			return &exitError{130, fmt.Errorf("interrupted; everything the build made was removed (%v)", err)}
+			return &exitError{130, fmt.Errorf("interrupted; everything the build made was removed (%w)", err)}
 		}
 		return &exitError{exitFailed, err}
 	}
-	fmt.Printf("done:\n%s\n", build.FormatSummary(st, time.Since(start)))
+	fmt.Fprintf(term, "done:\n%s\n", build.FormatSummary(st, time.Since(start)))
 	for _, t := range log.Steps {
 		log.Logf("time %-10s %.1fs", t.Name, t.Duration.Seconds())
 	}

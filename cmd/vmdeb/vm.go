@@ -39,7 +39,7 @@ const guestWorkDir = "/scratch/work"
 // image of the chosen release (made and cached on first use), booted in
 // qemu with the config, the caches and the output directories shared,
 // runs this same vmdeb as root; its exit status is the build's.
-func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOptions, cf cacheFlags, logPath, outDir string) error {
+func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOptions, cf cacheFlags, logPath, outDir, reportPath string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	a, err := arch.Lookup(arch.HostName())
@@ -56,7 +56,7 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
-	job, err := vmJob(s, o, self, logPath, outDir, path)
+	job, err := vmJob(s, o, self, logPath, outDir, reportPath, path)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func builderMaker(self string, o build.RunOptions) buildervm.Maker {
 // arguments of the vmdeb it runs. Every host path is shared at the same
 // path in the guest, so the config's relative and absolute paths mean
 // what they mean on the host.
-func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path string) (buildervm.Job, error) {
+func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, reportPath, path string) (buildervm.Job, error) {
 	b := s.Builder
 	j := buildervm.Job{Binary: self, Accel: os.Getenv("VMDEB_ACCEL"), Memory: b.Memory.Bytes, CPUs: b.CPUs, Scratch: b.Scratch.Bytes, TempDir: o.WorkDir}
 	if j.Memory == 0 {
@@ -238,6 +238,13 @@ func vmJob(s *config.Spec, o build.RunOptions, self, logPath, outDir, path strin
 			return j, err
 		}
 		args = append(args, "--log", lp)
+	}
+	if reportPath != "" {
+		// absReport made it absolute.
+		if err := rw(filepath.Dir(reportPath), filepath.Dir(reportPath)); err != nil {
+			return j, err
+		}
+		args = append(args, "--report", reportPath)
 	}
 	if outDir != "" {
 		// loadForBuild moved the outputs there already (s.Outputs above).

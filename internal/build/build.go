@@ -15,6 +15,7 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
+	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
 )
 
@@ -44,6 +45,12 @@ type State struct {
 	temps []*tempDir
 	// pending are finished outputs waiting for their final names.
 	pending []pendingOutput
+	// Sums are the SHA256 digests of the files written into SHA256SUMS
+	// files, by path.
+	Sums map[string]string
+	// Cache is what the stage cache did for each cached stage (nothing
+	// when the cache is off).
+	Cache []report.CacheResult
 	// bootstrapped: this build made the base system (it was not restored
 	// from the stage cache); attached: the native bootstrapper was opened
 	// for a restored one.
@@ -248,6 +255,9 @@ type StageError struct {
 
 func (e *StageError) Error() string { return fmt.Sprintf("stage %s failed: %v", e.Stage, e.Err) }
 func (e *StageError) Unwrap() error { return e.Err }
+
+// StageName is the stage the build failed in.
+func (e *StageError) StageName() string { return e.Stage }
 
 // temp returns a temporary name for out: inside a new directory of
 // vmdeb's own (mode 0700, a name nobody could have planted) beside out,

@@ -13,6 +13,7 @@ import (
 	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
 )
 
@@ -128,8 +129,11 @@ func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, stage
 		switch {
 		case j <= hit:
 			log.Printf("stage cache: %-9s reused (key %s)", pt.stage, pt.key[:12])
+			st.Cache = append(st.Cache, report.CacheResult{Stage: pt.stage, Key: pt.key, Action: report.CacheRestored})
 		default:
-			log.Printf("stage cache: %-9s rebuilt: %s", pt.stage, whyRebuilt(c, name, pt, j == hit+1))
+			why := whyRebuilt(c, name, pt, j == hit+1)
+			log.Printf("stage cache: %-9s rebuilt: %s", pt.stage, why)
+			st.Cache = append(st.Cache, report.CacheResult{Stage: pt.stage, Key: pt.key, Action: report.CacheNotReached, Reason: why})
 		}
 	}
 	if hit < 0 {
@@ -168,6 +172,7 @@ func whyRebuilt(c *stagecache.Cache, config string, pt cachePoint, first bool) s
 // after. A failure to store is reported and the build goes on.
 func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePoint) error {
 	if _, ok := c.Lookup(pt.key); ok {
+		st.cacheAction(pt.stage, report.CacheSaved, "")
 		return nil
 	}
 	reopen := st.Chroot != nil
@@ -186,7 +191,9 @@ func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePo
 			return err
 		}
 		st.Log.Printf("stage cache: %s not saved: %v", pt.stage, err)
+		st.cacheAction(pt.stage, report.CacheNotSaved, err.Error())
 	} else {
+		st.cacheAction(pt.stage, report.CacheSaved, "")
 		st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, HumanSize(e.Size), time.Since(t).Seconds())
 		if removed, err := c.Prune(0, AutoPruneSize); err == nil && len(removed) > 0 {
 			st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), HumanSize(AutoPruneSize))
@@ -196,6 +203,21 @@ func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePo
 		return chrootStage{}.Run(ctx, st)
 	}
 	return nil
+}
+
+// cacheAction records what became of a cached stage that ran; the reason
+// it was rebuilt is kept unless a failure to save replaces it.
+func (st *State) cacheAction(stage, action, reason string) {
+	for i := range st.Cache {
+		if st.Cache[i].Stage == stage {
+			st.Cache[i].Action = action
+			if reason != "" {
+				st.Cache[i].Reason = reason
+			}
+			return
+		}
+	}
+	st.Cache = append(st.Cache, report.CacheResult{Stage: stage, Action: action, Reason: reason})
 }
 
 // emptyDir removes everything in dir, keeping dir.

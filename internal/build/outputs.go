@@ -105,45 +105,49 @@ func readNoFollow(path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// Written is one path a build writes, and what it is.
-type Written struct{ What, Path string }
+// Written is one path a build writes, and what it is: What for people,
+// Kind for the report (an output's type, or manifest, sha256sums, log,
+// report).
+type Written struct{ What, Path, Kind string }
 
 // Writes lists every path a build of s writes (outputs, manifests,
-// SHA256SUMS, the log at logPath, "" for the default) and reads (the
-// config and the files it names), for CheckOutputs.
-func Writes(s *config.Spec, logPath string) (writes, reads []Written) {
+// SHA256SUMS, the log at logPath, "" for the default, and extra: the
+// report) and reads (the config and the files it names), for
+// CheckOutputs.
+func Writes(s *config.Spec, logPath string, extra ...Written) (writes, reads []Written) {
 	for i, o := range s.Outputs {
 		p := s.Path(o.Path)
 		what := fmt.Sprintf("outputs[%d] (%s)", i, o.Type)
-		writes = append(writes, Written{what, p})
+		writes = append(writes, Written{what, p, string(o.Type)})
 		switch o.Type {
 		case config.Directory:
 		case config.Squashfs:
 		default:
-			writes = append(writes, Written{what + "'s package manifest", manifestPath(p)},
-				Written{what + "'s SHA256SUMS", filepath.Join(filepath.Dir(p), "SHA256SUMS")})
+			writes = append(writes, Written{what + "'s package manifest", manifestPath(p), "manifest"},
+				Written{what + "'s SHA256SUMS", filepath.Join(filepath.Dir(p), "SHA256SUMS"), "sha256sums"})
 		}
 	}
 	if logPath == "" && len(s.Outputs) > 0 {
 		logPath = DefaultLog(s)
 	}
 	if logPath != "" {
-		writes = append(writes, Written{"the build log", logPath})
+		writes = append(writes, Written{"the build log", logPath, "log"})
 	}
-	reads = append(reads, Written{"the config file", s.File})
+	writes = append(writes, extra...)
+	reads = append(reads, Written{What: "the config file", Path: s.File})
 	for _, f := range s.Includes {
-		reads = append(reads, Written{"a file the config includes", f})
+		reads = append(reads, Written{What: "a file the config includes", Path: f})
 	}
 	for _, r := range []struct{ what, p string }{
 		{"customise (the hook)", s.Customise}, {"live.splash", s.Live.Splash},
 		{"keyring", s.Keyring}, {"binfmt-handler", s.BinfmtHandler},
 	} {
 		if r.p != "" {
-			reads = append(reads, Written{r.what, s.Path(r.p)})
+			reads = append(reads, Written{What: r.what, Path: s.Path(r.p)})
 		}
 	}
 	for i, c := range s.CustomPackages {
-		reads = append(reads, Written{fmt.Sprintf("custom-packages[%d]", i), s.Path(c)})
+		reads = append(reads, Written{What: fmt.Sprintf("custom-packages[%d]", i), Path: s.Path(c)})
 	}
 	return writes, reads
 }
@@ -156,9 +160,10 @@ func DefaultLog(s *config.Spec) string {
 // CheckOutputs refuses a config whose written paths collide with each
 // other or with a file the build reads — compared cleaned and with links
 // resolved, so `//`, `..` and linked directories do not hide a collision
-// — and final names that are links or special files.
-func CheckOutputs(s *config.Spec, logPath string) error {
-	writes, reads := Writes(s, logPath)
+// — and final names that are links or special files. extra are more
+// files the build writes (the report).
+func CheckOutputs(s *config.Spec, logPath string, extra ...Written) error {
+	writes, reads := Writes(s, logPath, extra...)
 	var errs []error
 	type seen struct {
 		Written
@@ -208,7 +213,7 @@ func CheckOutputs(s *config.Spec, logPath string) error {
 		}
 	}
 	for _, w := range writes {
-		if strings.Contains(w.What, "'s ") || w.What == "the build log" {
+		if w.Kind == "manifest" || w.Kind == "sha256sums" || w.Kind == "log" || w.Kind == "report" {
 			if err := checkFinal(w.Path, false); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %s: %w", s.File, w.What, err))
 			}
@@ -281,8 +286,8 @@ func (l *Locks) Release() {
 
 // LockOutputs takes the locks of every path a build of s writes, or says
 // which process holds one.
-func LockOutputs(s *config.Spec, logPath string) (*Locks, error) {
-	writes, _ := Writes(s, logPath)
+func LockOutputs(s *config.Spec, logPath string, extra ...Written) (*Locks, error) {
+	writes, _ := Writes(s, logPath, extra...)
 	l := &Locks{}
 	done := map[string]bool{}
 	for _, w := range writes {

@@ -769,7 +769,7 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 			for _, f := range []string{"filesystem.squashfs", "vmlinuz", "initrd.img"} {
 				files = append(files, filepath.Join(r.Path, f))
 			}
-			if err := updateSums(ctx, filepath.Join(r.Path, "SHA256SUMS"), files); err != nil {
+			if err := st.updateSums(ctx, filepath.Join(r.Path, "SHA256SUMS"), files); err != nil {
 				return err
 			}
 			continue
@@ -789,7 +789,7 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 	}
 	st.Results = append(st.Results, added...)
 	for dir, files := range byDir {
-		if err := updateSums(ctx, filepath.Join(dir, "SHA256SUMS"), files); err != nil {
+		if err := st.updateSums(ctx, filepath.Join(dir, "SHA256SUMS"), files); err != nil {
 			return err
 		}
 	}
@@ -823,8 +823,8 @@ func writeAtomic(path string, data []byte) error {
 }
 
 // updateSums sets the lines for files in a SHA256SUMS file, keeping the
-// lines of other files.
-func updateSums(ctx context.Context, sums string, files []string) error {
+// lines of other files, and keeps the digests in st.Sums for the report.
+func (st *State) updateSums(ctx context.Context, sums string, files []string) error {
 	entries := map[string]string{}
 	unlock, err := lockPath(sums, true)
 	if err != nil {
@@ -847,6 +847,10 @@ func updateSums(ctx context.Context, sums string, files []string) error {
 			return err
 		}
 		entries[filepath.Base(f)] = h
+		if st.Sums == nil {
+			st.Sums = map[string]string{}
+		}
+		st.Sums[f] = h
 	}
 	var names []string
 	for n := range entries {

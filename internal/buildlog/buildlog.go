@@ -33,9 +33,10 @@ type Log struct {
 	TTY   bool       // the terminal is interactive: progress is redrawn in place
 }
 
-// StepTime is one finished step and how long it took.
+// StepTime is one finished step, when it started and how long it took.
 type StepTime struct {
 	Name     string
+	Start    time.Time
 	Duration time.Duration
 }
 
@@ -79,7 +80,7 @@ func (l *Log) finishLocked() {
 		return
 	}
 	d := time.Since(l.stepT)
-	l.Steps = append(l.Steps, StepTime{l.step, d})
+	l.Steps = append(l.Steps, StepTime{l.step, l.stepT, d})
 	fmt.Fprintf(l.file, "<== %s (%.1fs)\n", l.step, d.Seconds())
 	l.step = ""
 }
@@ -172,7 +173,10 @@ func Redact(s string) string {
 
 // CommandError is a failed command with the last lines of its output.
 type CommandError struct {
-	Cmd     string
+	Cmd string
+	// Args are its arguments, credentials redacted (nil for a Secret
+	// command).
+	Args    []string
 	Err     error
 	Last    []string
 	LogPath string
@@ -289,7 +293,13 @@ func (l *Log) Run(ctx context.Context, c Cmd) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return &CommandError{Cmd: c.Name, Err: err, Last: l.tail.Lines(), LogPath: l.path}
+		var args []string
+		if !c.Secret {
+			for _, a := range c.Args {
+				args = append(args, Redact(a))
+			}
+		}
+		return &CommandError{Cmd: c.Name, Args: args, Err: err, Last: l.tail.Lines(), LogPath: l.path}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,28 @@ func TestBadInput(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 2 {
+		t.Errorf("a refused build created files: %v", ents)
+	}
+	// The same for scripts: the option and its line in JSON, and no
+	// report file for a build refused before it starts.
+	for _, args := range [][]string{{"check", "--json", cfg}, {"build", "--json", "--report", filepath.Join(dir, "report.json"), cfg}} {
+		r = run(t, context.Background(), args...)
+		var doc struct {
+			Kind  string
+			OK    bool
+			Error struct {
+				Kind, File, Option string
+				Line               int
+			}
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Errorf("%s: not JSON: %v", args[0], err)
+		}
+		if r.code != 2 || doc.Kind != args[0] || doc.OK || doc.Error.Kind != "config" || doc.Error.File != cfg || doc.Error.Line != 2 || doc.Error.Option != "suite" {
+			t.Errorf("%s --json: status %d, %+v", args[0], r.code, doc)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Errorf("a refused build created files: %v", ents)
 	}
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,41 @@ func copyExamples(t *testing.T, dir string) {
 	t.Helper()
 	if out, err := exec.Command("cp", "-a", filepath.Join(repo(t), "examples")+"/.", dir).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
+	}
+}
+
+// checkReport reads a build's --report: it succeeded, and lists exactly
+// the outputs want (path: type), each with its size and the digest
+// SHA256SUMS in dir holds.
+func checkReport(t *testing.T, file, dir string, want map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("build report: %v", err)
+	}
+	var rep struct {
+		OK      bool
+		Stages  []struct{ Name string }
+		Outputs []struct {
+			Type, Path, SHA256 string
+			Size               int64
+		}
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("build report: %v\n%s", err, data)
+	}
+	if !rep.OK || len(rep.Stages) == 0 || len(rep.Outputs) != len(want) {
+		t.Errorf("build report: %s", data)
+	}
+	sums, _ := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	for _, o := range rep.Outputs {
+		fi, err := os.Stat(o.Path)
+		if want[o.Path] != o.Type || err != nil || fi.Size() != o.Size {
+			t.Errorf("build report: %s %s (%d bytes): want type %q, %v", o.Type, o.Path, o.Size, want[o.Path], err)
+		}
+		if !strings.Contains(string(sums), o.SHA256+"  "+filepath.Base(o.Path)+"\n") {
+			t.Errorf("build report: %s's digest %q is not SHA256SUMS's", o.Path, o.SHA256)
+		}
 	}
 }
 
@@ -35,22 +71,26 @@ func TestLiveMinimal(t *testing.T) {
 	data, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, append(data, []byte("apt-mirror: "+aptMirror+"\n")...), 0o644)
 
-	chk := run(t, ctx, "check", cfg)
+	chk := run(t, ctx, "check", "--json", cfg)
 	if chk.code != 0 {
 		t.Fatalf("check failed: %s", chk.stderr)
 	}
-	m := regexp.MustCompile(`mirror (\S+),`).FindStringSubmatch(chk.stdout)
-	if m == nil {
-		t.Fatalf("check does not say which mirror: %s", chk.stdout)
+	var plan struct {
+		Plan struct{ Mirror string }
 	}
-	buildMirror := m[1]
+	if err := json.Unmarshal([]byte(chk.stdout), &plan); err != nil || plan.Plan.Mirror == "" {
+		t.Fatalf("check --json does not say which mirror (%v): %s", err, chk.stdout)
+	}
+	buildMirror := plan.Plan.Mirror
 
-	r := run(t, ctx, "build", "--outdir", out, "--workdir", work, cfg)
+	reportFile := filepath.Join(t.TempDir(), "report.json")
+	r := run(t, ctx, "build", "--outdir", out, "--workdir", work, "--report", reportFile, cfg)
 	if r.code != 0 {
 		t.Fatalf("build failed (%d):\n%s", r.code, r.stderr)
 	}
 	assertClean(t, work)
 	iso := filepath.Join(out, "debian-live-minimal-amd64.iso")
+	checkReport(t, reportFile, out, map[string]string{iso: "live-iso", filepath.Join(out, "debian-live-minimal-amd64.packages"): "manifest"})
 	for _, f := range []string{iso, filepath.Join(out, "debian-live-minimal-amd64.packages"), filepath.Join(out, "SHA256SUMS"), filepath.Join(out, "debian-live-minimal.build.log")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("missing output: %v", err)
