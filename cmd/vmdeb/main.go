@@ -625,7 +625,13 @@ func bootCmd() *cobra.Command {
 			if _, err := os.Stat(a[0]); err != nil {
 				return &usageError{err}
 			}
-			choice, err := chooseBoot(a[0], archName, cmd.Flags().Changed("uefi"), o.UEFI)
+			if o.SecureBoot {
+				if cmd.Flags().Changed("uefi") && !o.UEFI {
+					return &usageError{fmt.Errorf("--secure-boot needs UEFI, and --uefi=false asks for BIOS")}
+				}
+				o.UEFI = true
+			}
+			choice, err := chooseBoot(a[0], archName, cmd.Flags().Changed("uefi") || o.SecureBoot, o.UEFI)
 			if err != nil {
 				return err
 			}
@@ -663,6 +669,7 @@ func bootCmd() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&archName, "arch", "", "the image's architecture (default: read from the image's boot loaders)")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware (OVMF/AAVMF); --uefi=false for BIOS (default: what the image and its architecture boot with)")
+	f.BoolVar(&o.SecureBoot, "secure-boot", false, "boot with UEFI firmware that enforces Secure Boot with Microsoft's keys (OVMF/AAVMF *.ms.fd), as a PC sold today")
 	f.StringVar(&o.Accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&o.Memory, "memory", 2048, "memory in MiB")
 	f.IntVar(&o.CPUs, "cpus", 2, "virtual CPUs")

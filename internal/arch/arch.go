@@ -65,6 +65,26 @@ type Arch struct {
 	DeviceTrees bool
 	// Outputs lists the output types this architecture supports.
 	Outputs []OutputType
+	// SecureBoot, where Debian signs the boot chain for the
+	// architecture, says where the signed loaders are.
+	SecureBoot *SecureBoot
+}
+
+// SecureBoot is Debian's signed UEFI boot chain for one architecture:
+// shim (signed by Microsoft's UEFI CA, Debian's key built in), then GRUB
+// (signed by Debian), then the kernel (signed by Debian).
+type SecureBoot struct {
+	// Packages hold the signed loaders, in the target suite's archive.
+	Packages []string
+	// Shim and Grub are the loaders' paths in those packages. Grub is the
+	// monolithic image made for removable media (gcd*): it finds its
+	// medium by /.disk/info and reads $prefix/TARGET/grub.cfg there.
+	Shim, Grub string
+	// GrubName is the name shim loads beside itself (grubx64.efi).
+	GrubName string
+	// UEFICode and UEFIVars are firmware images that enforce Secure Boot
+	// with Microsoft's keys enrolled (the first pair that exists).
+	UEFICode, UEFIVars []string
 }
 
 var table = map[string]Arch{
@@ -78,6 +98,14 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 		UEFIPackage: "ovmf",
 		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs},
+		SecureBoot: &SecureBoot{
+			Packages: []string{"shim-signed", "grub-efi-amd64-signed"},
+			Shim:     "usr/lib/shim/shimx64.efi.signed",
+			Grub:     "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+			GrubName: "grubx64.efi",
+			UEFICode: []string{"/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_CODE.ms.fd"},
+			UEFIVars: []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
+		},
 	},
 	"i386": {
 		Name: "i386", ELFMachine: "EM_386", QemuUser: "i386",
@@ -101,6 +129,14 @@ var table = map[string]Arch{
 		UEFIPackage: "qemu-efi-aarch64",
 		DeviceTrees: true,
 		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs},
+		SecureBoot: &SecureBoot{
+			Packages: []string{"shim-signed", "grub-efi-arm64-signed"},
+			Shim:     "usr/lib/shim/shimaa64.efi.signed",
+			Grub:     "usr/lib/grub/arm64-efi-signed/gcdaa64.efi.signed",
+			GrubName: "grubaa64.efi",
+			UEFICode: []string{"/usr/share/AAVMF/AAVMF_CODE.ms.fd"},
+			UEFIVars: []string{"/usr/share/AAVMF/AAVMF_VARS.ms.fd"},
+		},
 	},
 	"armhf": {
 		Name: "armhf", ELFMachine: "EM_ARM", QemuUser: "arm",
@@ -179,4 +215,16 @@ func (a Arch) HasFirmware(f Firmware) bool {
 		}
 	}
 	return false
+}
+
+// SecureBootNames lists the architectures with a signed boot chain.
+func SecureBootNames() []string {
+	var n []string
+	for _, a := range table {
+		if a.SecureBoot != nil {
+			n = append(n, a.Name)
+		}
+	}
+	sort.Strings(n)
+	return n
 }

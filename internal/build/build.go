@@ -15,6 +15,7 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
+	"vmdeb/internal/live"
 	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
 )
@@ -39,6 +40,8 @@ type State struct {
 	Results []Result
 	// GrubDir holds the target's GRUB EFI modules when the host has none.
 	GrubDir string
+	// Signed are the signed loaders of a Secure Boot ISO.
+	Signed *live.SignedLoaders
 	// temps are the outputs' temporary directories, removed when the
 	// build ends (their outputs renamed out of them by then, if it
 	// succeeded).
@@ -79,6 +82,9 @@ func Stages(p *Plan) []Stage {
 	s := []Stage{bootstrapStage{}, chrootStage{}, packagesStage{}}
 	if p.TargetGrub {
 		s = append(s, targetGrubStage{})
+	}
+	if p.Spec.Live.SecureBoot && p.Spec.HasOutput(config.LiveISO) {
+		s = append(s, secureBootStage{})
 	}
 	needInit := NeedsInit(p.Spec)
 	if needInit && p.Spec.Customise == "" {

@@ -136,6 +136,8 @@ func TestInitStage(t *testing.T) {
 			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "disk", "report"}},
 		{"live with hook", "customise: " + os.Args[0] + "\n", nil,
 			[]string{"bootstrap", "chroot", "packages", "system", "customise", "init", "finalise", "live-iso", "report"}},
+		{"live with Secure Boot", "live:\n  secure-boot: true\n", nil,
+			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "live-iso", "report"}},
 		{"squashfs", "", []config.Output{{Type: "squashfs", Path: "sq"}},
 			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "squashfs", "report"}},
 		{"tarball", "", []config.Output{{Type: "tarball", Path: "t.tar"}},

@@ -203,48 +203,89 @@ func installCustom(ctx context.Context, st *State, auth []string) error {
 // the host has no GRUB modules for this architecture.
 func fetchTargetGrub(ctx context.Context, st *State) error {
 	a := st.Plan.Arch
-	r, err := imgroot.Open(st.Rootfs)
+	debs, err := fetchDebs(ctx, st, "grub", []string{a.GrubEFIPackage}, "for the ISO's EFI loader")
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	const dl = "tmp/vmdeb-grub"
-	if err := r.RemoveAll(dl); err != nil {
+	st.GrubDir = filepath.Join(st.WorkDir, "grub", "usr/lib/grub", a.GrubEFITarget)
+	st.Log.Printf("EFI loader from the target's %s", debs[0])
+	return nil
+}
+
+// secureBootStage fetches Debian's signed shim and GRUB for an ISO that
+// boots with Secure Boot on.
+type secureBootStage struct{}
+
+func (secureBootStage) Name() string { return "secure-boot" }
+
+func (secureBootStage) Run(ctx context.Context, st *State) error {
+	sb := st.Plan.Arch.SecureBoot
+	debs, err := fetchDebs(ctx, st, "signed", sb.Packages, "for Secure Boot")
+	if err != nil {
 		return err
 	}
+	dir := filepath.Join(st.WorkDir, "signed")
+	l := &live.SignedLoaders{Shim: filepath.Join(dir, sb.Shim), Grub: filepath.Join(dir, sb.Grub)}
+	for _, f := range []string{l.Shim, l.Grub} {
+		if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s has no %s", strings.Join(debs, ", "), strings.TrimPrefix(f, dir+"/"))
+		}
+	}
+	st.Signed = l
+	st.Log.Printf("signed loaders from %s", strings.Join(debs, ", "))
+	return nil
+}
+
+// fetchDebs downloads pkgs with the chroot's apt (from the build's
+// mirror, verified through its signed Release) and unpacks them into
+// WorkDir/sub, outside the image. It returns the packages' file names.
+func fetchDebs(ctx context.Context, st *State, sub string, pkgs []string, why string) ([]string, error) {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	const dl = "tmp/vmdeb-debs-dl"
+	if err := r.RemoveAll(dl); err != nil {
+		return nil, err
+	}
 	if err := r.MkdirAll(dl, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	defer r.RemoveAll(dl)
 	auth, err := aptAuth(st) // the chroot's /run may be new since the packages stage
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /tmp/vmdeb-grub && apt-get -q " + strings.Join(append(auth, "download", a.GrubEFIPackage), " ")}}); err != nil {
-		return fmt.Errorf("downloading %s for the ISO's EFI loader: %w", a.GrubEFIPackage, err)
+	args := append(append(auth, "download"), pkgs...)
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "sh", Args: []string{"-c", "cd /" + dl + " && apt-get -q " + strings.Join(args, " ")}}); err != nil {
+		return nil, fmt.Errorf("downloading %s %s: %w", strings.Join(pkgs, ", "), why, err)
 	}
-	debs, _ := r.Glob(dl + "/" + a.GrubEFIPackage + "_*.deb")
-	if len(debs) != 1 {
-		return fmt.Errorf("expected one %s package, found %d", a.GrubEFIPackage, len(debs))
+	dest := filepath.Join(st.WorkDir, sub)
+	var names []string
+	for _, pkg := range pkgs {
+		debs, _ := r.Glob(dl + "/" + pkg + "_*.deb")
+		if len(debs) != 1 {
+			return nil, fmt.Errorf("expected one %s package, found %d", pkg, len(debs))
+		}
+		// dpkg-deb reads the package from a copy outside the image: a
+		// path into it could be a link.
+		data, err := r.ReadFile(debs[0])
+		if err != nil {
+			return nil, err
+		}
+		deb := filepath.Join(st.WorkDir, path.Base(debs[0]))
+		if err := os.WriteFile(deb, data, 0o644); err != nil {
+			return nil, err
+		}
+		err = st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", deb, dest}})
+		os.Remove(deb)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, path.Base(debs[0]))
 	}
-	// dpkg-deb reads the package from a copy outside the image: a path
-	// into it could be a link.
-	data, err := r.ReadFile(debs[0])
-	if err != nil {
-		return err
-	}
-	deb := filepath.Join(st.WorkDir, path.Base(debs[0]))
-	if err := os.WriteFile(deb, data, 0o644); err != nil {
-		return err
-	}
-	defer os.Remove(deb)
-	dest := filepath.Join(st.WorkDir, "grub")
-	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", deb, dest}}); err != nil {
-		return err
-	}
-	st.GrubDir = filepath.Join(dest, "usr/lib/grub", a.GrubEFITarget)
-	st.Log.Printf("EFI loader from the target's %s", filepath.Base(debs[0]))
-	return nil
+	return names, nil
 }
 
 // aptProgress counts apt's "Setting up" lines against the number of newly
@@ -642,7 +683,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	st.Log.Printf("assembling %s", s.out)
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
-		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SourceDateEpoch: p.SourceDateEpoch,
+		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SecureBoot: st.Signed, SourceDateEpoch: p.SourceDateEpoch,
 		Installer: inst, Locales: locales, DeviceTree: p.Spec.DeviceTree,
 	})
 	if err != nil {

@@ -113,6 +113,9 @@ type Live struct {
 	Installer bool `yaml:"installer"`
 	// Locales makes the localisation submenu: locale names, or "all".
 	Locales []string `yaml:"locales"`
+	// SecureBoot boots the ISO on UEFI through Debian's signed chain
+	// (shim, GRUB, kernel), so firmware with Secure Boot on starts it.
+	SecureBoot bool `yaml:"secure-boot"`
 }
 
 // Output is one thing the build writes. The disk keys apply to type disk.

@@ -227,6 +227,14 @@ func (s *Spec) Validate() Errors {
 			bad(fmt.Sprintf("live.kernel-params[%d]", i), "%q: one parameter per list item, no spaces or quotes", kp)
 		}
 	}
+	if s.Live.SecureBoot && a.Name != "" {
+		switch {
+		case a.SecureBoot == nil:
+			bad("live.secure-boot", "Debian signs no boot loaders for %s (it does for %s)", a.Name, strings.Join(arch.SecureBootNames(), ", "))
+		case !s.HasOutput(LiveISO):
+			bad("live.secure-boot", "applies to live-iso outputs, and this config has none")
+		}
+	}
 	if len(s.Outputs) == 0 {
 		bad("outputs", "missing: list at least one output, e.g. - {type: live-iso, path: %s.iso}", s.Name)
 	}

@@ -41,9 +41,18 @@ type ISOOptions struct {
 	// DTBDir (rockchip/rk3399-rockpro64.dtb); the live entries' GRUB
 	// loads it. "" loads none: the firmware's is used.
 	DeviceTree string
+	// SecureBoot, if set, boots UEFI through Debian's signed chain: these
+	// loaders replace vmdeb's own GRUB image.
+	SecureBoot *SignedLoaders
 	// SourceDateEpoch > 0 fixes every date in the ISO (files, volume, FAT
 	// image, EFI loader) so that the same inputs give the same bytes.
 	SourceDateEpoch int64
+}
+
+// SignedLoaders are the signed shim and GRUB on the host (unpacked from
+// the target's packages) for an ISO that boots with Secure Boot on.
+type SignedLoaders struct {
+	Shim, Grub string
 }
 
 // InstallerFiles are debian-installer's kernels and initrds on the host,
@@ -461,23 +470,8 @@ func writeMemdisk(path, modDir, target, earlyCfg string, mtime time.Time) (err e
 // menu.
 func stageGrub(ctx context.Context, log *buildlog.Log, stage, work, marker string, o ISOOptions, entries []Entry) error {
 	a := o.Arch
-	mtime := time.Now()
-	if o.SourceDateEpoch > 0 {
-		mtime = time.Unix(o.SourceDateEpoch, 0)
-	}
-	memdisk := filepath.Join(work, "memdisk.tar")
-	modDir := o.GrubDir
-	if modDir == "" {
-		modDir = filepath.Join(grubLibDir, a.GrubEFITarget)
-	}
-	if err := writeMemdisk(memdisk, modDir, a.GrubEFITarget, earlyConfig(marker), mtime); err != nil {
-		return fmt.Errorf("memdisk: %w", err)
-	}
-	loader := filepath.Join(work, a.EFIBootName)
-	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, modDir, loader, memdisk)}); err != nil {
-		return err
-	}
-	if err := setEpoch(loader, o.SourceDateEpoch); err != nil {
+	loaders, err := efiLoaders(ctx, log, work, marker, o)
+	if err != nil {
 		return err
 	}
 	efiDir := filepath.Join(stage, "EFI", "boot")
@@ -487,11 +481,20 @@ func stageGrub(ctx context.Context, log *buildlog.Log, stage, work, marker strin
 			return err
 		}
 	}
-	if err := copyFile(loader, filepath.Join(efiDir, a.EFIBootName), 0o644); err != nil {
+	for _, l := range loaders {
+		if err := copyFile(l.src, filepath.Join(efiDir, l.name), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := makeEFIImage(ctx, log, loaders, filepath.Join(grubDir, "efi.img"), o.SourceDateEpoch); err != nil {
 		return err
 	}
-	if err := makeEFIImage(ctx, log, loader, filepath.Join(grubDir, "efi.img"), a.EFIBootName, o.SourceDateEpoch); err != nil {
-		return err
+	files := map[string]string{"boot/grub/grub.cfg": RenderGrub(o, entries)}
+	if o.SecureBoot != nil {
+		// The signed GRUB finds a medium by /.disk/info, which another
+		// one may have too, and reads TARGET/grub.cfg there: find this
+		// ISO by its own marker, then its menu.
+		files["boot/grub/"+a.GrubEFITarget+"/grub.cfg"] = earlyConfig(marker)
 	}
 	if o.Splash != "" {
 		if err := os.MkdirAll(filepath.Join(stage, filepath.Dir(grubFont)), 0o755); err != nil {
@@ -504,7 +507,54 @@ func stageGrub(ctx context.Context, log *buildlog.Log, stage, work, marker strin
 			return err
 		}
 	}
-	return writeFiles(stage, map[string]string{"boot/grub/grub.cfg": RenderGrub(o, entries)})
+	return writeFiles(stage, files)
+}
+
+// efiLoader is a file for EFI/boot/ (on the ISO and in its FAT image).
+type efiLoader struct{ src, name string }
+
+// efiLoaders are the files of EFI/boot/: vmdeb's own GRUB image (its
+// config and every module on a memdisk), or, for Secure Boot, Debian's
+// signed shim under the removable-media name and the signed GRUB beside
+// it, where shim looks for it. Their dates are the epoch's.
+func efiLoaders(ctx context.Context, log *buildlog.Log, work, marker string, o ISOOptions) ([]efiLoader, error) {
+	a := o.Arch
+	if sb := o.SecureBoot; sb != nil {
+		if a.SecureBoot == nil {
+			return nil, fmt.Errorf("Debian signs no boot loaders for %s", a.Name)
+		}
+		ls := []efiLoader{{filepath.Join(work, a.EFIBootName), a.EFIBootName}, {filepath.Join(work, a.SecureBoot.GrubName), a.SecureBoot.GrubName}}
+		for i, src := range []string{sb.Shim, sb.Grub} {
+			if err := copyFile(src, ls[i].src, 0o644); err != nil {
+				return nil, fmt.Errorf("signed loader: %w", err)
+			}
+			if err := setEpoch(ls[i].src, o.SourceDateEpoch); err != nil {
+				return nil, err
+			}
+		}
+		log.Printf("UEFI: Secure Boot through the signed %s and %s", filepath.Base(sb.Shim), filepath.Base(sb.Grub))
+		return ls, nil
+	}
+	mtime := time.Now()
+	if o.SourceDateEpoch > 0 {
+		mtime = time.Unix(o.SourceDateEpoch, 0)
+	}
+	memdisk := filepath.Join(work, "memdisk.tar")
+	modDir := o.GrubDir
+	if modDir == "" {
+		modDir = filepath.Join(grubLibDir, a.GrubEFITarget)
+	}
+	if err := writeMemdisk(memdisk, modDir, a.GrubEFITarget, earlyConfig(marker), mtime); err != nil {
+		return nil, fmt.Errorf("memdisk: %w", err)
+	}
+	loader := filepath.Join(work, a.EFIBootName)
+	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("grub-mkimage"), Args: mkimageArgs(a.GrubEFITarget, modDir, loader, memdisk)}); err != nil {
+		return nil, err
+	}
+	if err := setEpoch(loader, o.SourceDateEpoch); err != nil {
+		return nil, err
+	}
+	return []efiLoader{{loader, a.EFIBootName}}, nil
 }
 
 // efiImageKiB sizes the FAT image for a loader of size bytes: the file,
@@ -515,36 +565,46 @@ func efiImageKiB(size int64) int64 {
 	return (kib + 63) / 64 * 64
 }
 
-// efiImageArgs are the three commands that make the FAT image without a
-// loop device or a mount: mkfs.vfat -C creates the file, mtools fill it.
-func efiImageArgs(img, loader, bootName string, size, epoch int64) (mkfs, mmd, mcopy []string) {
+// efiImageArgs are the commands that make the FAT image without a loop
+// device or a mount: mkfs.vfat -C creates the file, mtools fill it (one
+// mcopy per loader). size is the loaders' total size.
+func efiImageArgs(img string, loaders []efiLoader, size, epoch int64) (mkfs, mmd []string, mcopy [][]string) {
 	mkfs = []string{"-C", "-n", "EFIBOOT"}
 	if epoch > 0 {
 		mkfs = append(mkfs, "--invariant") // fixed serial and dates
 	}
 	mkfs = append(mkfs, img, strconv.FormatInt(efiImageKiB(size), 10))
 	mmd = []string{"-i", img, "::/EFI", "::/EFI/boot"}
-	mcopy = []string{"-i", img}
-	if epoch > 0 {
-		mcopy = append(mcopy, "-m") // keep the loader's (epoch) mtime
+	for _, l := range loaders {
+		c := []string{"-i", img}
+		if epoch > 0 {
+			c = append(c, "-m") // keep the loader's (epoch) mtime
+		}
+		mcopy = append(mcopy, append(c, l.src, "::/EFI/boot/"+l.name))
 	}
-	mcopy = append(mcopy, loader, "::/EFI/boot/"+bootName)
 	return mkfs, mmd, mcopy
 }
 
-func makeEFIImage(ctx context.Context, log *buildlog.Log, loader, img, bootName string, epoch int64) error {
-	st, err := os.Stat(loader)
-	if err != nil {
-		return err
+func makeEFIImage(ctx context.Context, log *buildlog.Log, loaders []efiLoader, img string, epoch int64) error {
+	var size int64
+	for _, l := range loaders {
+		st, err := os.Stat(l.src)
+		if err != nil {
+			return err
+		}
+		size += st.Size()
 	}
-	mkfs, mmd, mcopy := efiImageArgs(img, loader, bootName, st.Size(), epoch)
+	mkfs, mmd, mcopy := efiImageArgs(img, loaders, size, epoch)
 	// mtools would refuse a FAT image whose geometry it finds odd.
 	env := append([]string{"MTOOLS_SKIP_CHECK=1"}, epochEnv(epoch)...)
-	for _, c := range []buildlog.Cmd{
+	cmds := []buildlog.Cmd{
 		{Name: buildlog.Tool("mkfs.vfat"), Args: mkfs, Env: env},
 		{Name: buildlog.Tool("mmd"), Args: mmd, Env: env},
-		{Name: buildlog.Tool("mcopy"), Args: mcopy, Env: env},
-	} {
+	}
+	for _, c := range mcopy {
+		cmds = append(cmds, buildlog.Cmd{Name: buildlog.Tool("mcopy"), Args: c, Env: env})
+	}
+	for _, c := range cmds {
 		if err := log.Run(ctx, c); err != nil {
 			return fmt.Errorf("EFI boot image: %w", err)
 		}

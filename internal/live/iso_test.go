@@ -95,19 +95,26 @@ func TestGrubLoader(t *testing.T) {
 }
 
 func TestEFIImageArgs(t *testing.T) {
-	mkfs, mmd, mcopy := efiImageArgs("/s/efi.img", "/w/bootx64.efi", "bootx64.efi", 3000000, 0)
+	one := []efiLoader{{"/w/bootx64.efi", "bootx64.efi"}}
+	mkfs, mmd, mcopy := efiImageArgs("/s/efi.img", one, 3000000, 0)
 	if !slices.Equal(mkfs, []string{"-C", "-n", "EFIBOOT", "/s/efi.img", "3392"}) {
 		t.Errorf("mkfs.vfat %q", mkfs)
 	}
 	if !slices.Equal(mmd, []string{"-i", "/s/efi.img", "::/EFI", "::/EFI/boot"}) {
 		t.Errorf("mmd %q", mmd)
 	}
-	if !slices.Equal(mcopy, []string{"-i", "/s/efi.img", "/w/bootx64.efi", "::/EFI/boot/bootx64.efi"}) {
+	if len(mcopy) != 1 || !slices.Equal(mcopy[0], []string{"-i", "/s/efi.img", "/w/bootx64.efi", "::/EFI/boot/bootx64.efi"}) {
 		t.Errorf("mcopy %q", mcopy)
 	}
-	mkfs, _, mcopy = efiImageArgs("/s/efi.img", "/w/bootx64.efi", "bootx64.efi", 3000000, 1700000000)
-	if !slices.Contains(mkfs, "--invariant") || !slices.Contains(mcopy, "-m") {
+	mkfs, _, mcopy = efiImageArgs("/s/efi.img", one, 3000000, 1700000000)
+	if !slices.Contains(mkfs, "--invariant") || !slices.Contains(mcopy[0], "-m") {
 		t.Errorf("reproducible: mkfs %q mcopy %q", mkfs, mcopy)
+	}
+	// Secure Boot: shim under the removable-media name, GRUB beside it.
+	signed := []efiLoader{{"/w/bootx64.efi", "bootx64.efi"}, {"/w/grubx64.efi", "grubx64.efi"}}
+	_, _, mcopy = efiImageArgs("/s/efi.img", signed, 2000000, 1700000000)
+	if len(mcopy) != 2 || !slices.Equal(mcopy[1], []string{"-i", "/s/efi.img", "-m", "/w/grubx64.efi", "::/EFI/boot/grubx64.efi"}) {
+		t.Errorf("mcopy %q", mcopy)
 	}
 	for _, size := range []int64{1, 1 << 20, 3000000, 20 << 20} {
 		if kib := efiImageKiB(size); kib*1024 < size+256*1024 || kib%64 != 0 {

@@ -24,6 +24,7 @@ const (
 // the writable variable store (Boot passes a private copy).
 type Firmware struct {
 	Code, Vars string
+	Secure     bool // enforces Secure Boot (a PC's needs SMM)
 }
 
 // DetectImage tells an ISO 9660 image (CD001 in the first volume descriptor)
@@ -97,16 +98,39 @@ func systemPackage(bin string) string {
 // image only works with the variable store built with it, so CODE[i] pairs
 // with VARS[i].
 func findFirmware(a arch.Arch) (Firmware, error) {
-	for i := range min(len(a.UEFICode), len(a.UEFIVars)) {
-		if isFile(a.UEFICode[i]) && isFile(a.UEFIVars[i]) {
-			return Firmware{Code: a.UEFICode[i], Vars: a.UEFIVars[i]}, nil
-		}
+	if fw, ok := firstPair(a.UEFICode, a.UEFIVars); ok {
+		return fw, nil
 	}
 	if len(a.UEFICode) == 0 {
 		return Firmware{}, fmt.Errorf("no UEFI firmware is known for %s", a.Name)
 	}
 	return Firmware{}, fmt.Errorf("UEFI firmware for %s not found (looked for %s with %s): install %s",
 		a.Name, strings.Join(a.UEFICode, ", "), strings.Join(a.UEFIVars, ", "), a.UEFIPackage)
+}
+
+// findSecureFirmware returns the firmware that enforces Secure Boot with
+// Microsoft's keys enrolled.
+func findSecureFirmware(a arch.Arch) (Firmware, error) {
+	sb := a.SecureBoot
+	if sb == nil {
+		return Firmware{}, fmt.Errorf("no Secure Boot firmware is known for %s (Debian signs its boot chain for %s)", a.Name, strings.Join(arch.SecureBootNames(), ", "))
+	}
+	if fw, ok := firstPair(sb.UEFICode, sb.UEFIVars); ok {
+		fw.Secure = true
+		return fw, nil
+	}
+	return Firmware{}, fmt.Errorf("Secure Boot firmware for %s not found (looked for %s with %s): install %s",
+		a.Name, strings.Join(sb.UEFICode, ", "), strings.Join(sb.UEFIVars, ", "), a.UEFIPackage)
+}
+
+// firstPair is the first code[i], vars[i] that both exist.
+func firstPair(code, vars []string) (Firmware, bool) {
+	for i := range min(len(code), len(vars)) {
+		if isFile(code[i]) && isFile(vars[i]) {
+			return Firmware{Code: code[i], Vars: vars[i]}, true
+		}
+	}
+	return Firmware{}, false
 }
 
 func isFile(p string) bool {
@@ -129,7 +153,7 @@ func Args(o Options, accel string, fw Firmware) []string {
 		"-accel", accel,
 	}
 	x86 := a.QemuMachine == ""
-	secboot := o.UEFI && strings.Contains(fw.Code, "secboot")
+	secboot := o.UEFI && (fw.Secure || strings.Contains(fw.Code, "secboot"))
 	switch {
 	case x86 && secboot:
 		// A Secure Boot OVMF build only runs with SMM on q35 and a

@@ -92,6 +92,36 @@ func TestArgsSecureBootOVMF(t *testing.T) {
 	)
 }
 
+// Firmware found for Secure Boot gets SMM whatever its file is called
+// (Debian's OVMF_CODE_4M.ms.fd is a link to the secboot build).
+func TestArgsSecureBootFirmwareByRole(t *testing.T) {
+	o := Options{Image: "/live.iso", Kind: KindISO, Arch: lookup(t, "amd64"), UEFI: true, SecureBoot: true, Memory: 2048, CPUs: 2}
+	args := Args(o, "tcg", Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", Vars: "/tmp/v.fd", Secure: true})
+	wantSeqs(t, args,
+		[]string{"-machine", "q35,smm=on"},
+		[]string{"-global", "driver=cfi.pflash01,property=secure,value=on"},
+		[]string{"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.ms.fd"},
+	)
+}
+
+func TestFindSecureFirmware(t *testing.T) {
+	dir := t.TempDir()
+	a := fakeFirmwareArch(dir)
+	if _, err := findSecureFirmware(a); err == nil || !strings.Contains(err.Error(), "no Secure Boot firmware is known for fake") {
+		t.Errorf("an architecture without a signed chain: %v", err)
+	}
+	a.SecureBoot = &arch.SecureBoot{UEFICode: []string{filepath.Join(dir, "MS_CODE.fd")}, UEFIVars: []string{filepath.Join(dir, "MS_VARS.fd")}}
+	touch(t, a.UEFICode[0], a.UEFIVars[0]) // plain firmware never stands in
+	if _, err := findSecureFirmware(a); err == nil || !strings.Contains(err.Error(), "MS_CODE.fd") || !strings.Contains(err.Error(), "ovmf-fake") {
+		t.Errorf("no Secure Boot firmware: %v", err)
+	}
+	touch(t, a.SecureBoot.UEFICode[0], a.SecureBoot.UEFIVars[0])
+	fw, err := findSecureFirmware(a)
+	if err != nil || fw != (Firmware{Code: a.SecureBoot.UEFICode[0], Vars: a.SecureBoot.UEFIVars[0], Secure: true}) {
+		t.Errorf("got %+v, %v", fw, err)
+	}
+}
+
 func TestArgsArm64UEFIISO(t *testing.T) {
 	o := Options{Image: "/out/live.iso", Kind: KindISO, Arch: lookup(t, "arm64"), UEFI: true, Memory: 2048, CPUs: 2, Screenshot: "/out/s.png", qmp: "/tmp/q/qmp.sock"}
 	fw := Firmware{Code: "/usr/share/AAVMF/AAVMF_CODE.fd", Vars: "/tmp/q/AAVMF_VARS.fd"}

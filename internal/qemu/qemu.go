@@ -30,6 +30,9 @@ type Options struct {
 	Kind  string    // KindISO, KindQcow2 or KindRaw; "" = DetectImage(Image)
 	Arch  arch.Arch // the image's architecture
 	UEFI  bool      // boot with UEFI firmware; false: BIOS (only if Arch has arch.BIOS)
+	// SecureBoot boots with firmware that enforces Secure Boot with
+	// Microsoft's keys enrolled, as a PC sold today does (implies UEFI).
+	SecureBoot bool
 	Accel string    // "auto" (""), "kvm" or "tcg"
 
 	Memory  int           // MiB, default 2048
@@ -197,7 +200,12 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 		}
 	}
 	var fw Firmware
-	if o.UEFI {
+	switch {
+	case o.SecureBoot:
+		if fw, err = findSecureFirmware(a); err != nil {
+			return res, err
+		}
+	case o.UEFI:
 		if fw, err = findFirmware(a); err != nil {
 			return res, err
 		}
