@@ -61,6 +61,18 @@ func TestLiveInstaller(t *testing.T) {
 			t.Fatalf("the live entry did not reach a login prompt:\n%s", b.stderr)
 		}
 	})
+	// This ISO's EFI loader is vmdeb's own, unsigned GRUB image: firmware
+	// that enforces Secure Boot must refuse it, or TestLiveMinimal's
+	// Secure Boot boot would prove nothing.
+	t.Run("secure-boot-refuses-unsigned", func(t *testing.T) {
+		b := run(t, ctx, "boot", "--secure-boot", "--expect", "Access Denied|login:", "--timeout", "6m", iso)
+		if b.code != 0 {
+			t.Fatalf("the firmware said nothing of the unsigned loader:\n%s", b.stderr)
+		}
+		if strings.Contains(b.stdout, "login:") || !strings.Contains(b.stdout, "Access Denied") {
+			t.Fatalf("firmware enforcing Secure Boot started the unsigned loader:\n%s", b.stdout)
+		}
+	})
 }
 
 // isoList is xorriso's listing of every path in an ISO, one quoted path

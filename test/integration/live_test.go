@@ -123,10 +123,17 @@ func TestLiveMinimal(t *testing.T) {
 			t.Fatalf("BIOS boot did not reach a login prompt:\n%s", b.stderr)
 		}
 	})
-	t.Run("boot-uefi", func(t *testing.T) {
-		b := run(t, ctx, "boot", "--uefi", "--timeout", "8m", iso)
+	// UEFI as a PC sold today starts it: Secure Boot enforced with
+	// Microsoft's keys, through Debian's signed shim, GRUB and kernel.
+	t.Run("boot-uefi-secure-boot", func(t *testing.T) {
+		b := run(t, ctx, "boot", "--secure-boot", "--timeout", "8m", "--login", "user", "--password", "live",
+			"--run", "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", iso)
 		if b.code != 0 {
-			t.Fatalf("UEFI boot did not reach a login prompt:\n%s", b.stderr)
+			t.Fatalf("the Secure Boot boot did not reach a login prompt:\n%s", b.stderr)
+		}
+		// The variable's attributes (4 bytes), then its value: 1 = on.
+		if !regexp.MustCompile(`(?m)^\s*\d+\s+\d+\s+\d+\s+\d+\s+1\s*$`).MatchString(b.stdout) {
+			t.Errorf("the booted system does not see Secure Boot on:\n%s", b.stdout)
 		}
 	})
 }
