@@ -33,7 +33,7 @@ type Options struct {
 	// SecureBoot boots with firmware that enforces Secure Boot with
 	// Microsoft's keys enrolled, as a PC sold today does (implies UEFI).
 	SecureBoot bool
-	Accel string    // "auto" (""), "kvm" or "tcg"
+	Accel      string // "auto" (""), "kvm" or "tcg"
 
 	Memory  int           // MiB, default 2048
 	CPUs    int           // default 2
