@@ -80,6 +80,9 @@ type SecureBoot struct {
 	// monolithic image made for removable media (gcd*): it finds its
 	// medium by /.disk/info and reads $prefix/TARGET/grub.cfg there.
 	Shim, Grub string
+	// DiskGrub is the signed GRUB for an installed system's disk: it
+	// reads grub.cfg beside itself (on the ESP) to find /boot/grub.
+	DiskGrub string
 	// GrubName is the name shim loads beside itself (grubx64.efi).
 	GrubName string
 	// UEFICode and UEFIVars are firmware images that enforce Secure Boot
@@ -102,6 +105,7 @@ var table = map[string]Arch{
 			Packages: []string{"shim-signed", "grub-efi-amd64-signed"},
 			Shim:     "usr/lib/shim/shimx64.efi.signed",
 			Grub:     "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+			DiskGrub: "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
 			GrubName: "grubx64.efi",
 			UEFICode: []string{"/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_CODE.ms.fd"},
 			UEFIVars: []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
@@ -133,6 +137,7 @@ var table = map[string]Arch{
 			Packages: []string{"shim-signed", "grub-efi-arm64-signed"},
 			Shim:     "usr/lib/shim/shimaa64.efi.signed",
 			Grub:     "usr/lib/grub/arm64-efi-signed/gcdaa64.efi.signed",
+			DiskGrub: "usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed",
 			GrubName: "grubaa64.efi",
 			UEFICode: []string{"/usr/share/AAVMF/AAVMF_CODE.ms.fd"},
 			UEFIVars: []string{"/usr/share/AAVMF/AAVMF_VARS.ms.fd"},

@@ -15,7 +15,6 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
-	"vmdeb/internal/live"
 	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
 )
@@ -40,8 +39,9 @@ type State struct {
 	Results []Result
 	// GrubDir holds the target's GRUB EFI modules when the host has none.
 	GrubDir string
-	// Signed are the signed loaders of a Secure Boot ISO.
-	Signed *live.SignedLoaders
+	// SignedDir holds Debian's signed loaders, unpacked, for outputs that
+	// boot with Secure Boot ("" = none asks).
+	SignedDir string
 	// temps are the outputs' temporary directories, removed when the
 	// build ends (their outputs renamed out of them by then, if it
 	// succeeded).
@@ -83,7 +83,7 @@ func Stages(p *Plan) []Stage {
 	if p.TargetGrub {
 		s = append(s, targetGrubStage{})
 	}
-	if p.Spec.Live.SecureBoot && p.Spec.HasOutput(config.LiveISO) {
+	if NeedsSecureBoot(p.Spec) {
 		s = append(s, secureBootStage{})
 	}
 	needInit := NeedsInit(p.Spec)

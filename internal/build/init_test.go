@@ -138,6 +138,8 @@ func TestInitStage(t *testing.T) {
 			[]string{"bootstrap", "chroot", "packages", "system", "customise", "init", "finalise", "live-iso", "report"}},
 		{"live with Secure Boot", "live:\n  secure-boot: true\n", nil,
 			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "live-iso", "report"}},
+		{"disk with Secure Boot", "", []config.Output{{Type: "disk", Path: "vm.img", SecureBoot: true}},
+			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "disk", "report"}},
 		{"squashfs", "", []config.Output{{Type: "squashfs", Path: "sq"}},
 			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "squashfs", "report"}},
 		{"tarball", "", []config.Output{{Type: "tarball", Path: "t.tar"}},

@@ -25,6 +25,7 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
+	"vmdeb/internal/disk"
 	"vmdeb/internal/imgroot"
 	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
@@ -220,20 +221,53 @@ func (secureBootStage) Name() string { return "secure-boot" }
 
 func (secureBootStage) Run(ctx context.Context, st *State) error {
 	sb := st.Plan.Arch.SecureBoot
+	if sb == nil {
+		return fmt.Errorf("Debian signs no boot loaders for %s", st.Plan.Arch.Name)
+	}
 	debs, err := fetchDebs(ctx, st, "signed", sb.Packages, "for Secure Boot")
 	if err != nil {
 		return err
 	}
 	dir := filepath.Join(st.WorkDir, "signed")
-	l := &live.SignedLoaders{Shim: filepath.Join(dir, sb.Shim), Grub: filepath.Join(dir, sb.Grub)}
-	for _, f := range []string{l.Shim, l.Grub} {
-		if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s has no %s", strings.Join(debs, ", "), strings.TrimPrefix(f, dir+"/"))
+	for _, f := range []string{sb.Shim, sb.Grub, sb.DiskGrub} {
+		if fi, err := os.Lstat(filepath.Join(dir, f)); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s has no %s", strings.Join(debs, ", "), f)
 		}
 	}
-	st.Signed = l
+	st.SignedDir = dir
 	st.Log.Printf("signed loaders from %s", strings.Join(debs, ", "))
 	return nil
+}
+
+// NeedsSecureBoot tells whether an output of s boots with Secure Boot.
+func NeedsSecureBoot(s *config.Spec) bool {
+	if s.Live.SecureBoot && s.HasOutput(config.LiveISO) {
+		return true
+	}
+	for _, o := range s.Outputs {
+		if o.Type == config.Disk && o.SecureBoot {
+			return true
+		}
+	}
+	return false
+}
+
+// isoSigned and diskSigned are the signed loaders for a live ISO and a
+// disk output (nil: that output does not use Secure Boot).
+func (st *State) isoSigned() *live.SignedLoaders {
+	sb := st.Plan.Arch.SecureBoot
+	if !st.Plan.Spec.Live.SecureBoot || st.SignedDir == "" || sb == nil {
+		return nil
+	}
+	return &live.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.Grub)}
+}
+
+func (st *State) diskSigned(o config.Output) *disk.SignedLoaders {
+	sb := st.Plan.Arch.SecureBoot
+	if !o.SecureBoot || st.SignedDir == "" || sb == nil {
+		return nil
+	}
+	return &disk.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.DiskGrub)}
 }
 
 // fetchDebs downloads pkgs with the chroot's apt (from the build's
@@ -683,7 +717,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	st.Log.Printf("assembling %s", s.out)
 	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
-		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SecureBoot: st.Signed, SourceDateEpoch: p.SourceDateEpoch,
+		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SecureBoot: st.isoSigned(), SourceDateEpoch: p.SourceDateEpoch,
 		Installer: inst, Locales: locales, DeviceTree: p.Spec.DeviceTree,
 	})
 	if err != nil {

@@ -133,6 +133,9 @@ type Output struct {
 	Bootloader     disk.Bootloader     `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
 	Network        disk.Network        `yaml:"network"`    // networkd | ifupdown | none
 	GrowRoot       bool                `yaml:"grow-root"`
+	// SecureBoot boots the disk on UEFI through Debian's signed shim,
+	// GRUB and kernel (grub-uefi or grub-hybrid).
+	SecureBoot bool `yaml:"secure-boot"`
 	// Mode is the output file's permissions, octal ("0644"); "" is the
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`

@@ -183,14 +183,16 @@ func TestDiskOutput(t *testing.T) {
 		t.Errorf("%+v", d)
 	}
 	for yaml, want := range map[string]string{
-		"{type: disk, path: a.img}":                                                  "outputs[0].size: missing",
-		"{type: disk, path: a.img, size: 4X}":                                        `"4X" is not a size`,
-		"{type: disk, path: a.img, size: 1M}":                                        "too small",
-		"{type: disk, path: a.img, size: 4G, bootloader: lilo}":                      `outputs[0].bootloader: "lilo" is not valid`,
-		"{type: tarball, path: a.tar, size: 4G}":                                     "apply to disk outputs only",
-		"{type: disk, path: a.img, size: 4G, filesystem: zfs}":                       `outputs[0].filesystem: "zfs" is not valid (valid: ext4, ext3, ext2, btrfs, xfs)`,
-		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, esp-size: 64M}":   "outputs[0].esp-size: extlinux boots BIOS PCs only",
-		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, filesystem: xfs}": "outputs[0].bootloader: extlinux cannot boot from an xfs root",
+		"{type: disk, path: a.img}":                                                     "outputs[0].size: missing",
+		"{type: disk, path: a.img, size: 4X}":                                           `"4X" is not a size`,
+		"{type: disk, path: a.img, size: 1M}":                                           "too small",
+		"{type: disk, path: a.img, size: 4G, bootloader: lilo}":                         `outputs[0].bootloader: "lilo" is not valid`,
+		"{type: tarball, path: a.tar, size: 4G}":                                        "apply to disk outputs only",
+		"{type: disk, path: a.img, size: 4G, filesystem: zfs}":                          `outputs[0].filesystem: "zfs" is not valid (valid: ext4, ext3, ext2, btrfs, xfs)`,
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, esp-size: 64M}":      "outputs[0].esp-size: extlinux boots BIOS PCs only",
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, filesystem: xfs}":    "outputs[0].bootloader: extlinux cannot boot from an xfs root",
+		"{type: disk, path: a.img, size: 4G, bootloader: grub-bios, secure-boot: true}": "outputs[0].secure-boot: needs GRUB for UEFI",
+		"{type: tarball, path: a.tar, secure-boot: true}":                               "a live ISO's is live.secure-boot",
 	} {
 		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), want) {

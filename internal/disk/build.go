@@ -394,10 +394,36 @@ func (b *builder) mkimage(platform, out string) error {
 }
 
 // efiLoader is GRUB's EFI loader on the ESP's removable-media path, which
-// firmware boots without an NVRAM entry.
+// firmware boots without an NVRAM entry. For Secure Boot it is Debian's
+// signed shim there, the signed GRUB beside it (where shim looks), and
+// beside that the grub.cfg that GRUB reads from its own directory: it
+// finds /boot/grub as vmdeb's core image would, then reads the menu.
 func (b *builder) efiLoader(path string) error {
-	b.log.Printf("GRUB for UEFI: %s", strings.TrimPrefix(path, b.espDir))
-	return b.mkimage(b.o.Arch.GrubEFITarget, path)
+	sb := b.o.SecureBoot
+	if sb == nil {
+		b.log.Printf("GRUB for UEFI: %s", strings.TrimPrefix(path, b.espDir))
+		return b.mkimage(b.o.Arch.GrubEFITarget, path)
+	}
+	a := b.o.Arch
+	if a.SecureBoot == nil {
+		return fmt.Errorf("Debian signs no boot loaders for %s", a.Name)
+	}
+	dir := filepath.Dir(path)
+	for _, f := range []struct{ src, dst string }{{sb.Shim, path}, {sb.Grub, filepath.Join(dir, a.SecureBoot.GrubName)}} {
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return fmt.Errorf("signed loader: %w", err)
+		}
+		if err := os.WriteFile(f.dst, data, 0o644); err != nil {
+			return err
+		}
+	}
+	cfg := earlyGrubCfg(b.l) + "configfile $prefix/grub.cfg\n"
+	if err := os.WriteFile(filepath.Join(dir, "grub.cfg"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	b.log.Printf("UEFI with Secure Boot: %s (shim), %s and grub.cfg beside it", strings.TrimPrefix(path, b.espDir), a.SecureBoot.GrubName)
+	return nil
 }
 
 // partition makes the sparse image file and its partition table.

@@ -426,3 +426,36 @@ func TestBuildCancelled(t *testing.T) {
 		})
 	}
 }
+
+// With SecureBoot the ESP holds the signed loaders under the names the
+// firmware and shim look for, and the grub.cfg the signed GRUB reads
+// beside itself: it finds /boot's file system by UUID and reads the menu.
+func TestBuildSecureBootESP(t *testing.T) {
+	dir := t.TempDir()
+	shim, grub := filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubx64.efi.signed")
+	os.WriteFile(shim, []byte("signed shim"), 0o644)
+	os.WriteFile(grub, []byte("signed grub"), 0o644)
+	o := Options{Size: 160 * mib, ESPSize: 32 * mib, Arch: archOf(t, "amd64"), Bootloader: GrubUEFI, Hostname: "sb",
+		SecureBoot: &SignedLoaders{Shim: shim, Grub: grub}}
+	needBuild(t, o)
+	out := filepath.Join(dir, "sb.img")
+	if err := Build(context.Background(), testLog(t), fakeRootfs(t), out, o); err != nil {
+		t.Fatal(err)
+	}
+	_, parts := readTable(t, out)
+	if len(parts) < 2 || !strings.EqualFold(parts[0].Type, gptESP) {
+		t.Fatalf("partitions %+v: want the ESP first", parts)
+	}
+	esp := out + "@@" + strconv.FormatInt(parts[0].Start*512, 10)
+	for name, want := range map[string]string{"bootx64.efi": "signed shim", "grubx64.efi": "signed grub"} {
+		if got := run(t, "mtype", "-i", esp, "::/EFI/boot/"+name); got != want {
+			t.Errorf("/EFI/boot/%s holds %q, want %q", name, got, want)
+		}
+	}
+	rootImg := partImage(t, out, parts[1].Start, parts[1].Size)
+	uuid := blkidUUID(t, rootImg)
+	cfg := run(t, "mtype", "-i", esp, "::/EFI/boot/grub.cfg")
+	if cfg != "search.fs_uuid "+uuid+" root\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n" {
+		t.Errorf("the ESP's grub.cfg:\n%s", cfg)
+	}
+}

@@ -73,15 +73,22 @@ func TestDiskImage(t *testing.T) {
 	if o, err := exec.Command("qemu-img", "check", img).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img check: %v\n%s", err, o)
 	}
-	for _, fw := range [][]string{nil, {"--uefi"}} {
+	// BIOS, and UEFI with Secure Boot enforced (the disk's ESP has
+	// Debian's signed shim and GRUB): the system must see it on.
+	for _, fw := range [][]string{nil, {"--secure-boot"}} {
 		args := append([]string{"boot", "--timeout", "10m", "--login", "user", "--password", "live",
-			"--run", "systemctl is-system-running --wait; systemctl --failed --no-legend"}, fw...)
+			"--run", "systemctl is-system-running --wait; systemctl --failed --no-legend; " +
+				"if [ -d /sys/firmware/efi ]; then echo sb-$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -d ' '); fi"}, fw...)
 		b := run(t, ctx, append(args, img)...)
 		if !strings.Contains(b.stdout, "running") && !strings.Contains(b.stdout, "degraded") {
 			t.Errorf("boot %v: systemd did not answer:\n%s\n%s", fw, b.stdout, b.stderr)
 		}
 		if b.code != 0 || strings.Contains(b.stdout, "degraded") {
 			t.Errorf("boot %v: the system is not healthy (status %d):\n%s", fw, b.code, b.stdout)
+		}
+		// The variable is 4 bytes of attributes, then 1 for on.
+		if fw != nil && !strings.Contains(b.stdout, "sb-60001") {
+			t.Errorf("boot %v: the system does not see Secure Boot on:\n%s", fw, b.stdout)
 		}
 	}
 
