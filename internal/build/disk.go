@@ -32,7 +32,7 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	out := st.Plan.Spec.Path(s.out.Path)
 	tmp := st.temp(out)
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
-	o.SecureBoot = st.diskSigned(s.out)
+	o.SecureBoot = st.diskSigned()
 	st.Log.Printf("writing %s (%s, %s)", out, o.Format, HumanSize(o.Size))
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)

@@ -125,7 +125,9 @@ func stageNames(p *Plan) []string {
 
 // The check runs right after the packages, or after the hook (which may
 // install the init), and always before the outputs; a tarball or
-// directory may be a container's root and is not checked.
+// directory may be a container's root and is not checked. Outputs that
+// boot on UEFI fetch the signed loaders (secure-boot auto) unless it is
+// off or the disk boots with BIOS only.
 func TestInitStage(t *testing.T) {
 	for _, tc := range []struct {
 		name, extra string
@@ -133,13 +135,13 @@ func TestInitStage(t *testing.T) {
 		want        []string
 	}{
 		{"disk", "", []config.Output{{Type: "disk", Path: "vm.img"}},
-			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "disk", "report"}},
-		{"live with hook", "customise: " + os.Args[0] + "\n", nil,
-			[]string{"bootstrap", "chroot", "packages", "system", "customise", "init", "finalise", "live-iso", "report"}},
-		{"live with Secure Boot", "live:\n  secure-boot: true\n", nil,
-			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "live-iso", "report"}},
-		{"disk with Secure Boot", "", []config.Output{{Type: "disk", Path: "vm.img", SecureBoot: true}},
 			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "disk", "report"}},
+		{"live with hook", "customise: " + os.Args[0] + "\n", nil,
+			[]string{"bootstrap", "chroot", "packages", "secure-boot", "system", "customise", "init", "finalise", "live-iso", "report"}},
+		{"live without Secure Boot", "secure-boot: false\n", nil,
+			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "live-iso", "report"}},
+		{"BIOS disk", "", []config.Output{{Type: "disk", Path: "vm.img", Bootloader: "grub-bios"}},
+			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "disk", "report"}},
 		{"squashfs", "", []config.Output{{Type: "squashfs", Path: "sq"}},
 			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "squashfs", "report"}},
 		{"tarball", "", []config.Output{{Type: "tarball", Path: "t.tar"}},

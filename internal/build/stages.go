@@ -22,6 +22,7 @@ import (
 	"vmdeb/internal/apt"
 	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
@@ -239,13 +240,23 @@ func (secureBootStage) Run(ctx context.Context, st *State) error {
 	return nil
 }
 
-// NeedsSecureBoot tells whether an output of s boots with Secure Boot.
+// NeedsSecureBoot tells whether an output of s boots on UEFI through
+// Debian's signed chain: a live ISO, or a disk with GRUB for UEFI, when
+// secure-boot is on (or auto, where Debian signs the loaders).
 func NeedsSecureBoot(s *config.Spec) bool {
-	if s.Live.SecureBoot && s.HasOutput(config.LiveISO) {
-		return true
+	if !s.UsesSecureBoot() {
+		return false
+	}
+	a, err := arch.Lookup(s.Architecture)
+	if err != nil || !a.HasFirmware(arch.UEFI) {
+		return false
 	}
 	for _, o := range s.Outputs {
-		if o.Type == config.Disk && o.SecureBoot {
+		b := o.Bootloader
+		if b == "" {
+			b = disk.DefaultBootloader(a)
+		}
+		if o.Type == config.LiveISO || (o.Type == config.Disk && (b == disk.GrubUEFI || b == disk.GrubHybrid)) {
 			return true
 		}
 	}
@@ -253,18 +264,19 @@ func NeedsSecureBoot(s *config.Spec) bool {
 }
 
 // isoSigned and diskSigned are the signed loaders for a live ISO and a
-// disk output (nil: that output does not use Secure Boot).
+// disk (nil: the build uses no Secure Boot). A disk without an EFI system
+// partition has no use for them.
 func (st *State) isoSigned() *live.SignedLoaders {
 	sb := st.Plan.Arch.SecureBoot
-	if !st.Plan.Spec.Live.SecureBoot || st.SignedDir == "" || sb == nil {
+	if st.SignedDir == "" || sb == nil {
 		return nil
 	}
 	return &live.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.Grub)}
 }
 
-func (st *State) diskSigned(o config.Output) *disk.SignedLoaders {
+func (st *State) diskSigned() *disk.SignedLoaders {
 	sb := st.Plan.Arch.SecureBoot
-	if !o.SecureBoot || st.SignedDir == "" || sb == nil {
+	if st.SignedDir == "" || sb == nil {
 		return nil
 	}
 	return &disk.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.DiskGrub)}

@@ -97,6 +97,7 @@ architecture: %[2]s
 variant: minbase
 bootstrap: native
 hostname: vmdeb-builder
+secure-boot: false  # vmdeb boots it with plain firmware
 packages:
 `, im.Suite, im.Arch.Name)
 	for _, p := range Packages(im.Arch) {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"vmdeb/internal/apt"
 	"vmdeb/internal/aptauth"
 	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
@@ -58,6 +59,10 @@ type Spec struct {
 	// ordinary user's user namespace) or vm (a builder VM). "" means host
 	// for root and userns for anybody else.
 	Isolation Isolation `yaml:"isolation"`
+	// SecureBoot: whether the outputs that boot on UEFI (live ISOs, disks
+	// with GRUB for UEFI) do so through Debian's signed shim, GRUB and
+	// kernel, so that firmware with Secure Boot on starts them.
+	SecureBoot SecureBootMode `yaml:"secure-boot"`
 	Builder   Builder   `yaml:"builder"`
 
 	// Auth is the mirrors' credentials: taken out of the mirror URLs by
@@ -113,9 +118,6 @@ type Live struct {
 	Installer bool `yaml:"installer"`
 	// Locales makes the localisation submenu: locale names, or "all".
 	Locales []string `yaml:"locales"`
-	// SecureBoot boots the ISO on UEFI through Debian's signed chain
-	// (shim, GRUB, kernel), so firmware with Secure Boot on starts it.
-	SecureBoot bool `yaml:"secure-boot"`
 }
 
 // Output is one thing the build writes. The disk keys apply to type disk.
@@ -133,9 +135,6 @@ type Output struct {
 	Bootloader     disk.Bootloader     `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
 	Network        disk.Network        `yaml:"network"`    // networkd | ifupdown | none
 	GrowRoot       bool                `yaml:"grow-root"`
-	// SecureBoot boots the disk on UEFI through Debian's signed shim,
-	// GRUB and kernel (grub-uefi or grub-hybrid).
-	SecureBoot bool `yaml:"secure-boot"`
 	// Mode is the output file's permissions, octal ("0644"); "" is the
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`
@@ -255,6 +254,51 @@ const (
 
 // Isolations are the places a build can run.
 var Isolations = []Isolation{Host, Userns, VM}
+
+// SecureBootMode is the secure-boot key's value.
+type SecureBootMode string
+
+const (
+	// SecureBootAuto (the default) is on where the suite and the
+	// architecture have Debian's signed boot loaders.
+	SecureBootAuto SecureBootMode = "auto"
+	SecureBootOn   SecureBootMode = "true"  // on, or an error where they are missing
+	SecureBootOff  SecureBootMode = "false" // vmdeb's own, unsigned GRUB image
+)
+
+// SecureBootModes are the secure-boot key's valid values.
+var SecureBootModes = []SecureBootMode{SecureBootAuto, SecureBootOn, SecureBootOff}
+
+// SecureBootFrom is the first release Debian signed its boot chain for.
+const SecureBootFrom = 10 // buster
+
+// SecureBootMissing says why the suite and architecture of s have no
+// signed boot loaders ("" when they have them).
+func SecureBootMissing(s *Spec) string {
+	a, err := arch.Lookup(s.Architecture)
+	if err != nil {
+		return err.Error()
+	}
+	if a.SecureBoot == nil {
+		return fmt.Sprintf("Debian signs no boot loaders for %s (it does for %s)", a.Name, strings.Join(arch.SecureBootNames(), ", "))
+	}
+	if r, ok := apt.LookupSuite(s.Suite); ok && r.Version != 0 && r.Version < SecureBootFrom {
+		return fmt.Sprintf("%s has no signed boot loaders (Debian signs them from buster on)", s.Suite)
+	}
+	return ""
+}
+
+// UsesSecureBoot tells whether the UEFI boot of s's outputs goes through
+// Debian's signed chain.
+func (s *Spec) UsesSecureBoot() bool {
+	switch s.SecureBoot {
+	case SecureBootOff:
+		return false
+	case SecureBootOn:
+		return true
+	}
+	return SecureBootMissing(s) == ""
+}
 
 // Join lists values for a message or a help text: "a, b, c".
 func Join[T ~string](values []T) string { return disk.Join(values) }
@@ -659,6 +703,9 @@ func (s *Spec) setDefaults() {
 	}
 	if s.Hostname == "" {
 		s.Hostname = "debian"
+	}
+	if s.SecureBoot == "" {
+		s.SecureBoot = SecureBootAuto
 	}
 	if s.Root.Lock == nil && s.Root.Password == "" && s.Root.PasswordHash == "" {
 		t := true

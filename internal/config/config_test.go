@@ -102,10 +102,12 @@ func TestLoadErrors(t *testing.T) {
 			[]string{":14: live.compression:", "zstd"}},
 		{"volume id too long", good + "live:\n  volume-id: " + strings.Repeat("A", 33) + "\n",
 			[]string{"live.volume-id:", "32"}},
-		{"secure boot on i386", strings.Replace(good, "architecture: amd64", "architecture: i386", 1) + "live:\n  secure-boot: true\n",
-			[]string{":14: live.secure-boot:", "no boot loaders for i386", "amd64, arm64"}},
-		{"secure boot without an ISO", strings.Replace(good, "type: live-iso", "type: tarball", 1) + "live:\n  secure-boot: true\n",
-			[]string{":14: live.secure-boot:", "live-iso"}},
+		{"secure boot on i386", strings.Replace(good, "architecture: amd64", "architecture: i386", 1) + "secure-boot: true\n",
+			[]string{":13: secure-boot: true: Debian signs no boot loaders for i386 (it does for amd64, arm64)", "auto"}},
+		{"secure boot on stretch", strings.Replace(good, "suite: trixie", "suite: stretch", 1) + "secure-boot: true\n",
+			[]string{":13: secure-boot: true: stretch has no signed boot loaders (Debian signs them from buster on)"}},
+		{"secure boot yes", good + "secure-boot: yes\n",
+			[]string{":13: secure-boot:", `"yes" is not valid (valid: auto, true, false)`}},
 		{"no outputs", strings.Split(good, "outputs:")[0],
 			[]string{"outputs: missing"}},
 		{"lock and password", good + "root:\n  lock: true\n  password: x\n",
@@ -183,16 +185,14 @@ func TestDiskOutput(t *testing.T) {
 		t.Errorf("%+v", d)
 	}
 	for yaml, want := range map[string]string{
-		"{type: disk, path: a.img}":                                                     "outputs[0].size: missing",
-		"{type: disk, path: a.img, size: 4X}":                                           `"4X" is not a size`,
-		"{type: disk, path: a.img, size: 1M}":                                           "too small",
-		"{type: disk, path: a.img, size: 4G, bootloader: lilo}":                         `outputs[0].bootloader: "lilo" is not valid`,
-		"{type: tarball, path: a.tar, size: 4G}":                                        "apply to disk outputs only",
-		"{type: disk, path: a.img, size: 4G, filesystem: zfs}":                          `outputs[0].filesystem: "zfs" is not valid (valid: ext4, ext3, ext2, btrfs, xfs)`,
-		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, esp-size: 64M}":      "outputs[0].esp-size: extlinux boots BIOS PCs only",
-		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, filesystem: xfs}":    "outputs[0].bootloader: extlinux cannot boot from an xfs root",
-		"{type: disk, path: a.img, size: 4G, bootloader: grub-bios, secure-boot: true}": "outputs[0].secure-boot: needs GRUB for UEFI",
-		"{type: tarball, path: a.tar, secure-boot: true}":                               "a live ISO's is live.secure-boot",
+		"{type: disk, path: a.img}":                                                  "outputs[0].size: missing",
+		"{type: disk, path: a.img, size: 4X}":                                        `"4X" is not a size`,
+		"{type: disk, path: a.img, size: 1M}":                                        "too small",
+		"{type: disk, path: a.img, size: 4G, bootloader: lilo}":                      `outputs[0].bootloader: "lilo" is not valid`,
+		"{type: tarball, path: a.tar, size: 4G}":                                     "apply to disk outputs only",
+		"{type: disk, path: a.img, size: 4G, filesystem: zfs}":                       `outputs[0].filesystem: "zfs" is not valid (valid: ext4, ext3, ext2, btrfs, xfs)`,
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, esp-size: 64M}":   "outputs[0].esp-size: extlinux boots BIOS PCs only",
+		"{type: disk, path: a.img, size: 4G, bootloader: extlinux, filesystem: xfs}": "outputs[0].bootloader: extlinux cannot boot from an xfs root",
 	} {
 		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), want) {
@@ -270,5 +270,30 @@ func TestDeviceTree(t *testing.T) {
 	}
 	if _, err := Load(write(t, arm+"device-tree: /x/board.dtb\n")); err == nil || !strings.Contains(err.Error(), "relative") {
 		t.Errorf("an absolute path: %v", err)
+	}
+}
+
+// secure-boot auto is on where Debian signs the boot chain: amd64 and
+// arm64 from buster on; false is off everywhere, true on.
+func TestUsesSecureBoot(t *testing.T) {
+	for _, c := range []struct {
+		suite, arch string
+		mode        SecureBootMode
+		want        bool
+	}{
+		{"trixie", "amd64", SecureBootAuto, true},
+		{"bookworm", "arm64", SecureBootAuto, true},
+		{"sid", "amd64", SecureBootAuto, true},
+		{"buster", "amd64", SecureBootAuto, true},
+		{"stretch", "amd64", SecureBootAuto, false},
+		{"bookworm", "i386", SecureBootAuto, false},
+		{"trixie", "ppc64el", SecureBootAuto, false},
+		{"trixie", "amd64", SecureBootOff, false},
+		{"trixie", "amd64", SecureBootOn, true},
+	} {
+		s := &Spec{Suite: c.suite, Architecture: c.arch, SecureBoot: c.mode}
+		if got := s.UsesSecureBoot(); got != c.want {
+			t.Errorf("%s %s secure-boot %s: %v, want %v (%s)", c.suite, c.arch, c.mode, got, c.want, SecureBootMissing(s))
+		}
 	}
 }

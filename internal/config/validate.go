@@ -227,12 +227,10 @@ func (s *Spec) Validate() Errors {
 			bad(fmt.Sprintf("live.kernel-params[%d]", i), "%q: one parameter per list item, no spaces or quotes", kp)
 		}
 	}
-	if s.Live.SecureBoot && a.Name != "" {
-		switch {
-		case a.SecureBoot == nil:
-			bad("live.secure-boot", "Debian signs no boot loaders for %s (it does for %s)", a.Name, strings.Join(arch.SecureBootNames(), ", "))
-		case !s.HasOutput(LiveISO):
-			bad("live.secure-boot", "applies to live-iso outputs, and this config has none")
+	checkChoice(bad, "secure-boot", s.SecureBoot, SecureBootModes)
+	if s.SecureBoot == SecureBootOn && a.Name != "" {
+		if why := SecureBootMissing(s); why != "" {
+			bad("secure-boot", "true: %s; use auto (on where Debian signs them) or false", why)
 		}
 	}
 	if len(s.Outputs) == 0 {
@@ -248,18 +246,10 @@ func (s *Spec) Validate() Errors {
 		}
 		if o.Type == Disk {
 			validateDisk(o, key, bad)
-			if o.SecureBoot && a.Name != "" {
-				switch b := o.Bootloader; {
-				case a.SecureBoot == nil:
-					bad(key+".secure-boot", "Debian signs no boot loaders for %s (it does for %s)", a.Name, strings.Join(arch.SecureBootNames(), ", "))
-				case b == "" && disk.DefaultBootloader(a) != disk.GrubUEFI && disk.DefaultBootloader(a) != disk.GrubHybrid,
-					b != "" && b != disk.GrubUEFI && b != disk.GrubHybrid:
-					bad(key+".secure-boot", "needs GRUB for UEFI: bootloader grub-uefi or grub-hybrid")
-				}
-			}
+
 		} else if o.Format != "" || o.Size.Bytes != 0 || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
-			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 || o.SecureBoot {
-			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root, kernel-params and secure-boot apply to disk outputs only (a live ISO's is live.secure-boot)")
+			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 {
+			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only")
 		}
 		if o.Mode != "" {
 			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
