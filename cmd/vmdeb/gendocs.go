@@ -20,8 +20,8 @@ import (
 // The man pages and shell completions are generated from the command
 // tree that runs (newRoot), so they say what --help says:
 //
-//	DIR/man1/vmdeb.1, DIR/man1/vmdeb-COMMAND.1, ...  (cobra's generator)
-//	DIR/man5/vmdeb.yaml.5                            (config.Keys)
+//	DIR/man/man1/vmdeb.1, DIR/man/man1/vmdeb-COMMAND.1, ...  (cobra's generator)
+//	DIR/man/man5/vmdeb.yaml.5                                (config.Keys)
 //	DIR/completions/bash/vmdeb
 //	DIR/completions/zsh/_vmdeb
 //	DIR/completions/fish/vmdeb.fish
@@ -63,7 +63,7 @@ func genDocs(root *cobra.Command, dir string, date time.Time) error {
 	}
 	for name, data := range pages {
 		sect := name[strings.LastIndexByte(name, '.')+1:]
-		if err := writeFile(filepath.Join(dir, "man"+sect, name), data); err != nil {
+		if err := writeFile(filepath.Join(dir, "man", "man"+sect, name), data); err != nil {
 			return err
 		}
 	}
@@ -154,6 +154,7 @@ func manPages(root *cobra.Command, date time.Time) (map[string][]byte, error) {
 var (
 	flagLine = regexp.MustCompile(`(?m)^(\\fB-.*)\n\t`)
 	ppTP     = regexp.MustCompile(`(?m)^\.PP\n\.TP$`)
+	thLine   = regexp.MustCompile(`(?m)^\.TH .*\n`)
 )
 
 // flagList lays cobra's options out as a man page's list: each option
@@ -161,9 +162,10 @@ var (
 // after it.
 func flagList(page []byte) []byte {
 	page = flagLine.ReplaceAll(page, []byte(".TP\n$1\n"))
-	// Left-aligned: long paths and option names make justified lines
-	// gappy.
-	page = bytes.Replace(page, []byte(".nh\n"), []byte(".nh\n.ad l\n"), 1)
+	// Neither hyphenated nor justified (long paths and option names
+	// make justified lines gappy): after .TH, which resets both.
+	page = bytes.Replace(page, []byte(".nh\n"), nil, 1)
+	page = thLine.ReplaceAll(page, []byte("$0.nh\n.ad l\n"))
 	return ppTP.ReplaceAll(page, []byte(".TP"))
 }
 
@@ -257,9 +259,9 @@ func completions(root *cobra.Command) (map[string][]byte, error) {
 func configPage(date time.Time) []byte {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p(`.TH "VMDEB.YAML" "5" "%s" "vmdeb %s" "vmdeb Manual"`, date.Format("Jan 2006"), roff(Version))
 	p(".nh")
 	p(".ad l")
-	p(`.TH "VMDEB.YAML" "5" "%s" "vmdeb %s" "vmdeb Manual"`, date.Format("Jan 2006"), roff(Version))
 	p(".SH NAME")
 	p(`vmdeb.yaml \- the image description that vmdeb builds`)
 	p(".SH SYNOPSIS")

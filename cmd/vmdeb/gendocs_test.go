@@ -287,14 +287,14 @@ func TestGenDocs(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("SOURCE_DATE_EPOCH", "1767312000")
 	execute(t, "gen-docs", dir)
-	for _, f := range []string{"man1/vmdeb.1", "man1/vmdeb-build.1", "man1/vmdeb-cache-prune.1", "man5/vmdeb.yaml.5",
+	for _, f := range []string{"man/man1/vmdeb.1", "man/man1/vmdeb-build.1", "man/man1/vmdeb-cache-prune.1", "man/man5/vmdeb.yaml.5",
 		"completions/bash/vmdeb", "completions/zsh/_vmdeb", "completions/fish/vmdeb.fish"} {
 		data, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil || len(data) == 0 {
 			t.Errorf("gen-docs wrote no %s: %v", f, err)
 		}
 	}
-	page, _ := os.ReadFile(filepath.Join(dir, "man1/vmdeb.1"))
+	page, _ := os.ReadFile(filepath.Join(dir, "man/man1/vmdeb.1"))
 	if !bytes.Contains(page, []byte(`"Jan 2026"`)) {
 		t.Errorf("vmdeb.1 is not dated by SOURCE_DATE_EPOCH:\n%s", page[:min(len(page), 200)])
 	}
