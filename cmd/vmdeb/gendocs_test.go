@@ -299,3 +299,14 @@ func TestGenDocs(t *testing.T) {
 		t.Errorf("vmdeb.1 is not dated by SOURCE_DATE_EPOCH:\n%s", page[:min(len(page), 200)])
 	}
 }
+
+// The example in vmdeb.yaml(5)'s SYNOPSIS is a valid config.
+func TestConfigPageExampleIsValid(t *testing.T) {
+	s, err := config.Parse([]byte(configExample), filepath.Join(t.TempDir(), "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+}
