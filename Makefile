@@ -7,7 +7,7 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
 	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
-	btrfs-progs extlinux uidmap fdisk
+	btrfs-progs extlinux uidmap fdisk groff-base
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 

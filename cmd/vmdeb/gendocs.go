@@ -323,10 +323,6 @@ func configPage(date time.Time) []byte {
 			}
 		}
 	}
-	p(".SH FILES")
-	p(".TP")
-	p(`\fIexamples/*.yaml\fR, \fIconfigs/*.yaml\fR`)
-	p("%s", roff("The project's example configs and Debian's live image types, composed with include."))
 	p(".SH SEE ALSO")
 	p(`\fBvmdeb\fR(1), \fBvmdeb\-check\fR(1), \fBvmdeb\-build\fR(1), \fBvmdeb\-boot\fR(1), \fBdebootstrap\fR(8), \fBapt_auth.conf\fR(5), \fBcrypt\fR(5)`)
 	return b.Bytes()

@@ -67,21 +67,21 @@ var keyText = map[string]keyDoc{
 	"device-tree":               {text: "The board's device tree for the boot loader to load, relative to the kernel's /usr/lib/linux-image-VERSION/, e.g. rockchip/rk3399-rockpro64.dtb (architectures that use device trees only, with a live-iso or disk output)."},
 	"packages":                  {def: "[]", text: "Packages installed with apt in the chroot, Recommends included: NAME, NAME=VERSION or NAME/SUITE."},
 	"custom-packages":           {def: "[]", text: "Local .deb files installed with apt, their dependencies from the mirror."},
-	"users":                     {def: "[]", text: "Accounts created in the image, each a mapping of the keys below."},
+	"users":                     {def: "[]", text: "Accounts created in the image, each a mapping of the keys under USERS below."},
 	"users[].name":              {required: true, text: "The user's login name."},
 	"users[].password":          {text: "The password in clear, hashed at build time."},
 	"users[].password-hash":     {text: "The password as a crypt(3) hash (what mkpasswd(1) prints)."},
 	"users[].sudo":              {def: "false", text: "Put the user in the sudo group."},
 	"users[].shell":             {def: "/bin/bash", text: "The user's login shell."},
 	"users[].groups":            {def: "[]", text: "Further groups the user is a member of."},
-	"root":                      {def: "{lock: true}", text: "What happens to root's password: locked, or set."},
+	"root":                      {def: "{lock: true}", text: "What happens to root's password: locked, or set (the keys under ROOT below)."},
 	"root.lock":                 {def: "true, unless a password is given", text: "Lock root's password."},
 	"root.password":             {text: "Root's password in clear, hashed at build time."},
 	"root.password-hash":        {text: "Root's password as a crypt(3) hash."},
 	"hostname":                  {def: "debian", text: "The image's host name."},
 	"customise":                 {text: "The hook: an executable file run after the packages are installed, as HOOK ROOTFS, with VMDEB_ROOTFS, VMDEB_NAME, VMDEB_ARCH, VMDEB_SUITE and others in its environment."},
 	"hook-timeout":              {def: "1h", text: "The hook is killed and the build fails after this long."},
-	"live":                      {text: "The live ISO's options (live-iso outputs)."},
+	"live":                      {text: "The live ISO's options (live-iso outputs): the keys under LIVE ISO below."},
 	"live.title":                {def: "Debian GNU/Linux SUITE (ARCH)", text: "The boot menu's title."},
 	"live.volume-id":            {def: "from name, upper-cased", text: "The ISO's volume id: at most 32 characters of A-Z a-z 0-9 _ . - and space."},
 	"live.splash":               {text: "A PNG image shown behind the ISOLINUX and GRUB menus."},
@@ -90,7 +90,7 @@ var keyText = map[string]keyDoc{
 	"live.installer":            {def: "false", text: "Put debian-installer on the ISO (Install, Graphical install, Install with speech synthesis), fetched from the mirror and verified against the archive's signed Release."},
 	"live.locales":              {def: "[]", text: "A localisation submenu: locale names, or all."},
 	"live.secure-boot":          {def: "false", text: "Boot on UEFI through Debian's signed chain (shim, the signed GRUB, the signed kernel), so PCs with Secure Boot on start the ISO; fetched from the build's mirror and verified through its signed Release. Architectures Debian signs boot loaders for only."},
-	"outputs":                   {required: true, text: "What the build writes: a list of mappings with the keys below. The keys marked disk output apply to type disk only."},
+	"outputs":                   {required: true, text: "What the build writes: a list of mappings, each with the keys under OUTPUTS below."},
 	"outputs[].type":            {required: true, text: "The output's type: live-iso (a hybrid ISO), disk (a bootable VM disk image), tarball (compressed by the file name's extension), directory, or squashfs (a directory with filesystem.squashfs, vmlinuz and initrd.img)."},
 	"outputs[].path":            {required: true, text: "Where the output is written, relative to the config file (or to --outdir)."},
 	"outputs[].mode":            {def: "0600 for tarball, disk and squashfs; 0644 for live-iso", text: "The output file's permissions, in octal (quote it: \"0644\"), before the umask. Tarballs, disk images and squashfs file systems hold /etc/shadow readably; a directory output keeps the image's own modes."},
@@ -107,7 +107,7 @@ var keyText = map[string]keyDoc{
 	"outputs[].secure-boot":     {disk: true, def: "false", text: "Boot on UEFI through Debian's signed shim, GRUB and kernel (bootloader grub-uefi or grub-hybrid)."},
 	"outputs[].kernel-params":   {disk: true, def: "[]", text: "Added to the kernel command line, one per list item (root by UUID and the serial console are always there)."},
 	"isolation":                 {def: "host for root, userns for anybody else", text: "Where the build runs: host (as root on this machine), userns (an ordinary user's user namespace with the subordinate ids of /etc/subuid and /etc/subgid) or vm (a builder VM of a chosen Debian release; needs only qemu). vmdeb build --isolation overrides it."},
-	"builder":                   {text: "The builder VM of isolation: vm."},
+	"builder":                   {text: "The builder VM of isolation: vm (the keys under BUILDER VM below)."},
 	"builder.suite":             {def: "the image's suite", text: "The builder VM's Debian release."},
 	"builder.memory":            {def: "2G", text: "The builder VM's memory (at least 512M)."},
 	"builder.cpus":              {def: "the host's, at most 4", text: "The builder VM's CPUs (1 to 64)."},
@@ -182,9 +182,9 @@ func walkKeys(t reflect.Type, prefix string, add func(path, typ string, ft refle
 		}
 		switch {
 		case ft == reflect.TypeOf(Size{}):
-			add(path, "size (e.g. 4G, 512M)", ft)
+			add(path, "size, e.g. 4G, 512M", ft)
 		case ft == reflect.TypeOf(Duration{}):
-			add(path, "duration (e.g. 90s, 30m, 1h)", ft)
+			add(path, "duration, e.g. 90s, 30m, 1h", ft)
 		case ft.Kind() == reflect.Struct:
 			add(path, "mapping", ft)
 			walkKeys(ft, path+".", add)
