@@ -190,9 +190,11 @@ func addSeeAlso(page []byte, c *cobra.Command) []byte {
 	return []byte(s[:j+end] + ", \\fBvmdeb.yaml(5)\\fP" + s[j+end:])
 }
 
-var mdSpecial = regexp.MustCompile("([\\\\`*_{}\\[\\]<>#|~])")
+var mdSpecial = regexp.MustCompile("([\\\\`*_{}\\[\\]<>|~])")
 
-// mdEscape makes s a markdown paragraph that reads as s.
+// mdEscape makes s a markdown paragraph that reads as s. A # is left
+// alone: only at a line's start is it markdown, where cobra's own help
+// texts (vmdeb completion's) mean a heading.
 func mdEscape(s string) string { return mdSpecial.ReplaceAllString(s, `\$1`) }
 
 // mdLong turns a command's Long text into markdown: its paragraphs
@@ -203,9 +205,12 @@ func mdLong(s string) string {
 		lines := strings.Split(para, "\n")
 		var b []string
 		for _, l := range lines {
-			if strings.HasPrefix(l, "  ") {
+			if strings.HasPrefix(l, "  ") || strings.HasPrefix(l, "\t") {
 				if len(b) > 0 && !strings.HasPrefix(b[len(b)-1], "    ") {
 					b = append(b, "")
+				}
+				if t, ok := strings.CutPrefix(l, "\t"); ok {
+					l = t
 				}
 				b = append(b, "    "+l)
 				continue

@@ -112,6 +112,16 @@ func TestManPagesHaveEveryCommandAndFlag(t *testing.T) {
 	if !strings.Contains(build, "  userns  as an ordinary user") || !strings.Contains(roffText(pages["vmdeb-build.1"]), "every *.yaml") {
 		t.Errorf("vmdeb-build.1 lost its description's layout:\n%s", build)
 	}
+	for page, want := range map[string]string{
+		"vmdeb-completion-bash.1": "source <(vmdeb completion bash)",
+		"vmdeb-metapackage.1":     `"$DEBFULLNAME <$DEBEMAIL>"`,
+		"vmdeb-boot.1":            "OVMF/AAVMF *.ms.fd",
+		"vmdeb-check.1":           "check for a build with --outdir DIR",
+	} {
+		if text := roffText(pages[page]); !strings.Contains(text, want) {
+			t.Errorf("%s does not say %q as --help does:\n%s", page, want, text)
+		}
+	}
 }
 
 // vmdeb.yaml(5) lists every config key with its description, default
