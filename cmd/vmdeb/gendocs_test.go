@@ -179,8 +179,8 @@ func toStrings[T ~string](v []T) []string {
 	return s
 }
 
-// Each page renders without a warning: groff -ww (and mandoc -Tlint and
-// man, where installed).
+// Each page renders without a warning: groff -ww, man --warnings as
+// lintian runs it, and mandoc -Tlint, each where installed.
 func TestManPagesRender(t *testing.T) {
 	pages, err := manPages(newRoot(), docTime)
 	if err != nil {
@@ -188,6 +188,7 @@ func TestManPagesRender(t *testing.T) {
 	}
 	groff, _ := exec.LookPath("groff")
 	mandoc, _ := exec.LookPath("mandoc")
+	man, _ := exec.LookPath("man")
 	if groff == "" && mandoc == "" {
 		t.Skip("neither groff nor mandoc is installed")
 	}
@@ -207,6 +208,16 @@ func TestManPagesRender(t *testing.T) {
 			out, err := exec.Command(groff, "-man", "-Tutf8", "-P-cbou", path).Output()
 			if err != nil || !bytes.Contains(out, []byte("NAME")) {
 				t.Errorf("groff %s: %v, output:\n%s", name, err, out)
+			}
+		}
+		if man != "" {
+			// As lintian checks a package's pages.
+			cmd := exec.Command(man, "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", path)
+			cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "MANROFFSEQ=", "MANWIDTH=80")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+				t.Errorf("man --warnings -l %s: %v\n%s", name, err, stderr.String())
 			}
 		}
 		if mandoc != "" {
