@@ -125,6 +125,8 @@ func pageName(c *cobra.Command) string {
 }
 
 // manPages renders every command's page and vmdeb.yaml(5), by file name.
+// It rewrites root's texts as markdown for cobra's generator: give it a
+// tree of its own (newRoot()), not one that runs.
 func manPages(root *cobra.Command, date time.Time) (map[string][]byte, error) {
 	docRoot(root)
 	pages := map[string][]byte{}
