@@ -7,11 +7,11 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
 	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
-	btrfs-progs extlinux uidmap fdisk
+	btrfs-progs extlinux uidmap fdisk groff-base
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all vmdeb deps example test unit fuzz integration bench clean proof-foreign
+.PHONY: all vmdeb man deps example test unit fuzz integration bench clean proof-foreign
 
 all: vmdeb
 
@@ -19,6 +19,17 @@ all: vmdeb
 # older releases.
 vmdeb:
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.Version=$(VERSION)" -o vmdeb ./cmd/vmdeb
+
+# The man pages (vmdeb(1), vmdeb-COMMAND(1), vmdeb.yaml(5)) and the bash,
+# zsh and fish completions, generated from the command tree that --help
+# prints: $(BUILDDIR)/man/man1, $(BUILDDIR)/man/man5, $(BUILDDIR)/completions.
+# Dated by the last commit, so the same source makes the same pages.
+# Read one with: man -M $(BUILDDIR)/man vmdeb-build
+BUILDDIR ?= build
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+man: vmdeb
+	rm -rf $(BUILDDIR)/man $(BUILDDIR)/completions
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./vmdeb gen-docs $(BUILDDIR)
 
 # Install what a build needs on a Debian host (as root).
 deps:
@@ -71,3 +82,4 @@ bench: vmdeb
 
 clean:
 	rm -f vmdeb
+	rm -rf $(BUILDDIR)/man $(BUILDDIR)/completions

@@ -51,18 +51,7 @@ func main() {
 }
 
 func run() int {
-	root := &cobra.Command{
-		Use:           "vmdeb",
-		Short:         "Build bootable Debian images from one config file, and boot them in qemu",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Version:       Version,
-	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
-	})
-	build.Version = Version
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd())
+	root := newRoot()
 	// Called as vmdebootstrap (a symlink): be vmdebootstrap.
 	if filepath.Base(os.Args[0]) == "vmdebootstrap" && !ns.Inside() {
 		root.SetArgs(append([]string{"vmdebootstrap"}, os.Args[1:]...))
@@ -75,6 +64,35 @@ func run() int {
 	// carried them.
 	fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
 	return exitCode(err)
+}
+
+// newRoot is the command tree: what runs, what --help says, and what
+// the man pages and shell completions are generated from (gendocs.go).
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vmdeb",
+		Short: "Build bootable Debian images from one config file, and boot them in qemu",
+		Long: `vmdeb builds bootable Debian images (live ISOs, VM disk images, root
+file system tarballs, directories and squashfs file systems) for any
+Debian architecture from one YAML config file, described in
+vmdeb.yaml(5), and boots what it built in qemu to prove that it works.
+
+  vmdeb check CONFIG    validate the config, the host's tools and the mirror
+  vmdeb build CONFIG    build the config's outputs
+  vmdeb boot IMAGE      boot an image in qemu, up to its login prompt
+
+Exit status: 0 success; 1 a build or boot failed; 2 bad input or a host
+that cannot run the build (nothing was created).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
+	})
+	build.Version = Version
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd(), genDocsCmd())
+	return root
 }
 
 // isUsage recognises cobra's own argument and flag errors.
@@ -111,7 +129,8 @@ With --json, stdout is one JSON document (docs/json.md): the resolved
 config, the plan and its notes, the files a build would write, and on
 failure the error (file, line and option for a config error); the exit
 status is as without it.`,
-		Args: args(1),
+		Args:              args(1),
+		ValidArgsFunction: configArgs,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if !f.json {
 				return runCheck(cmd.Context(), a[0], f, cmd.OutOrStdout(), nil)
@@ -134,6 +153,7 @@ status is as without it.`,
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not ask the mirror whether it has the suite")
 	c.Flags().BoolVar(&f.json, "json", false, "print one JSON document (docs/json.md) instead of prose")
 	c.Flags().StringVar(&f.iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
+	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "check for a build with --outdir DIR")
 	c.Flags().StringVar(&f.logPath, "log", "", "check for a build with --log FILE")
 	c.Flags().StringVar(&f.reportPath, "report", "", "check for a build with --report FILE")
@@ -245,6 +265,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 			}
 			return nil
 		},
+		ValidArgsFunction: configArgs,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if inVM {
 				if iso != "" && iso != "vm" {
@@ -292,6 +313,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
 	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
 	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
+	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
 	c.Flags().StringVar(&rf.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
 	c.Flags().BoolVar(&rf.json, "json", false, "print the JSON report on stdout; messages go to stderr")

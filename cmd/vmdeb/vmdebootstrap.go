@@ -23,6 +23,8 @@ func vmdebootstrapCmd() *cobra.Command {
 		Use:                "vmdebootstrap [OPTIONS]",
 		Short:              "Build with vmdebootstrap's options and config files (see docs/vmdebootstrap.md)",
 		DisableFlagParsing: true,
+		// Its usage names them: no "[flags]".
+		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			for _, x := range a {
 				if x == "--help" || x == "-h" {
@@ -34,6 +36,9 @@ func vmdebootstrapCmd() *cobra.Command {
 			return runVmdebootstrap(cmd.Context(), a)
 		},
 	}
+	// Parsed by vmdebootstrap.Parse; declared here too so that the man
+	// page and the shell completions know them.
+	c.Flags().AddFlagSet((&vmdebootstrap.Settings{}).FlagSet())
 	return c
 }
 
