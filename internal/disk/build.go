@@ -401,7 +401,7 @@ func (b *builder) mkimage(platform, out string) error {
 func (b *builder) efiLoader(path string) error {
 	sb := b.o.SecureBoot
 	if sb == nil {
-		b.log.Printf("GRUB for UEFI: %s", strings.TrimPrefix(path, b.espDir))
+		b.log.Printf("GRUB for UEFI: %s (unsigned: firmware with Secure Boot on refuses it)", strings.TrimPrefix(path, b.espDir))
 		return b.mkimage(b.o.Arch.GrubEFITarget, path)
 	}
 	a := b.o.Arch

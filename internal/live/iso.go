@@ -554,6 +554,7 @@ func efiLoaders(ctx context.Context, log *buildlog.Log, work, marker string, o I
 	if err := setEpoch(loader, o.SourceDateEpoch); err != nil {
 		return nil, err
 	}
+	log.Printf("UEFI: vmdeb's own GRUB image, unsigned (firmware with Secure Boot on refuses it)")
 	return []efiLoader{{loader, a.EFIBootName}}, nil
 }
 
