@@ -122,6 +122,12 @@ func mountinfoType(mountinfo string, id uint64) string {
 	return ""
 }
 
+// swapped tells the errors of an rmdir whose name was just taken from the
+// directory it was checked to be.
+func swapped(err error) bool {
+	return errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)
+}
+
 // Path is the path of base inside the directory, for vmdeb and the tools
 // it runs (in its PID namespace: the same /proc).
 func (t *tempDir) Path(base string) string {
@@ -156,7 +162,12 @@ func (t *tempDir) Remove() error {
 	}
 	var st unix.Stat_t
 	if unix.Fstatat(int(t.parent.Fd()), t.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == t.dev && st.Ino == t.ino {
-		if err := unix.Unlinkat(int(t.parent.Fd()), t.name, unix.AT_REMOVEDIR); err != nil {
+		// Whoever owns the output directory can swap the name for
+		// something else between the check and the rmdir: then it names
+		// no directory of vmdeb's any more (a file, a directory with
+		// files, nothing), rmdir removes none of it, and that is no
+		// failure of the build. An empty directory put there is removed.
+		if err := unix.Unlinkat(int(t.parent.Fd()), t.name, unix.AT_REMOVEDIR); err != nil && !swapped(err) {
 			errs = append(errs, &os.PathError{Op: "rmdir", Path: t.dir.Name(), Err: err})
 		}
 	}
