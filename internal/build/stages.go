@@ -20,9 +20,9 @@ import (
 	"pault.ag/go/debian/control"
 
 	"vmdeb/internal/apt"
+	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
-	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"

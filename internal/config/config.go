@@ -63,7 +63,7 @@ type Spec struct {
 	// with GRUB for UEFI) do so through Debian's signed shim, GRUB and
 	// kernel, so that firmware with Secure Boot on starts them.
 	SecureBoot SecureBootMode `yaml:"secure-boot"`
-	Builder   Builder   `yaml:"builder"`
+	Builder    Builder        `yaml:"builder"`
 
 	// Auth is the mirrors' credentials: taken out of the mirror URLs by
 	// Parse (which leaves the URLs without them) and read from APTAuth by
