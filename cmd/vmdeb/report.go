@@ -234,16 +234,5 @@ func writeReportFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := build.CreateReplacing(path)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return errors.Join(err, f.Discard())
-	}
-	return f.Publish()
+	return build.WriteReplacing(path, data)
 }

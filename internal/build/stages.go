@@ -894,7 +894,12 @@ func manifestPath(out string) string {
 
 // writeAtomic replaces path with data: written to a new file of a name
 // nobody could have planted (O_EXCL), then renamed over path.
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte) error { return WriteReplacing(path, data) }
+
+// WriteReplacing replaces path with data as vmdeb writes its outputs: a
+// new file in a directory of vmdeb's own, renamed into place, never
+// written through a link standing at path.
+func WriteReplacing(path string, data []byte) error {
 	f, err := CreateReplacing(path)
 	if err != nil {
 		return err
