@@ -13,6 +13,7 @@ import (
 
 	"vmdeb/internal/aptauth"
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
 )
 
 // Request is what a backend needs to know.
@@ -33,13 +34,36 @@ type Request struct {
 	Auth aptauth.Set
 }
 
-// Bootstrapper fills Target with a base system.
+// Bootstrapper fills Target with a base system, and may then serve the
+// build's chroot (the native backend shares its package cache with apt).
+// A plan holds one with its settings only; each build runs its own copy
+// (ForBuild), which keeps what it opens for that build.
 type Bootstrapper interface {
 	Name() string
 	// Tools lists host programs the backend needs: program -> Debian package.
 	Tools() map[string]string
+	// HostFiles are host files whose content decides what the backend
+	// makes, in a fixed order: part of the stage cache's key.
+	HostFiles() []HostFile
+	// ForBuild returns a backend with this one's settings and none of
+	// its state, for one build.
+	ForBuild() Bootstrapper
+	// Bootstrap fills r.Target (an empty directory) with a base system.
 	Bootstrap(ctx context.Context, log *buildlog.Log, r Request) error
+	// Attach opens what the backend needs to serve a root file system it
+	// did not make in this process (one restored from the stage cache),
+	// as Bootstrap would have left it.
+	Attach(ctx context.Context, log *buildlog.Log, r Request) error
+	// ShareCache is called once the chroot on the root file system is set
+	// up; UnshareCache undoes it (calling it again does nothing) and must
+	// come before the chroot is taken down and before apt's cache in the
+	// image is cleaned.
+	ShareCache(ctx context.Context, c *chroot.Chroot) error
+	UnshareCache() error
 }
+
+// HostFile is a named host file (see Bootstrapper.HostFiles).
+type HostFile struct{ Name, Path string }
 
 // New returns the backend by its config name.
 func New(name string) (Bootstrapper, error) {

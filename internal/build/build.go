@@ -1,8 +1,6 @@
 package build
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
@@ -19,20 +18,16 @@ import (
 	"vmdeb/internal/stagecache"
 )
 
-// Stage is one step of the pipeline. A build is a list of stages; a live
-// build and a tarball build differ only in which stages the list holds.
-type Stage interface {
-	Name() string
-	Run(ctx context.Context, st *State) error
-}
-
 // State is what the stages share while a build runs.
 type State struct {
 	Plan    *Plan
 	Log     *buildlog.Log
 	WorkDir string
 	Rootfs  string
-	Chroot  *chroot.Chroot // set while the chroot is prepared
+	// Backend is this build's own bootstrap backend (the plan's, with its
+	// settings: Bootstrapper.ForBuild).
+	Backend bootstrap.Bootstrapper
+	Chroot  *chroot.Chroot // set while the chroot is up
 	// Manifest is "package version" per line, read after the last apt run.
 	Manifest string
 	// Results lists the outputs written, in order.
@@ -54,10 +49,6 @@ type State struct {
 	// Cache is what the stage cache did for each cached stage (nothing
 	// when the cache is off).
 	Cache []report.CacheResult
-	// bootstrapped: this build made the base system (it was not restored
-	// from the stage cache); attached: the native bootstrapper was opened
-	// for a restored one.
-	bootstrapped, attached bool
 }
 
 // Result is one written output.
@@ -74,138 +65,8 @@ type RunOptions struct {
 	Cache *stagecache.Cache
 	// Isolation asked on the command line ("" = the config's or the default).
 	Isolation string
-}
-
-// Stages is the pipeline for a plan: the common system stages, then one
-// stage per output, then the report.
-func Stages(p *Plan) []Stage {
-	s := []Stage{bootstrapStage{}, chrootStage{}, packagesStage{}}
-	if p.TargetGrub {
-		s = append(s, targetGrubStage{})
-	}
-	if NeedsSecureBoot(p.Spec) {
-		s = append(s, secureBootStage{})
-	}
-	needInit := NeedsInit(p.Spec)
-	if needInit && p.Spec.Customise == "" {
-		s = append(s, initStage{})
-	}
-	s = append(s, systemStage{})
-	if p.Spec.Customise != "" {
-		s = append(s, hookStage{})
-		if needInit {
-			// The hook may install the init itself.
-			s = append(s, initStage{})
-		}
-	}
-	s = append(s, finaliseStage{})
-	for _, o := range p.Spec.Outputs {
-		switch o.Type {
-		case config.LiveISO:
-			s = append(s, liveISOStage{out: p.Spec.Path(o.Path)})
-		case config.Tarball:
-			s = append(s, tarballStage{out: p.Spec.Path(o.Path)})
-		case config.Directory:
-			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
-		case config.Squashfs:
-			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
-		case config.Disk:
-			s = append(s, diskStage{out: o})
-		}
-	}
-	return append(s, reportStage{})
-}
-
-// Run executes the plan. Whatever happens, the chroot is torn down, the
-// temporary files are removed and (unless asked otherwise) the work
-// directory is deleted; teardown errors are joined to the result.
-func Run(ctx context.Context, p *Plan, log *buildlog.Log, o RunOptions) (st *State, err error) {
-	parent := o.WorkDir
-	if parent == "" {
-		parent = "/var/tmp"
-	}
-	private, err := PrivateDir(parent)
-	if err != nil {
-		return nil, err
-	}
-	sweepStale(private, log)
-	work, err := os.MkdirTemp(private, "vmdeb-"+p.Spec.Name+"-")
-	if err != nil {
-		return nil, err
-	}
-	// The lock says "in use" for as long as this process lives, even if
-	// it is killed: a later build removes work directories nobody holds.
-	lock, err := lockWork(work)
-	if err != nil {
-		os.Remove(work)
-		return nil, err
-	}
-	defer lock.Close()
-	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs")}
-	log.Logf("work directory %s", work)
-	for _, n := range p.Notes {
-		log.Printf("%s", n)
-	}
-	defer func() {
-		if cerr := st.Chroot.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
-		}
-		st.Chroot = nil
-		for _, t := range st.temps {
-			t.Remove()
-		}
-		if o.KeepWork {
-			log.Printf("work directory kept: %s", work)
-		} else if rerr := chroot.RemoveAll(work); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing work directory: %w", rerr))
-		} else {
-			unix.Rmdir(private) // only if no other build uses it
-		}
-	}()
-	if err := os.Mkdir(st.Rootfs, 0o755); err != nil {
-		return st, err
-	}
-	for _, o := range p.Spec.Outputs {
-		if err := os.MkdirAll(filepath.Dir(p.Spec.Path(o.Path)), 0o755); err != nil {
-			return st, fmt.Errorf("output directory: %w", err)
-		}
-	}
-	stages := Stages(p)
-	start := 0
-	var points []cachePoint
-	if o.Cache != nil {
-		points = p.cachePoints()
-		if start, err = restoreFromCache(ctx, st, o.Cache, stages, points); err != nil {
-			log.Done()
-			return st, &StageError{Stage: "restore", Err: err}
-		}
-		if start > 1 {
-			// Restored past the chroot's setup: set it up again.
-			stages = append([]Stage{chrootStage{}}, stages[start:]...)
-		} else {
-			stages = stages[start:]
-		}
-	}
-	for _, stage := range stages {
-		if err := ctx.Err(); err != nil {
-			return st, fmt.Errorf("interrupted before %s: %w", stage.Name(), err)
-		}
-		log.Step(stage.Name())
-		if err := stage.Run(ctx, st); err != nil {
-			log.Done()
-			return st, &StageError{Stage: stage.Name(), Err: err}
-		}
-		for _, pt := range points {
-			if pt.stage == stage.Name() {
-				if err := saveToCache(ctx, st, o.Cache, pt); err != nil {
-					log.Done()
-					return st, &StageError{Stage: stage.Name(), Err: err}
-				}
-			}
-		}
-	}
-	log.Done()
-	return st, nil
+	// host does what needs root (nil: the real one); tests replace it.
+	host host
 }
 
 const lockName = ".vmdeb-lock"

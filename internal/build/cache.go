@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
 
 	"vmdeb/internal/archive"
-	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
@@ -38,22 +36,48 @@ var selfSum = sync.OnceValue(func() string {
 // recently used entries go first.
 const AutoPruneSize = 20 << 30
 
+// cached is a stage whose result the stage cache keeps: the root file
+// system as the stage leaves it. The runner restores the deepest cached
+// stage it finds and runs only the stages after it.
+type cached interface {
+	// CacheInputs is what the stage's result depends on besides the
+	// stages before it, whose keys are chained into its own.
+	CacheInputs(p *Plan) stagecache.Inputs
+}
+
 // cachePoint is a stage after which the root file system is kept.
 type cachePoint struct {
+	index  int // in the build's stage list
 	stage  string
 	key    string
 	parent string
 	inputs stagecache.Inputs
 }
 
-// CacheInputs returns, for each stage whose result is cached, what the
-// result depends on: for "bootstrap" the suite, architecture, mirror,
-// components, variant, backend and its scripts, keyring, emulator, the
-// suite's Release file and vmdeb itself; for "packages" the package list,
-// the local .deb files' content and SOURCE_DATE_EPOCH, on top of the
-// bootstrap's key. Later stages (users, the hook, finalise, the outputs)
-// always run: they take seconds, and a hook may read anything.
-func (p *Plan) cachePoints() []cachePoint {
+// cachePoints are the cached stages of a build, in order, each keyed by
+// its inputs and the key of the cached stage before it.
+func cachePoints(p *Plan, stages []Stage) []cachePoint {
+	var pts []cachePoint
+	parent := ""
+	for i, s := range stages {
+		c, ok := s.(cached)
+		if !ok {
+			continue
+		}
+		in := c.CacheInputs(p)
+		key := stagecache.Key(parent, in)
+		pts = append(pts, cachePoint{index: i, stage: s.Name(), key: key, parent: parent, inputs: in})
+		parent = key
+	}
+	return pts
+}
+
+// CacheInputs of the bootstrap: the suite, architecture, mirror,
+// components, variant, backend and the host files it runs, keyring,
+// emulator, the suite's Release file and vmdeb itself. The stages after
+// packages (users, the hook, finalise, the outputs) are not cached: they
+// take seconds, and a hook may read anything.
+func (bootstrapStage) CacheInputs(p *Plan) stagecache.Inputs {
 	s := p.Spec
 	var base stagecache.Inputs
 	base.Add("vmdeb", Version+" "+selfSum())
@@ -68,29 +92,26 @@ func (p *Plan) cachePoints() []cachePoint {
 	if s.Keyring != "" {
 		base.AddFile("keyring", s.Path(s.Keyring))
 	}
-	if _, ok := p.Bootstrap.(bootstrap.Debootstrap); ok {
-		// The host's debootstrap decides what the base system holds.
-		if prog, err := exec.LookPath("debootstrap"); err == nil {
-			base.AddFile("debootstrap", prog)
-		}
-		base.AddFile("debootstrap-functions", "/usr/share/debootstrap/functions")
+	for _, f := range p.Bootstrap.HostFiles() {
+		base.AddFile(f.Name, f.Path)
 	}
 	if p.Interpreter != "" {
 		base.Add("binfmt-handler", p.InterpreterAt)
 		base.AddFile("binfmt-handler-binary", p.Interpreter)
 	}
-	bk := stagecache.Key("", base)
+	return base
+}
 
+// CacheInputs of the packages: the package list, the local .deb files'
+// content and SOURCE_DATE_EPOCH (on top of the bootstrap's key).
+func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 	var pk stagecache.Inputs
 	pk.Add("packages", strings.Join(p.Packages, " "))
-	for _, d := range s.CustomPackages {
-		pk.AddFile("custom-packages "+d, s.Path(d))
+	for _, d := range p.Spec.CustomPackages {
+		pk.AddFile("custom-packages "+d, p.Spec.Path(d))
 	}
 	pk.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
-	return []cachePoint{
-		{stage: "bootstrap", key: bk, inputs: base},
-		{stage: "packages", key: stagecache.Key(bk, pk), parent: bk, inputs: pk},
-	}
+	return pk
 }
 
 // cacheExclude are left out of stored stages: downloaded packages, which
@@ -100,7 +121,7 @@ var cacheExclude = []string{"./var/cache/apt/archives/*.deb", "./var/cache/apt/a
 // restoreFromCache puts the deepest cached stage in place and returns the
 // index of the first stage still to run (0: nothing reused). It says for
 // each cached stage whether it was reused and, if not, why.
-func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, stages []Stage, points []cachePoint) (int, error) {
+func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, points []cachePoint) (int, error) {
 	log, name := st.Log, st.Plan.Spec.Name
 	hit := -1
 	for j := len(points) - 1; j >= 0 && hit < 0; j-- {
@@ -139,12 +160,7 @@ func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, stage
 	if hit < 0 {
 		return 0, nil
 	}
-	for i, s := range stages {
-		if s.Name() == points[hit].stage {
-			return i + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("stage cache: no stage %q in this build", points[hit].stage)
+	return points[hit].index + 1, nil
 }
 
 // whyRebuilt compares a stage's inputs with those of the config's latest
@@ -167,22 +183,10 @@ func whyRebuilt(c *stagecache.Cache, config string, pt cachePoint, first bool) s
 }
 
 // saveToCache stores the root file system after a cached stage. The
-// chroot is taken down first, so that the entry holds the tree alone
-// (no mounts, the image's own sources and resolv.conf), and set up again
-// after. A failure to store is reported and the build goes on.
+// chroot must be down (the runner takes it down first), so that the entry
+// holds the tree alone: no mounts, the image's own sources and
+// resolv.conf. A failure to store is reported and the build goes on.
 func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePoint) error {
-	if _, ok := c.Lookup(pt.key); ok {
-		st.cacheAction(pt.stage, report.CacheSaved, "")
-		return nil
-	}
-	reopen := st.Chroot != nil
-	if reopen {
-		err := st.Chroot.Close()
-		st.Chroot = nil
-		if err != nil {
-			return fmt.Errorf("teardown before saving the stage: %w", err)
-		}
-	}
 	t := time.Now()
 	e := &stagecache.Entry{Key: pt.key, Config: st.Plan.Spec.Name, Stage: pt.stage, Parent: pt.parent, Inputs: pt.inputs}
 	st.Log.Printf("stage cache: saving %s", pt.stage)
@@ -192,15 +196,12 @@ func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePo
 		}
 		st.Log.Printf("stage cache: %s not saved: %v", pt.stage, err)
 		st.cacheAction(pt.stage, report.CacheNotSaved, err.Error())
-	} else {
-		st.cacheAction(pt.stage, report.CacheSaved, "")
-		st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, HumanSize(e.Size), time.Since(t).Seconds())
-		if removed, err := c.Prune(0, AutoPruneSize); err == nil && len(removed) > 0 {
-			st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), HumanSize(AutoPruneSize))
-		}
+		return nil
 	}
-	if reopen {
-		return chrootStage{}.Run(ctx, st)
+	st.cacheAction(pt.stage, report.CacheSaved, "")
+	st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, HumanSize(e.Size), time.Since(t).Seconds())
+	if removed, err := c.Prune(0, AutoPruneSize); err == nil && len(removed) > 0 {
+		st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), HumanSize(AutoPruneSize))
 	}
 	return nil
 }

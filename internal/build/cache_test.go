@@ -53,7 +53,7 @@ func localDeb(version string) string {
 }
 
 func keys(p *Plan) (base, pkgs string) {
-	pts := p.cachePoints()
+	pts := cachePoints(p, Stages(p))
 	return pts[0].key, pts[1].key
 }
 
@@ -124,7 +124,7 @@ func TestWhyRebuilt(t *testing.T) {
 	}
 	s := spec(t, "packages: [aa]\n")
 	p := cachePlan(t, s)
-	pts := p.cachePoints()
+	pts := cachePoints(p, Stages(p))
 	if got := whyRebuilt(c, "t", pts[1], true); got != "no earlier build of t in the cache" {
 		t.Errorf("empty cache: %q", got)
 	}
@@ -137,12 +137,12 @@ func TestWhyRebuilt(t *testing.T) {
 		}
 	}
 	p.Packages = append(p.Packages, "bb")
-	pts2 := p.cachePoints()
+	pts2 := cachePoints(p, Stages(p))
 	if got := whyRebuilt(c, "t", pts2[1], true); got != "changed since the last cached build: packages" {
 		t.Errorf("package list change: %q", got)
 	}
 	p.Spec.Variant = "buildd"
-	pts3 := p.cachePoints()
+	pts3 := cachePoints(p, Stages(p))
 	if got := whyRebuilt(c, "t", pts3[0], true); got != "changed since the last cached build: variant" {
 		t.Errorf("variant change: %q", got)
 	}

@@ -135,17 +135,17 @@ func TestInitStage(t *testing.T) {
 		want        []string
 	}{
 		{"disk", "", []config.Output{{Type: "disk", Path: "vm.img"}},
-			[]string{"bootstrap", "chroot", "packages", "secure-boot", "init", "system", "finalise", "disk", "report"}},
+			[]string{"bootstrap", "packages", "secure-boot", "init", "system", "finalise", "disk", "report"}},
 		{"live with hook", "customise: " + os.Args[0] + "\n", nil,
-			[]string{"bootstrap", "chroot", "packages", "secure-boot", "system", "customise", "init", "finalise", "live-iso", "report"}},
+			[]string{"bootstrap", "packages", "secure-boot", "system", "customise", "init", "finalise", "live-iso", "report"}},
 		{"live without Secure Boot", "secure-boot: false\n", nil,
-			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "live-iso", "report"}},
+			[]string{"bootstrap", "packages", "init", "system", "finalise", "live-iso", "report"}},
 		{"BIOS disk", "", []config.Output{{Type: "disk", Path: "vm.img", Bootloader: "grub-bios"}},
-			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "disk", "report"}},
+			[]string{"bootstrap", "packages", "init", "system", "finalise", "disk", "report"}},
 		{"squashfs", "", []config.Output{{Type: "squashfs", Path: "sq"}},
-			[]string{"bootstrap", "chroot", "packages", "init", "system", "finalise", "squashfs", "report"}},
+			[]string{"bootstrap", "packages", "init", "system", "finalise", "squashfs", "report"}},
 		{"tarball", "", []config.Output{{Type: "tarball", Path: "t.tar"}},
-			[]string{"bootstrap", "chroot", "packages", "system", "finalise", "tarball", "report"}},
+			[]string{"bootstrap", "packages", "system", "finalise", "tarball", "report"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := spec(t, tc.extra)

@@ -24,7 +24,8 @@ import (
 )
 
 // Plan is everything the build will do, resolved from the config and the
-// host before anything is created.
+// host before anything is created. It is data: a build keeps what it opens
+// and mounts in its State, Bootstrap included (Bootstrapper.ForBuild).
 type Plan struct {
 	Spec      *config.Spec
 	Arch      arch.Arch
@@ -34,6 +35,7 @@ type Plan struct {
 	Security  string // security archive for the image ("" = none)
 	Updates   bool   // add <suite>-updates to the image's sources
 	Packages  []string
+	// Bootstrap is the backend with the config's settings.
 	Bootstrap bootstrap.Bootstrapper
 	// Interpreter is a qemu-user binary on the host that must be inside
 	// the root file system at InterpreterAt while the build runs (a
@@ -123,18 +125,8 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 			p.Notes = append(p.Notes, "rootless: the base system is made by the native bootstrapper (debootstrap needs real root)")
 		}
 	}
-	if p.Bootstrap, err = bootstrap.New(string(backend)); err != nil {
+	if p.Bootstrap, err = newBackend(s, backend, o.Rootless); err != nil {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
-	}
-	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
-		n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
-		if len(s.Auth) > 0 {
-			n.Client = archive.NewClient()
-			n.Client.Auth = s.Auth
-		}
-		if s.Cache == "" && o.Rootless {
-			n.CacheDir = UserCacheDir("debs")
-		}
 	}
 	p.Packages = packageList(s)
 	if n := initNote(s, p.Packages); n != "" {
@@ -190,6 +182,25 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		p.Security = ""
 	}
 	return p, nil
+}
+
+// newBackend is the bootstrap backend by its config name, with the
+// config's settings: the native one's package cache, credentials and
+// whether it accepts an unsigned archive.
+func newBackend(s *config.Spec, name config.Backend, rootless bool) (bootstrap.Bootstrapper, error) {
+	if name != config.Native {
+		return bootstrap.New(string(name))
+	}
+	n := bootstrap.NewNative()
+	n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
+	if len(s.Auth) > 0 {
+		n.Client = archive.NewClient()
+		n.Client.Auth = s.Auth
+	}
+	if s.Cache == "" && rootless {
+		n.CacheDir = UserCacheDir("debs")
+	}
+	return n, nil
 }
 
 // emulation decides how the target's programs run on this host: natively,

@@ -32,17 +32,54 @@ import (
 	"vmdeb/internal/live"
 )
 
-// bootstrapStage makes the base system.
+// Stages is the default pipeline for a plan: the common system stages,
+// then one stage per output, then the report. The chroot is no stage: the
+// runner sets it up for the stages that need it.
+func Stages(p *Plan) []Stage {
+	s := []Stage{bootstrapStage{}, packagesStage{}}
+	if p.TargetGrub {
+		s = append(s, targetGrubStage{})
+	}
+	if NeedsSecureBoot(p.Spec) {
+		s = append(s, secureBootStage{})
+	}
+	needInit := NeedsInit(p.Spec)
+	if needInit && p.Spec.Customise == "" {
+		s = append(s, initStage{})
+	}
+	s = append(s, systemStage{})
+	if p.Spec.Customise != "" {
+		s = append(s, hookStage{})
+		if needInit {
+			// The hook may install the init itself.
+			s = append(s, initStage{})
+		}
+	}
+	s = append(s, finaliseStage{})
+	for _, o := range p.Spec.Outputs {
+		switch o.Type {
+		case config.LiveISO:
+			s = append(s, liveISOStage{out: p.Spec.Path(o.Path)})
+		case config.Tarball:
+			s = append(s, tarballStage{out: p.Spec.Path(o.Path)})
+		case config.Directory:
+			s = append(s, directoryStage{out: p.Spec.Path(o.Path)})
+		case config.Squashfs:
+			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
+		case config.Disk:
+			s = append(s, diskStage{out: o})
+		}
+	}
+	return append(s, reportStage{})
+}
+
+// bootstrapStage makes the base system (cached: see CacheInputs).
 type bootstrapStage struct{}
 
 func (bootstrapStage) Name() string { return "bootstrap" }
 
 func (bootstrapStage) Run(ctx context.Context, st *State) error {
-	if err := st.Plan.Bootstrap.Bootstrap(ctx, st.Log, bootstrapRequest(st)); err != nil {
-		return err
-	}
-	st.bootstrapped = true
-	return nil
+	return st.Backend.Bootstrap(ctx, st.Log, bootstrapRequest(st))
 }
 
 func bootstrapRequest(st *State) bootstrap.Request {
@@ -54,43 +91,10 @@ func bootstrapRequest(st *State) bootstrap.Request {
 	}
 }
 
-// chrootStage mounts the kernel file systems and points apt at the build
-// mirror, moving the image's own sources aside until finalise.
-type chrootStage struct{}
-
-func (chrootStage) Name() string { return "chroot" }
-
-func (chrootStage) Run(ctx context.Context, st *State) error {
-	c, err := chroot.Setup(st.Rootfs, st.Log)
-	if err != nil {
-		return err
-	}
-	st.Chroot = c
-	p := st.Plan
-	if p.SourceDateEpoch > 0 {
-		// initramfs-tools, shadow and others then write fixed dates.
-		c.Env = append(c.Env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", p.SourceDateEpoch))
-	}
-	if err := c.UseSources(apt.BuildSources(p.Mirror, p.Spec.Suite, p.Spec.Components)); err != nil {
-		return err
-	}
-	// The native bootstrapper's package cache serves apt too.
-	if n, ok := p.Bootstrap.(*bootstrap.Native); ok {
-		if !st.bootstrapped && !st.attached {
-			// The base system came from the stage cache.
-			if err := n.Attach(ctx, st.Log, bootstrapRequest(st)); err != nil {
-				return err
-			}
-			st.attached = true
-		}
-		return n.ShareCache(ctx, c)
-	}
-	return nil
-}
-
 // packagesStage installs the kernel, the live stack and the config's
-// packages with apt, Recommends included, as the image will have them.
-type packagesStage struct{}
+// packages with apt, Recommends included, as the image will have them
+// (cached: see CacheInputs).
+type packagesStage struct{ inChroot }
 
 func (packagesStage) Name() string { return "packages" }
 
@@ -159,7 +163,7 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 
 // targetGrubStage fetches the target's GRUB EFI modules when the host has
 // none for its architecture.
-type targetGrubStage struct{}
+type targetGrubStage struct{ inChroot }
 
 func (targetGrubStage) Name() string { return "target-grub" }
 
@@ -216,7 +220,7 @@ func fetchTargetGrub(ctx context.Context, st *State) error {
 
 // secureBootStage fetches Debian's signed shim and GRUB for an ISO that
 // boots with Secure Boot on.
-type secureBootStage struct{}
+type secureBootStage struct{ inChroot }
 
 func (secureBootStage) Name() string { return "secure-boot" }
 
@@ -378,7 +382,7 @@ func (a *aptProgress) Write(p []byte) (int, error) {
 // systemStage sets the host name, creates the users and locks or sets
 // root's password. Passwords go to chpasswd on stdin, which hashes them:
 // they never appear on a command line or in the log.
-type systemStage struct{}
+type systemStage struct{ inChroot }
 
 func (systemStage) Name() string { return "system" }
 
@@ -471,7 +475,7 @@ func reproducibleHash(ctx context.Context, st *State, user, password string) (st
 
 // hookStage runs the config's customisation hook on the host as
 // `HOOK ROOTFS`, with the chroot mounts in place.
-type hookStage struct{}
+type hookStage struct{ inChroot }
 
 func (hookStage) Name() string { return "customise" }
 
@@ -547,18 +551,18 @@ func newFiles(before, after map[string]bool) []string {
 	return l
 }
 
-// finaliseStage cleans apt, tears the chroot down (which puts back the
-// image's own files) and writes the image's final apt sources.
-type finaliseStage struct{}
+// finaliseStage cleans apt in the chroot; once the runner has taken the
+// chroot down (which puts back the image's own files), it writes the
+// image's final apt sources and removes what the build left.
+type finaliseStage struct{ inChroot }
 
 func (finaliseStage) Name() string { return "finalise" }
 
 func (finaliseStage) Run(ctx context.Context, st *State) error {
-	if n, ok := st.Plan.Bootstrap.(*bootstrap.Native); ok {
-		// Keep what apt downloaded; apt-get clean then empties only the image's copy.
-		if err := n.UnshareCache(); err != nil {
-			return err
-		}
+	// Keep what apt downloaded (the native backend's package cache);
+	// apt-get clean then empties only the image's copy.
+	if err := st.Backend.UnshareCache(); err != nil {
+		return err
 	}
 	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: []string{"-q", "clean"}}); err != nil {
 		return err
@@ -566,11 +570,10 @@ func (finaliseStage) Run(ctx context.Context, st *State) error {
 	if err := renewFontCaches(ctx, st); err != nil {
 		return fmt.Errorf("fontconfig caches: %w", err)
 	}
-	err := st.Chroot.Close()
-	st.Chroot = nil
-	if err != nil {
-		return fmt.Errorf("teardown: %w", err)
-	}
+	return nil
+}
+
+func (finaliseStage) AfterChroot(ctx context.Context, st *State) error {
 	r, err := imgroot.Open(st.Rootfs)
 	if err != nil {
 		return err
