@@ -585,7 +585,7 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildR
 	}
 	fmt.Fprintf(term, "vmdeb %s: building %s (%s %s), log %s\n", Version, s.Name, s.Suite, p.Arch.Name, logPath)
 	start := time.Now()
-	st, err := build.Run(ctx, p, log, o)
+	st, err := build.Run(ctx, p, build.Stages(p), log, o)
 	if rep != nil {
 		rep.st = st
 	}
