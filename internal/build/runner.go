@@ -27,8 +27,9 @@ type Stage interface {
 }
 
 // chrootUser is a stage that runs programs in the chroot (or needs its
-// mounts in place). The runner sets the chroot up before the first such
-// stage and takes it down after the last one and around a cache save.
+// mounts in place). The chroot is up from the first such stage through
+// the last, the stages between included; a cache save in that span takes
+// it down and the next stage's start sets it up again.
 type chrootUser interface{ NeedsChroot() bool }
 
 // inChroot, embedded in a stage, makes it a chrootUser.
@@ -139,6 +140,9 @@ type runner struct {
 	host   host
 	cache  *stagecache.Cache
 	chroot io.Closer // the chroot, while it is up
+	// first and last are the indices of the first and the last stage
+	// that need the chroot (-1: none does).
+	first, last int
 	// setUp: the chroot was set up once (its step is logged once);
 	// attach: the base system was restored, and the backend must be
 	// attached to it before it serves the chroot.
@@ -158,6 +162,15 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 	r.attach = start > 0
+	r.first, r.last = -1, -1
+	for i, s := range r.stages {
+		if needsChroot(s) {
+			if r.first < 0 {
+				r.first = i
+			}
+			r.last = i
+		}
+	}
 	for i := start; i < len(r.stages); i++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted before %s: %w", r.stages[i].Name(), err)
@@ -171,12 +184,12 @@ func (r *runner) run(ctx context.Context) error {
 	return nil
 }
 
-// runStage runs stage i with the chroot up if it needs it, takes the
-// chroot down after the last stage that needs it, and saves the root file
-// system if the stage is cached.
+// runStage runs stage i, with the chroot up if the stage is in the
+// chroot's span, takes the chroot down after the span's last stage, and
+// saves the root file system if the stage is cached.
 func (r *runner) runStage(ctx context.Context, i int, points []cachePoint) error {
 	st, stage := r.st, r.stages[i]
-	if needsChroot(stage) && r.chroot == nil {
+	if r.first >= 0 && r.first <= i && i <= r.last && r.chroot == nil {
 		if err := r.openChroot(ctx); err != nil {
 			return &StageError{Stage: "chroot", Err: err}
 		}
@@ -187,7 +200,7 @@ func (r *runner) runStage(ctx context.Context, i int, points []cachePoint) error
 		return fail(err)
 	}
 	after, hasAfter := stage.(afterChroot)
-	if r.chroot != nil && (hasAfter || !r.chrootLater(i)) {
+	if r.chroot != nil && (hasAfter || i == r.last) {
 		if err := r.closeChroot(); err != nil {
 			return fail(fmt.Errorf("teardown: %w", err))
 		}
@@ -205,16 +218,6 @@ func (r *runner) runStage(ctx context.Context, i int, points []cachePoint) error
 		}
 	}
 	return nil
-}
-
-// chrootLater tells whether a stage after i needs the chroot.
-func (r *runner) chrootLater(i int) bool {
-	for _, s := range r.stages[i+1:] {
-		if needsChroot(s) {
-			return true
-		}
-	}
-	return false
 }
 
 // openChroot sets the chroot up (logged as the step "chroot" the first
