@@ -86,31 +86,9 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	}
 	rel, _ := apt.LookupSuite(s.Suite)
 	p := &Plan{Spec: s, Arch: a, Release: rel, Mirror: s.Mirror, AptMirror: s.AptMirror, Security: s.SecurityMirror, Rootless: o.Rootless}
-	host, hostErr := apt.DetectHostMirrors(o.HostRoot)
-	if u, e := aptauth.Split(host.Security); e != nil {
-		host.Security = u
-		s.Auth = append(s.Auth, *e)
-	}
-	if p.Mirror == "" {
-		if hostErr != nil {
-			return nil, &PreflightError{s.Errorf("mirror", "not set, and %v", hostErr)}
-		}
-		p.Mirror = host.Mirror
-		// The host's credentials for its mirror: in the URL (which no
-		// log or image may show) or in its auth.conf files.
-		if u, e := aptauth.Split(p.Mirror); e != nil {
-			p.Mirror = u
-			s.Auth = append(s.Auth, *e)
-		}
-		set, err := hostAuth(o.HostRoot)
-		if err != nil {
-			p.Notes = append(p.Notes, fmt.Sprintf("the host's apt credentials are not used: %v", err))
-		}
-		s.Auth = append(s.Auth, set...)
-	}
-	p.Mirror = strings.TrimRight(p.Mirror, "/")
-	if p.AptMirror == "" {
-		p.AptMirror = p.Mirror
+	host, err := p.mirrors(o.HostRoot)
+	if err != nil {
+		return nil, err
 	}
 	backend := s.Bootstrap
 	if o.Rootless {
@@ -154,34 +132,79 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if o.Offline {
 		return p, nil
 	}
+	if err := p.checkMirror(ctx, host.Security); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// mirrors sets the build's and the image's mirror: the config's, else
+// the host's, with the host's credentials for it. It returns the host's
+// mirrors (their credentials taken out of the URLs).
+func (p *Plan) mirrors(hostRoot string) (apt.HostMirrors, error) {
+	s := p.Spec
+	host, hostErr := apt.DetectHostMirrors(hostRoot)
+	if u, e := aptauth.Split(host.Security); e != nil {
+		host.Security = u
+		s.Auth = append(s.Auth, *e)
+	}
+	if p.Mirror == "" {
+		if hostErr != nil {
+			return host, &PreflightError{s.Errorf("mirror", "not set, and %v", hostErr)}
+		}
+		p.Mirror = host.Mirror
+		// The host's credentials for its mirror: in the URL (which no
+		// log or image may show) or in its auth.conf files.
+		if u, e := aptauth.Split(p.Mirror); e != nil {
+			p.Mirror = u
+			s.Auth = append(s.Auth, *e)
+		}
+		set, err := hostAuth(hostRoot)
+		if err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("the host's apt credentials are not used: %v", err))
+		}
+		s.Auth = append(s.Auth, set...)
+	}
+	p.Mirror = strings.TrimRight(p.Mirror, "/")
+	if p.AptMirror == "" {
+		p.AptMirror = p.Mirror
+	}
+	return host, nil
+}
+
+// checkMirror asks the mirror whether it has the suite, architecture and
+// components, and sets the Release digest and the image's updates and
+// security sources from its answer.
+func (p *Plan) checkMirror(ctx context.Context, hostSecurity string) error {
+	s, a := p.Spec, p.Arch
 	ri, err := apt.FetchRelease(ctx, p.Mirror, s.Suite, s.Auth)
 	var noAnswer *apt.NoAnswerError
 	switch {
 	case errors.As(err, &noAnswer):
-		return nil, &PreflightError{s.Errorf("mirror", "%v", err)}
+		return &PreflightError{s.Errorf("mirror", "%v", err)}
 	case archive.NotFound(err):
-		return nil, &PreflightError{s.Errorf("suite", "the mirror %s does not offer %s: %v", p.Mirror, s.Suite, err)}
+		return &PreflightError{s.Errorf("suite", "the mirror %s does not offer %s: %v", p.Mirror, s.Suite, err)}
 	case err != nil:
-		return nil, &PreflightError{s.Errorf("mirror", "cannot read %s from the mirror %s: %v", s.Suite, p.Mirror, err)}
+		return &PreflightError{s.Errorf("mirror", "cannot read %s from the mirror %s: %v", s.Suite, p.Mirror, err)}
 	}
 	p.ReleaseDigest = ri.Digest
 	if !ri.HasArch(a.Name) {
-		return nil, &PreflightError{s.Errorf("architecture", "the mirror's %s has no %s packages (it has: %s)", s.Suite, a.Name, strings.Join(ri.Architectures, ", "))}
+		return &PreflightError{s.Errorf("architecture", "the mirror's %s has no %s packages (it has: %s)", s.Suite, a.Name, strings.Join(ri.Architectures, ", "))}
 	}
 	for i, c := range s.Components {
 		if !ri.HasComponent(c) {
-			return nil, &PreflightError{s.Errorf(fmt.Sprintf("components[%d]", i), "the mirror's %s has no component %q (it has: %s)", s.Suite, c, strings.Join(ri.Components, ", "))}
+			return &PreflightError{s.Errorf(fmt.Sprintf("components[%d]", i), "the mirror's %s has no component %q (it has: %s)", s.Suite, c, strings.Join(ri.Components, ", "))}
 		}
 	}
 	if ri.Stable() {
 		p.Updates = true
 		if p.Security == "" {
-			p.Security = securityFor(p.AptMirror, host.Security)
+			p.Security = securityFor(p.AptMirror, hostSecurity)
 		}
 	} else if s.SecurityMirror == "" {
 		p.Security = ""
 	}
-	return p, nil
+	return nil
 }
 
 // newBackend is the bootstrap backend by its config name, with the
