@@ -55,9 +55,10 @@ type Bootstrapper interface {
 	// as Bootstrap would have left it.
 	Attach(ctx context.Context, log *buildlog.Log, r Request) error
 	// ShareCache is called once the chroot on the root file system is set
-	// up; UnshareCache undoes it (calling it again does nothing) and must
-	// come before the chroot is taken down and before apt's cache in the
-	// image is cleaned.
+	// up. UnshareCache undoes it; calling it again does nothing. The
+	// build calls it when it takes the chroot down (the chroot's
+	// processes killed first), and before it cleans apt's cache in the
+	// image.
 	ShareCache(ctx context.Context, c *chroot.Chroot) error
 	UnshareCache() error
 }
