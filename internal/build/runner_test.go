@@ -439,3 +439,39 @@ func checkCache(t *testing.T, st *State, actions ...string) {
 		}
 	}
 }
+
+// What the default pipeline's stages declare: the cached stages are the
+// bootstrap and the packages, in that order; the chroot's span runs from
+// the packages through finalise, which alone has work once it is down;
+// the outputs and the report run without it.
+func TestDefaultStagesDeclare(t *testing.T) {
+	s := spec(t, "customise: "+os.Args[0]+"\n")
+	s.Outputs = append(s.Outputs, config.Output{Type: config.Tarball, Path: "t.tar"})
+	p := &Plan{Spec: s, Bootstrap: bootstrap.Debootstrap{}, TargetGrub: true}
+	stages := Stages(p)
+	var cachedNames, chrootNames, afterNames []string
+	for _, st := range stages {
+		if _, ok := st.(cached); ok {
+			cachedNames = append(cachedNames, st.Name())
+		}
+		if needsChroot(st) {
+			chrootNames = append(chrootNames, st.Name())
+		}
+		if _, ok := st.(afterChroot); ok {
+			afterNames = append(afterNames, st.Name())
+		}
+	}
+	if want := []string{"bootstrap", "packages"}; !slices.Equal(cachedNames, want) {
+		t.Errorf("cached %v, want %v", cachedNames, want)
+	}
+	if want := []string{"packages", "target-grub", "secure-boot", "system", "customise", "finalise"}; !slices.Equal(chrootNames, want) {
+		t.Errorf("in the chroot %v, want %v", chrootNames, want)
+	}
+	if want := []string{"finalise"}; !slices.Equal(afterNames, want) {
+		t.Errorf("with work after the chroot %v, want %v", afterNames, want)
+	}
+	pts := cachePoints(p, stages)
+	if len(pts) != 2 || pts[0].index != 0 || pts[1].index != 1 || pts[1].parent != pts[0].key || pts[0].parent != "" {
+		t.Errorf("cache points %+v", pts)
+	}
+}
