@@ -19,6 +19,7 @@ import (
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/build"
+	"vmdeb/internal/buildervm"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 	"vmdeb/internal/ns"
@@ -114,8 +115,8 @@ func args(n int) cobra.PositionalArgs {
 
 // checkFlags are vmdeb check's options.
 type checkFlags struct {
-	offline, json                    bool
-	iso, outDir, logPath, reportPath string
+	offline, json                          bool
+	isolation, outDir, logPath, reportPath string
 }
 
 func checkCmd() *cobra.Command {
@@ -152,7 +153,7 @@ status is as without it.`,
 	}
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not ask the mirror whether it has the suite")
 	c.Flags().BoolVar(&f.json, "json", false, "print one JSON document (docs/json.md) instead of prose")
-	c.Flags().StringVar(&f.iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
+	c.Flags().StringVar(&f.isolation, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "check for a build with --outdir DIR")
 	c.Flags().StringVar(&f.logPath, "log", "", "check for a build with --log FILE")
@@ -180,10 +181,10 @@ func runCheck(ctx context.Context, path string, f checkFlags, out io.Writer, r *
 		return err
 	}
 	r.Outputs = plannedFiles(s, f.logPath, extra...)
-	if err := checkIsolationFlag(f.iso); err != nil {
+	if err := checkIsolationFlag(f.isolation); err != nil {
 		return err
 	}
-	where, err := isolationFor(s, f.iso)
+	where, err := isolationFor(s, f.isolation)
 	if err != nil {
 		return err
 	}
@@ -235,13 +236,18 @@ type reportFlags struct {
 // stdout carries the JSON report (--json).
 var prose io.Writer = os.Stdout
 
+// buildFlags are vmdeb build's options.
+type buildFlags struct {
+	run             build.RunOptions
+	logPath, outDir string
+	cache           cacheFlags
+	isolation       string
+	inVM            bool
+	report          reportFlags
+}
+
 func buildCmd() *cobra.Command {
-	var o build.RunOptions
-	var logPath, outDir string
-	var cf cacheFlags
-	var iso string
-	var inVM bool
-	var rf reportFlags
+	var f buildFlags
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
 		Short: "Build the outputs config files describe; a directory means every *.yaml in it",
@@ -267,86 +273,91 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 		},
 		ValidArgsFunction: configArgs,
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if inVM {
-				if iso != "" && iso != "vm" {
-					return &usageError{fmt.Errorf("--vm and --isolation %s contradict each other", iso)}
-				}
-				iso = "vm"
-			}
-			if rf.json {
-				prose = os.Stderr
-			}
-			if ns.Inside() {
-				var rep *buildReporter
-				if rf.json || rf.path != "" {
-					rep = newBuildReporter(a[0], rf.path, nil)
-					if rf.json {
-						rep.stdout = os.Stdout
-					}
-				}
-				s, err := loadForBuild(a[0], outDir)
-				if err != nil {
-					return rep.finish(err)
-				}
-				if o.Cache, err = cf.open(); err != nil {
-					return rep.finish(&exitError{exitFailed, err})
-				}
-				return buildInside(s, o, logPath, rep)
-			}
-			var rep *buildReporter
-			if rf.json {
-				// Errors before the build starts; the build's own
-				// process reports the rest.
-				rep = newBuildReporter(a[0], "", os.Stdout)
-			}
-			err := buildOuter(cmd.Context(), a, o, cf, iso, logPath, outDir, rf, rep)
-			if rep != nil && !rep.launched {
-				return rep.finish(err)
-			}
-			return err
+			return runBuild(cmd.Context(), a, f)
 		},
 	}
-	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
-	c.Flags().BoolVar(&o.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
-	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
-	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
-	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
-	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
-	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
+	c.Flags().StringVar(&f.run.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
+	c.Flags().BoolVar(&f.run.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
+	c.Flags().StringVar(&f.logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
+	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
+	c.Flags().BoolVar(&f.cache.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
+	c.Flags().StringVar(&f.cache.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
+	c.Flags().StringVar(&f.isolation, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
-	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
-	c.Flags().StringVar(&rf.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
-	c.Flags().BoolVar(&rf.json, "json", false, "print the JSON report on stdout; messages go to stderr")
+	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
+	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
+	c.Flags().BoolVar(&f.report.json, "json", false, "print the JSON report on stdout; messages go to stderr")
 	return c
+}
+
+// runBuild is vmdeb build: outside the build's namespaces (buildOuter),
+// or inside them, in the process buildOne started (buildInside).
+func runBuild(ctx context.Context, a []string, f buildFlags) error {
+	if f.inVM {
+		if f.isolation != "" && f.isolation != "vm" {
+			return &usageError{fmt.Errorf("--vm and --isolation %s contradict each other", f.isolation)}
+		}
+		f.isolation = "vm"
+	}
+	if f.report.json {
+		prose = os.Stderr
+	}
+	if ns.Inside() {
+		var rep *buildReporter
+		if f.report.json || f.report.path != "" {
+			rep = newBuildReporter(a[0], f.report.path, nil)
+			if f.report.json {
+				rep.stdout = os.Stdout
+			}
+		}
+		s, err := loadForBuild(a[0], f.outDir)
+		if err != nil {
+			return rep.finish(err)
+		}
+		if f.run.Cache, err = f.cache.open(); err != nil {
+			return rep.finish(&exitError{exitFailed, err})
+		}
+		return buildInside(s, f.run, f.logPath, rep)
+	}
+	var rep *buildReporter
+	if f.report.json {
+		// Errors before the build starts; the build's own
+		// process reports the rest.
+		rep = newBuildReporter(a[0], "", os.Stdout)
+	}
+	err := buildOuter(ctx, a, f, rep)
+	if rep != nil && !rep.launched {
+		return rep.finish(err)
+	}
+	return err
 }
 
 // buildOuter is vmdeb build outside the build's namespaces: the configs
 // are checked and each built in a process of its own.
-func buildOuter(ctx context.Context, a []string, o build.RunOptions, cf cacheFlags, iso, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
-	if _, err := cf.dir(); err != nil {
+func buildOuter(ctx context.Context, a []string, f buildFlags, rep *buildReporter) error {
+	if _, err := f.cache.dir(); err != nil {
 		return err
 	}
 	configs, err := expandConfigs(a)
 	if err != nil {
 		return &usageError{err}
 	}
-	if len(configs) > 1 && logPath != "" {
+	if len(configs) > 1 && f.logPath != "" {
 		return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
 	}
-	if len(configs) > 1 && (rf.path != "" || rf.json) {
+	if len(configs) > 1 && (f.report.path != "" || f.report.json) {
 		return &usageError{errors.New("--report and --json describe one build; with several configs build each with its own --report FILE")}
 	}
-	if rf.path, err = absReport(rf.path); err != nil {
+	if f.report.path, err = absReport(f.report.path); err != nil {
 		return err
 	}
-	if err := checkIsolationFlag(iso); err != nil {
+	if err := checkIsolationFlag(f.isolation); err != nil {
 		return err
 	}
-	o.Isolation = iso
 	if len(configs) == 1 {
-		return buildOne(ctx, configs[0], o, cf, logPath, outDir, rf, rep)
+		return buildOne(ctx, configs[0], f, rep)
 	}
-	return buildSet(ctx, configs, o, cf, outDir)
+	return buildSet(ctx, configs, f)
 }
 
 // expandConfigs turns the arguments into config files: a directory stands
@@ -388,34 +399,34 @@ func loadForBuild(path, outDir string) (*config.Spec, error) {
 // namespaces (a second vmdeb process) and returns its status.
 // rep, when given, gets what is known before the build's own process
 // starts (and is marked launched once it has).
-func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlags, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
-	s, err := loadForBuild(path, outDir)
+func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter) error {
+	s, err := loadForBuild(path, f.outDir)
 	if err != nil {
 		return err
 	}
 	if rep != nil {
 		rep.spec, rep.rep.ConfigFile = s, s.File
 	}
-	where, err := isolationFor(s, o.Isolation)
+	where, err := isolationFor(s, f.isolation)
 	if err != nil {
 		return err
 	}
-	extra := reportWritten(rf.path)
-	if err := build.CheckOutputs(s, logPath, extra...); err != nil {
+	extra := reportWritten(f.report.path)
+	if err := build.CheckOutputs(s, f.logPath, extra...); err != nil {
 		return err
 	}
 	// Held until the build ends (or this process dies): a second build of
 	// the same outputs fails here.
-	locks, err := build.LockOutputs(s, logPath, extra...)
+	locks, err := build.LockOutputs(s, f.logPath, extra...)
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
 	defer locks.Release()
 	if where == config.VM {
-		if rf.json {
+		if f.report.json {
 			return &usageError{errors.New("--json: a build in a builder VM (isolation vm) cannot print its report on stdout (the VM's console is there); use --report FILE")}
 		}
-		return buildInVM(ctx, path, s, o, cf, logPath, outDir, rf.path)
+		return buildInVM(ctx, path, s, f.run, f.logPath, f.outDir, f.report.path)
 	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
@@ -424,36 +435,26 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		return err
 	}
 	if rep != nil {
-		rep.plan, rep.iso = p, string(where)
+		rep.plan, rep.isolation = p, string(where)
 	}
-	workParent := o.WorkDir
+	workParent := f.run.WorkDir
 	if workParent == "" {
 		workParent = "/var/tmp"
 	}
 	if err := build.CheckPrivateDir(workParent); err != nil {
 		return &build.PreflightError{Err: err}
 	}
-	args := []string{"build"}
-	if o.WorkDir != "" {
-		args = append(args, "--workdir", o.WorkDir)
-	}
-	if o.KeepWork {
-		args = append(args, "--keep-work")
-	}
-	if logPath != "" {
-		args = append(args, "--log", logPath)
-	}
-	if outDir != "" {
-		args = append(args, "--outdir", outDir)
-	}
-	if rf.path != "" {
-		args = append(args, "--report", rf.path)
-	}
-	if rf.json {
-		args = append(args, "--json")
-	}
-	args = append(args, cf.args()...)
+	stageCache, _ := f.cache.dir()
+	args := buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
+		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path}
+	return reexec(path, where, args.Argv(), rep)
+}
+
+// reexec runs the build (argv) in a vmdeb process of its own, in the
+// namespaces of isolation where, and returns its status.
+func reexec(path string, where config.Isolation, argv []string, rep *buildReporter) error {
 	var code int
+	var err error
 	if where == config.Userns {
 		up, uerr := ns.PlanUserns()
 		if uerr != nil {
@@ -463,12 +464,12 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 			rep.launched = true
 		}
 		fmt.Fprintf(prose, "vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
-		code, err = ns.ReexecUserns(up, append(args, path))
+		code, err = ns.ReexecUserns(up, argv)
 	} else {
 		if rep != nil {
 			rep.launched = true
 		}
-		code, err = ns.Reexec(append(args, path))
+		code, err = ns.Reexec(argv)
 	}
 	if err != nil {
 		return &exitError{exitFailed, err}
@@ -481,7 +482,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 
 // buildSet builds several images one after the other; a failure does not
 // stop the others. The table at the end says how each went.
-func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cacheFlags, outDir string) error {
+func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 	type row struct {
 		config, result, size string
 		took                 time.Duration
@@ -494,7 +495,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 		}
 		fmt.Printf("\n### %s\n", c)
 		start := time.Now()
-		err := buildOne(ctx, c, o, cf, "", outDir, reportFlags{}, nil)
+		err := buildOne(ctx, c, f, nil)
 		r := row{config: c, result: "ok", took: time.Since(start)}
 		var ee *exitError
 		if errors.As(err, &ee) && ee.code >= 128 {
@@ -506,7 +507,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 			failed++
 			r.result = "FAILED"
 			fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
-		} else if s, lerr := loadForBuild(c, outDir); lerr == nil {
+		} else if s, lerr := loadForBuild(c, f.outDir); lerr == nil {
 			var total int64
 			for _, out := range s.Outputs {
 				if fi, err := os.Stat(s.Path(out.Path)); err == nil {
@@ -547,9 +548,9 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildR
 		return err
 	}
 	if rep != nil {
-		rep.plan, rep.iso = p, "host"
+		rep.plan, rep.isolation = p, "host"
 		if ns.Rootless() {
-			rep.iso = "userns"
+			rep.isolation = "userns"
 		}
 	}
 	var extra []build.Written
