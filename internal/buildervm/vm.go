@@ -306,22 +306,7 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 	done := make(chan struct{})
 	defer close(done)
 	ready := make(chan struct{})
-	go func() {
-		t := time.NewTimer(j.BootTimeout)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-ready:
-			select {
-			case <-ctx.Done():
-			case <-done:
-			}
-		case <-done:
-			return
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}()
+	go killUnless(ctx, cmd.Process.Pid, j.BootTimeout, ready, done)
 
 	w := &watcher{console: j.Console, ready: ready}
 	io.Copy(w, stdout)
@@ -341,6 +326,35 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 			}
 		}
 	}
+	res, err = j.outcome(res, w, jobDir, start, werr, stderr.String())
+	return res, "", err
+}
+
+// killUnless kills the process group pid when ctx is cancelled, or when
+// the guest is not ready (ready closed) within bootTimeout; done says
+// the process has ended.
+func killUnless(ctx context.Context, pid int, bootTimeout time.Duration, ready, done <-chan struct{}) {
+	t := time.NewTimer(bootTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-ready:
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+	case <-done:
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// outcome reads what the guest left in the job directory once qemu
+// (started at start, ended with werr, having written stderr) is gone:
+// the scratch disk's peak and the build's exit status, or why there is
+// none.
+func (j *Job) outcome(res Result, w *watcher, jobDir string, start time.Time, werr error, stderr string) (Result, error) {
 	if data, err := os.ReadFile(filepath.Join(jobDir, "scratch-peak-kib")); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
 			res.ScratchPeak = n << 10
@@ -359,15 +373,14 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 		if werr != nil {
 			why += fmt.Sprintf(" (qemu: %v)", werr)
 		}
-		if e := strings.TrimSpace(stderr.String()); e != "" {
+		if e := strings.TrimSpace(stderr); e != "" {
 			why += "\nqemu said:\n    " + strings.ReplaceAll(tail(e, 10), "\n", "\n    ")
 		}
-		return res, "", fmt.Errorf("%s; last console lines:\n%s", why, w.last())
+		return res, fmt.Errorf("%s; last console lines:\n%s", why, w.last())
 	}
-	if res.Status, err = ParseStatus(data); err != nil {
-		return res, "", err
-	}
-	return res, "", nil
+	var err error
+	res.Status, err = ParseStatus(data)
+	return res, err
 }
 
 // watcher reads the serial console: boot messages are kept (shown only
@@ -382,8 +395,8 @@ type watcher struct {
 	noSpace bool
 	// noSpaceScratch: a "no space" line named the scratch disk.
 	noSpaceScratch bool
-	exited         bool
-	held           []byte // the start of a line not written yet // the guest printed its exit status
+	exited         bool   // the guest printed its exit status
+	held           []byte // the start of a line not written yet
 }
 
 func (w *watcher) Write(p []byte) (int, error) {
