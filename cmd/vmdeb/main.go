@@ -640,53 +640,7 @@ func bootCmd() *cobra.Command {
 		Short: "Boot an image in qemu and wait for a login prompt on the serial console",
 		Args:  args(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if archName != "" {
-				if _, err := arch.Lookup(archName); err != nil {
-					return &usageError{fmt.Errorf("--arch: %v", err)}
-				}
-			}
-			if _, err := os.Stat(a[0]); err != nil {
-				return &usageError{err}
-			}
-			if o.SecureBoot {
-				if cmd.Flags().Changed("uefi") && !o.UEFI {
-					return &usageError{fmt.Errorf("--secure-boot needs UEFI, and --uefi=false asks for BIOS")}
-				}
-				o.UEFI = true
-			}
-			choice, err := chooseBoot(a[0], archName, cmd.Flags().Changed("uefi") || o.SecureBoot, o.UEFI)
-			if err != nil {
-				return err
-			}
-			o.Image, o.Arch, o.UEFI = a[0], choice.Arch, choice.UEFI
-			if o.ScreenshotAfter != 0 && o.Screenshot == "" {
-				return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
-			}
-			if o.ScreenshotAfter < 0 {
-				return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
-			}
-			if verbose {
-				o.Console = os.Stdout
-			}
-			o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
-			o.Log("vmdeb boot: %s", choice.Why)
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			res, err := qemu.Boot(ctx, o)
-			if err != nil {
-				return &exitError{exitFailed, err}
-			}
-			fmt.Printf("booted %s to %q in %s (%s)\n", a[0], res.Matched, res.Elapsed.Round(time.Second), res.Accel)
-			if o.Run != "" {
-				fmt.Print(res.RunOutput)
-				if !strings.HasSuffix(res.RunOutput, "\n") {
-					fmt.Println()
-				}
-				if res.RunStatus != 0 {
-					return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
-				}
-			}
-			return nil
+			return runBoot(a[0], archName, cmd.Flags().Changed("uefi"), verbose, o)
 		},
 	}
 	f := c.Flags()
@@ -706,4 +660,56 @@ func bootCmd() *cobra.Command {
 	f.IntVar(&o.Entry, "entry", 0, "boot the menu entry this many places below the default (e.g. the installer's)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
 	return c
+}
+
+// runBoot is vmdeb boot: image booted with o (--arch archName; --uefi
+// given or not; -v), its result printed.
+func runBoot(image, archName string, uefiGiven, verbose bool, o qemu.Options) error {
+	if archName != "" {
+		if _, err := arch.Lookup(archName); err != nil {
+			return &usageError{fmt.Errorf("--arch: %v", err)}
+		}
+	}
+	if _, err := os.Stat(image); err != nil {
+		return &usageError{err}
+	}
+	if o.SecureBoot {
+		if uefiGiven && !o.UEFI {
+			return &usageError{fmt.Errorf("--secure-boot needs UEFI, and --uefi=false asks for BIOS")}
+		}
+		o.UEFI = true
+	}
+	choice, err := chooseBoot(image, archName, uefiGiven || o.SecureBoot, o.UEFI)
+	if err != nil {
+		return err
+	}
+	o.Image, o.Arch, o.UEFI = image, choice.Arch, choice.UEFI
+	if o.ScreenshotAfter != 0 && o.Screenshot == "" {
+		return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
+	}
+	if o.ScreenshotAfter < 0 {
+		return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
+	}
+	if verbose {
+		o.Console = os.Stdout
+	}
+	o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
+	o.Log("vmdeb boot: %s", choice.Why)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := qemu.Boot(ctx, o)
+	if err != nil {
+		return &exitError{exitFailed, err}
+	}
+	fmt.Printf("booted %s to %q in %s (%s)\n", image, res.Matched, res.Elapsed.Round(time.Second), res.Accel)
+	if o.Run != "" {
+		fmt.Print(res.RunOutput)
+		if !strings.HasSuffix(res.RunOutput, "\n") {
+			fmt.Println()
+		}
+		if res.RunStatus != 0 {
+			return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
+		}
+	}
+	return nil
 }

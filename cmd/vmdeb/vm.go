@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vmdeb/internal/archive"
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildervm"
 	"vmdeb/internal/config"
@@ -79,17 +78,13 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 
 // builderImage is the builder image im: VMDEB_BUILDER_IMAGE when set (one
 // made by another vmdeb, for debugging the VM side), else the cached one
-// for this vmdeb binary (self), made with mk on first use.
+// for this vmdeb binary (self).
 func builderImage(ctx context.Context, im buildervm.Image, self string, mk buildervm.Maker, logf func(string, ...any)) (string, error) {
 	if img := os.Getenv("VMDEB_BUILDER_IMAGE"); img != "" {
 		return img, nil
 	}
-	sum, _, err := archive.HashFile(self)
-	if err != nil {
-		return "", err
-	}
 	cache := buildervm.Cache{Dir: buildervm.CacheDir(os.Geteuid())}
-	return cache.Ensure(ctx, im, im.Key(Version, sum), Version, mk, logf)
+	return cache.EnsureFor(ctx, im, self, Version, mk, logf)
 }
 
 // builderCacheCmd is `vmdeb cache builders`: the cached builder images.

@@ -218,6 +218,17 @@ func CacheDir(euid int) string {
 	return config.UserCacheDir("builders")
 }
 
+// EnsureFor returns the builder image im for the vmdeb binary of
+// version, made with mk and cached on first use: a new binary gets an
+// image of its own (Image.Key).
+func (c Cache) EnsureFor(ctx context.Context, im Image, binary, version string, mk Maker, log func(string, ...any)) (string, error) {
+	sum, _, err := archive.HashFile(binary)
+	if err != nil {
+		return "", err
+	}
+	return c.Ensure(ctx, im, im.Key(version, sum), version, mk, log)
+}
+
 // HostArch is the builder's architecture (the host's), once the host is
 // found to have what booting it takes.
 func HostArch() (arch.Arch, error) {
