@@ -246,8 +246,10 @@ type buildFlags struct {
 	report          reportFlags
 }
 
-func buildCmd() *cobra.Command {
-	var f buildFlags
+func buildCmd() *cobra.Command { return newBuildCmd(&buildFlags{}) }
+
+// newBuildCmd is vmdeb build, its flags parsed into f.
+func newBuildCmd(f *buildFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
 		Short: "Build the outputs config files describe; a directory means every *.yaml in it",
@@ -273,7 +275,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 		},
 		ValidArgsFunction: configArgs,
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return runBuild(cmd.Context(), a, f)
+			return runBuild(cmd.Context(), a, *f)
 		},
 	}
 	c.Flags().StringVar(&f.run.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
@@ -439,15 +441,20 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 	}
 	workParent := f.run.WorkDir
 	if workParent == "" {
-		workParent = "/var/tmp"
+		workParent = config.DefaultWorkDir
 	}
 	if err := build.CheckPrivateDir(workParent); err != nil {
 		return &build.PreflightError{Err: err}
 	}
+	return reexec(path, where, f.inner(path).Argv(), rep)
+}
+
+// inner is the command line of the build of path in its namespaces: the
+// options of f it needs, the stage cache's directory resolved.
+func (f buildFlags) inner(path string) buildervm.BuildArgs {
 	stageCache, _ := f.cache.dir()
-	args := buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
+	return buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
 		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path}
-	return reexec(path, where, args.Argv(), rep)
 }
 
 // reexec runs the build (argv) in a vmdeb process of its own, in the

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
 )
 
@@ -77,10 +78,10 @@ var (
 	noSpaceScratch = regexp.MustCompile(`(?i)/scratch\S*.*no space left on device|no space left on device.*/scratch`)
 )
 
-// tags names the i-th share's 9p mount tag.
+// tag names the i-th share's 9p mount tag.
 func tag(i int) string { return "vmdeb" + strconv.Itoa(i) }
 
-// Args is the qemu command line (without the binary) for job j whose job
+// qemuArgs is the qemu command line (without the binary) for job j whose job
 // directory is jobDir, the vmdeb binary's directory binDir, the scratch
 // disk open as the child's file descriptor 3.
 func (j *Job) qemuArgs(accel string, fw qemu.Firmware, jobDir, binDir string) []string {
@@ -120,7 +121,7 @@ func (j *Job) qemuArgs(accel string, fw qemu.Firmware, jobDir, binDir string) []
 
 func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// Mounts is the job's mounts file: "TAG ro|rw PATH" per share, in order.
+// mounts is the job's mounts file: "TAG ro|rw PATH" per share, in order.
 func (j *Job) mounts() string {
 	var b strings.Builder
 	for i, s := range j.Shares {
@@ -255,7 +256,7 @@ func qemuPackage(j Job) string {
 func (j *Job) scratchFile() (*os.File, error) {
 	dir := j.TempDir
 	if dir == "" {
-		dir = "/var/tmp"
+		dir = config.DefaultWorkDir
 	}
 	f, err := os.CreateTemp(dir, ".vmdeb-scratch-")
 	if err != nil {

@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 )
 
+// DefaultWorkDir is where a build's work directory (and a builder VM's
+// scratch disk) is made unless --workdir names another parent.
+const DefaultWorkDir = "/var/tmp"
+
 // Builder VM defaults (builder: in the config overrides them).
 const (
 	DefaultBuilderMemory  = 2 << 30
