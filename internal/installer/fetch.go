@@ -282,7 +282,7 @@ func (f *Fetcher) fromNetboot(ctx context.Context, rel *archive.Release, mirror,
 	}
 	deb := filepath.Join(out.Dir, ".netboot.deb")
 	defer os.Remove(deb)
-	f.logf("installer: fetching %s %s (%d MB)", pkg.Name, pkg.Version, pkg.Size>>20)
+	f.logf("installer: fetching %s %s (%d MiB)", pkg.Name, pkg.Version, pkg.Size>>20)
 	if err := f.client().Download(ctx, mirror+"/"+pkg.Filename, deb, pkg.Filename, archive.FileInfo{SHA256: pkg.SHA256, Size: pkg.Size}); err != nil {
 		var he *archive.HashError
 		if errors.As(err, &he) {
