@@ -40,21 +40,26 @@ type Client struct {
 	Auth aptauth.Set
 }
 
+// transport is every NewClient's: one pool of connections to the
+// mirrors for all of a process's downloads.
+var transport = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout:   20 * time.Second,
+	ResponseHeaderTimeout: 30 * time.Second,
+	MaxIdleConnsPerHost:   16,
+	IdleConnTimeout:       60 * time.Second,
+	// Packages are already compressed; asking for gzip only costs CPU.
+	DisableCompression: true,
+}
+
 // NewClient returns a Client with the defaults vmdeb uses: generous enough
 // for a large package on a slow mirror, short enough that a dead mirror
-// fails the build in minutes, not hours.
+// fails the build in minutes, not hours. Every download vmdeb makes goes
+// through such a client (the bootstrap's packages, the preflight's
+// Release, debian-installer's files).
 func NewClient() *Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   20 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       60 * time.Second,
-		// Packages are already compressed; asking for gzip only costs CPU.
-		DisableCompression: true,
-	}
-	return &Client{HTTP: &http.Client{Transport: tr}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, MinSpeed: DefaultMinSpeed, Retries: 3, Backoff: 500 * time.Millisecond}
+	return &Client{HTTP: &http.Client{Transport: transport}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, MinSpeed: DefaultMinSpeed, Retries: 3, Backoff: 500 * time.Millisecond}
 }
 
 // DefaultMinSpeed is the low-speed limit of NewClient: 1 KiB/s over the
