@@ -247,7 +247,10 @@ func (f *Fetcher) imageFiles(ctx context.Context, imagesURL, arch string, list m
 			}
 			return err
 		}
-		fi, _ := os.Stat(dst)
+		fi, err := os.Stat(dst)
+		if err != nil {
+			return err
+		}
 		f.logf("installer: %s (%d bytes) verified", im.local, fi.Size())
 	}
 	return nil
