@@ -32,7 +32,7 @@ func (f cacheFlags) dir() (string, error) {
 	switch d {
 	case "":
 		if os.Geteuid() != 0 {
-			return build.UserCacheDir("stages"), nil
+			return config.UserCacheDir("stages"), nil
 		}
 		return stagecache.DefaultDir, nil
 	case "off":

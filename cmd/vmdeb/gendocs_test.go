@@ -294,10 +294,10 @@ func TestCompletions(t *testing.T) {
 			t.Errorf("completion of vmdeb cache does not offer %s:\n%s", want, sub)
 		}
 	}
-	iso := execute(t, "__complete", "build", "--isolation", "")
+	isolations := execute(t, "__complete", "build", "--isolation", "")
 	for _, i := range config.Isolations {
-		if !slices.Contains(strings.Split(iso, "\n"), string(i)) {
-			t.Errorf("completion of --isolation does not offer %s:\n%s", i, iso)
+		if !slices.Contains(strings.Split(isolations, "\n"), string(i)) {
+			t.Errorf("completion of --isolation does not offer %s:\n%s", i, isolations)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/build"
+	"vmdeb/internal/buildervm"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 	"vmdeb/internal/ns"
@@ -114,8 +115,8 @@ func args(n int) cobra.PositionalArgs {
 
 // checkFlags are vmdeb check's options.
 type checkFlags struct {
-	offline, json                    bool
-	iso, outDir, logPath, reportPath string
+	offline, json                          bool
+	isolation, outDir, logPath, reportPath string
 }
 
 func checkCmd() *cobra.Command {
@@ -152,7 +153,7 @@ status is as without it.`,
 	}
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not ask the mirror whether it has the suite")
 	c.Flags().BoolVar(&f.json, "json", false, "print one JSON document (docs/json.md) instead of prose")
-	c.Flags().StringVar(&f.iso, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
+	c.Flags().StringVar(&f.isolation, "isolation", "", "check for a build with this isolation: "+config.Join(config.Isolations)+" (default: as vmdeb build would choose)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "check for a build with --outdir DIR")
 	c.Flags().StringVar(&f.logPath, "log", "", "check for a build with --log FILE")
@@ -180,10 +181,10 @@ func runCheck(ctx context.Context, path string, f checkFlags, out io.Writer, r *
 		return err
 	}
 	r.Outputs = plannedFiles(s, f.logPath, extra...)
-	if err := checkIsolationFlag(f.iso); err != nil {
+	if err := checkIsolationFlag(f.isolation); err != nil {
 		return err
 	}
-	where, err := isolationFor(s, f.iso)
+	where, err := isolationFor(s, f.isolation)
 	if err != nil {
 		return err
 	}
@@ -235,13 +236,20 @@ type reportFlags struct {
 // stdout carries the JSON report (--json).
 var prose io.Writer = os.Stdout
 
-func buildCmd() *cobra.Command {
-	var o build.RunOptions
-	var logPath, outDir string
-	var cf cacheFlags
-	var iso string
-	var inVM bool
-	var rf reportFlags
+// buildFlags are vmdeb build's options.
+type buildFlags struct {
+	run             build.RunOptions
+	logPath, outDir string
+	cache           cacheFlags
+	isolation       string
+	inVM            bool
+	report          reportFlags
+}
+
+func buildCmd() *cobra.Command { return newBuildCmd(&buildFlags{}) }
+
+// newBuildCmd is vmdeb build, its flags parsed into f.
+func newBuildCmd(f *buildFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build CONFIG|DIR...",
 		Short: "Build the outputs config files describe; a directory means every *.yaml in it",
@@ -267,86 +275,91 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 		},
 		ValidArgsFunction: configArgs,
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if inVM {
-				if iso != "" && iso != "vm" {
-					return &usageError{fmt.Errorf("--vm and --isolation %s contradict each other", iso)}
-				}
-				iso = "vm"
-			}
-			if rf.json {
-				prose = os.Stderr
-			}
-			if ns.Inside() {
-				var rep *buildReporter
-				if rf.json || rf.path != "" {
-					rep = newBuildReporter(a[0], rf.path, nil)
-					if rf.json {
-						rep.stdout = os.Stdout
-					}
-				}
-				s, err := loadForBuild(a[0], outDir)
-				if err != nil {
-					return rep.finish(err)
-				}
-				if o.Cache, err = cf.open(); err != nil {
-					return rep.finish(&exitError{exitFailed, err})
-				}
-				return buildInside(s, o, logPath, rep)
-			}
-			var rep *buildReporter
-			if rf.json {
-				// Errors before the build starts; the build's own
-				// process reports the rest.
-				rep = newBuildReporter(a[0], "", os.Stdout)
-			}
-			err := buildOuter(cmd.Context(), a, o, cf, iso, logPath, outDir, rf, rep)
-			if rep != nil && !rep.launched {
-				return rep.finish(err)
-			}
-			return err
+			return runBuild(cmd.Context(), a, *f)
 		},
 	}
-	c.Flags().StringVar(&o.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
-	c.Flags().BoolVar(&o.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
-	c.Flags().StringVar(&logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
-	c.Flags().StringVarP(&outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
-	c.Flags().BoolVar(&cf.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
-	c.Flags().StringVar(&cf.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
-	c.Flags().StringVar(&iso, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
+	c.Flags().StringVar(&f.run.WorkDir, "workdir", "", "parent directory for the work directory (default /var/tmp)")
+	c.Flags().BoolVar(&f.run.KeepWork, "keep-work", false, "keep the work directory (the root file system) for debugging")
+	c.Flags().StringVar(&f.logPath, "log", "", "build log file (default: NAME.build.log beside the first output)")
+	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
+	c.Flags().BoolVar(&f.cache.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
+	c.Flags().StringVar(&f.cache.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
+	c.Flags().StringVar(&f.isolation, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
-	c.Flags().BoolVar(&inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
-	c.Flags().StringVar(&rf.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
-	c.Flags().BoolVar(&rf.json, "json", false, "print the JSON report on stdout; messages go to stderr")
+	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
+	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
+	c.Flags().BoolVar(&f.report.json, "json", false, "print the JSON report on stdout; messages go to stderr")
 	return c
+}
+
+// runBuild is vmdeb build: outside the build's namespaces (buildOuter),
+// or inside them, in the process buildOne started (buildInside).
+func runBuild(ctx context.Context, a []string, f buildFlags) error {
+	if f.inVM {
+		if f.isolation != "" && f.isolation != "vm" {
+			return &usageError{fmt.Errorf("--vm and --isolation %s contradict each other", f.isolation)}
+		}
+		f.isolation = "vm"
+	}
+	if f.report.json {
+		prose = os.Stderr
+	}
+	if ns.Inside() {
+		var rep *buildReporter
+		if f.report.json || f.report.path != "" {
+			rep = newBuildReporter(a[0], f.report.path, nil)
+			if f.report.json {
+				rep.stdout = os.Stdout
+			}
+		}
+		s, err := loadForBuild(a[0], f.outDir)
+		if err != nil {
+			return rep.finish(err)
+		}
+		if f.run.Cache, err = f.cache.open(); err != nil {
+			return rep.finish(&exitError{exitFailed, err})
+		}
+		return buildInside(s, f.run, f.logPath, rep)
+	}
+	var rep *buildReporter
+	if f.report.json {
+		// Errors before the build starts; the build's own
+		// process reports the rest.
+		rep = newBuildReporter(a[0], "", os.Stdout)
+	}
+	err := buildOuter(ctx, a, f, rep)
+	if rep != nil && !rep.launched {
+		return rep.finish(err)
+	}
+	return err
 }
 
 // buildOuter is vmdeb build outside the build's namespaces: the configs
 // are checked and each built in a process of its own.
-func buildOuter(ctx context.Context, a []string, o build.RunOptions, cf cacheFlags, iso, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
-	if _, err := cf.dir(); err != nil {
+func buildOuter(ctx context.Context, a []string, f buildFlags, rep *buildReporter) error {
+	if _, err := f.cache.dir(); err != nil {
 		return err
 	}
 	configs, err := expandConfigs(a)
 	if err != nil {
 		return &usageError{err}
 	}
-	if len(configs) > 1 && logPath != "" {
+	if len(configs) > 1 && f.logPath != "" {
 		return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
 	}
-	if len(configs) > 1 && (rf.path != "" || rf.json) {
+	if len(configs) > 1 && (f.report.path != "" || f.report.json) {
 		return &usageError{errors.New("--report and --json describe one build; with several configs build each with its own --report FILE")}
 	}
-	if rf.path, err = absReport(rf.path); err != nil {
+	if f.report.path, err = absReport(f.report.path); err != nil {
 		return err
 	}
-	if err := checkIsolationFlag(iso); err != nil {
+	if err := checkIsolationFlag(f.isolation); err != nil {
 		return err
 	}
-	o.Isolation = iso
 	if len(configs) == 1 {
-		return buildOne(ctx, configs[0], o, cf, logPath, outDir, rf, rep)
+		return buildOne(ctx, configs[0], f, rep)
 	}
-	return buildSet(ctx, configs, o, cf, outDir)
+	return buildSet(ctx, configs, f)
 }
 
 // expandConfigs turns the arguments into config files: a directory stands
@@ -388,34 +401,34 @@ func loadForBuild(path, outDir string) (*config.Spec, error) {
 // namespaces (a second vmdeb process) and returns its status.
 // rep, when given, gets what is known before the build's own process
 // starts (and is marked launched once it has).
-func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlags, logPath, outDir string, rf reportFlags, rep *buildReporter) error {
-	s, err := loadForBuild(path, outDir)
+func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter) error {
+	s, err := loadForBuild(path, f.outDir)
 	if err != nil {
 		return err
 	}
 	if rep != nil {
 		rep.spec, rep.rep.ConfigFile = s, s.File
 	}
-	where, err := isolationFor(s, o.Isolation)
+	where, err := isolationFor(s, f.isolation)
 	if err != nil {
 		return err
 	}
-	extra := reportWritten(rf.path)
-	if err := build.CheckOutputs(s, logPath, extra...); err != nil {
+	extra := reportWritten(f.report.path)
+	if err := build.CheckOutputs(s, f.logPath, extra...); err != nil {
 		return err
 	}
 	// Held until the build ends (or this process dies): a second build of
 	// the same outputs fails here.
-	locks, err := build.LockOutputs(s, logPath, extra...)
+	locks, err := build.LockOutputs(s, f.logPath, extra...)
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
 	defer locks.Release()
 	if where == config.VM {
-		if rf.json {
+		if f.report.json {
 			return &usageError{errors.New("--json: a build in a builder VM (isolation vm) cannot print its report on stdout (the VM's console is there); use --report FILE")}
 		}
-		return buildInVM(ctx, path, s, o, cf, logPath, outDir, rf.path)
+		return buildInVM(ctx, path, s, f.run, f.logPath, f.outDir, f.report.path)
 	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
@@ -424,36 +437,31 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 		return err
 	}
 	if rep != nil {
-		rep.plan, rep.iso = p, string(where)
+		rep.plan, rep.isolation = p, string(where)
 	}
-	workParent := o.WorkDir
+	workParent := f.run.WorkDir
 	if workParent == "" {
-		workParent = "/var/tmp"
+		workParent = config.DefaultWorkDir
 	}
 	if err := build.CheckPrivateDir(workParent); err != nil {
 		return &build.PreflightError{Err: err}
 	}
-	args := []string{"build"}
-	if o.WorkDir != "" {
-		args = append(args, "--workdir", o.WorkDir)
-	}
-	if o.KeepWork {
-		args = append(args, "--keep-work")
-	}
-	if logPath != "" {
-		args = append(args, "--log", logPath)
-	}
-	if outDir != "" {
-		args = append(args, "--outdir", outDir)
-	}
-	if rf.path != "" {
-		args = append(args, "--report", rf.path)
-	}
-	if rf.json {
-		args = append(args, "--json")
-	}
-	args = append(args, cf.args()...)
+	return reexec(path, where, f.inner(path).Argv(), rep)
+}
+
+// inner is the command line of the build of path in its namespaces: the
+// options of f it needs, the stage cache's directory resolved.
+func (f buildFlags) inner(path string) buildervm.BuildArgs {
+	stageCache, _ := f.cache.dir()
+	return buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
+		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path}
+}
+
+// reexec runs the build (argv) in a vmdeb process of its own, in the
+// namespaces of isolation where, and returns its status.
+func reexec(path string, where config.Isolation, argv []string, rep *buildReporter) error {
 	var code int
+	var err error
 	if where == config.Userns {
 		up, uerr := ns.PlanUserns()
 		if uerr != nil {
@@ -463,12 +471,12 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 			rep.launched = true
 		}
 		fmt.Fprintf(prose, "vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
-		code, err = ns.ReexecUserns(up, append(args, path))
+		code, err = ns.ReexecUserns(up, argv)
 	} else {
 		if rep != nil {
 			rep.launched = true
 		}
-		code, err = ns.Reexec(append(args, path))
+		code, err = ns.Reexec(argv)
 	}
 	if err != nil {
 		return &exitError{exitFailed, err}
@@ -481,7 +489,7 @@ func buildOne(ctx context.Context, path string, o build.RunOptions, cf cacheFlag
 
 // buildSet builds several images one after the other; a failure does not
 // stop the others. The table at the end says how each went.
-func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cacheFlags, outDir string) error {
+func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 	type row struct {
 		config, result, size string
 		took                 time.Duration
@@ -494,7 +502,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 		}
 		fmt.Printf("\n### %s\n", c)
 		start := time.Now()
-		err := buildOne(ctx, c, o, cf, "", outDir, reportFlags{}, nil)
+		err := buildOne(ctx, c, f, nil)
 		r := row{config: c, result: "ok", took: time.Since(start)}
 		var ee *exitError
 		if errors.As(err, &ee) && ee.code >= 128 {
@@ -506,7 +514,7 @@ func buildSet(ctx context.Context, configs []string, o build.RunOptions, cf cach
 			failed++
 			r.result = "FAILED"
 			fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
-		} else if s, lerr := loadForBuild(c, outDir); lerr == nil {
+		} else if s, lerr := loadForBuild(c, f.outDir); lerr == nil {
 			var total int64
 			for _, out := range s.Outputs {
 				if fi, err := os.Stat(s.Path(out.Path)); err == nil {
@@ -547,9 +555,9 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildR
 		return err
 	}
 	if rep != nil {
-		rep.plan, rep.iso = p, "host"
+		rep.plan, rep.isolation = p, "host"
 		if ns.Rootless() {
-			rep.iso = "userns"
+			rep.isolation = "userns"
 		}
 	}
 	var extra []build.Written
@@ -639,53 +647,7 @@ func bootCmd() *cobra.Command {
 		Short: "Boot an image in qemu and wait for a login prompt on the serial console",
 		Args:  args(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if archName != "" {
-				if _, err := arch.Lookup(archName); err != nil {
-					return &usageError{fmt.Errorf("--arch: %v", err)}
-				}
-			}
-			if _, err := os.Stat(a[0]); err != nil {
-				return &usageError{err}
-			}
-			if o.SecureBoot {
-				if cmd.Flags().Changed("uefi") && !o.UEFI {
-					return &usageError{fmt.Errorf("--secure-boot needs UEFI, and --uefi=false asks for BIOS")}
-				}
-				o.UEFI = true
-			}
-			choice, err := chooseBoot(a[0], archName, cmd.Flags().Changed("uefi") || o.SecureBoot, o.UEFI)
-			if err != nil {
-				return err
-			}
-			o.Image, o.Arch, o.UEFI = a[0], choice.Arch, choice.UEFI
-			if o.ScreenshotAfter != 0 && o.Screenshot == "" {
-				return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
-			}
-			if o.ScreenshotAfter < 0 {
-				return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
-			}
-			if verbose {
-				o.Console = os.Stdout
-			}
-			o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
-			o.Log("vmdeb boot: %s", choice.Why)
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			res, err := qemu.Boot(ctx, o)
-			if err != nil {
-				return &exitError{exitFailed, err}
-			}
-			fmt.Printf("booted %s to %q in %s (%s)\n", a[0], res.Matched, res.Elapsed.Round(time.Second), res.Accel)
-			if o.Run != "" {
-				fmt.Print(res.RunOutput)
-				if !strings.HasSuffix(res.RunOutput, "\n") {
-					fmt.Println()
-				}
-				if res.RunStatus != 0 {
-					return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
-				}
-			}
-			return nil
+			return runBoot(a[0], archName, cmd.Flags().Changed("uefi"), verbose, o)
 		},
 	}
 	f := c.Flags()
@@ -705,4 +667,56 @@ func bootCmd() *cobra.Command {
 	f.IntVar(&o.Entry, "entry", 0, "boot the menu entry this many places below the default (e.g. the installer's)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
 	return c
+}
+
+// runBoot is vmdeb boot: image booted with o (--arch archName; --uefi
+// given or not; -v), its result printed.
+func runBoot(image, archName string, uefiGiven, verbose bool, o qemu.Options) error {
+	if archName != "" {
+		if _, err := arch.Lookup(archName); err != nil {
+			return &usageError{fmt.Errorf("--arch: %v", err)}
+		}
+	}
+	if _, err := os.Stat(image); err != nil {
+		return &usageError{err}
+	}
+	if o.SecureBoot {
+		if uefiGiven && !o.UEFI {
+			return &usageError{fmt.Errorf("--secure-boot needs UEFI, and --uefi=false asks for BIOS")}
+		}
+		o.UEFI = true
+	}
+	choice, err := chooseBoot(image, archName, uefiGiven || o.SecureBoot, o.UEFI)
+	if err != nil {
+		return err
+	}
+	o.Image, o.Arch, o.UEFI = image, choice.Arch, choice.UEFI
+	if o.ScreenshotAfter != 0 && o.Screenshot == "" {
+		return &usageError{fmt.Errorf("--screenshot-after needs --screenshot FILE")}
+	}
+	if o.ScreenshotAfter < 0 {
+		return &usageError{fmt.Errorf("--screenshot-after %s: not a delay", o.ScreenshotAfter)}
+	}
+	if verbose {
+		o.Console = os.Stdout
+	}
+	o.Log = func(format string, x ...any) { fmt.Printf(format+"\n", x...) }
+	o.Log("vmdeb boot: %s", choice.Why)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := qemu.Boot(ctx, o)
+	if err != nil {
+		return &exitError{exitFailed, err}
+	}
+	fmt.Printf("booted %s to %q in %s (%s)\n", image, res.Matched, res.Elapsed.Round(time.Second), res.Accel)
+	if o.Run != "" {
+		fmt.Print(res.RunOutput)
+		if !strings.HasSuffix(res.RunOutput, "\n") {
+			fmt.Println()
+		}
+		if res.RunStatus != 0 {
+			return &exitError{exitFailed, fmt.Errorf("%q exited with status %d", o.Run, res.RunStatus)}
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,49 +34,7 @@ reads them. Dates in the package are SOURCE_DATE_EPOCH when set.`,
       --depends live-task-standard,wpasupplicant --recommends live-task-non-free-firmware-pc -o out`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if fromConfig != "" {
-				s, err := config.Load(fromConfig)
-				if err != nil {
-					return err
-				}
-				if p.Name == "" {
-					p.Name = s.Name
-				}
-				if p.Description == "" {
-					p.Description = fmt.Sprintf("package set of the image %s\nDepends on the packages that the vmdeb config %s installs in\nthe image %s (%s).",
-						s.Name, filepath.Base(fromConfig), s.Name, s.Live.Title)
-				}
-				p.Depends = append(configRelations(s.Packages), p.Depends...)
-			}
-			if p.Name == "" {
-				return &usageError{fmt.Errorf("give --name (or --from-config)")}
-			}
-			if p.Description == "" {
-				p.Description = "Metapackage " + p.Name
-			}
-			if p.Maintainer == "" {
-				p.Maintainer = envMaintainer()
-			}
-			if p.Maintainer == "" {
-				return &usageError{fmt.Errorf("give --maintainer \"Name <address>\" (or set DEBFULLNAME and DEBEMAIL)")}
-			}
-			p.Changelog = changelog
-			if err := p.Validate(); err != nil {
-				return &usageError{fmt.Errorf("metapackage: %w", err)}
-			}
-			mtime, err := deb.Epoch()
-			if err != nil {
-				return &usageError{err}
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return &exitError{exitFailed, err}
-			}
-			path, err := deb.WriteFile(outDir, p, mtime)
-			if err != nil {
-				return &exitError{exitFailed, fmt.Errorf("metapackage: %w", err)}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d depends, %d recommends\n", path, len(p.Depends), len(p.Recommends))
-			return nil
+			return writeMetapackage(cmd.OutOrStdout(), p, fromConfig, outDir, changelog)
 		},
 	}
 	f := c.Flags()
@@ -92,6 +51,55 @@ reads them. Dates in the package are SOURCE_DATE_EPOCH when set.`,
 	f.StringVar(&fromConfig, "from-config", "", "depend on the packages this vmdeb config installs")
 	f.StringVarP(&outDir, "outdir", "o", ".", "directory to write the .deb into")
 	return c
+}
+
+// writeMetapackage is vmdeb metapackage: p (its fields from the flags),
+// completed from the config fromConfig and the environment, written into
+// outDir.
+func writeMetapackage(out io.Writer, p *deb.Package, fromConfig, outDir, changelog string) error {
+	if fromConfig != "" {
+		s, err := config.Load(fromConfig)
+		if err != nil {
+			return err
+		}
+		if p.Name == "" {
+			p.Name = s.Name
+		}
+		if p.Description == "" {
+			p.Description = fmt.Sprintf("package set of the image %s\nDepends on the packages that the vmdeb config %s installs in\nthe image %s (%s).",
+				s.Name, filepath.Base(fromConfig), s.Name, s.Live.Title)
+		}
+		p.Depends = append(configRelations(s.Packages), p.Depends...)
+	}
+	if p.Name == "" {
+		return &usageError{fmt.Errorf("give --name (or --from-config)")}
+	}
+	if p.Description == "" {
+		p.Description = "Metapackage " + p.Name
+	}
+	if p.Maintainer == "" {
+		p.Maintainer = envMaintainer()
+	}
+	if p.Maintainer == "" {
+		return &usageError{fmt.Errorf("give --maintainer \"Name <address>\" (or set DEBFULLNAME and DEBEMAIL)")}
+	}
+	p.Changelog = changelog
+	if err := p.Validate(); err != nil {
+		return &usageError{fmt.Errorf("metapackage: %w", err)}
+	}
+	mtime, err := deb.Epoch()
+	if err != nil {
+		return &usageError{err}
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return &exitError{exitFailed, err}
+	}
+	path, err := deb.WriteFile(outDir, p, mtime)
+	if err != nil {
+		return &exitError{exitFailed, fmt.Errorf("metapackage: %w", err)}
+	}
+	fmt.Fprintf(out, "%s: %d depends, %d recommends\n", path, len(p.Depends), len(p.Recommends))
+	return nil
 }
 
 // configRelations turns a config's package list into relations: a pinned

@@ -144,15 +144,15 @@ func builtFiles(st *build.State) []report.File {
 // it when the build ends: to the --report file, and with --json to
 // stdout.
 type buildReporter struct {
-	file   string // --report FILE ("" = none)
-	stdout io.Writer
-	rep    report.Build
-	start  time.Time
-	spec   *config.Spec
-	plan   *build.Plan
-	iso    string
-	st     *build.State
-	log    *buildlog.Log
+	file      string // --report FILE ("" = none)
+	stdout    io.Writer
+	rep       report.Build
+	start     time.Time
+	spec      *config.Spec
+	plan      *build.Plan
+	isolation string
+	st        *build.State
+	log       *buildlog.Log
 	// cache: the stage cache is in use, in cacheDir.
 	cache    bool
 	cacheDir string
@@ -175,7 +175,7 @@ func (b *buildReporter) document(err error, end time.Time) report.Build {
 	r := b.rep
 	r.OK, r.ExitStatus, r.Error = err == nil, exitCode(err), errorReport(err)
 	r.Config = report.ConfigJSON(b.spec)
-	r.Plan = planReport(b.plan, b.iso)
+	r.Plan = planReport(b.plan, b.isolation)
 	if r.Started == nil && !b.start.IsZero() {
 		t := b.start.UTC()
 		r.Started = &t

@@ -177,7 +177,7 @@ func recordedBuild(t *testing.T) (*buildReporter, string) {
 		log.Steps = append(log.Steps, buildlog.StepTime{Name: name, Start: t0.Add(time.Duration(i) * 10 * time.Second), Duration: 9500 * time.Millisecond})
 	}
 	r := newBuildReporter(cfg, filepath.Join(out, "small.report.json"), nil)
-	r.start, r.spec, r.plan, r.iso, r.st, r.log, r.cache, r.cacheDir = t0, s, p, "host", st, log, true, "/var/cache/vmdeb/stages"
+	r.start, r.spec, r.plan, r.isolation, r.st, r.log, r.cache, r.cacheDir = t0, s, p, "host", st, log, true, "/var/cache/vmdeb/stages"
 	return r, dir
 }
 

@@ -79,7 +79,7 @@ func runVmdebootstrap(ctx context.Context, args []string) error {
 	if err := build.RequireRoot(); err != nil {
 		return err
 	}
-	if err := buildOne(ctx, cfg, build.RunOptions{}, cacheFlags{}, s.Log, "", reportFlags{}, nil); err != nil {
+	if err := buildOne(ctx, cfg, buildFlags{logPath: s.Log}, nil); err != nil {
 		return err
 	}
 	if s.Owner != "" {

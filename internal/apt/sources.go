@@ -15,7 +15,7 @@ import (
 
 // ImageSources is what the finished image's apt points at.
 type ImageSources struct {
-	Release    Release
+	Release    DebianRelease
 	Suite      string // as configured (a codename or an alias)
 	Mirror     string
 	Security   string // "" = no security source
@@ -33,7 +33,7 @@ func (s ImageSources) Render() (path, content string) {
 	}
 	entries := []entry{{s.Mirror, suites}}
 	if s.Security != "" {
-		entries = append(entries, entry{s.Security, SecuritySuite(Release{Codename: s.Suite, Version: s.Release.Version})})
+		entries = append(entries, entry{s.Security, SecuritySuite(DebianRelease{Codename: s.Suite, Version: s.Release.Version})})
 	}
 	comps := strings.Join(s.Components, " ")
 	var b strings.Builder
@@ -60,8 +60,9 @@ func BuildSources(mirror, suite string, components []string) string {
 	return fmt.Sprintf("deb %s %s %s\n", mirror, suite, strings.Join(components, " "))
 }
 
-// ReleaseInfo is what a mirror's Release file says about a suite.
-type ReleaseInfo struct {
+// MirrorRelease is a suite's Release file as the mirror serves it, not
+// verified (the bootstrapper verifies the signed InRelease).
+type MirrorRelease struct {
 	*archive.Release
 	// Digest is the SHA256 of the whole file: it changes whenever the
 	// suite's date or any index's hash does.
@@ -69,7 +70,7 @@ type ReleaseInfo struct {
 }
 
 // Stable reports whether the suite gets security and -updates sources.
-func (r ReleaseInfo) Stable() bool {
+func (r MirrorRelease) Stable() bool {
 	switch r.Suite {
 	case "stable", "oldstable", "oldoldstable":
 		return true
@@ -98,7 +99,7 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 // A mirror that does not answer within AnswerTimeout (or trickles) gives
 // a *NoAnswerError; one that has no such suite, an error for which
 // archive.NotFound is true. auth holds the mirrors' credentials.
-func FetchRelease(ctx context.Context, mirror, suite string, auth aptauth.Set) (ReleaseInfo, error) {
+func FetchRelease(ctx context.Context, mirror, suite string, auth aptauth.Set) (MirrorRelease, error) {
 	u := strings.TrimRight(mirror, "/") + "/dists/" + suite + "/Release"
 	cl := archive.NewClient()
 	cl.Timeout, cl.Retries, cl.Auth = AnswerTimeout, 0, auth
@@ -107,9 +108,9 @@ func FetchRelease(ctx context.Context, mirror, suite string, auth aptauth.Set) (
 	if err != nil {
 		var se *archive.StallError
 		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &se) || isTimeout(err)) {
-			return ReleaseInfo{}, &NoAnswerError{URL: u, Timeout: AnswerTimeout, Err: err}
+			return MirrorRelease{}, &NoAnswerError{URL: u, Timeout: AnswerTimeout, Err: err}
 		}
-		return ReleaseInfo{}, err
+		return MirrorRelease{}, err
 	}
 	return ParseRelease(data, u)
 }
@@ -121,11 +122,11 @@ func isTimeout(err error) bool {
 
 // ParseRelease reads a Release file (internal/archive's parser) and
 // notes its digest.
-func ParseRelease(data []byte, name string) (ReleaseInfo, error) {
+func ParseRelease(data []byte, name string) (MirrorRelease, error) {
 	r, err := archive.ParseRelease(data, name)
 	if err != nil {
-		return ReleaseInfo{}, err
+		return MirrorRelease{}, err
 	}
 	sum := sha256.Sum256(data)
-	return ReleaseInfo{Release: r, Digest: hex.EncodeToString(sum[:])}, nil
+	return MirrorRelease{Release: r, Digest: hex.EncodeToString(sum[:])}, nil
 }

@@ -2,8 +2,8 @@ package apt
 
 import "sort"
 
-// Release is one Debian release as far as sources are concerned.
-type Release struct {
+// DebianRelease is one Debian release as far as sources are concerned.
+type DebianRelease struct {
 	Codename string
 	Version  int // 0 for the rolling ones (sid)
 	// Archived releases live on the archive of old releases, not the mirrors.
@@ -11,7 +11,7 @@ type Release struct {
 }
 
 // releases lists the codenames vmdeb accepts, wheezy onwards.
-var releases = []Release{
+var releases = []DebianRelease{
 	{"wheezy", 7, true}, {"jessie", 8, true}, {"stretch", 9, true}, {"buster", 10, true},
 	{"bullseye", 11, false}, {"bookworm", 12, false}, {"trixie", 13, false},
 	{"forky", 14, false}, {"duke", 15, false}, {"sid", 0, false},
@@ -23,19 +23,19 @@ var aliases = map[string]bool{"stable": true, "oldstable": true, "oldoldstable":
 
 // LookupSuite returns the release for a codename or alias. ok is false for
 // names vmdeb does not know.
-func LookupSuite(name string) (Release, bool) {
+func LookupSuite(name string) (DebianRelease, bool) {
 	if name == "unstable" {
-		return Release{Codename: "sid"}, true
+		return DebianRelease{Codename: "sid"}, true
 	}
 	if aliases[name] {
-		return Release{Codename: name}, true
+		return DebianRelease{Codename: name}, true
 	}
 	for _, r := range releases {
 		if r.Codename == name {
 			return r, true
 		}
 	}
-	return Release{}, false
+	return DebianRelease{}, false
 }
 
 // SuiteNames lists the accepted suite names, for error messages.
@@ -53,7 +53,7 @@ func SuiteNames() []string {
 
 // SecuritySuite is the security archive's suite name for a codename:
 // "<codename>-security" from bullseye on, "<codename>/updates" before.
-func SecuritySuite(r Release) string {
+func SecuritySuite(r DebianRelease) string {
 	if r.Version > 0 && r.Version < 11 {
 		return r.Codename + "/updates"
 	}
@@ -63,6 +63,6 @@ func SecuritySuite(r Release) string {
 // UsesDeb822 reports whether the image's apt sources are written in deb822
 // form (/etc/apt/sources.list.d/debian.sources), as Debian's installer does
 // from trixie on; older releases get a one-line sources.list.
-func UsesDeb822(r Release) bool {
+func UsesDeb822(r DebianRelease) bool {
 	return r.Version == 0 || r.Version >= 13
 }

@@ -111,8 +111,8 @@ func (a *Archive) readRelease(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !r.ValidUntil.IsZero() && time.Now().After(r.ValidUntil) && !src.Insecure {
-		return fmt.Errorf("%s: expired on %s (Valid-Until): the mirror is stale or replaying old data", u, r.ValidUntil.Format(time.RFC1123))
+	if err := r.CheckValid(u, time.Now()); err != nil && !src.Insecure {
+		return err
 	}
 	if !r.HasArch(src.Arch) {
 		return fmt.Errorf("%s: the suite has no %s packages (it has: %s)", u, src.Arch, strings.Join(r.Architectures, ", "))
@@ -194,7 +194,7 @@ func (a *Archive) readComponent(ctx context.Context, comp string) ([]*Package, e
 		// checked against the Release like a fresh download.
 		p := a.cache.Path(plain.SHA256)
 		if data, err := os.ReadFile(p); err == nil {
-			if int64(len(data)) == plain.Size && sha256Hex(data) == plain.SHA256 {
+			if int64(len(data)) == plain.Size && SHA256Hex(data) == plain.SHA256 {
 				return a.parseIndex(data, comp, plainName)
 			}
 			a.cache.notef("%s: the cached copy is corrupt; downloading it again", plainName)
@@ -219,7 +219,7 @@ func (a *Archive) readComponent(ctx context.Context, comp string) ([]*Package, e
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", name, err)
 	}
-	if got := sha256Hex(packed); int64(len(packed)) != fi.Size || got != fi.SHA256 {
+	if got := SHA256Hex(packed); int64(len(packed)) != fi.Size || got != fi.SHA256 {
 		return nil, &HashError{File: name, Want: fi.SHA256, Got: got, WantSize: fi.Size, GotSize: int64(len(packed)), Downloaded: true}
 	}
 	data := packed
@@ -235,7 +235,7 @@ func (a *Archive) readComponent(ctx context.Context, comp string) ([]*Package, e
 		}
 	}
 	if hasPlain {
-		if got := sha256Hex(data); int64(len(data)) != plain.Size || got != plain.SHA256 {
+		if got := SHA256Hex(data); int64(len(data)) != plain.Size || got != plain.SHA256 {
 			return nil, &HashError{File: plainName, Want: plain.SHA256, Got: got, WantSize: plain.Size, GotSize: int64(len(data)), Downloaded: true}
 		}
 		if _, err := a.cache.Put(ctx, plainName, plain, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
@@ -254,7 +254,8 @@ func (a *Archive) parseIndex(data []byte, comp, name string) ([]*Package, error)
 	return pkgs, nil
 }
 
-func sha256Hex(b []byte) string {
+// SHA256Hex is the SHA256 of b in lower-case hex, as indices write it.
+func SHA256Hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }

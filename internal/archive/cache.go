@@ -181,7 +181,7 @@ func (c *Cache) Put(ctx context.Context, name string, want FileInfo, fill func(i
 // store is Get and Put: under the file's lock, fill a partial file, check
 // it and rename it into place.
 func (c *Cache) store(ctx context.Context, name string, want FileInfo, fill func(io.Writer) error, downloaded bool) (string, error) {
-	if !isSHA256(want.SHA256) {
+	if !IsSHA256(want.SHA256) {
 		return "", fmt.Errorf("%s: no SHA256 in the index", name)
 	}
 	final := c.Path(want.SHA256)
@@ -273,7 +273,7 @@ func (c *Cache) Derived(orig string) string {
 		return ""
 	}
 	f := strings.Fields(string(data))
-	if len(f) != 2 || !isSHA256(f[0]) {
+	if len(f) != 2 || !IsSHA256(f[0]) {
 		os.Remove(m)
 		return ""
 	}

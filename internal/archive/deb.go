@@ -146,6 +146,60 @@ func Extract(debPath string, root *os.Root) error { return Unpack(debPath, root,
 // archive uncompressed: dpkg installs that one without decompressing it
 // again, and a later build extracts it without decompressing at all.
 func Unpack(debPath string, root *os.Root, plain *os.File) error {
+	return unpack(debPath, root, plain, true)
+}
+
+// ExtractDir unpacks a package's data archive into dir (made if need be),
+// as `dpkg-deb -x` does, with Extract's guarantees: data.tar.xz, .zst,
+// .gz, .bz2 or plain; symbolic and hard links, modes (setuid, setgid and
+// sticky bits too) and times kept; nothing written outside dir, whatever
+// the package's paths and links say. Files already in dir are kept.
+// Owners are restored when running as root, as tar does.
+func ExtractDir(debPath, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	err = unpack(debPath, root, nil, os.Geteuid() == 0)
+	if cerr := root.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// WalkData calls fn for each entry of a package's data archive in turn,
+// with a reader of a regular file's content (whatever the archive's
+// compression). An error from fn stops the walk and is returned.
+func WalkData(debPath string, fn func(h *tar.Header, r io.Reader) error) error {
+	f, err := os.Open(debPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr, z, err := debMember(f, "data.tar")
+	if err != nil {
+		return err
+	}
+	defer z.Close()
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: data archive: %w", debPath, err)
+		}
+		if err := fn(h, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// unpack is Unpack; chown says whether owners are restored.
+func unpack(debPath string, root *os.Root, plain *os.File, chown bool) error {
 	f, err := os.Open(debPath)
 	if err != nil {
 		return err
@@ -203,7 +257,7 @@ func Unpack(debPath string, root *os.Root, plain *os.File) error {
 		src = io.TeeReader(z, io.MultiWriter(tee, counter))
 	}
 	if root != nil {
-		if err := extractTar(tar.NewReader(src), root, debPath); err != nil {
+		if err := extractTar(tar.NewReader(src), root, debPath, chown); err != nil {
 			return err
 		}
 	}
@@ -233,7 +287,7 @@ func arHeader(name string, size int64) string {
 	return fmt.Sprintf("%-16s%-12d%-6d%-6d%-8s%-10d`\n", name, 0, 0, 0, "100644", size)
 }
 
-func extractTar(tr *tar.Reader, root *os.Root, debPath string) error {
+func extractTar(tr *tar.Reader, root *os.Root, debPath string, chown bool) error {
 	buf := make([]byte, 256<<10)
 	var dirs []*tar.Header
 	for {
@@ -250,6 +304,9 @@ func extractTar(tr *tar.Reader, root *os.Root, debPath string) error {
 		}
 		if strings.HasPrefix(name, "../") || name == ".." {
 			return fmt.Errorf("%s: %s points outside the root", debPath, h.Name)
+		}
+		if !chown {
+			h.Uid, h.Gid = -1, -1 // chown(2) leaves an ID of -1 as it is
 		}
 		if err := extractOne(root, tr, h, name, buf); err != nil {
 			return fmt.Errorf("%s: %s: %w", debPath, h.Name, err)

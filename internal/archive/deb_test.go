@@ -2,10 +2,17 @@ package archive
 
 import (
 	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func writeDeb(t *testing.T, p testPkg) string {
@@ -139,5 +146,125 @@ func TestNotADeb(t *testing.T) {
 	root, _ := os.OpenRoot(t.TempDir())
 	if err := Extract(p, root); err == nil || !strings.Contains(err.Error(), "not a Debian package") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// ExtractDir unpacks into a directory it makes, from every compression,
+// with Extract's modes and links, and sets owners only as root.
+func TestExtractDir(t *testing.T) {
+	for _, comp := range []string{"xz", "zst", "gz", "none"} {
+		t.Run(comp, func(t *testing.T) {
+			deb := writeDeb(t, testPkg{name: "rich", version: "1", arch: "amd64", files: richFiles, comp: comp})
+			dir := filepath.Join(t.TempDir(), "shim", "signed") // not there yet
+			if err := ExtractDir(deb, dir); err != nil {
+				t.Fatal(err)
+			}
+			checkRich(t, dir)
+			fi, err := os.Stat(filepath.Join(dir, "usr/bin/perl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := time.Unix(1700000000, 0); !fi.ModTime().Equal(want) {
+				t.Errorf("mtime %v, want the package's %v", fi.ModTime(), want)
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && (st.Uid != 0 || st.Gid != 0) {
+				t.Errorf("owner %d:%d, want the package's root:root", st.Uid, st.Gid)
+			}
+		})
+	}
+}
+
+func TestExtractDirCannotEscape(t *testing.T) {
+	outside := t.TempDir()
+	for _, files := range [][]testFile{
+		{{name: "./evil", typ: tar.TypeSymlink, link: outside}, {name: "./evil/pwned", body: "x"}},
+		{{name: "./evil", typ: tar.TypeSymlink, link: "../../../../../../../../" + outside}, {name: "./evil/pwned", body: "x"}},
+		{{name: "../pwned", body: "x"}},
+		{{name: "./hard", typ: tar.TypeLink, link: "../../../../../../../.." + outside + "/target"}},
+	} {
+		os.WriteFile(filepath.Join(outside, "target"), []byte("mine"), 0o644)
+		deb := writeDeb(t, testPkg{name: "evil", version: "1", arch: "amd64", files: files})
+		if err := ExtractDir(deb, t.TempDir()); err == nil {
+			t.Errorf("%v: extracted without error", files)
+		}
+		if ents, _ := os.ReadDir(outside); len(ents) != 1 {
+			t.Fatalf("wrote outside the directory: %v", ents)
+		}
+	}
+}
+
+// WalkData hands over each entry of the data archive with its content,
+// whatever the compression, and stops at fn's error.
+func TestWalkData(t *testing.T) {
+	for _, comp := range []string{"xz", "zst", "gz", "none"} {
+		deb := writeDeb(t, testPkg{name: "rich", version: "1", arch: "amd64", files: richFiles, comp: comp})
+		var names []string
+		var su string
+		err := WalkData(deb, func(h *tar.Header, r io.Reader) error {
+			names = append(names, h.Name)
+			if h.Name == "./usr/bin/su" {
+				b, err := io.ReadAll(r)
+				su = string(b)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", comp, err)
+		}
+		if len(names) != len(richFiles) || names[0] != "./" || su != "setuid" {
+			t.Errorf("%s: entries %v, su %q", comp, names, su)
+		}
+		stop := errors.New("enough")
+		n := 0
+		if err := WalkData(deb, func(*tar.Header, io.Reader) error { n++; return stop }); err != stop || n != 1 {
+			t.Errorf("%s: fn's error: %v after %d entries", comp, err, n)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "x.deb")
+	os.WriteFile(p, []byte("<html>404</html>"), 0o644)
+	if err := WalkData(p, func(*tar.Header, io.Reader) error { return nil }); err == nil {
+		t.Error("not a package: no error")
+	}
+}
+
+// ExtractDir gives the tree `dpkg-deb -x` gives: the same entries, types,
+// modes, link targets, contents and modification times.
+func TestExtractDirMatchesDpkgDeb(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb not installed")
+	}
+	deb := writeDeb(t, testPkg{name: "rich", version: "1", arch: "amd64", files: richFiles, comp: "xz"})
+	ours, theirs := t.TempDir(), t.TempDir()
+	if err := ExtractDir(deb, ours); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("dpkg-deb", "-x", deb, theirs).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	describe := func(dir string) map[string]string {
+		m := map[string]string{}
+		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err != nil || p == dir {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			d := fi.Mode().String()
+			switch {
+			case fi.Mode()&os.ModeSymlink != 0:
+				l, _ := os.Readlink(p)
+				d += " -> " + l
+			case fi.Mode().IsRegular():
+				b, _ := os.ReadFile(p)
+				d += fmt.Sprintf(" %q %d", b, fi.ModTime().Unix())
+			}
+			m[rel] = d
+			return nil
+		})
+		return m
+	}
+	got, want := describe(ours), describe(theirs)
+	if !maps.Equal(got, want) {
+		t.Errorf("ExtractDir:\n%v\ndpkg-deb -x:\n%v", got, want)
 	}
 }

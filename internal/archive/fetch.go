@@ -2,6 +2,8 @@ package archive
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,21 +40,26 @@ type Client struct {
 	Auth aptauth.Set
 }
 
+// transport is every NewClient's: one pool of connections to the
+// mirrors for all of a process's downloads.
+var transport = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout:   20 * time.Second,
+	ResponseHeaderTimeout: 30 * time.Second,
+	MaxIdleConnsPerHost:   16,
+	IdleConnTimeout:       60 * time.Second,
+	// Packages are already compressed; asking for gzip only costs CPU.
+	DisableCompression: true,
+}
+
 // NewClient returns a Client with the defaults vmdeb uses: generous enough
 // for a large package on a slow mirror, short enough that a dead mirror
-// fails the build in minutes, not hours.
+// fails the build in minutes, not hours. Every download vmdeb makes goes
+// through such a client (the bootstrap's packages, the preflight's
+// Release, debian-installer's files).
 func NewClient() *Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   20 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       60 * time.Second,
-		// Packages are already compressed; asking for gzip only costs CPU.
-		DisableCompression: true,
-	}
-	return &Client{HTTP: &http.Client{Transport: tr}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, MinSpeed: DefaultMinSpeed, Retries: 3, Backoff: 500 * time.Millisecond}
+	return &Client{HTTP: &http.Client{Transport: transport}, Timeout: 5 * time.Minute, Stall: 30 * time.Second, MinSpeed: DefaultMinSpeed, Retries: 3, Backoff: 500 * time.Millisecond}
 }
 
 // DefaultMinSpeed is the low-speed limit of NewClient: 1 KiB/s over the
@@ -243,6 +250,48 @@ func (c *Client) Get(ctx context.Context, u string, limit int64) ([]byte, error)
 		return err
 	})
 	return data, err
+}
+
+// Download fetches u into the file dst and checks it against want: its
+// SHA256, and its size unless want.Size is negative (a SHA256SUMS list
+// gives none). The file is written as dst+".part" and takes its name only
+// once verified; a file that does not match is removed and gives a
+// *HashError naming it as name (the archive's name for it).
+func (c *Client) Download(ctx context.Context, u, dst, name string, want FileInfo) error {
+	if !IsSHA256(want.SHA256) {
+		return fmt.Errorf("%s: no SHA256 to check it against", name)
+	}
+	part := dst + ".part"
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	hw := &hashWriter{f: f, h: sha256.New()}
+	err = c.Fetch(ctx, u, func(r io.Reader) error {
+		if err := hw.reset(); err != nil {
+			return err
+		}
+		if want.Size >= 0 {
+			r = io.LimitReader(r, want.Size+1)
+		}
+		_, err := io.Copy(hw, r)
+		return err
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if got := hex.EncodeToString(hw.h.Sum(nil)); got != want.SHA256 || want.Size >= 0 && hw.n != want.Size {
+			err = &HashError{File: name, Want: want.SHA256, Got: got, WantSize: want.Size, GotSize: hw.n, Downloaded: true}
+		}
+	}
+	if err == nil {
+		err = os.Rename(part, dst)
+	}
+	if err != nil {
+		os.Remove(part)
+	}
+	return err
 }
 
 // joinURL appends path elements to a mirror URL.

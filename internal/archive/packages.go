@@ -329,7 +329,7 @@ func ParsePackages(r io.Reader, component string) ([]*Package, error) {
 			}
 			cur.Size = n
 		case "SHA256":
-			if !isSHA256(val) {
+			if !IsSHA256(val) {
 				return nil, fmt.Errorf("line %d: bad SHA256 %q", line, val)
 			}
 			cur.SHA256 = val

@@ -86,7 +86,7 @@ func ParseRelease(data []byte, name string) (*Release, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != 3 || !isSHA256(f[0]) {
+		if len(f) != 3 || !IsSHA256(f[0]) {
 			return nil, fmt.Errorf("%s: bad SHA256 line %q", name, line)
 		}
 		size, err := strconv.ParseInt(f[1], 10, 64)
@@ -110,12 +110,41 @@ func parseDate(v string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("cannot read the date %q", v)
 }
 
-func isSHA256(s string) bool {
+// IsSHA256 reports whether s is a SHA256 sum written in hex.
+func IsSHA256(s string) bool {
 	if len(s) != 64 {
 		return false
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
+}
+
+// VerifyRelease checks an InRelease file's signatures against k at time
+// now (VerifyInRelease), parses the signed text and refuses a Release past
+// its Valid-Until. It returns the Release and who signed it; name (the
+// file's URL) is used in errors.
+func VerifyRelease(inRelease []byte, k *Keyring, name string, now time.Time) (*Release, string, error) {
+	signed, signer, err := VerifyInRelease(inRelease, k, name, now)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := ParseRelease(signed, name)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := r.CheckValid(name, now); err != nil {
+		return nil, "", err
+	}
+	return r, signer, nil
+}
+
+// CheckValid refuses a Release past its Valid-Until at time now: an
+// old, validly signed file replayed by a mirror would hide updates.
+func (r *Release) CheckValid(name string, now time.Time) error {
+	if !r.ValidUntil.IsZero() && now.After(r.ValidUntil) {
+		return fmt.Errorf("%s: expired on %s (Valid-Until): the mirror is stale or replaying old data", name, r.ValidUntil.Format(time.RFC1123))
+	}
+	return nil
 }
 
 // HasArch reports whether the suite has packages for arch.

@@ -15,6 +15,7 @@ import (
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
 	"vmdeb/internal/report"
+	"vmdeb/internal/sbom"
 	"vmdeb/internal/stagecache"
 )
 
@@ -30,6 +31,9 @@ type State struct {
 	Chroot  *chroot.Chroot // set while the chroot is up
 	// Manifest is "package version" per line, read after the last apt run.
 	Manifest string
+	// Packages are the installed packages and their licences, read with
+	// the manifest, for the SBOMs.
+	Packages []sbom.Package
 	// Results lists the outputs written, in order.
 	Results []Result
 	// GrubDir holds the target's GRUB EFI modules when the host has none.

@@ -123,7 +123,10 @@ func Writes(s *config.Spec, logPath string, extra ...Written) (writes, reads []W
 		case config.Directory:
 		case config.Squashfs:
 		default:
+			spdx, cdx := sbomPaths(p)
 			writes = append(writes, Written{what + "'s package manifest", manifestPath(p), "manifest"},
+				Written{what + "'s SPDX SBOM", spdx, "sbom-spdx"},
+				Written{what + "'s CycloneDX SBOM", cdx, "sbom-cyclonedx"},
 				Written{what + "'s SHA256SUMS", filepath.Join(filepath.Dir(p), "SHA256SUMS"), "sha256sums"})
 		}
 	}
@@ -213,7 +216,8 @@ func CheckOutputs(s *config.Spec, logPath string, extra ...Written) error {
 		}
 	}
 	for _, w := range writes {
-		if w.Kind == "manifest" || w.Kind == "sha256sums" || w.Kind == "log" || w.Kind == "report" {
+		switch w.Kind {
+		case "manifest", "sbom-spdx", "sbom-cyclonedx", "sha256sums", "log", "report":
 			if err := checkFinal(w.Path, false); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %s: %w", s.File, w.What, err))
 			}
@@ -225,9 +229,10 @@ func CheckOutputs(s *config.Spec, logPath string, extra ...Written) error {
 	return nil
 }
 
-// sameKind: SHA256SUMS with SHA256SUMS, manifest with manifest.
+// sameKind: SHA256SUMS with SHA256SUMS, manifest with manifest, an SBOM
+// with an SBOM of its form.
 func sameKind(a, b string) bool {
-	for _, k := range []string{"'s SHA256SUMS", "'s package manifest"} {
+	for _, k := range []string{"'s SHA256SUMS", "'s package manifest", "'s SPDX SBOM", "'s CycloneDX SBOM"} {
 		if strings.HasSuffix(a, k) && strings.HasSuffix(b, k) {
 			return true
 		}

@@ -29,7 +29,7 @@ import (
 type Plan struct {
 	Spec      *config.Spec
 	Arch      arch.Arch
-	Release   apt.Release
+	Release   apt.DebianRelease
 	Mirror    string // used while building
 	AptMirror string // written into the image
 	Security  string // security archive for the image ("" = none)

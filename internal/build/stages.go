@@ -30,6 +30,7 @@ import (
 	"vmdeb/internal/imgroot"
 	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
+	"vmdeb/internal/sbom"
 )
 
 // Stages is the default pipeline for a plan: the common system stages,
@@ -612,6 +613,9 @@ func (finaliseStage) AfterChroot(ctx context.Context, st *State) error {
 		return err
 	}
 	st.Manifest = m
+	if st.Packages, err = sbom.Read(r); err != nil {
+		return err
+	}
 	st.Log.Printf("apt sources now point at %s", st.Plan.AptMirror)
 	if e := st.Plan.SourceDateEpoch; e > 0 {
 		n, err := chroot.ClampTimes(st.Rootfs, e)
@@ -832,8 +836,8 @@ func (s directoryStage) Run(ctx context.Context, st *State) error {
 	return st.commit(tmp, s.out, config.Directory)
 }
 
-// reportStage writes the package manifest beside each file output and
-// the SHA256SUMS of its directory.
+// reportStage writes the package manifest and the SBOMs beside each file
+// output and the SHA256SUMS of its directory.
 type reportStage struct{}
 
 func (reportStage) Name() string { return "report" }
@@ -855,7 +859,11 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 			if err := writeAtomic(man, []byte(st.Manifest)); err != nil {
 				return err
 			}
-			files := []string{man}
+			spdx, cdx := filepath.Join(r.Path, "filesystem.spdx.json"), filepath.Join(r.Path, "filesystem.cdx.json")
+			if err := st.writeSBOMs(spdx, cdx); err != nil {
+				return err
+			}
+			files := []string{man, spdx, cdx}
 			for _, f := range []string{"filesystem.squashfs", "vmlinuz", "initrd.img"} {
 				files = append(files, filepath.Join(r.Path, f))
 			}
@@ -875,7 +883,12 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 		added = append(added, Result{Type: "manifest", Path: man, Size: int64(len(st.Manifest))})
-		byDir[filepath.Dir(r.Path)] = append(byDir[filepath.Dir(r.Path)], r.Path, man)
+		spdx, cdx := sbomPaths(r.Path)
+		if err := st.writeSBOMs(spdx, cdx); err != nil {
+			return err
+		}
+		added = append(added, st.sbomResults(spdx, cdx)...)
+		byDir[filepath.Dir(r.Path)] = append(byDir[filepath.Dir(r.Path)], r.Path, man, spdx, cdx)
 	}
 	st.Results = append(st.Results, added...)
 	for dir, files := range byDir {

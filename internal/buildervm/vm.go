@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
 )
 
@@ -77,10 +78,10 @@ var (
 	noSpaceScratch = regexp.MustCompile(`(?i)/scratch\S*.*no space left on device|no space left on device.*/scratch`)
 )
 
-// tags names the i-th share's 9p mount tag.
+// tag names the i-th share's 9p mount tag.
 func tag(i int) string { return "vmdeb" + strconv.Itoa(i) }
 
-// Args is the qemu command line (without the binary) for job j whose job
+// qemuArgs is the qemu command line (without the binary) for job j whose job
 // directory is jobDir, the vmdeb binary's directory binDir, the scratch
 // disk open as the child's file descriptor 3.
 func (j *Job) qemuArgs(accel string, fw qemu.Firmware, jobDir, binDir string) []string {
@@ -120,7 +121,7 @@ func (j *Job) qemuArgs(accel string, fw qemu.Firmware, jobDir, binDir string) []
 
 func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// Mounts is the job's mounts file: "TAG ro|rw PATH" per share, in order.
+// mounts is the job's mounts file: "TAG ro|rw PATH" per share, in order.
 func (j *Job) mounts() string {
 	var b strings.Builder
 	for i, s := range j.Shares {
@@ -255,7 +256,7 @@ func qemuPackage(j Job) string {
 func (j *Job) scratchFile() (*os.File, error) {
 	dir := j.TempDir
 	if dir == "" {
-		dir = "/var/tmp"
+		dir = config.DefaultWorkDir
 	}
 	f, err := os.CreateTemp(dir, ".vmdeb-scratch-")
 	if err != nil {
@@ -306,22 +307,7 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 	done := make(chan struct{})
 	defer close(done)
 	ready := make(chan struct{})
-	go func() {
-		t := time.NewTimer(j.BootTimeout)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-ready:
-			select {
-			case <-ctx.Done():
-			case <-done:
-			}
-		case <-done:
-			return
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}()
+	go killUnless(ctx, cmd.Process.Pid, j.BootTimeout, ready, done)
 
 	w := &watcher{console: j.Console, ready: ready}
 	io.Copy(w, stdout)
@@ -341,6 +327,35 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 			}
 		}
 	}
+	res, err = j.outcome(res, w, jobDir, start, werr, stderr.String())
+	return res, "", err
+}
+
+// killUnless kills the process group pid when ctx is cancelled, or when
+// the guest is not ready (ready closed) within bootTimeout; done says
+// the process has ended.
+func killUnless(ctx context.Context, pid int, bootTimeout time.Duration, ready, done <-chan struct{}) {
+	t := time.NewTimer(bootTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-ready:
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+	case <-done:
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// outcome reads what the guest left in the job directory once qemu
+// (started at start, ended with werr, having written stderr) is gone:
+// the scratch disk's peak and the build's exit status, or why there is
+// none.
+func (j *Job) outcome(res Result, w *watcher, jobDir string, start time.Time, werr error, stderr string) (Result, error) {
 	if data, err := os.ReadFile(filepath.Join(jobDir, "scratch-peak-kib")); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
 			res.ScratchPeak = n << 10
@@ -359,15 +374,14 @@ func (j *Job) attempt(ctx context.Context, bin, accel string, fw qemu.Firmware, 
 		if werr != nil {
 			why += fmt.Sprintf(" (qemu: %v)", werr)
 		}
-		if e := strings.TrimSpace(stderr.String()); e != "" {
+		if e := strings.TrimSpace(stderr); e != "" {
 			why += "\nqemu said:\n    " + strings.ReplaceAll(tail(e, 10), "\n", "\n    ")
 		}
-		return res, "", fmt.Errorf("%s; last console lines:\n%s", why, w.last())
+		return res, fmt.Errorf("%s; last console lines:\n%s", why, w.last())
 	}
-	if res.Status, err = ParseStatus(data); err != nil {
-		return res, "", err
-	}
-	return res, "", nil
+	var err error
+	res.Status, err = ParseStatus(data)
+	return res, err
 }
 
 // watcher reads the serial console: boot messages are kept (shown only
@@ -382,8 +396,8 @@ type watcher struct {
 	noSpace bool
 	// noSpaceScratch: a "no space" line named the scratch disk.
 	noSpaceScratch bool
-	exited         bool
-	held           []byte // the start of a line not written yet // the guest printed its exit status
+	exited         bool   // the guest printed its exit status
+	held           []byte // the start of a line not written yet
 }
 
 func (w *watcher) Write(p []byte) (int, error) {

@@ -5,22 +5,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
-	"vmdeb/internal/aptauth"
 
+	"vmdeb/internal/aptauth"
 	"vmdeb/internal/archive"
 )
 
@@ -64,35 +58,33 @@ type Files struct {
 	Netboot bool
 }
 
-// Fetcher downloads with timeouts; the zero value is usable.
+// Fetcher downloads through an archive.Client (deadlines, stall and
+// low-speed cut-off, retries); the zero value is usable.
 type Fetcher struct {
-	Client *http.Client // nil = a client with connect, header and stall timeouts
-	// Stall is the window over which a download must receive MinSpeed
-	// bytes a second (default 60 s); one that does not (nothing at all,
-	// or a mirror that trickles) is abandoned.
-	Stall time.Duration
-	// MinSpeed in bytes a second (default archive.DefaultMinSpeed).
-	MinSpeed int64
+	// Client downloads; nil = archive.NewClient() with Auth.
+	Client *archive.Client
 	// MaxIndex bounds what is read of InRelease, SHA256SUMS and Packages
 	// (default 256 MiB).
 	MaxIndex int64
 	Now      func() time.Time
 	Log      func(format string, a ...any)
-	// Auth holds the mirrors' credentials (HTTP basic authentication).
+	// Auth holds the mirrors' credentials (HTTP basic authentication),
+	// for the client made when Client is nil.
 	Auth aptauth.Set
+
+	once sync.Once
+	cl   *archive.Client
 }
 
-func (f *Fetcher) client() *http.Client {
-	if f.Client != nil {
-		return f.Client
-	}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		IdleConnTimeout:       90 * time.Second,
-	}}
+func (f *Fetcher) client() *archive.Client {
+	f.once.Do(func() {
+		f.cl = f.Client
+		if f.cl == nil {
+			f.cl = archive.NewClient()
+			f.cl.Auth = f.Auth
+		}
+	})
+	return f.cl
 }
 
 func (f *Fetcher) logf(format string, a ...any) {
@@ -143,14 +135,14 @@ func (f *Fetcher) Fetch(ctx context.Context, mirror, suite, arch, destDir, keyri
 	if err != nil {
 		return Files{}, err
 	}
-	rel, err := VerifyRelease(inRelease, kr, now())
+	rel, signer, err := archive.VerifyRelease(inRelease, kr, base+"InRelease", now())
 	if err != nil {
-		return Files{}, fmt.Errorf("%sInRelease: %w", base, err)
-	}
-	if err := rel.CheckSuite(suite); err != nil {
 		return Files{}, err
 	}
-	out := Files{Dir: destDir, Suite: rel.Codename, Version: rel.Version, Arch: arch, Signer: rel.Signer}
+	if err := CheckSuite(rel, suite); err != nil {
+		return Files{}, err
+	}
+	out := Files{Dir: destDir, Suite: rel.Codename, Version: rel.Version, Arch: arch, Signer: signer}
 	if err := os.MkdirAll(filepath.Join(destDir, "gtk"), 0o755); err != nil {
 		return Files{}, err
 	}
@@ -192,8 +184,8 @@ func finish(out *Files) error {
 
 // fromImages takes the files from the first installer build of the
 // mirror's images that matches the Release.
-func (f *Fetcher) fromImages(ctx context.Context, rel *Release, base, arch string, out *Files) error {
-	dirs := rel.InstallerDirs(arch)
+func (f *Fetcher) fromImages(ctx context.Context, rel *archive.Release, base, arch string, out *Files) error {
+	dirs := InstallerDirs(rel, arch)
 	if len(dirs) == 0 {
 		return fmt.Errorf("its Release lists no %s", SumsPath(arch, "current"))
 	}
@@ -202,7 +194,7 @@ func (f *Fetcher) fromImages(ctx context.Context, rel *Release, base, arch strin
 		u := base + SumsPath(arch, d)
 		sums, err := f.get(ctx, u)
 		if err == nil {
-			err = rel.CheckSums(arch, d, sums)
+			err = CheckSums(rel, arch, d, sums)
 		}
 		var list map[string]string
 		if err == nil {
@@ -247,25 +239,26 @@ func (f *Fetcher) imageFiles(ctx context.Context, imagesURL, arch string, list m
 		if s, _, err := archive.HashFile(dst); err == nil && s == want {
 			continue // verified by an earlier run
 		}
-		sum, err := f.download(ctx, imagesURL+im.archive, dst+".part")
-		if err == nil {
-			err = CheckFiles(list, map[string]Sum{im.archive: sum})
-		}
-		if err == nil {
-			err = os.Rename(dst+".part", dst)
-		}
-		if err != nil {
-			os.Remove(dst + ".part")
+		// SHA256SUMS gives no sizes: Size -1.
+		if err := f.client().Download(ctx, imagesURL+im.archive, dst, im.archive, archive.FileInfo{SHA256: want, Size: -1}); err != nil {
+			var he *archive.HashError
+			if errors.As(err, &he) {
+				return fmt.Errorf("%s: SHA256 %s does not match SHA256SUMS (%s)", im.archive, he.Got, he.Want)
+			}
 			return err
 		}
-		f.logf("installer: %s (%d bytes) verified", im.local, sum.Size)
+		fi, err := os.Stat(dst)
+		if err != nil {
+			return err
+		}
+		f.logf("installer: %s (%d bytes) verified", im.local, fi.Size())
 	}
 	return nil
 }
 
 // fromNetboot takes the files from the newest debian-installer netboot
 // package of the suite.
-func (f *Fetcher) fromNetboot(ctx context.Context, rel *Release, mirror, base, arch string, out *Files) error {
+func (f *Fetcher) fromNetboot(ctx context.Context, rel *archive.Release, mirror, base, arch string, out *Files) error {
 	idx := "main/binary-" + arch + "/Packages.gz"
 	want, ok := rel.Files[idx]
 	if !ok {
@@ -275,7 +268,7 @@ func (f *Fetcher) fromNetboot(ctx context.Context, rel *Release, mirror, base, a
 	if err != nil {
 		return err
 	}
-	if got := sha256Hex(gz); got != want.SHA256 || int64(len(gz)) != want.Size {
+	if got := archive.SHA256Hex(gz); got != want.SHA256 || int64(len(gz)) != want.Size {
 		return fmt.Errorf("%s does not match the signed Release", idx)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
@@ -291,20 +284,16 @@ func (f *Fetcher) fromNetboot(ctx context.Context, rel *Release, mirror, base, a
 		return err
 	}
 	deb := filepath.Join(out.Dir, ".netboot.deb")
-	defer os.Remove(deb + ".part")
 	defer os.Remove(deb)
-	f.logf("installer: fetching %s %s (%d MB)", pkg.Name, pkg.Version, pkg.Size>>20)
-	sum, err := f.download(ctx, mirror+"/"+pkg.Filename, deb+".part")
-	if err != nil {
+	f.logf("installer: fetching %s %s (%d MiB)", pkg.Name, pkg.Version, pkg.Size>>20)
+	if err := f.client().Download(ctx, mirror+"/"+pkg.Filename, deb, pkg.Filename, archive.FileInfo{SHA256: pkg.SHA256, Size: pkg.Size}); err != nil {
+		var he *archive.HashError
+		if errors.As(err, &he) {
+			return fmt.Errorf("%s: SHA256 %s, %d bytes does not match Packages (%s, %d bytes)", pkg.Filename, he.Got, he.GotSize, he.Want, he.WantSize)
+		}
 		return err
 	}
-	if sum.SHA256 != pkg.SHA256 || sum.Size != pkg.Size {
-		return fmt.Errorf("%s: SHA256 %s, %d bytes does not match Packages (%s, %d bytes)", pkg.Filename, sum.SHA256, sum.Size, pkg.SHA256, pkg.Size)
-	}
-	if err := os.Rename(deb+".part", deb); err != nil {
-		return err
-	}
-	g, err := extractNetboot(ctx, deb, pkg.ImageDir(arch), arch, out.Dir)
+	g, err := extractNetboot(deb, pkg.ImageDir(arch), arch, out.Dir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(pkg.Filename), err)
 	}
@@ -315,52 +304,26 @@ func (f *Fetcher) fromNetboot(ctx context.Context, rel *Release, mirror, base, a
 }
 
 // extractNetboot copies the installer's kernels and initrds out of the
-// package: dpkg-deb unpacks its data (xz, which Go's library lacks) to a
-// tar stream, read here, so nothing but those files is written.
-func extractNetboot(ctx context.Context, deb, imageDir, arch, dest string) (graphical bool, err error) {
+// package's data archive, so nothing but those files is written.
+func extractNetboot(deb, imageDir, arch, dest string) (graphical bool, err error) {
 	want := map[string]image{}
 	for _, im := range images(arch) {
 		want["./"+imageDir+"/"+im.netboot] = im
 	}
-	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return false, err
-	}
-	if err := cmd.Start(); err != nil {
-		return false, fmt.Errorf("dpkg-deb (install dpkg): %w", err)
-	}
 	found := map[string]bool{}
-	tr := tar.NewReader(pipe)
-	var terr error
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			terr = err
-			break
-		}
+	err = archive.WalkData(deb, func(h *tar.Header, r io.Reader) error {
 		im, ok := want[h.Name]
 		if !ok || h.Typeflag != tar.TypeReg {
-			continue
+			return nil
 		}
-		dst := filepath.Join(dest, im.local)
-		if err := writeFrom(tr, dst); err != nil {
-			terr = err
-			break
+		if err := writeFrom(r, filepath.Join(dest, im.local)); err != nil {
+			return err
 		}
 		found[im.local] = true
-	}
-	io.Copy(io.Discard, pipe) // let dpkg-deb finish writing
-	if err := cmd.Wait(); err != nil && terr == nil {
-		terr = fmt.Errorf("dpkg-deb --fsys-tarfile: %v: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if terr != nil {
-		return false, terr
+		return nil
+	})
+	if err != nil {
+		return false, err
 	}
 	for _, im := range images(arch) {
 		if !im.graphical && !found[im.local] {
@@ -389,149 +352,8 @@ func writeFrom(r io.Reader, dst string) error {
 	return err
 }
 
-var errNotFound = errors.New("not found on the mirror")
-
-// open returns a reader for u: http(s), or file:// for a local mirror.
-func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, error) {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return nil, err
-	}
-	if pu.Scheme == "file" {
-		r, err := os.Open(pu.Path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", u, errNotFound)
-		}
-		return r, err
-	}
-	if pu.Scheme != "http" && pu.Scheme != "https" {
-		return nil, fmt.Errorf("%s: only http, https and file mirrors are supported", u)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	if e := f.Auth.Lookup(u); e != nil {
-		req.SetBasicAuth(e.Login, e.Password)
-	}
-	resp, err := f.client().Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%s: %w", u, errNotFound)
-		}
-		return nil, fmt.Errorf("fetching %s: %s", u, resp.Status)
-	}
-	return resp.Body, nil
-}
-
 // get reads an index file whole, refusing one larger than MaxIndex.
+// The client's errors name the URL.
 func (f *Fetcher) get(ctx context.Context, u string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	ctx, count, stop := f.watch(ctx)
-	defer stop()
-	r, err := f.open(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	max := f.maxIndex()
-	b, err := io.ReadAll(io.LimitReader(&progressReader{r: r, touch: count}, max+1))
-	if err != nil {
-		if c := context.Cause(ctx); c != nil {
-			err = c
-		}
-		return nil, fmt.Errorf("fetching %s: %w", u, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes; not an index file", u, max)
-	}
-	return b, nil
-}
-
-// watch returns a context that is cancelled when fewer than MinSpeed
-// bytes a second (at least one byte) are counted over a window of Stall,
-// the function that counts, and the one that stops watching.
-func (f *Fetcher) watch(ctx context.Context) (context.Context, func(int), func()) {
-	stall, minSpeed := f.Stall, f.MinSpeed
-	if stall == 0 {
-		stall = 60 * time.Second
-	}
-	if minSpeed == 0 {
-		minSpeed = archive.DefaultMinSpeed
-	}
-	need := max(1, minSpeed*int64(stall)/int64(time.Second))
-	ctx, cancel := context.WithCancelCause(ctx)
-	var got atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(stall)
-		defer t.Stop()
-		last := int64(0)
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				now := got.Load()
-				if now-last < need {
-					if now == last {
-						cancel(fmt.Errorf("no data for %s", stall))
-					} else {
-						cancel(fmt.Errorf("%d bytes in %s, slower than %d bytes/s: the mirror trickles", now-last, stall, minSpeed))
-					}
-					return
-				}
-				last = now
-			}
-		}
-	}()
-	return ctx, func(n int) { got.Add(int64(n)) }, func() { close(done); cancel(nil) }
-}
-
-// download writes u to part, hashing as it goes. A download that gets
-// less than MinSpeed over Stall is cancelled, however long the whole one
-// takes.
-func (f *Fetcher) download(ctx context.Context, u, part string) (Sum, error) {
-	ctx, count, stop := f.watch(ctx)
-	defer stop()
-	r, err := f.open(ctx, u)
-	if err != nil {
-		return Sum{}, err
-	}
-	defer r.Close()
-	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return Sum{}, err
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), &progressReader{r: r, touch: count})
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(part)
-		if c := context.Cause(ctx); c != nil {
-			err = c
-		}
-		return Sum{}, fmt.Errorf("fetching %s: %w", u, err)
-	}
-	return Sum{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
-}
-
-type progressReader struct {
-	r     io.Reader
-	touch func(int)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.touch(n)
-	}
-	return n, err
+	return f.client().Get(ctx, u, f.maxIndex())
 }

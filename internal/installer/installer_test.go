@@ -1,18 +1,20 @@
 package installer
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +24,12 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ulikunitz/xz"
 
 	"vmdeb/internal/archive"
 )
+
+var sha256Hex = archive.SHA256Hex
 
 var (
 	keyOnce sync.Once
@@ -105,10 +110,10 @@ func imageSet() map[string][]byte {
 	}
 }
 
-func gotSums(files map[string][]byte, names ...string) map[string]Sum {
-	m := map[string]Sum{}
+func gotSums(files map[string][]byte, names ...string) map[string]archive.FileInfo {
+	m := map[string]archive.FileInfo{}
 	for _, n := range names {
-		m[n] = Sum{SHA256: sha256Hex(files[n]), Size: int64(len(files[n]))}
+		m[n] = archive.FileInfo{SHA256: sha256Hex(files[n]), Size: int64(len(files[n]))}
 	}
 	return m
 }
@@ -166,32 +171,32 @@ func TestVerify(t *testing.T) {
 	bad("changed SHA256SUMS", Verify(inRelease, kr, testTime, "trixie", "amd64", "current", append([]byte{}, append(sums, '\n')...), got), "does not match the signed Release")
 	bad("no installer for the arch", Verify(inRelease, kr, testTime, "trixie", "arm64", "current", sums, got), "no debian-installer for arm64")
 	changed := gotSums(imgs, "cdrom/vmlinuz")
-	changed["cdrom/initrd.gz"] = Sum{SHA256: sha256Hex([]byte("other")), Size: 5}
+	changed["cdrom/initrd.gz"] = archive.FileInfo{SHA256: sha256Hex([]byte("other")), Size: 5}
 	bad("changed initrd", Verify(inRelease, kr, testTime, "trixie", "amd64", "current", sums, changed), "cdrom/initrd.gz: SHA256")
-	bad("unlisted file", Verify(inRelease, kr, testTime, "trixie", "amd64", "current", sums, map[string]Sum{"cdrom/other": {SHA256: sha256Hex(kernel)}}), "not in SHA256SUMS")
+	bad("unlisted file", Verify(inRelease, kr, testTime, "trixie", "amd64", "current", sums, map[string]archive.FileInfo{"cdrom/other": {SHA256: sha256Hex(kernel)}}), "not in SHA256SUMS")
 
 	until := testTime.Add(24 * time.Hour)
 	expired := clearSign(t, key, releaseText("stable-security", "trixie-security", until.Format(time.RFC1123), map[string][]byte{SumsPath("amd64", "current"): sums}))
-	if _, err := VerifyRelease(expired, kr, until.Add(-time.Hour)); err != nil {
+	if _, _, err := archive.VerifyRelease(expired, kr, "InRelease", until.Add(-time.Hour)); err != nil {
 		t.Errorf("a valid InRelease is refused: %v", err)
 	}
-	_, err := VerifyRelease(expired, kr, until.Add(time.Hour))
+	_, _, err := archive.VerifyRelease(expired, kr, "InRelease", until.Add(time.Hour))
 	bad("expired", err, "expired")
 }
 
 func TestInstallerDirs(t *testing.T) {
-	r := &Release{Release: &archive.Release{Files: map[string]archive.FileInfo{
+	r := &archive.Release{Files: map[string]archive.FileInfo{
 		SumsPath("amd64", "20250803"):                 {},
 		SumsPath("amd64", "current"):                  {},
 		SumsPath("amd64", "20250803+deb13u2"):         {},
 		SumsPath("arm64", "current"):                  {},
 		"main/installer-amd64/current/images/MD5SUMS": {},
 		"main/binary-amd64/Packages":                  {},
-	}}}
-	if got, want := r.InstallerDirs("amd64"), []string{"current", "20250803+deb13u2", "20250803"}; !reflect.DeepEqual(got, want) {
+	}}
+	if got, want := InstallerDirs(r, "amd64"), []string{"current", "20250803+deb13u2", "20250803"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("InstallerDirs = %v, want %v", got, want)
 	}
-	if got := r.InstallerDirs("riscv64"); len(got) != 0 {
+	if got := InstallerDirs(r, "riscv64"); len(got) != 0 {
 		t.Errorf("InstallerDirs(riscv64) = %v", got)
 	}
 }
@@ -308,8 +313,12 @@ func fakeArchive(t *testing.T, builds map[string]map[string][]byte, release map[
 	return m, kr
 }
 
+// fetcher has a client that gives up quickly: tests need not wait out
+// real mirrors' backoff.
 func fetcher() *Fetcher {
-	return &Fetcher{Now: func() time.Time { return testTime }, Stall: 5 * time.Second}
+	cl := archive.NewClient()
+	cl.Stall, cl.Backoff = 5*time.Second, 10*time.Millisecond
+	return &Fetcher{Now: func() time.Time { return testTime }, Client: cl}
 }
 
 func TestFetch(t *testing.T) {
@@ -405,26 +414,12 @@ func TestFetchTampered(t *testing.T) {
 // TestFetchNetboot: without usable images the netboot package is used,
 // checked against Packages.gz and the Release.
 func TestFetchNetboot(t *testing.T) {
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("dpkg-deb not installed")
-	}
-	tree := t.TempDir()
-	base := filepath.Join(tree, "usr/lib/debian-installer/images/13/amd64")
-	for rel, data := range map[string][]byte{
-		"text/debian-installer/amd64/linux": kernel, "text/debian-installer/amd64/initrd.gz": initrd,
-		"gtk/debian-installer/amd64/linux": gkernel, "gtk/debian-installer/amd64/initrd.gz": ginitrd,
-		"text/debian-installer/amd64/pxelinux.0": []byte("not wanted"),
-	} {
-		os.MkdirAll(filepath.Dir(filepath.Join(base, rel)), 0o755)
-		os.WriteFile(filepath.Join(base, rel), data, 0o644)
-	}
-	os.MkdirAll(filepath.Join(tree, "DEBIAN"), 0o755)
-	os.WriteFile(filepath.Join(tree, "DEBIAN/control"), []byte("Package: debian-installer-13-netboot-amd64\nVersion: 20250803\nArchitecture: all\nMaintainer: T <t@example.org>\nDescription: test\n"), 0o644)
-	debPath := filepath.Join(t.TempDir(), "nb.deb")
-	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", tree, debPath).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb --build: %v\n%s", err, out)
-	}
-	deb, _ := os.ReadFile(debPath)
+	base := "./usr/lib/debian-installer/images/13/amd64/"
+	deb := netbootDeb(t, map[string][]byte{
+		base + "text/debian-installer/amd64/linux": kernel, base + "text/debian-installer/amd64/initrd.gz": initrd,
+		base + "gtk/debian-installer/amd64/linux": gkernel, base + "gtk/debian-installer/amd64/initrd.gz": ginitrd,
+		base + "text/debian-installer/amd64/pxelinux.0": []byte("not wanted"),
+	})
 	pkgs := fmt.Sprintf("Package: debian-installer-13-netboot-amd64\nVersion: 20250803\nFilename: pool/main/d/dinb/nb.deb\nSize: %d\nSHA256: %s\n", len(deb), sha256Hex(deb))
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
@@ -483,7 +478,7 @@ func TestFetchStall(t *testing.T) {
 	defer srv.Close()
 	defer close(block)
 	fe := fetcher()
-	fe.Stall = 300 * time.Millisecond
+	fe.Client.Stall = 300 * time.Millisecond
 	start := time.Now()
 	_, err := fe.Fetch(context.Background(), srv.URL+"/debian", "trixie", "amd64", t.TempDir(), kr)
 	// The first window has a few bytes, the next none: either cuts it.
@@ -519,7 +514,7 @@ func TestFetchTrickle(t *testing.T) {
 	}))
 	defer srv.Close()
 	fe := fetcher()
-	fe.Stall, fe.MinSpeed = 400*time.Millisecond, 100
+	fe.Client.Stall, fe.Client.MinSpeed = 400*time.Millisecond, 100
 	start := time.Now()
 	_, err := fe.Fetch(context.Background(), srv.URL+"/debian", "trixie", "amd64", t.TempDir(), kr)
 	if err == nil || !strings.Contains(err.Error(), "the mirror trickles") || !strings.Contains(err.Error(), "/cdrom/vmlinuz") {
@@ -544,19 +539,19 @@ func TestSeveralSignatures(t *testing.T) {
 	w.Write([]byte(text))
 	w.Close()
 	kr, _ := keyringOf(t, key)
-	r, err := VerifyRelease(b.Bytes(), kr, testTime)
+	_, signer, err := archive.VerifyRelease(b.Bytes(), kr, "InRelease", testTime)
 	if err != nil {
 		t.Fatalf("a good signature after another key's: %v", err)
 	}
-	if !strings.Contains(r.Signer, "Test Archive") {
-		t.Errorf("Signer = %q", r.Signer)
+	if !strings.Contains(signer, "Test Archive") {
+		t.Errorf("Signer = %q", signer)
 	}
 	onlyOther, _ := keyringOf(t, other)
-	if _, err := VerifyRelease(clearSign(t, key, text), onlyOther, testTime); err == nil {
+	if _, _, err := archive.VerifyRelease(clearSign(t, key, text), onlyOther, "InRelease", testTime); err == nil {
 		t.Error("a signature by a key outside the keyring was accepted")
 	}
 	// Text added after the signature is not covered by it.
-	if _, err := VerifyRelease(append(b.Bytes(), []byte("\nSHA256:\n "+sha256Hex(nil)+" 0 evil\n")...), kr, testTime); err == nil {
+	if _, _, err := archive.VerifyRelease(append(b.Bytes(), []byte("\nSHA256:\n "+sha256Hex(nil)+" 0 evil\n")...), kr, "InRelease", testTime); err == nil {
 		t.Error("unsigned text after the signature was accepted")
 	}
 	// A signature by the right key over other text is bad, and fails the
@@ -572,7 +567,47 @@ func TestSeveralSignatures(t *testing.T) {
 	aw.Close()
 	i := bytes.Index(b.Bytes(), []byte("-----BEGIN PGP SIGNATURE-----"))
 	withForged := append(append([]byte{}, b.Bytes()[:i]...), append(armored.Bytes(), '\n')...)
-	if _, err := VerifyRelease(withForged, kr, testTime); err == nil || !strings.Contains(err.Error(), "BAD signature") {
+	if _, _, err := archive.VerifyRelease(withForged, kr, "InRelease", testTime); err == nil || !strings.Contains(err.Error(), "BAD signature") {
 		t.Errorf("a bad signature beside a good one: %v", err)
 	}
+}
+
+// netbootDeb makes a .deb as the archive's netboot packages are made:
+// debian-binary, control.tar.xz, data.tar.xz.
+func netbootDeb(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	txz := func(files map[string][]byte) []byte {
+		var b bytes.Buffer
+		xw, err := xz.NewWriter(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(xw)
+		names := slices.Sorted(maps.Keys(files))
+		for _, n := range names {
+			tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), ModTime: testTime})
+			tw.Write(files[n])
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := xw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	control := "Package: debian-installer-13-netboot-amd64\nVersion: 20250803\nArchitecture: all\nMaintainer: T <t@example.org>\nDescription: test\n"
+	var out bytes.Buffer
+	out.WriteString("!<arch>\n")
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.xz", txz(map[string][]byte{"./control": []byte(control)})}, {"data.tar.xz", txz(files)}} {
+		fmt.Fprintf(&out, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name, 0, 0, 0, "100644", len(m.data))
+		out.Write(m.data)
+		if len(m.data)%2 == 1 {
+			out.WriteByte('\n')
+		}
+	}
+	return out.Bytes()
 }

@@ -9,8 +9,6 @@
 package installer
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,51 +19,6 @@ import (
 	"vmdeb/internal/archive"
 )
 
-// Sum is a file's SHA256 (lower-case hex) and size as an index lists it;
-// Size is -1 where the index gives none (SHA256SUMS).
-type Sum struct {
-	SHA256 string
-	Size   int64
-}
-
-// Release is the verified content of a suite's InRelease.
-type Release struct {
-	*archive.Release
-	Signer string // the signing key's first identity
-}
-
-// VerifyRelease checks an InRelease file's signatures against keyring at
-// time now (internal/archive's check: at least one good signature by a
-// valid key, none bad, nothing outside the signed text) and parses the
-// signed text. An InRelease past its Valid-Until is refused.
-func VerifyRelease(inRelease []byte, keyring *archive.Keyring, now time.Time) (*Release, error) {
-	signed, signer, err := archive.VerifyInRelease(inRelease, keyring, "InRelease", now)
-	if err != nil {
-		return nil, err
-	}
-	ar, err := archive.ParseRelease(signed, "InRelease")
-	if err != nil {
-		return nil, err
-	}
-	r := &Release{Release: ar, Signer: signer}
-	if !r.ValidUntil.IsZero() && now.After(r.ValidUntil) {
-		return nil, fmt.Errorf("InRelease of %s expired on %s (Valid-Until): the mirror is stale", r.Codename, r.ValidUntil.Format(time.RFC1123))
-	}
-	return r, nil
-}
-
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range strings.ToLower(s) {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // ParseSums reads a SHA256SUMS file ("HASH  ./path" per line) into a map
 // from the path, without "./", to its hash.
 func ParseSums(data []byte) (map[string]string, error) {
@@ -75,7 +28,7 @@ func ParseSums(data []byte) (map[string]string, error) {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) != 2 || !isSHA256(f[0]) {
+		if len(f) != 2 || !archive.IsSHA256(f[0]) {
 			return nil, fmt.Errorf("SHA256SUMS line %d: %q is not \"HASH  PATH\"", i+1, line)
 		}
 		m[strings.TrimPrefix(strings.TrimPrefix(f[1], "*"), "./")] = strings.ToLower(f[0])
@@ -97,7 +50,7 @@ func SumsPath(arch, dir string) string {
 // "current" first, then the others, newest first. A mirror caught
 // between two syncs may serve a "current" that the Release does not
 // describe; an older build it does describe is still verifiable.
-func (r *Release) InstallerDirs(arch string) []string {
+func InstallerDirs(r *archive.Release, arch string) []string {
 	prefix, suffix := "main/installer-"+arch+"/", "/images/SHA256SUMS"
 	var dirs []string
 	current := false
@@ -128,15 +81,15 @@ func (r *Release) InstallerDirs(arch string) []string {
 // that it is suite's, the sums file of installer build dir ("current")
 // against it, and each file's SHA256 (got, keyed by its path below
 // images/, e.g. "cdrom/vmlinuz") against the sums file.
-func Verify(inRelease []byte, keyring *archive.Keyring, now time.Time, suite, arch, dir string, sums []byte, got map[string]Sum) error {
-	rel, err := VerifyRelease(inRelease, keyring, now)
+func Verify(inRelease []byte, keyring *archive.Keyring, now time.Time, suite, arch, dir string, sums []byte, got map[string]archive.FileInfo) error {
+	rel, _, err := archive.VerifyRelease(inRelease, keyring, "InRelease", now)
 	if err != nil {
 		return err
 	}
-	if err := rel.CheckSuite(suite); err != nil {
+	if err := CheckSuite(rel, suite); err != nil {
 		return err
 	}
-	if err := rel.CheckSums(arch, dir, sums); err != nil {
+	if err := CheckSums(rel, arch, dir, sums); err != nil {
 		return err
 	}
 	list, err := ParseSums(sums)
@@ -148,7 +101,7 @@ func Verify(inRelease []byte, keyring *archive.Keyring, now time.Time, suite, ar
 
 // CheckSuite refuses a Release of another suite: a signed but foreign
 // InRelease must not pass for the one asked for.
-func (r *Release) CheckSuite(suite string) error {
+func CheckSuite(r *archive.Release, suite string) error {
 	if suite != r.Suite && suite != r.Codename {
 		return fmt.Errorf("the mirror's InRelease for %s is that of %s (%s)", suite, r.Codename, r.Suite)
 	}
@@ -157,13 +110,13 @@ func (r *Release) CheckSuite(suite string) error {
 
 // CheckSums checks the SHA256SUMS of arch's installer build dir against
 // the Release's entry for it.
-func (r *Release) CheckSums(arch, dir string, sums []byte) error {
+func CheckSums(r *archive.Release, arch, dir string, sums []byte) error {
 	p := SumsPath(arch, dir)
 	want, ok := r.Files[p]
 	if !ok {
 		return fmt.Errorf("%s has no debian-installer for %s (its Release does not list %s)", r.Codename, arch, p)
 	}
-	got := sha256Hex(sums)
+	got := archive.SHA256Hex(sums)
 	if got != want.SHA256 || int64(len(sums)) != want.Size {
 		return fmt.Errorf("%s does not match the signed Release: SHA256 %s, %d bytes; want %s, %d bytes", p, got, len(sums), want.SHA256, want.Size)
 	}
@@ -171,7 +124,7 @@ func (r *Release) CheckSums(arch, dir string, sums []byte) error {
 }
 
 // CheckFiles compares each file's SHA256 with the sums list.
-func CheckFiles(list map[string]string, got map[string]Sum) error {
+func CheckFiles(list map[string]string, got map[string]archive.FileInfo) error {
 	var errs []error
 	for name, s := range got {
 		want, ok := list[name]
@@ -183,11 +136,6 @@ func CheckFiles(list map[string]string, got map[string]Sum) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }
 
 // NetbootPackage is a debian-installer-N-netboot-ARCH entry of Packages.
@@ -205,16 +153,13 @@ func (p NetbootPackage) ImageDir(arch string) string {
 // PickNetboot finds the newest release's netboot package for arch in a
 // Packages file (uncompressed).
 func PickNetboot(packages []byte, arch string) (NetbootPackage, error) {
+	pkgs, err := archive.ParsePackagesData(packages, "main")
+	if err != nil {
+		return NetbootPackage{}, fmt.Errorf("Packages: %w", err)
+	}
 	var best NetbootPackage
-	for _, para := range strings.Split(strings.ReplaceAll(string(packages), "\r\n", "\n"), "\n\n") {
-		fields := map[string]string{}
-		for _, l := range strings.Split(para, "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, " ") {
-				fields[k] = strings.TrimSpace(v)
-			}
-		}
-		name := fields["Package"]
-		rest, ok := strings.CutPrefix(name, "debian-installer-")
+	for _, p := range pkgs {
+		rest, ok := strings.CutPrefix(p.Name, "debian-installer-")
 		if !ok {
 			continue
 		}
@@ -226,12 +171,11 @@ func PickNetboot(packages []byte, arch string) (NetbootPackage, error) {
 		if err != nil || rn <= best.Release {
 			continue
 		}
-		size, err := strconv.ParseInt(fields["Size"], 10, 64)
-		if err != nil || !isSHA256(fields["SHA256"]) || fields["Filename"] == "" || strings.Contains(fields["Filename"], "..") {
-			return NetbootPackage{}, fmt.Errorf("Packages: the entry of %s lacks a valid Filename, Size or SHA256", name)
+		if p.Size <= 0 || !archive.IsSHA256(p.SHA256) || strings.Contains(p.Filename, "..") {
+			return NetbootPackage{}, fmt.Errorf("Packages: the entry of %s lacks a valid Filename, Size or SHA256", p.Name)
 		}
-		best = NetbootPackage{Name: name, Version: fields["Version"], Filename: fields["Filename"],
-			SHA256: strings.ToLower(fields["SHA256"]), Size: size, Release: rn}
+		best = NetbootPackage{Name: p.Name, Version: p.Version, Filename: p.Filename,
+			SHA256: strings.ToLower(p.SHA256), Size: p.Size, Release: rn}
 	}
 	if best.Name == "" {
 		return best, fmt.Errorf("no debian-installer-N-netboot-%s package in Packages", arch)

@@ -290,7 +290,7 @@ ln -s %[3]s %[4]s/vmdeb-link`, static, race, vdir, work))
 	if sum := treeSum(t, static); sum != staticSum {
 		t.Errorf("the build removed or changed the user's own directory %s", static)
 	}
-	for _, f := range []string{"small.tar.gz", "small.packages", "SHA256SUMS", "small.build.log"} {
+	for _, f := range []string{"small.tar.gz", "small.packages", "small.spdx.json", "small.cdx.json", "SHA256SUMS", "small.build.log"} {
 		fi, err := os.Lstat(filepath.Join(out, f))
 		if err != nil || !fi.Mode().IsRegular() {
 			t.Errorf("%s: want a regular file, got %v %v", f, fi, err)

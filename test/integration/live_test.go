@@ -90,7 +90,10 @@ func TestLiveMinimal(t *testing.T) {
 	}
 	assertClean(t, work)
 	iso := filepath.Join(out, "debian-live-minimal-amd64.iso")
-	checkReport(t, reportFile, out, map[string]string{iso: "live-iso", filepath.Join(out, "debian-live-minimal-amd64.packages"): "manifest"})
+	stem := filepath.Join(out, "debian-live-minimal-amd64")
+	checkReport(t, reportFile, out, map[string]string{iso: "live-iso", stem + ".packages": "manifest",
+		stem + ".spdx.json": "sbom-spdx", stem + ".cdx.json": "sbom-cyclonedx"})
+	checkSBOMs(t, stem)
 	for _, f := range []string{iso, filepath.Join(out, "debian-live-minimal-amd64.packages"), filepath.Join(out, "SHA256SUMS"), filepath.Join(out, "debian-live-minimal.build.log")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("missing output: %v", err)
@@ -226,4 +229,65 @@ func firstLine(s, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// checkSBOMs reads the SBOMs beside an output (STEM.spdx.json and
+// STEM.cdx.json): each lists every package of the manifest STEM.packages,
+// with its purl.
+func checkSBOMs(t *testing.T, stem string) {
+	t.Helper()
+	man, err := os.ReadFile(stem + ".packages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(man)), "\n") {
+		name, _, _ := strings.Cut(l, "\t")
+		want[strings.SplitN(name, ":", 2)[0]] = true
+	}
+	var spdx struct {
+		SPDXVersion string
+		Packages    []struct {
+			Name         string
+			ExternalRefs []struct{ ReferenceType, ReferenceLocator string }
+		}
+		Relationships []struct{ RelationshipType string }
+	}
+	var cdx struct {
+		SpecVersion string
+		Components  []struct{ Name, Purl string }
+	}
+	for f, v := range map[string]any{stem + ".spdx.json": &spdx, stem + ".cdx.json": &cdx} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("SBOM: %v", err)
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatalf("SBOM %s: %v", f, err)
+		}
+	}
+	if spdx.SPDXVersion != "SPDX-2.3" || cdx.SpecVersion != "1.5" {
+		t.Errorf("SBOM versions: SPDX %q, CycloneDX %q", spdx.SPDXVersion, cdx.SpecVersion)
+	}
+	got := map[string]bool{}
+	for _, c := range cdx.Components {
+		got[c.Name] = true
+		if !strings.HasPrefix(c.Purl, "pkg:deb/debian/"+c.Name+"@") {
+			t.Errorf("CycloneDX: %s's purl is %q", c.Name, c.Purl)
+		}
+	}
+	for n := range want {
+		if !got[n] {
+			t.Errorf("CycloneDX SBOM lacks %s", n)
+		}
+	}
+	contains := 0
+	for _, r := range spdx.Relationships {
+		if r.RelationshipType == "CONTAINS" {
+			contains++
+		}
+	}
+	if len(spdx.Packages) != len(cdx.Components)+1 || contains != len(cdx.Components) {
+		t.Errorf("SPDX: %d packages, %d CONTAINS; CycloneDX: %d components", len(spdx.Packages), contains, len(cdx.Components))
+	}
 }

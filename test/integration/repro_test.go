@@ -77,7 +77,7 @@ func TestKillsAndReproducible(t *testing.T) {
 		t.Errorf("temporary outputs of killed builds remain: %v", tmps)
 	}
 
-	outputs := []string{"repro.iso", "repro.squashfs", "repro.tar.gz", "repro.qcow2", "repro.packages", "SHA256SUMS"}
+	outputs := []string{"repro.iso", "repro.squashfs", "repro.tar.gz", "repro.qcow2", "repro.packages", "repro.spdx.json", "repro.cdx.json", "SHA256SUMS"}
 	for _, other := range []struct{ name, dir string }{{"a second full build", second}, {"a build from the stage cache", third}} {
 		for _, o := range outputs {
 			a, b := filepath.Join(first, o), filepath.Join(other.dir, o)
@@ -133,7 +133,7 @@ func firstDifference(t *testing.T, a, b string) string {
 			}
 		}
 		return treeDifference(da, db) + " (or archive headers: " + cmpBytes(a, b) + ")"
-	case ".packages", "":
+	case ".packages", ".json", "":
 		da, _ := os.ReadFile(a)
 		db, _ := os.ReadFile(b)
 		return "\n" + diffLines(string(da), string(db))
