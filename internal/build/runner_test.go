@@ -23,9 +23,10 @@ import (
 // recorder is what a fake build did, in order; the fakes below (host,
 // backend, stages) write into it.
 type recorder struct {
-	t      *testing.T
-	events []string
-	up     bool // the fake chroot is up
+	t        *testing.T
+	events   []string
+	up       bool  // the fake chroot is up
+	downFail error // what taking the chroot down returns
 }
 
 func (r *recorder) add(event string) { r.events = append(r.events, event) }
@@ -45,7 +46,7 @@ func (h fakeHost) SetupChroot(_ context.Context, st *State) (io.Closer, error) {
 	}
 	h.r.up = true
 	h.r.add("up")
-	return closer(func() error { h.r.up = false; h.r.add("down"); return nil }), nil
+	return closer(func() error { h.r.up = false; h.r.add("down"); return h.r.downFail }), nil
 }
 
 type closer func() error
@@ -479,5 +480,58 @@ func TestDefaultStagesDeclare(t *testing.T) {
 	pts := cachePoints(p, stages)
 	if len(pts) != 2 || pts[0].index != 0 || pts[1].index != 1 || pts[1].parent != pts[0].key || pts[0].parent != "" {
 		t.Errorf("cache points %+v", pts)
+	}
+}
+
+// A teardown that fails fails the build: after the last chroot stage, as
+// that stage's error; after a failed stage, joined to its error. Either
+// way nothing is published and nothing is left.
+func TestRunTeardownFailure(t *testing.T) {
+	busy := errors.New("target is busy")
+	b := newFakeBuild(t)
+	b.r.downFail = busy
+	_, err := b.run(context.Background(), b.pipeline("p1"))
+	var se *StageError
+	if !errors.As(err, &se) || se.Stage != "finalise" || !errors.Is(err, busy) || !strings.Contains(err.Error(), "teardown: ") {
+		t.Errorf("error %v, want finalise's teardown", err)
+	}
+	if slices.Contains(b.r.events, "after finalise") || slices.Contains(b.r.events, "run a") {
+		t.Errorf("the build went on after a failed teardown: %q", b.r.events)
+	}
+
+	b = newFakeBuild(t)
+	b.r.downFail = busy
+	stages := b.pipeline("p1")
+	boom := errors.New("boom")
+	fakeOf(stages[3]).fail = boom // system
+	_, err = b.run(context.Background(), stages)
+	if !errors.Is(err, boom) || !errors.Is(err, busy) {
+		t.Errorf("error %v, want the stage's and the teardown's", err)
+	}
+	if b.published() != nil || len(b.leftovers(t)) > 0 {
+		t.Errorf("published %v, left %v", b.published(), b.leftovers(t))
+	}
+}
+
+// KeepWork keeps the work directory, root file system included, but the
+// chroot comes down and the outputs' temporary files go all the same.
+func TestRunKeepWork(t *testing.T) {
+	b := newFakeBuild(t)
+	b.opts.KeepWork = true
+	stages := b.pipeline("p1")
+	fakeOf(stages[5]).fail = errors.New("boom") // output a, its temporary file written
+	st, err := b.run(context.Background(), stages)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if data, err := os.ReadFile(filepath.Join(st.Rootfs, "pkgs")); err != nil || string(data) != "p1" {
+		t.Errorf("kept root file system: %q %v", data, err)
+	}
+	if b.r.up {
+		t.Error("the chroot is still up")
+	}
+	ents, _ := os.ReadDir(b.outDir)
+	if len(ents) > 0 {
+		t.Errorf("output directory holds %v", ents)
 	}
 }
