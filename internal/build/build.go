@@ -17,6 +17,7 @@ import (
 	"vmdeb/internal/report"
 	"vmdeb/internal/sbom"
 	"vmdeb/internal/stagecache"
+	"vmdeb/internal/tempname"
 )
 
 // State is what the stages share while a build runs.
@@ -63,12 +64,10 @@ type Result struct {
 
 // Run options.
 type RunOptions struct {
-	WorkDir  string // parent for the work directory ("" = /var/tmp)
+	WorkDir  string // parent for the work directory ("" = config.DefaultWorkDir)
 	KeepWork bool   // keep the work directory for debugging
 	// Cache keeps and reuses stage results (nil: every stage runs).
 	Cache *stagecache.Cache
-	// Isolation asked on the command line ("" = the config's or the default).
-	Isolation string
 	// host does what needs root (nil: the real one); tests replace it.
 	host host
 }
@@ -138,8 +137,8 @@ func (e *StageError) StageName() string { return e.Stage }
 // output's lock), without following links.
 func (st *State) temp(out string) string {
 	dir, base := filepath.Dir(out), filepath.Base(out)
-	prefix := "." + base + ".vmdeb-tmp"
-	removeStale(dir, prefix)
+	prefix := tempname.Prefix(out)
+	removeStale(out)
 	t, err := newTempDir(dir, prefix)
 	if err != nil {
 		// The stage's tool reports the unwritable directory.
@@ -150,17 +149,16 @@ func (st *State) temp(out string) string {
 	return t.Path(base)
 }
 
-// removeStale removes the entries of dir whose names start with prefix
-// and that this user owns (what a killed build left), never following a
-// link. Callers hold the lock of the path the names belong to.
-func removeStale(dir, prefix string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// removeStale removes the temporary siblings of out (tempname.Leftovers)
+// that this user owns (what a killed build left), never following a
+// link. Callers hold out's lock.
+func removeStale(out string) {
+	fd, err := unix.Open(filepath.Dir(out), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
 	defer unix.Close(fd)
-	old, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
-	for _, o := range old {
+	for _, o := range tempname.Leftovers(out) {
 		var s unix.Stat_t
 		if unix.Fstatat(fd, filepath.Base(o), &s, unix.AT_SYMLINK_NOFOLLOW) == nil && int(s.Uid) == os.Geteuid() {
 			chroot.RemoveAt(fd, filepath.Base(o), o)

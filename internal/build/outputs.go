@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"vmdeb/internal/tempname"
 
 	"golang.org/x/sys/unix"
 
@@ -40,9 +41,8 @@ func CreateReplacing(path string) (*Replacing, error) {
 	if err := checkFinal(path, false); err != nil {
 		return nil, err
 	}
-	prefix := "." + filepath.Base(path) + ".vmdeb-tmp"
-	removeStale(filepath.Dir(path), prefix)
-	t, err := newTempDir(filepath.Dir(path), prefix)
+	removeStale(path)
+	t, err := newTempDir(filepath.Dir(path), tempname.Prefix(path))
 	if err != nil {
 		return nil, err
 	}

@@ -365,9 +365,6 @@ func (p *Plan) MissingTools() []string {
 	for k, v := range p.Bootstrap.Tools() {
 		need[k] = v
 	}
-	if p.TargetGrub || p.Spec.Live.Installer {
-		need["dpkg-deb"] = "dpkg" // the target's GRUB; the installer's netboot package
-	}
 	if p.SourceDateEpoch > 0 && p.Spec.HasPlainPassword() {
 		need["openssl"] = "openssl" // reproducible password hashes
 	}
@@ -423,16 +420,8 @@ func rootlessOutputs(s *config.Spec) error {
 }
 
 // UserCacheDir is where an ordinary user's builds keep what
-// /var/cache/vmdeb holds for root: $XDG_CACHE_HOME/vmdeb/SUB, else
-// ~/.cache/vmdeb/SUB.
-func UserCacheDir(sub string) string {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		d = filepath.Join(os.TempDir(), fmt.Sprintf("vmdeb-cache-%d", os.Getuid()))
-		return filepath.Join(d, sub)
-	}
-	return filepath.Join(d, "vmdeb", sub)
-}
+// /var/cache/vmdeb holds for root (config.UserCacheDir).
+func UserCacheDir(sub string) string { return config.UserCacheDir(sub) }
 
 // RequireRoot says why a build needs root when it does not have it.
 func RequireRoot() error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"vmdeb/internal/config"
 
 	"golang.org/x/sys/unix"
 
@@ -95,7 +96,7 @@ func Run(ctx context.Context, p *Plan, stages []Stage, log *buildlog.Log, o RunO
 	}
 	parent := o.WorkDir
 	if parent == "" {
-		parent = "/var/tmp"
+		parent = config.DefaultWorkDir
 	}
 	private, err := h.PrivateDir(parent)
 	if err != nil {

@@ -319,8 +319,8 @@ func fetchDebs(ctx context.Context, st *State, sub string, pkgs []string, why st
 		if len(debs) != 1 {
 			return nil, fmt.Errorf("expected one %s package, found %d", pkg, len(debs))
 		}
-		// dpkg-deb reads the package from a copy outside the image: a
-		// path into it could be a link.
+		// The package is read from a copy outside the image: a path into
+		// it could be a link.
 		data, err := r.ReadFile(debs[0])
 		if err != nil {
 			return nil, err
@@ -329,7 +329,7 @@ func fetchDebs(ctx context.Context, st *State, sub string, pkgs []string, why st
 		if err := os.WriteFile(deb, data, 0o644); err != nil {
 			return nil, err
 		}
-		err = st.Log.Run(ctx, buildlog.Cmd{Name: "dpkg-deb", Args: []string{"-x", deb, dest}})
+		err = archive.ExtractDir(deb, dest)
 		os.Remove(deb)
 		if err != nil {
 			return nil, err
