@@ -57,6 +57,8 @@ func TestPackageInstall(t *testing.T) {
 	defer cancel()
 	top := repo(t)
 	out := t.TempDir()
+	start := time.Now()
+	step := func(what string) { t.Logf("%s: %s", what, time.Since(start).Round(time.Second)) }
 
 	// The unit tests run elsewhere; nocheck keeps this test short.
 	mk := exec.CommandContext(ctx, "make", "-C", top, "deb", "BUILDDIR="+out)
@@ -64,6 +66,7 @@ func TestPackageInstall(t *testing.T) {
 	if r := runCmd(t, mk, "make deb"); r.code != 0 {
 		t.Fatalf("make deb: exit %d\n%s", r.code, tail(r.stdout+r.stderr, 40))
 	}
+	step("make deb done")
 	version := pkgOutput(t, ctx, "dpkg-parsechangelog", "-l", filepath.Join(top, "debian", "changelog"), "-S", "Version")
 	arch := pkgOutput(t, ctx, "dpkg-architecture", "-q", "DEB_HOST_ARCH")
 	deb := filepath.Join(out, "deb", fmt.Sprintf("vmdeb_%s_%s.deb", version, arch))
@@ -114,6 +117,7 @@ func TestPackageInstall(t *testing.T) {
 	if r := runCmd(t, ds, "debootstrap"); r.code != 0 {
 		t.Fatalf("debootstrap %s: exit %d\n%s", suite, r.code, tail(r.stdout+r.stderr, 30))
 	}
+	step("debootstrap done")
 	defer pkgAssertUnmounted(t, root)
 	pkgCopyFile(t, "/etc/resolv.conf", filepath.Join(root, "etc", "resolv.conf"))
 	pkgCopyFile(t, deb, filepath.Join(root, "tmp", filepath.Base(deb)))
@@ -123,7 +127,7 @@ func TestPackageInstall(t *testing.T) {
 		// A private mount namespace: /proc goes when the command ends,
 		// however it ends.
 		cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "--",
-			"sh", "-ec", `mount -t proc proc "$0/proc"; exec chroot "$0" sh -ec "$1"`, root, script)
+			"sh", "-ec", `mount -t proc proc "$0/proc"; mount -t devpts -o newinstance,ptmxmode=0666 devpts "$0/dev/pts"; exec chroot "$0" sh -ec "$1"`, root, script)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
 		return runCmd(t, cmd, "chroot: "+script)
 	}
@@ -131,6 +135,7 @@ func TestPackageInstall(t *testing.T) {
 		t.Fatalf("apt-get install vmdeb: exit %d\n%s", r.code, tail(r.stdout+r.stderr, 40))
 	}
 
+	step("apt-get install done")
 	if r := inChroot("vmdeb --version"); r.code != 0 || !strings.Contains(r.stdout, version) {
 		t.Errorf("vmdeb --version: exit %d, %q; want version %s", r.code, r.stdout+r.stderr, version)
 	}
@@ -144,6 +149,11 @@ func TestPackageInstall(t *testing.T) {
 			t.Errorf("man -w %s: exit %d, %q; want %s", page, r.code, r.stdout+r.stderr, want)
 		}
 	}
+	// The bash completion loads and completes vmdeb's commands.
+	if r := inChroot(`bash -c '. /usr/share/bash-completion/completions/vmdeb && complete -p vmdeb && vmdeb __complete bu'`); r.code != 0 ||
+		!strings.Contains(r.stdout, "complete ") || !strings.Contains(r.stdout, "build") {
+		t.Errorf("bash completion: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	// Depends alone suffice to build the shipped example: check finds
 	// every host tool (it exits 2 naming the missing ones otherwise).
 	if r := inChroot("vmdeb check --offline /usr/share/doc/vmdeb/examples/live-minimal.yaml"); r.code != 0 {
@@ -152,6 +162,10 @@ func TestPackageInstall(t *testing.T) {
 	// ... and they were alone: a Recommends (qemu) was not installed.
 	if r := inChroot("dpkg-query -W -f '${Status}\n' qemu-system-x86 2>/dev/null || true"); strings.Contains(r.stdout, "install ok installed") {
 		t.Errorf("qemu-system-x86 is installed although only Depends were asked for: %q", r.stdout)
+	}
+	// Purged, the package leaves none of its files behind.
+	if r := inChroot("apt-get purge -y -q vmdeb && ! ls -d /usr/bin/vmdeb /usr/share/man/man1/vmdeb* /usr/share/doc/vmdeb 2>/dev/null"); r.code != 0 {
+		t.Errorf("apt-get purge vmdeb: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 
