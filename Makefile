@@ -7,11 +7,13 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
 	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
-	btrfs-progs extlinux uidmap fdisk groff-base
+	btrfs-progs extlinux uidmap fdisk groff-base \
+	debhelper dpkg-dev lintian
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all vmdeb man deps example test unit fuzz integration bench clean proof-foreign
+.PHONY: deb
 
 all: vmdeb
 
@@ -30,6 +32,20 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 man: vmdeb
 	rm -rf $(BUILDDIR)/man $(BUILDDIR)/completions
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./vmdeb gen-docs $(BUILDDIR)
+
+# The Debian package, built from debian/ by dpkg-buildpackage and moved
+# from the parent directory into $(BUILDDIR)/deb: vmdeb_VERSION_ARCH.deb
+# with its .buildinfo and .changes (docs/packaging.md). The Go modules are
+# downloaded first; the package build itself does not reach the network.
+deb:
+	$(GO) mod download
+	GO=$(GO) GOCACHE="$$($(GO) env GOCACHE)" GOMODCACHE="$$($(GO) env GOMODCACHE)" \
+		dpkg-buildpackage -us -uc -b
+	@set -e; v=$$(dpkg-parsechangelog -S Version); a=$$(dpkg-architecture -q DEB_HOST_ARCH); \
+		mkdir -p $(BUILDDIR)/deb; \
+		for f in vmdeb_$${v}_$$a.deb vmdeb-dbgsym_$${v}_$$a.deb vmdeb_$${v}_$$a.buildinfo vmdeb_$${v}_$$a.changes; do \
+			mv ../$$f $(BUILDDIR)/deb/; done; \
+		echo "$(BUILDDIR)/deb/vmdeb_$${v}_$$a.deb"
 
 # Install what a build needs on a Debian host (as root).
 deps:
@@ -83,3 +99,4 @@ bench: vmdeb
 clean:
 	rm -f vmdeb
 	rm -rf $(BUILDDIR)/man $(BUILDDIR)/completions
+	rm -rf $(BUILDDIR)/deb
