@@ -1,21 +1,17 @@
 package bootstrap
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -567,7 +563,7 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 	if err := dpkg(append([]string{"--force-depends", "--unpack"}, deb(rest...)...)...); err != nil {
 		return err
 	}
-	in.progress = &setupCounter{log: log, total: len(set.Required) - len(installed)}
+	in.progress = buildlog.NewPackageProgress(log, len(set.Required)-len(installed))
 	if err := dpkg("--configure", "--pending", "--force-configure-any", "--force-depends"); err != nil {
 		return err
 	}
@@ -609,7 +605,7 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 		if err := dpkg(append([]string{"--force-overwrite", "--force-confold", "--skip-same-version", "--unpack"}, deb(names...)...)...); err != nil {
 			return err
 		}
-		in.progress = &setupCounter{log: log, total: len(names)}
+		in.progress = buildlog.NewPackageProgress(log, len(names))
 		if err := dpkg("--force-confold", "--skip-same-version", "--configure", "-a"); err != nil {
 			return err
 		}
@@ -782,44 +778,26 @@ func bindMount(c *chroot.Chroot, dir, rel string) error {
 }
 
 // target runs the target's own programs inside it. The child process
-// does the chroot(2) itself (SysProcAttr.Chroot): no chroot binary on the
+// does the chroot(2) itself (see run.Cmd.Root): no chroot binary on the
 // host, and the Go process keeps its own root.
 type target struct {
 	ctx      context.Context
 	log      *buildlog.Log
 	root     string
-	progress *setupCounter
+	progress *buildlog.PackageProgress
 }
 
 func (t *target) run(name string, args ...string) error {
-	t.log.Logf("$ (in %s) %s %s", t.root, name, strings.Join(args, " "))
-	cmd := exec.CommandContext(t.ctx, name, args...)
-	cmd.Dir = "/"
-	cmd.Env = append([]string{chrootPath, "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "HOME=/root", "TERM=dumb"}, chroot.NonInteractiveEnv()...)
-	tail := buildlog.NewTail(40)
-	var w io.Writer = &lineSplitter{fn: func(l string) {
-		tail.Add(l)
-		if t.progress != nil {
-			t.progress.line(l)
-		}
-	}}
-	w = io.MultiWriter(t.log.Writer(false), w)
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: t.root, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
-	t0 := time.Now()
-	err := cmd.Run()
-	if ps := cmd.ProcessState; ps != nil {
-		t.log.Logf("(%.2fs, user %.2fs, sys %.2fs)", time.Since(t0).Seconds(), ps.UserTime().Seconds(), ps.SystemTime().Seconds())
+	c := buildlog.Cmd{Name: name, Args: args, Root: t.root, Env: append([]string{chrootPath}, chroot.NonInteractiveEnv()...)}
+	if t.progress != nil {
+		c.Line = t.progress.Line
 	}
-	if err != nil {
-		if t.ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", t.ctx.Err(), err)
-		}
-		return &buildlog.CommandError{Cmd: filepath.Base(name) + " " + firstArgs(args), Err: err, Last: tail.Lines(), LogPath: t.log.Path()}
+	err := t.log.Run(t.ctx, c)
+	if ce, ok := err.(*buildlog.CommandError); ok {
+		// dpkg's command lines name hundreds of package files.
+		ce.Cmd, ce.Args = filepath.Base(name)+" "+firstArgs(args), nil
 	}
-	return nil
+	return err
 }
 
 // firstArgs shortens a command line of many package files for messages.
@@ -834,36 +812,6 @@ func firstArgs(args []string) string {
 		opts = append(opts, fmt.Sprintf("(%d packages)", n))
 	}
 	return strings.Join(opts, " ")
-}
-
-type lineSplitter struct {
-	buf []byte
-	fn  func(string)
-}
-
-func (s *lineSplitter) Write(p []byte) (int, error) {
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		s.fn(string(s.buf[:i]))
-		s.buf = s.buf[i+1:]
-	}
-}
-
-// setupCounter turns dpkg's "Setting up" lines into a progress counter.
-type setupCounter struct {
-	log         *buildlog.Log
-	done, total int
-}
-
-func (s *setupCounter) line(l string) {
-	if strings.HasPrefix(l, "Setting up ") && s.done < s.total {
-		s.done++
-		s.log.Progress("packages set up", s.done, s.total)
-	}
 }
 
 // ShareCache lets the chroot's apt use the package cache: a staging

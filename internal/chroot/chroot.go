@@ -248,10 +248,10 @@ func (c *Chroot) Defer(what string, fn func() error) {
 }
 
 // Run runs a command inside the chroot with the build environment:
-// non-interactive debconf, no daemons, C.UTF-8.
+// non-interactive debconf, no daemons, C.UTF-8. The command's child does
+// the chroot(2) itself (no chroot program on the host).
 func (c *Chroot) Run(ctx context.Context, cmd buildlog.Cmd) error {
-	args := append([]string{c.Root, cmd.Name}, cmd.Args...)
-	cmd.Name, cmd.Args = "chroot", args
+	cmd.Root = c.Root
 	cmd.Env = append(append(NonInteractiveEnv(), c.Env...), cmd.Env...)
 	return c.log.Run(ctx, cmd)
 }
