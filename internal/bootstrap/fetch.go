@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"vmdeb/internal/archive"
 	"vmdeb/internal/buildlog"
 )
@@ -17,7 +19,8 @@ import (
 // cache), and, for the essential packages, its files unpacked into the
 // target. Downloads run jobs at a time; unpacking, which is CPU work,
 // one per CPU, each package as soon as it is downloaded. It returns the
-// file dpkg is to install, by package name.
+// file dpkg is to install, by package name. The first failure stops the
+// rest.
 func (n *Native) prepare(ctx context.Context, log *buildlog.Log, targetDir string, arc *archive.Archive, cache *archive.Cache, set archive.BaseSet) (map[string]string, error) {
 	root, err := os.OpenRoot(targetDir)
 	if err != nil {
@@ -33,84 +36,93 @@ func (n *Native) prepare(ctx context.Context, log *buildlog.Log, targetDir strin
 	if jobs <= 0 {
 		jobs = 8
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	dl := make(chan struct{}, jobs)
-	cpu := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var (
-		mu      sync.Mutex
-		out     = map[string]string{}
-		first   error
-		fetched int
-		wg      sync.WaitGroup
-	)
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if first == nil {
-			first = err
-			cancel()
-		}
+	type fetched struct {
+		p    *archive.Package
+		orig string
 	}
-	acquire := func(c chan struct{}) bool {
-		select {
-		case c <- struct{}{}:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	// Largest first: the long ones must not start last.
-	order := append([]*archive.Package{}, all...)
-	sort.SliceStable(order, func(i, j int) bool { return order[i].Size > order[j].Size })
-	for _, p := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !acquire(dl) {
-				return
+	// Buffered for all: a download never waits for the unpacking.
+	ready := make(chan fetched, len(all))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(ready)
+		dl, dctx := errgroup.WithContext(gctx)
+		dl.SetLimit(jobs)
+		var mu sync.Mutex
+		done := 0
+		// Largest first: the long ones must not start last.
+		order := append([]*archive.Package{}, all...)
+		sort.SliceStable(order, func(i, j int) bool { return order[i].Size > order[j].Size })
+		for _, p := range order {
+			if dctx.Err() != nil {
+				break
 			}
-			orig, err := arc.Fetch(ctx, p)
-			<-dl
-			if err != nil {
-				fail(err)
-				return
-			}
-			mu.Lock()
-			fetched++
-			log.Progress("packages fetched and verified", fetched, len(all))
-			mu.Unlock()
-			if !acquire(cpu) {
-				return
-			}
-			defer func() { <-cpu }()
-			var into *os.Root
-			if essential[p.Name] {
-				into = root
-			}
-			plain := cache.Derived(p.SHA256)
-			if plain == "" {
-				var built bool
-				plain, built, err = cache.MakeDerived(ctx, p.SHA256, func(f *os.File) error { return archive.Unpack(orig, into, f) })
-				if err == nil && built {
-					into = nil // unpacked while making the copy
+			dl.Go(func() error {
+				orig, err := arc.Fetch(dctx, p)
+				if err != nil {
+					return err
 				}
+				mu.Lock()
+				done++
+				log.Progress("packages fetched and verified", done, len(all))
+				mu.Unlock()
+				ready <- fetched{p, orig}
+				return nil
+			})
+		}
+		if err := dl.Wait(); err != nil {
+			return err
+		}
+		return gctx.Err() // stopped early: not every package is there
+	})
+	var mu sync.Mutex
+	out := map[string]string{}
+	for range runtime.GOMAXPROCS(0) {
+		g.Go(func() error {
+			for f := range ready {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				var into *os.Root
+				if essential[f.p.Name] {
+					into = root
+				}
+				plain, err := makePlain(gctx, cache, f.p, f.orig, into)
+				if err != nil {
+					return fmt.Errorf("unpacking %s: %w", f.p.Filename, err)
+				}
+				mu.Lock()
+				out[f.p.Name] = plain
+				mu.Unlock()
 			}
-			if err == nil && into != nil {
-				err = archive.Extract(plain, into)
-			}
-			if err != nil {
-				fail(fmt.Errorf("unpacking %s: %w", p.Filename, err))
-				return
-			}
-			mu.Lock()
-			out[p.Name] = plain
-			mu.Unlock()
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, ctx.Err()
+}
+
+// makePlain returns the cached copy of p (downloaded as orig) with its
+// data uncompressed, making it if the cache has none, and unpacks p's
+// files into into unless into is nil.
+func makePlain(ctx context.Context, cache *archive.Cache, p *archive.Package, orig string, into *os.Root) (string, error) {
+	plain := cache.Derived(p.SHA256)
+	if plain == "" {
+		var built bool
+		var err error
+		plain, built, err = cache.MakeDerived(ctx, p.SHA256, func(f *os.File) error { return archive.Unpack(orig, into, f) })
+		if err != nil {
+			return "", err
+		}
+		if built {
+			return plain, nil // unpacked while making the copy
+		}
+	}
+	if into != nil {
+		if err := archive.Extract(plain, into); err != nil {
+			return "", err
+		}
+	}
+	return plain, nil
 }
