@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/archive"
+	"vmdeb/internal/chroot"
 )
 
 // scaffold makes what dpkg needs before its first run, as debootstrap's
@@ -71,18 +72,16 @@ func makeDevices(dev string) error {
 	if err := os.MkdirAll(dev, 0o755); err != nil {
 		return err
 	}
-	nodes := []struct {
-		name         string
-		major, minor uint32
-		mode         uint32
-	}{{"null", 1, 3, 0o666}, {"zero", 1, 5, 0o666}, {"full", 1, 7, 0o666}, {"random", 1, 8, 0o666},
-		{"urandom", 1, 9, 0o666}, {"tty", 5, 0, 0o666}, {"console", 5, 1, 0o600}, {"ptmx", 5, 2, 0o666}}
+	// The chroot's nodes, and the two that the chroot's devpts and the
+	// booted system's console provide.
+	nodes := append(chroot.DevNodes(), chroot.DevNode{Name: "console", Major: 5, Minor: 1, Mode: 0o600},
+		chroot.DevNode{Name: "ptmx", Major: 5, Minor: 2, Mode: 0o666})
 	for _, n := range nodes {
-		p := filepath.Join(dev, n.name)
+		p := filepath.Join(dev, n.Name)
 		if _, err := os.Lstat(p); err == nil {
 			continue
 		}
-		if err := unix.Mknod(p, unix.S_IFCHR|n.mode, int(unix.Mkdev(n.major, n.minor))); err != nil {
+		if err := unix.Mknod(p, unix.S_IFCHR|uint32(n.Mode), int(unix.Mkdev(n.Major, n.Minor))); err != nil {
 			if errors.Is(err, unix.EPERM) {
 				// A user namespace makes no device nodes; the booted
 				// system's devtmpfs has them all.
@@ -90,7 +89,7 @@ func makeDevices(dev string) error {
 			}
 			return fmt.Errorf("mknod %s: %w", p, err)
 		}
-		if err := os.Chmod(p, os.FileMode(n.mode)); err != nil {
+		if err := os.Chmod(p, n.Mode); err != nil {
 			return err
 		}
 	}
@@ -99,8 +98,7 @@ func makeDevices(dev string) error {
 			return err
 		}
 	}
-	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
-	for name, to := range links {
+	for name, to := range chroot.DevLinks() {
 		if _, err := os.Lstat(filepath.Join(dev, name)); err == nil {
 			continue
 		}

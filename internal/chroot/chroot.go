@@ -90,25 +90,22 @@ func (c *Chroot) setupDev() error {
 	if err := c.mount("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64m"); err != nil {
 		return err
 	}
-	nodes := []struct {
-		name         string
-		major, minor uint32
-	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
-	for _, n := range nodes {
-		p := "dev/" + n.name
-		err := c.img.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor)))
+	for _, n := range DevNodes() {
+		p := "dev/" + n.Name
+		err := c.img.Mknod(p, unix.S_IFCHR|uint32(n.Mode), int(unix.Mkdev(n.Major, n.Minor)))
 		if errors.Is(err, unix.EPERM) {
 			// A user namespace may not make device nodes: bind the
 			// host's node onto an empty file instead.
-			err = c.bindNode("/dev/"+n.name, p)
+			err = c.bindNode("/dev/"+n.Name, p)
 		} else if err == nil {
-			err = c.img.Chmod(p, 0o666)
+			err = c.img.Chmod(p, n.Mode)
 		}
 		if err != nil {
 			return fmt.Errorf("mknod %s: %w", filepath.Join(c.Root, p), err)
 		}
 	}
-	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
+	links := DevLinks()
+	links["ptmx"] = "pts/ptmx" // the chroot's own devpts instance
 	for name, target := range links {
 		if err := c.img.Symlink(target, "dev/"+name); err != nil {
 			return err
@@ -123,6 +120,26 @@ func (c *Chroot) setupDev() error {
 		return err
 	}
 	return c.mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+}
+
+// DevNode is a character device node of a minimal /dev.
+type DevNode struct {
+	Name         string
+	Major, Minor uint32
+	Mode         os.FileMode
+}
+
+// DevNodes are the device nodes programs expect in any /dev: the build's
+// chroot gets them, and so does a bootstrapped tree, as debootstrap's
+// setup_devices_simple makes them.
+func DevNodes() []DevNode {
+	return []DevNode{{"null", 1, 3, 0o666}, {"zero", 1, 5, 0o666}, {"full", 1, 7, 0o666}, {"random", 1, 8, 0o666},
+		{"urandom", 1, 9, 0o666}, {"tty", 5, 0, 0o666}}
+}
+
+// DevLinks are /dev's links to a process's own file descriptors, by name.
+func DevLinks() map[string]string {
+	return map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 }
 
 // mountSys mounts a read-only sysfs. In a user namespace, which may mount
