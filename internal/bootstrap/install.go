@@ -44,29 +44,46 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 	if err := bindMount(c, staging, debDir); err != nil {
 		return err
 	}
-	in := &target{ctx: ctx, log: log, root: c.Root}
-	deb := func(names ...string) []string {
-		var out []string
-		for _, nm := range names {
-			if f, ok := byName[nm]; ok {
-				out = append(out, debDir+"/"+f.DebName())
-			}
-		}
-		return out
-	}
-	// --force-unsafe-io: dpkg skips its fsync per file; a bootstrap that
-	// dies is thrown away whole, so durability buys nothing here.
-	dpkg := func(args ...string) error {
-		return in.run("/usr/bin/dpkg", append([]string{"--force-unsafe-io"}, args...)...)
-	}
+	in := &target{ctx: ctx, log: log, root: c.Root, byName: byName}
 	if err := in.run("/sbin/ldconfig"); err != nil {
 		return err
 	}
 	log.Printf("installing the core packages")
+	installed, err := in.installCore(r)
+	if err != nil {
+		return err
+	}
+	if err := in.installRequired(set, installed); err != nil {
+		return err
+	}
+	return in.installBase(set)
+}
+
+// deb is the path inside the target of each named package's file.
+func (t *target) deb(names ...string) []string {
+	var out []string
+	for _, nm := range names {
+		if f, ok := t.byName[nm]; ok {
+			out = append(out, debDir+"/"+f.DebName())
+		}
+	}
+	return out
+}
+
+// dpkg runs the target's dpkg with --force-unsafe-io: it skips its fsync
+// per file; a bootstrap that dies is thrown away whole, so durability
+// buys nothing here.
+func (t *target) dpkg(args ...string) error {
+	return t.run("/usr/bin/dpkg", append([]string{"--force-unsafe-io"}, args...)...)
+}
+
+// installCore installs the core packages one by one, as debootstrap does
+// before anything else, and returns the names it installed.
+func (t *target) installCore(r Request) (map[string]bool, error) {
 	awk := filepath.Join(r.Target, "usr/bin/awk")
 	if _, err := os.Lstat(awk); errors.Is(err, os.ErrNotExist) {
 		if err := os.Symlink("mawk", awk); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	libc := "libc6"
@@ -80,19 +97,19 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 		for _, nm := range names {
 			installed[nm] = true
 		}
-		if files := deb(names...); len(files) > 0 {
-			return dpkg(append([]string{"--force-depends", "--install"}, files...)...)
+		if files := t.deb(names...); len(files) > 0 {
+			return t.dpkg(append([]string{"--force-depends", "--install"}, files...)...)
 		}
 		return nil
 	}
 	for _, nm := range core {
 		if err := coreInstall(nm); err != nil {
-			return err
+			return nil, err
 		}
 		if nm == "dpkg" {
 			if _, err := os.Lstat(filepath.Join(r.Target, "etc/localtime")); errors.Is(err, os.ErrNotExist) {
 				if err := os.Symlink("/usr/share/zoneinfo/UTC", filepath.Join(r.Target, "etc/localtime")); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
@@ -101,49 +118,56 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 		os.Remove(awk)
 	}
 	if err := coreInstall("mawk"); err != nil {
-		return err
+		return nil, err
 	}
 	if r.Variant == "" || r.Variant == archive.Important {
 		if err := coreInstall("debconf"); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	return installed, nil
+}
 
+// installRequired unpacks the required packages not installed yet, then
+// configures them all.
+func (t *target) installRequired(set archive.BaseSet, installed map[string]bool) error {
 	var rest []string
 	for _, p := range set.Required {
 		if !installed[p.Name] {
 			rest = append(rest, p.Name)
 		}
 	}
-	log.Printf("unpacking and configuring %d required packages", len(rest))
-	if err := dpkg(append([]string{"--force-depends", "--unpack"}, deb(rest...)...)...); err != nil {
+	t.log.Printf("unpacking and configuring %d required packages", len(rest))
+	if err := t.dpkg(append([]string{"--force-depends", "--unpack"}, t.deb(rest...)...)...); err != nil {
 		return err
 	}
-	in.progress = buildlog.NewPackageProgress(log, len(set.Required)-len(installed))
-	if err := dpkg("--configure", "--pending", "--force-configure-any", "--force-depends"); err != nil {
-		return err
-	}
-	in.progress = nil
+	t.progress = buildlog.NewPackageProgress(t.log, len(set.Required)-len(installed))
+	defer func() { t.progress = nil }()
+	return t.dpkg("--configure", "--pending", "--force-configure-any", "--force-depends")
+}
+
+// installBase installs the base set: the packages that others pre-depend
+// on first, each with its own dependencies (dpkg --unpack does not honour
+// Pre-Depends by itself), then the rest unpacked and configured.
+func (t *target) installBase(set archive.BaseSet) error {
 	if len(set.Base) == 0 {
 		return nil
 	}
-	log.Printf("unpacking and configuring %d base packages", len(set.Base))
+	t.log.Printf("unpacking and configuring %d base packages", len(set.Base))
 	base := map[string]bool{}
 	for _, p := range set.Base {
 		base[p.Name] = true
 	}
-	// Packages that others pre-depend on go in first, each with its own
-	// dependencies (dpkg --unpack does not honour Pre-Depends by itself).
 	for _, p := range set.Base {
 		for _, pd := range p.PreDependsOn() {
 			if !base[pd] {
 				continue
 			}
-			closure := baseClosure(pd, base, byName)
+			closure := baseClosure(pd, base, t.byName)
 			if len(closure) == 0 {
 				continue
 			}
-			if err := dpkg(append([]string{"--force-overwrite", "--force-confold", "--skip-same-version", "--install"}, deb(closure...)...)...); err != nil {
+			if err := t.dpkg(append([]string{"--force-overwrite", "--force-confold", "--skip-same-version", "--install"}, t.deb(closure...)...)...); err != nil {
 				return err
 			}
 			for _, nm := range closure {
@@ -157,16 +181,15 @@ func (n *Native) install(ctx context.Context, log *buildlog.Log, r Request, set 
 			names = append(names, p.Name)
 		}
 	}
-	if len(names) > 0 {
-		if err := dpkg(append([]string{"--force-overwrite", "--force-confold", "--skip-same-version", "--unpack"}, deb(names...)...)...); err != nil {
-			return err
-		}
-		in.progress = buildlog.NewPackageProgress(log, len(names))
-		if err := dpkg("--force-confold", "--skip-same-version", "--configure", "-a"); err != nil {
-			return err
-		}
+	if len(names) == 0 {
+		return nil
 	}
-	return nil
+	if err := t.dpkg(append([]string{"--force-overwrite", "--force-confold", "--skip-same-version", "--unpack"}, t.deb(names...)...)...); err != nil {
+		return err
+	}
+	t.progress = buildlog.NewPackageProgress(t.log, len(names))
+	defer func() { t.progress = nil }()
+	return t.dpkg("--force-confold", "--skip-same-version", "--configure", "-a")
 }
 
 // baseClosure is name and what it depends on among the base packages not
@@ -203,6 +226,7 @@ type target struct {
 	ctx      context.Context
 	log      *buildlog.Log
 	root     string
+	byName   map[string]*archive.Package // the package set, by name
 	progress *buildlog.PackageProgress
 }
 

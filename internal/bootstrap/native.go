@@ -88,19 +88,8 @@ func (n *Native) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) (e
 	if err != nil {
 		return fmt.Errorf("resolving the %s package set of %s: %w", variantName(r.Variant), r.Suite, err)
 	}
+	logSet(log, set, cache)
 	all := set.All()
-	var size int64
-	missing := 0
-	for _, p := range all {
-		size += p.Size
-		if _, err := os.Stat(cache.Path(p.SHA256)); err != nil {
-			missing++
-		}
-	}
-	log.Printf("%d packages (%d required, %d base), %.1f MB; %d to download into %s",
-		len(all), len(set.Required), len(set.Base), float64(size)/1e6, missing, cache.Dir)
-	log.Logf("required: %s", strings.Join(archive.Names(set.Required), " "))
-	log.Logf("base: %s", strings.Join(archive.Names(set.Base), " "))
 	staging, err := cache.NewStaging()
 	if err != nil {
 		return err
@@ -144,6 +133,24 @@ func (n *Native) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) (e
 	}
 	log.Printf("base system of %d packages installed in %.1fs", len(all), time.Since(start).Seconds())
 	return nil
+}
+
+// logSet tells what the bootstrap installs and how much of it must be
+// downloaded.
+func logSet(log *buildlog.Log, set archive.BaseSet, cache *archive.Cache) {
+	all := set.All()
+	var size int64
+	missing := 0
+	for _, p := range all {
+		size += p.Size
+		if _, err := os.Stat(cache.Path(p.SHA256)); err != nil {
+			missing++
+		}
+	}
+	log.Printf("%d packages (%d required, %d base), %.1f MB; %d to download into %s",
+		len(all), len(set.Required), len(set.Base), float64(size)/1e6, missing, cache.Dir)
+	log.Logf("required: %s", strings.Join(archive.Names(set.Required), " "))
+	log.Logf("base: %s", strings.Join(archive.Names(set.Base), " "))
 }
 
 func variantName(v archive.Variant) string {
