@@ -6,11 +6,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/imgroot"
+	"vmdeb/internal/tree"
 )
 
 // dbOnTmpfs moves target's /var/lib/dpkg onto a tmpfs. The function it
@@ -37,7 +37,7 @@ func dbOnTmpfs(target string) (func(keep bool) error, error) {
 	if err != nil {
 		return fail(fmt.Errorf("mounting a tmpfs on %s: %w", dbPath, err))
 	}
-	if err := copyTree(img, disk, db); err != nil {
+	if err := tree.Copy(img, disk, db); err != nil {
 		return fail(errors.Join(err, m.Unmount()))
 	}
 	return func(keep bool) error {
@@ -45,7 +45,7 @@ func dbOnTmpfs(target string) (func(keep bool) error, error) {
 		var err error
 		if keep {
 			if err = img.RemoveAll(disk); err == nil {
-				err = copyTree(img, db, disk)
+				err = tree.Copy(img, db, disk)
 			}
 		}
 		if uerr := m.Unmount(); uerr != nil {
@@ -53,50 +53,6 @@ func dbOnTmpfs(target string) (func(keep bool) error, error) {
 		}
 		return errors.Join(err, img.Remove(db), img.Rename(disk, db))
 	}, nil
-}
-
-// copyTree copies the directory tree src of img to dst, both relative to
-// its root: directories, regular files and symlinks, keeping owners, modes
-// and times. It enters no link.
-func copyTree(img *imgroot.Root, src, dst string) error {
-	return img.Walk(src, func(p string, e imgroot.Entry) error {
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimPrefix(src, "/")), "/")
-		to := path.Join(dst, rel)
-		fi := e.Info()
-		st := fi.Sys().(*unix.Stat_t)
-		switch {
-		case fi.IsDir():
-			if err := img.Mkdir(to, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-				return err
-			}
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, err := img.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if err := img.Symlink(l, to); err != nil {
-				return err
-			}
-			return img.Lchown(to, int(st.Uid), int(st.Gid))
-		case fi.Mode().IsRegular():
-			data, err := img.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			if err := img.WriteFile(to, data, 0o600); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%s: not a file, directory or symlink", filepath.Join(img.Path(), p))
-		}
-		if err := img.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
-			return err
-		}
-		if err := img.Chmod(to, fi.Mode()); err != nil {
-			return err
-		}
-		return img.Lutimes(to, fi.ModTime(), fi.ModTime())
-	})
 }
 
 // unsafeIOConf is the dpkg configuration file that ShareCache adds for
