@@ -9,16 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/imgroot"
+	"vmdeb/internal/run"
 	"vmdeb/internal/tree"
 )
 
@@ -288,36 +286,22 @@ func (c *Chroot) Close() error {
 // or below it, and waits briefly for them to go: a daemon that a package or
 // a hook started must not outlive the build or hold its mounts.
 func KillProcesses(root string, log *buildlog.Log) error {
-	var left []int
-	for try := 0; try < 20; try++ {
-		left = left[:0]
-		ents, err := os.ReadDir("/proc")
-		if err != nil {
-			return err
+	left, err := run.KillAll(func(pid int) bool {
+		r, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "root"))
+		return err == nil && within(r, root)
+	}, func(pid int) {
+		if log != nil {
+			comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+			log.Logf("killing process %d (%s) left in the chroot", pid, strings.TrimSpace(string(comm)))
 		}
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			r, err := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
-			if err != nil || !within(r, root) {
-				continue
-			}
-			if try == 0 && log != nil {
-				comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-				log.Logf("killing process %d (%s) left in the chroot", pid, strings.TrimSpace(string(comm)))
-			}
-			syscall.Kill(pid, syscall.SIGKILL)
-			left = append(left, pid)
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	})
+	if err != nil {
+		return err
 	}
-	sort.Ints(left)
-	return fmt.Errorf("processes still running in %s after SIGKILL: %v", root, left)
+	if len(left) > 0 {
+		return fmt.Errorf("processes still running in %s after SIGKILL: %v", root, left)
+	}
+	return nil
 }
 
 func within(p, root string) bool {
