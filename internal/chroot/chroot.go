@@ -256,7 +256,17 @@ func (c *Chroot) Defer(what string, fn func() error) {
 func (c *Chroot) Run(ctx context.Context, cmd buildlog.Cmd) error {
 	cmd.Root = c.Root
 	cmd.Env = append(append(NonInteractiveEnv(), c.Env...), cmd.Env...)
-	return c.log.Run(ctx, cmd)
+	err := c.log.Run(ctx, cmd)
+	var ce *buildlog.CommandError
+	if errors.As(err, &ce) {
+		// Named as the report documents a command run inside the image
+		// (docs/json.md): chroot, its arguments beginning with the root.
+		ce.Cmd = "chroot"
+		if !cmd.Secret {
+			ce.Args = append([]string{c.Root, cmd.Name}, ce.Args...)
+		}
+	}
+	return err
 }
 
 // NonInteractiveEnv is the environment of every apt and dpkg call.
