@@ -32,47 +32,12 @@ func (n *Native) prepare(ctx context.Context, log *buildlog.Log, targetDir strin
 		essential[p.Name] = true
 	}
 	all := set.All()
-	jobs := n.Jobs
-	if jobs <= 0 {
-		jobs = 8
-	}
-	type fetched struct {
-		p    *archive.Package
-		orig string
-	}
 	// Buffered for all: a download never waits for the unpacking.
-	ready := make(chan fetched, len(all))
+	ready := make(chan fetchedDeb, len(all))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(ready)
-		dl, dctx := errgroup.WithContext(gctx)
-		dl.SetLimit(jobs)
-		var mu sync.Mutex
-		done := 0
-		// Largest first: the long ones must not start last.
-		order := append([]*archive.Package{}, all...)
-		sort.SliceStable(order, func(i, j int) bool { return order[i].Size > order[j].Size })
-		for _, p := range order {
-			if dctx.Err() != nil {
-				break
-			}
-			dl.Go(func() error {
-				orig, err := arc.Fetch(dctx, p)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				done++
-				log.Progress("packages fetched and verified", done, len(all))
-				mu.Unlock()
-				ready <- fetched{p, orig}
-				return nil
-			})
-		}
-		if err := dl.Wait(); err != nil {
-			return err
-		}
-		return gctx.Err() // stopped early: not every package is there
+		return n.fetchAll(gctx, log, arc, all, ready)
 	})
 	var mu sync.Mutex
 	out := map[string]string{}
@@ -101,6 +66,49 @@ func (n *Native) prepare(ctx context.Context, log *buildlog.Log, targetDir strin
 		return nil, err
 	}
 	return out, ctx.Err()
+}
+
+// fetchedDeb is a package downloaded (or found) into the cache, at orig.
+type fetchedDeb struct {
+	p    *archive.Package
+	orig string
+}
+
+// fetchAll gets every package of all into the cache, n.Jobs at a time and
+// the largest first (the long ones must not start last), and passes each
+// on to ready as soon as it is there.
+func (n *Native) fetchAll(ctx context.Context, log *buildlog.Log, arc *archive.Archive, all []*archive.Package, ready chan<- fetchedDeb) error {
+	jobs := n.Jobs
+	if jobs <= 0 {
+		jobs = 8
+	}
+	dl, dctx := errgroup.WithContext(ctx)
+	dl.SetLimit(jobs)
+	var mu sync.Mutex
+	done := 0
+	order := append([]*archive.Package{}, all...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].Size > order[j].Size })
+	for _, p := range order {
+		if dctx.Err() != nil {
+			break
+		}
+		dl.Go(func() error {
+			orig, err := arc.Fetch(dctx, p)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			done++
+			log.Progress("packages fetched and verified", done, len(all))
+			mu.Unlock()
+			ready <- fetchedDeb{p, orig}
+			return nil
+		})
+	}
+	if err := dl.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err() // stopped early: not every package is there
 }
 
 // makePlain returns the cached copy of p (downloaded as orig) with its
