@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// miniRoot is a root file system holding the host's /bin/sh and the
-// libraries it needs (per ldd), under usr/bin with a bin -> usr/bin link.
+// miniRoot is a root file system holding the host's /bin/sh, as
+// usr/bin/vmdeb-test-sh with a bin -> usr/bin link, and the libraries it
+// needs (per ldd).
 func miniRoot(t *testing.T) string {
 	t.Helper()
 	sh, err := filepath.EvalSymlinks("/bin/sh")
@@ -45,7 +46,8 @@ func miniRoot(t *testing.T) string {
 			cp(r, filepath.Join(root, r))
 		}
 	}
-	cp(sh, filepath.Join(root, "usr/bin/sh"))
+	// Under a name the host lacks: nothing of the host's is looked at.
+	cp(sh, filepath.Join(root, "usr/bin/vmdeb-test-sh"))
 	os.Symlink("usr/bin", filepath.Join(root, "bin"))
 	os.WriteFile(filepath.Join(root, "marker"), []byte("inside\n"), 0o644)
 	return root
@@ -59,12 +61,12 @@ func TestRoot(t *testing.T) {
 	}
 	root := miniRoot(t)
 	var lines []string
-	c := Cmd{Name: "sh", Args: []string{"-c", `echo "$0 $PWD"; read m </marker; echo "$m"; test -e ` + root + ` || echo "no host"`},
+	c := Cmd{Name: "vmdeb-test-sh", Args: []string{"-c", `echo "$0 $PWD"; read m </marker; echo "$m"; test -e ` + root + ` || echo "no host"`},
 		Env: []string{"PATH=/nonexistent:/bin"}, Root: root, Line: func(l string) { lines = append(lines, l) }}
 	if _, err := Run(context.Background(), c); err != nil {
 		t.Fatalf("%v: %q", err, lines)
 	}
-	if strings.Join(lines, "|") != "sh /|inside|no host" {
+	if strings.Join(lines, "|") != "vmdeb-test-sh /|inside|no host" {
 		t.Errorf("got %q", lines)
 	}
 	c = Cmd{Name: "ls", Env: []string{"PATH=/bin"}, Root: root}
