@@ -115,7 +115,7 @@ func (d Debootstrap) Bootstrap(ctx context.Context, log *buildlog.Log, r Request
 	if err := CopyInterpreter(r.Interpreter, filepath.Join(r.Target, r.InterpreterAt)); err != nil {
 		return err
 	}
-	return log.Run(ctx, buildlog.Cmd{Name: "chroot", Args: []string{r.Target, "/debootstrap/debootstrap", "--second-stage"}})
+	return log.Run(ctx, buildlog.Cmd{Name: "/debootstrap/debootstrap", Args: []string{"--second-stage"}, Root: r.Target})
 }
 
 // netrcHome gives debootstrap's wget the mirrors' credentials without a

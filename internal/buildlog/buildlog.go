@@ -4,18 +4,17 @@
 package buildlog
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"vmdeb/internal/run"
 )
 
 // Log writes the full build log to a file and step lines to the terminal.
@@ -126,37 +125,35 @@ func (l *Log) Logf(format string, a ...any) {
 // Writer returns a writer whose lines go to the log file, the tail kept
 // for error messages and, when echo is set, the terminal.
 func (l *Log) Writer(echo bool) io.Writer {
-	return &lineWriter{l: l, echo: echo}
+	return &lineWriter{lw: run.LineWriter{Line: func(s string) { l.line(s, echo) }}}
 }
 
 // LastLines returns the last lines of command output, for error messages.
 func (l *Log) LastLines() []string { return l.tail.Lines() }
 
 type lineWriter struct {
-	l    *Log
-	echo bool
-	buf  []byte
+	mu sync.Mutex
+	lw run.LineWriter
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
-	w.l.mu.Lock()
-	defer w.l.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		// Whole lines, so that a URL split across writes is still redacted.
-		fmt.Fprintf(w.l.file, "%s\n", Redact(string(w.buf[:i])))
-		line := Redact(strings.TrimRight(string(w.buf[:i]), "\r"))
-		w.buf = w.buf[i+1:]
-		w.l.tail.Add(line)
-		if w.echo {
-			fmt.Fprintf(w.l.term, "    | %s\n", line)
-		}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lw.Write(p)
+}
+
+// line writes one line of command output to the log file, the tail and,
+// with echo, the terminal. Whole lines, so that a URL split across writes
+// is still redacted.
+func (l *Log) line(s string, echo bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.file, "%s\n", Redact(s))
+	s = Redact(strings.TrimRight(s, "\r"))
+	l.tail.Add(s)
+	if echo {
+		fmt.Fprintf(l.term, "    | %s\n", s)
 	}
-	return len(p), nil
 }
 
 // userinfoRE finds the user and password part of a URL.
@@ -212,6 +209,12 @@ type Cmd struct {
 	// Secret hides the arguments in the log (for example a password on stdin
 	// is never in the arguments, but a command line may still be sensitive).
 	Secret bool
+	// Root, when set, is the directory the command runs chrooted into
+	// (Name is looked up on the PATH inside it).
+	Root string
+	// Line, when set, also gets every line of output the log gets (for
+	// a progress counter such as PackageProgress).
+	Line func(string)
 }
 
 // BaseEnv is the environment every command starts from: no locale or
@@ -259,40 +262,35 @@ func Tool(name string) string {
 	return name
 }
 
-// Run runs c under ctx, logging the command line and its output. On failure
-// the error carries the last lines of output and the log's path. The command
-// gets its own process group, killed as a whole when ctx ends.
+// Run runs c under ctx (see run.Run: its own process group, killed as a
+// whole when ctx ends), logging the command line, its output and the time
+// it took. On failure the error carries the last lines of output and the
+// log's path.
 func (l *Log) Run(ctx context.Context, c Cmd) error {
 	line := c.Name + " " + strings.Join(c.Args, " ")
 	if c.Secret {
 		line = c.Name + " (arguments hidden)"
 	}
+	if c.Root != "" {
+		line = "(in " + c.Root + ") " + line
+	}
 	l.Logf("$ %s", line)
 	l.tail.Reset()
-	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
-	cmd.Env = append(BaseEnv(), c.Env...)
-	cmd.Dir = c.Dir
-	cmd.Stdin = c.Stdin
-	w := l.Writer(c.Echo)
-	cmd.Stdout = w
-	if c.Stdout != nil {
-		cmd.Stdout = c.Stdout
-	}
-	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error {
-		// The whole group: apt's dpkg, a hook's children.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	cmd.WaitDelay = 10 * time.Second
-	err := cmd.Run()
-	if lw, ok := w.(*lineWriter); ok && len(lw.buf) > 0 {
-		lw.Write([]byte("\n"))
+	t0 := time.Now()
+	ps, err := run.Run(ctx, run.Cmd{
+		Name: c.Name, Args: c.Args, Env: append(BaseEnv(), c.Env...), Dir: c.Dir, Root: c.Root,
+		Stdin: c.Stdin, Stdout: c.Stdout,
+		Line: func(s string) {
+			l.line(s, c.Echo)
+			if c.Line != nil {
+				c.Line(s)
+			}
+		},
+	})
+	if ps != nil {
+		l.Logf("(%.2fs, user %.2fs, sys %.2fs)", time.Since(t0).Seconds(), ps.UserTime().Seconds(), ps.SystemTime().Seconds())
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
 		var args []string
 		if !c.Secret {
 			for _, a := range c.Args {

@@ -9,16 +9,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/imgroot"
+	"vmdeb/internal/run"
+	"vmdeb/internal/tree"
 )
 
 // Chroot is a prepared root file system.
@@ -90,25 +89,22 @@ func (c *Chroot) setupDev() error {
 	if err := c.mount("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64m"); err != nil {
 		return err
 	}
-	nodes := []struct {
-		name         string
-		major, minor uint32
-	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
-	for _, n := range nodes {
-		p := "dev/" + n.name
-		err := c.img.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor)))
+	for _, n := range DevNodes() {
+		p := "dev/" + n.Name
+		err := c.img.Mknod(p, unix.S_IFCHR|uint32(n.Mode), int(unix.Mkdev(n.Major, n.Minor)))
 		if errors.Is(err, unix.EPERM) {
 			// A user namespace may not make device nodes: bind the
 			// host's node onto an empty file instead.
-			err = c.bindNode("/dev/"+n.name, p)
+			err = c.bindNode("/dev/"+n.Name, p)
 		} else if err == nil {
-			err = c.img.Chmod(p, 0o666)
+			err = c.img.Chmod(p, n.Mode)
 		}
 		if err != nil {
 			return fmt.Errorf("mknod %s: %w", filepath.Join(c.Root, p), err)
 		}
 	}
-	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
+	links := DevLinks()
+	links["ptmx"] = "pts/ptmx" // the chroot's own devpts instance
 	for name, target := range links {
 		if err := c.img.Symlink(target, "dev/"+name); err != nil {
 			return err
@@ -123,6 +119,26 @@ func (c *Chroot) setupDev() error {
 		return err
 	}
 	return c.mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+}
+
+// DevNode is a character device node of a minimal /dev.
+type DevNode struct {
+	Name         string
+	Major, Minor uint32
+	Mode         os.FileMode
+}
+
+// DevNodes are the device nodes programs expect in any /dev: the build's
+// chroot gets them, and so does a bootstrapped tree, as debootstrap's
+// setup_devices_simple makes them.
+func DevNodes() []DevNode {
+	return []DevNode{{"null", 1, 3, 0o666}, {"zero", 1, 5, 0o666}, {"full", 1, 7, 0o666}, {"random", 1, 8, 0o666},
+		{"urandom", 1, 9, 0o666}, {"tty", 5, 0, 0o666}}
+}
+
+// DevLinks are /dev's links to a process's own file descriptors, by name.
+func DevLinks() map[string]string {
+	return map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 }
 
 // mountSys mounts a read-only sysfs. In a user namespace, which may mount
@@ -173,19 +189,6 @@ func (c *Chroot) mount(src, rel, fstype string, flags uintptr, data string) erro
 	}
 	c.log.Logf("mounted %s on %s", fstype, target)
 	c.undo = append(c.undo, undo{"unmount " + target, m.Unmount})
-	return nil
-}
-
-// unmount detaches target, lazily if it is busy: a busy mount must not
-// stop the rest of the teardown.
-func unmount(target string) error {
-	err := unix.Unmount(target, 0)
-	if err == nil || errors.Is(err, unix.EINVAL) {
-		return nil // EINVAL: not mounted any more
-	}
-	if err2 := unix.Unmount(target, unix.MNT_DETACH); err2 != nil {
-		return fmt.Errorf("unmount %s: %v; lazy unmount: %w", target, err, err2)
-	}
 	return nil
 }
 
@@ -248,12 +251,22 @@ func (c *Chroot) Defer(what string, fn func() error) {
 }
 
 // Run runs a command inside the chroot with the build environment:
-// non-interactive debconf, no daemons, C.UTF-8.
+// non-interactive debconf, no daemons, C.UTF-8. The command's child does
+// the chroot(2) itself (no chroot program on the host).
 func (c *Chroot) Run(ctx context.Context, cmd buildlog.Cmd) error {
-	args := append([]string{c.Root, cmd.Name}, cmd.Args...)
-	cmd.Name, cmd.Args = "chroot", args
+	cmd.Root = c.Root
 	cmd.Env = append(append(NonInteractiveEnv(), c.Env...), cmd.Env...)
-	return c.log.Run(ctx, cmd)
+	err := c.log.Run(ctx, cmd)
+	var ce *buildlog.CommandError
+	if errors.As(err, &ce) {
+		// Named as the report documents a command run inside the image
+		// (docs/json.md): chroot, its arguments beginning with the root.
+		ce.Cmd = "chroot"
+		if !cmd.Secret {
+			ce.Args = append([]string{c.Root, cmd.Name}, ce.Args...)
+		}
+	}
+	return err
 }
 
 // NonInteractiveEnv is the environment of every apt and dpkg call.
@@ -283,36 +296,22 @@ func (c *Chroot) Close() error {
 // or below it, and waits briefly for them to go: a daemon that a package or
 // a hook started must not outlive the build or hold its mounts.
 func KillProcesses(root string, log *buildlog.Log) error {
-	var left []int
-	for try := 0; try < 20; try++ {
-		left = left[:0]
-		ents, err := os.ReadDir("/proc")
-		if err != nil {
-			return err
+	left, err := run.KillAll(func(pid int) bool {
+		r, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "root"))
+		return err == nil && within(r, root)
+	}, func(pid int) {
+		if log != nil {
+			comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+			log.Logf("killing process %d (%s) left in the chroot", pid, strings.TrimSpace(string(comm)))
 		}
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			r, err := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
-			if err != nil || !within(r, root) {
-				continue
-			}
-			if try == 0 && log != nil {
-				comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-				log.Logf("killing process %d (%s) left in the chroot", pid, strings.TrimSpace(string(comm)))
-			}
-			syscall.Kill(pid, syscall.SIGKILL)
-			left = append(left, pid)
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	})
+	if err != nil {
+		return err
 	}
-	sort.Ints(left)
-	return fmt.Errorf("processes still running in %s after SIGKILL: %v", root, left)
+	if len(left) > 0 {
+		return fmt.Errorf("processes still running in %s after SIGKILL: %v", root, left)
+	}
+	return nil
 }
 
 func within(p, root string) bool {
@@ -320,27 +319,8 @@ func within(p, root string) bool {
 }
 
 // MountsUnder lists the mount points at or below dir in this process's
-// mount namespace, deepest first.
-func MountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	dir = filepath.Clean(dir)
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := UnescapeMount(f[4])
-		if within(mp, dir) {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, nil
-}
+// mount namespace, deepest first (see tree.MountsUnder).
+func MountsUnder(dir string) ([]string, error) { return tree.MountsUnder(dir) }
 
 // UnescapeMount decodes mountinfo's octal escapes (space, tab, newline, backslash).
 func UnescapeMount(s string) string {
@@ -361,121 +341,13 @@ func UnescapeMount(s string) string {
 	return b.String()
 }
 
-// RemoveAll deletes dir, but refuses while anything is mounted below it and
-// never descends into another file system: a leftover bind mount must never
-// turn a cleanup into a deletion of the host's files. The walk is relative
-// to open directories and never follows a symbolic link, so a directory
-// swapped for a link while it runs cannot redirect it.
-func RemoveAll(dir string) error {
-	mounts, err := MountsUnder(dir)
-	if err != nil {
-		return err
-	}
-	for _, m := range mounts {
-		if err := unmount(m); err != nil {
-			return fmt.Errorf("not removing %s: %w", dir, err)
-		}
-	}
-	if mounts, _ := MountsUnder(dir); len(mounts) > 0 {
-		return fmt.Errorf("not removing %s: still mounted below it: %s", dir, strings.Join(mounts, ", "))
-	}
-	dir = filepath.Clean(dir)
-	parent, err := unix.Open(filepath.Dir(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
-	}
-	defer unix.Close(parent)
-	return RemoveAt(parent, filepath.Base(dir), dir)
-}
+// RemoveAll deletes dir safely (see tree.RemoveAll).
+func RemoveAll(dir string) error { return tree.RemoveAll(dir) }
 
-// RemoveAt deletes the entry name of the open directory parent (shown as
-// path in errors) and, if it is a directory, everything below it on the
-// same file system. It never follows a symbolic link: a link is removed,
-// not what it points to.
-func RemoveAt(parent int, name, path string) error {
-	var st unix.Stat_t
-	if err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return unlinkAt(parent, name, path, 0)
-	}
-	return removeDirAt(parent, name, path, st.Dev)
-}
+// RemoveAt deletes the entry name of the open directory parent (see
+// tree.RemoveAt).
+func RemoveAt(parent int, name, path string) error { return tree.RemoveAt(parent, name, path) }
 
-func removeDirAt(parent int, name, path string, dev uint64) error {
-	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EACCES) {
-		// Images have 0700 and 0555 directories: make it listable, through
-		// a handle on the directory itself (a path could be swapped for a link).
-		if p, perr := unix.Openat(parent, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); perr == nil {
-			if unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", p), 0o700) == nil {
-				fd, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			}
-			unix.Close(p)
-		}
-	}
-	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-		// Replaced by something else since it was looked at: remove that.
-		return unlinkAt(parent, name, path, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if st.Dev != dev {
-		return fmt.Errorf("not removing %s: it is on another file system", path)
-	}
-	if st.Mode&0o700 != 0o700 {
-		unix.Fchmod(fd, 0o700) // so that its entries can be deleted
-	}
-	var errs []error
-	for {
-		ents, err := f.ReadDir(512)
-		for _, e := range ents {
-			p := filepath.Join(path, e.Name())
-			var rerr error
-			if e.IsDir() {
-				rerr = removeDirAt(fd, e.Name(), p, dev)
-			} else {
-				rerr = unlinkAt(fd, e.Name(), p, 0)
-			}
-			if rerr != nil {
-				errs = append(errs, rerr)
-			}
-		}
-		if err != nil || len(ents) == 0 {
-			break
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	return unlinkAt(parent, name, path, unix.AT_REMOVEDIR)
-}
-
-func unlinkAt(dir int, name, path string, flags int) error {
-	err := unix.Unlinkat(dir, name, flags)
-	if errors.Is(err, unix.EISDIR) && flags == 0 {
-		// A directory now stands where a file was: walk it.
-		var st unix.Stat_t
-		if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-			return removeDirAt(dir, name, path, st.Dev)
-		}
-	}
-	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing %s: %w", path, err)
-	}
-	return nil
-}
+// ClampTimes sets every date under root newer than epoch to epoch (see
+// tree.ClampTimes).
+func ClampTimes(root string, epoch int64) (int, error) { return tree.ClampTimes(root, epoch) }

@@ -1,0 +1,74 @@
+package buildlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestRunLogsAndFails(t *testing.T) {
+	var file, term bytes.Buffer
+	l := New(&file, "build.log", &term)
+	var seen []string
+	err := l.Run(context.Background(), Cmd{Name: "sh", Args: []string{"-c", "echo fetching https://u:pw@m/x; echo oops >&2; exit 3"},
+		Line: func(s string) { seen = append(seen, s) }})
+	var ce *CommandError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %T %v, want a CommandError", err, err)
+	}
+	var xe *exec.ExitError
+	if !errors.As(err, &xe) || xe.ExitCode() != 3 {
+		t.Errorf("exit status lost: %v", err)
+	}
+	if ce.Cmd != "sh" || ce.LogPath != "build.log" || strings.Join(ce.Last, "|") != "fetching https://***@m/x|oops" {
+		t.Errorf("error %+v", ce)
+	}
+	if strings.Join(seen, "|") != "fetching https://u:pw@m/x|oops" {
+		t.Errorf("Line got %q", seen)
+	}
+	if f := file.String(); !strings.Contains(f, "$ sh -c") || !strings.Contains(f, "oops\n") || strings.Contains(f, "pw@") {
+		t.Errorf("log file:\n%s", f)
+	}
+	if term.Len() != 0 {
+		t.Errorf("output on the terminal without Echo: %q", term.String())
+	}
+}
+
+func TestRunEcho(t *testing.T) {
+	var term bytes.Buffer
+	l := New(nil, "", &term)
+	if err := l.Run(context.Background(), Cmd{Name: "echo", Args: []string{"hello"}, Echo: true}); err != nil {
+		t.Fatal(err)
+	}
+	if term.String() != "    | hello\n" {
+		t.Errorf("terminal: %q", term.String())
+	}
+}
+
+func TestPackageProgress(t *testing.T) {
+	var term bytes.Buffer
+	l := New(nil, "", &term)
+	p := NewPackageProgress(l, 0)
+	for _, s := range []string{"0 upgraded, 4 newly installed, 0 to remove and 0 not upgraded.",
+		"Get:1 http://m/debian trixie/main amd64 a amd64 1 [1 kB]", "Get:2 http://m/debian trixie/main amd64 b amd64 1 [1 kB]",
+		"Setting up a (1) ...", "Setting up b (1) ...", "Setting up c (1) ...", "Setting up d (1) ...", "Setting up e (1) ..."} {
+		p.Line(s)
+	}
+	want := "    downloading: 1/4\n    downloading: 2/4\n    packages set up: 1/4\n    packages set up: 2/4\n    packages set up: 3/4\n    packages set up: 4/4\n"
+	if term.String() != want {
+		t.Errorf("terminal:\n%s\nwant:\n%s", term.String(), want)
+	}
+
+	// A total given: dpkg announces none.
+	term.Reset()
+	p = NewPackageProgress(l, 2)
+	p.Line("Setting up a (1) ...")
+	p.Line("Setting up b (1) ...")
+	p.Line("Setting up c (1) ...")
+	if term.String() != "    packages set up: 1/2\n    packages set up: 2/2\n" {
+		t.Errorf("terminal: %q", term.String())
+	}
+}
