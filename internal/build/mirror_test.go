@@ -3,8 +3,6 @@ package build
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,9 +89,11 @@ func TestAptStallOptionsAndProgress(t *testing.T) {
 	}
 	var term, file bytes.Buffer
 	log := buildlog.New(&file, "log", &term)
-	pw := &aptProgress{log: log, w: io.Discard}
-	fmt.Fprint(pw, "0 upgraded, 4 newly installed, 0 to remove and 0 not upgraded.\nNeed to get 9 MB of archives.\n"+
-		"Get:1 http://m/debian trixie/main amd64 a amd64 1 [1 kB]\nGet:2 http://m/debian trixie/main amd64 b amd64 1 [1 kB]\n")
+	pw := buildlog.NewPackageProgress(log, 0)
+	for _, l := range []string{"0 upgraded, 4 newly installed, 0 to remove and 0 not upgraded.", "Need to get 9 MB of archives.",
+		"Get:1 http://m/debian trixie/main amd64 a amd64 1 [1 kB]", "Get:2 http://m/debian trixie/main amd64 b amd64 1 [1 kB]"} {
+		pw.Line(l)
+	}
 	if !strings.Contains(term.String(), "downloading: 1/4") {
 		t.Errorf("the terminal shows %q", term.String())
 	}

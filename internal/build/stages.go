@@ -11,9 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -152,8 +150,8 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	}
 	if len(st.Plan.Packages) > 0 {
 		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
-		pw := &aptProgress{log: st.Log, w: st.Log.Writer(false)}
-		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Stdout: pw}); err != nil {
+		pw := buildlog.NewPackageProgress(st.Log, 0)
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Line: pw.Line}); err != nil {
 			return err
 		}
 	}
@@ -337,47 +335,6 @@ func fetchDebs(ctx context.Context, st *State, sub string, pkgs []string, why st
 		names = append(names, path.Base(debs[0]))
 	}
 	return names, nil
-}
-
-// aptProgress counts apt's "Setting up" lines against the number of newly
-// installed packages it announced.
-type aptProgress struct {
-	log         *buildlog.Log
-	w           io.Writer
-	buf         []byte
-	total, done int
-}
-
-var (
-	newlyRE = regexp.MustCompile(`(\d+) newly installed`)
-	getRE   = regexp.MustCompile(`^Get:(\d+) `)
-)
-
-func (a *aptProgress) Write(p []byte) (int, error) {
-	a.w.Write(p)
-	a.buf = append(a.buf, p...)
-	for {
-		i := bytes.IndexByte(a.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(a.buf[:i])
-		a.buf = a.buf[i+1:]
-		if m := newlyRE.FindStringSubmatch(line); m != nil && a.total == 0 {
-			a.total, _ = strconv.Atoi(m[1])
-		}
-		// Which download apt waits for: a slow mirror shows as a counter
-		// that stops, not as silence.
-		if m := getRE.FindStringSubmatch(line); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			a.log.Progress("downloading", min(n, a.total), a.total)
-		}
-		if strings.HasPrefix(line, "Setting up ") && a.done < a.total {
-			a.done++
-			a.log.Progress("packages set up", a.done, a.total)
-		}
-	}
-	return len(p), nil
 }
 
 // systemStage sets the host name, creates the users and locks or sets
