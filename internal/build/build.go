@@ -243,6 +243,16 @@ func (st *State) publish() error {
 // FormatSummary is the table printed at the end of a build.
 func FormatSummary(st *State, total time.Duration) string {
 	var b strings.Builder
+	if st.Log != nil && len(st.Log.Steps) > 0 {
+		w := len("stage")
+		for _, s := range st.Log.Steps {
+			w = max(w, len(s.Name))
+		}
+		fmt.Fprintf(&b, "  %-*s %8s\n", w, "stage", "time")
+		for _, s := range st.Log.Steps {
+			fmt.Fprintf(&b, "  %-*s %8s\n", w, s.Name, buildlog.Duration(s.Duration))
+		}
+	}
 	for _, r := range st.Results {
 		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, HumanSize(r.Size))
 	}

@@ -30,6 +30,14 @@ type Log struct {
 	stepT time.Time
 	Steps []StepTime // completed steps with their durations, in order
 	TTY   bool       // the terminal is interactive: progress is redrawn in place
+	// bar is the progress line drawn under the step's lines on a
+	// terminal ("" = none): cleared before any other line is printed and
+	// drawn again after it.
+	bar string
+	// counter is the progress counter being shown and when it started,
+	// for its rate.
+	counter  string
+	counterT time.Time
 }
 
 // StepTime is one finished step, when it started and how long it took.
@@ -63,7 +71,7 @@ func (l *Log) Step(name string) {
 	defer l.mu.Unlock()
 	l.finishLocked()
 	l.step, l.stepT = name, time.Now()
-	fmt.Fprintf(l.term, "==> %s\n", name)
+	l.termLine("==> " + name)
 	fmt.Fprintf(l.file, "\n==> %s [%s]\n", name, time.Now().UTC().Format(time.RFC3339))
 }
 
@@ -81,7 +89,11 @@ func (l *Log) finishLocked() {
 	d := time.Since(l.stepT)
 	l.Steps = append(l.Steps, StepTime{l.step, l.stepT, d})
 	fmt.Fprintf(l.file, "<== %s (%.1fs)\n", l.step, d.Seconds())
-	l.step = ""
+	if l.TTY {
+		l.clearBar()
+		fmt.Fprintf(l.term, "<== %s (%s)\n", l.step, Duration(d))
+	}
+	l.step, l.counter = "", ""
 }
 
 // Printf writes a line to both the terminal and the log.
@@ -89,30 +101,88 @@ func (l *Log) Printf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	msg := Redact(strings.TrimRight(fmt.Sprintf(format, a...), "\n"))
-	fmt.Fprintf(l.term, "    %s\n", msg)
+	l.termLine("    " + msg)
 	fmt.Fprintf(l.file, "%s\n", msg)
 }
 
-// Progress shows a counter for a long step: rewritten in place on a
-// terminal, a line at every quarter otherwise. The log file gets nothing
-// (the command's own lines are there).
+// Progress shows a counter for a long step. On a terminal it is a bar
+// with the count and the rate, redrawn in place under the step's lines;
+// otherwise a line at every quarter. The log file gets nothing (the
+// command's own lines are there).
 func (l *Log) Progress(what string, done, total int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if total <= 0 {
 		return
 	}
+	now := time.Now()
+	if what != l.counter {
+		l.counter, l.counterT = what, now
+	}
 	if l.TTY {
-		fmt.Fprintf(l.term, "\r    %s: %d/%d", what, done, total)
 		if done >= total {
-			fmt.Fprint(l.term, "\n")
+			l.clearBar()
+			fmt.Fprintf(l.term, "    %s: %d/%d in %s\n", what, total, total, Duration(now.Sub(l.counterT)))
+			l.counter = ""
+			return
 		}
+		l.clearBar()
+		l.bar = Bar(what, done, total, now.Sub(l.counterT))
+		fmt.Fprint(l.term, l.bar)
 		return
 	}
 	q := func(n int) int { return n * 4 / total }
 	if done == total || q(done) != q(done-1) {
 		fmt.Fprintf(l.term, "    %s: %d/%d\n", what, done, total)
 	}
+}
+
+// termLine prints a line on the terminal, above the progress bar if one
+// is drawn.
+func (l *Log) termLine(s string) {
+	if l.bar == "" {
+		fmt.Fprintln(l.term, s)
+		return
+	}
+	bar := l.bar
+	l.clearBar()
+	fmt.Fprintln(l.term, s)
+	l.bar = bar
+	fmt.Fprint(l.term, bar)
+}
+
+// clearBar erases the progress bar from the terminal.
+func (l *Log) clearBar() {
+	if l.bar != "" {
+		fmt.Fprint(l.term, "\r\033[K")
+		l.bar = ""
+	}
+}
+
+// barWidth is the number of cells of a progress bar.
+const barWidth = 24
+
+// Bar draws a progress bar line (without a newline): the bar, the count,
+// the rate per second once it can be told, and what is counted.
+func Bar(what string, done, total int, elapsed time.Duration) string {
+	done = max(0, min(done, total))
+	fill := done * barWidth / total
+	b := "    [" + strings.Repeat("#", fill) + strings.Repeat(".", barWidth-fill) + "] " + fmt.Sprintf("%d/%d", done, total)
+	if s := elapsed.Seconds(); s >= 1 && done > 0 {
+		b += fmt.Sprintf(" %.1f/s", float64(done)/s)
+	}
+	return b + " " + what
+}
+
+// Duration writes a step's time as people read it: 4.2s, 1m05s, 1h02m.
+func Duration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
 // Logf writes a line to the log file only.
@@ -152,7 +222,7 @@ func (l *Log) line(s string, echo bool) {
 	s = Redact(strings.TrimRight(s, "\r"))
 	l.tail.Add(s)
 	if echo {
-		fmt.Fprintf(l.term, "    | %s\n", s)
+		l.termLine("    | " + s)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunLogsAndFails(t *testing.T) {
@@ -70,5 +71,60 @@ func TestPackageProgress(t *testing.T) {
 	p.Line("Setting up c (1) ...")
 	if term.String() != "    packages set up: 1/2\n    packages set up: 2/2\n" {
 		t.Errorf("terminal: %q", term.String())
+	}
+}
+
+func TestTerminalBar(t *testing.T) {
+	var term, file bytes.Buffer
+	l := New(&file, "log", &term)
+	l.TTY = true
+	l.Step("packages")
+	l.Progress("packages set up", 1, 4)
+	l.Printf("a message")
+	l.Progress("packages set up", 2, 4)
+	l.Progress("packages set up", 4, 4)
+	l.Step("report")
+	l.Done()
+	out := term.String()
+	for _, want := range []string{
+		"==> packages\n",
+		"    [" + strings.Repeat("#", 6) + strings.Repeat(".", 18) + "] 1/4 packages set up",
+		"\r\033[K    a message\n    [######", // the message above the bar, the bar drawn again
+		"\r\033[K    packages set up: 4/4 in ",
+		"<== packages (",
+		"==> report\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the terminal lacks %q:\n%q", want, out)
+		}
+	}
+	if strings.Contains(file.String(), "[#") || strings.Contains(file.String(), "\033") {
+		t.Errorf("a bar in the log file:\n%q", file.String())
+	}
+}
+
+func TestPlainProgress(t *testing.T) {
+	var term bytes.Buffer
+	l := New(nil, "", &term)
+	for i := 1; i <= 8; i++ {
+		l.Progress("fetched", i, 8)
+	}
+	want := "    fetched: 2/8\n    fetched: 4/8\n    fetched: 6/8\n    fetched: 8/8\n"
+	if term.String() != want {
+		t.Errorf("off a terminal: %q, want %q", term.String(), want)
+	}
+}
+
+func TestBarAndDuration(t *testing.T) {
+	if b := Bar("x", 5, 10, 2*time.Second); b != "    ["+strings.Repeat("#", 12)+strings.Repeat(".", 12)+"] 5/10 2.5/s x" {
+		t.Errorf("Bar = %q", b)
+	}
+	if b := Bar("x", 0, 10, 0); !strings.Contains(b, "0/10 x") {
+		t.Errorf("Bar at zero = %q", b)
+	}
+	for d, want := range map[time.Duration]string{4200 * time.Millisecond: "4.2s", 65 * time.Second: "1m05s", 62 * time.Minute: "1h02m"} {
+		if got := Duration(d); got != want {
+			t.Errorf("Duration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
