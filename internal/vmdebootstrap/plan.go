@@ -228,6 +228,7 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 			w(`chroot "$root" systemctl enable systemd-networkd`)
 		default:
 			if !s.Bool("systemd-networkd") {
+				w(`mkdir -p "$root/etc/udev/rules.d"`)
 				w(`ln -sf /dev/null "$root/etc/udev/rules.d/80-net-setup-link.rules"`)
 			}
 			w(`mkdir -p "$root/etc/network/interfaces.d"`)
@@ -240,7 +241,7 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 		}
 	}
 	if s.Str("customize") != "" {
-		script, err := s.script()
+		script, err := s.script(cwd)
 		if err != nil {
 			return "", err
 		}

@@ -275,7 +275,7 @@ func (s *Settings) Validate() error {
 		}
 	}
 	if c := s.Str("customize"); c != "" {
-		if _, err := s.script(); err != nil {
+		if _, err := s.script(""); err != nil {
 			bad("--customize: %v", err)
 		}
 	}
@@ -304,10 +304,15 @@ const ExamplesDir = "/usr/share/vmdebootstrap/examples"
 
 // script is the --customize script's path, as base.customize found it:
 // the name as given, else in ExamplesDir.
-func (s *Settings) script() (string, error) {
+// A relative name is taken from cwd ("" for the process's).
+func (s *Settings) script(cwd string) (string, error) {
 	c := s.Str("customize")
-	if _, err := os.Stat(c); err == nil {
-		return c, nil
+	p := c
+	if cwd != "" && !filepath.IsAbs(c) {
+		p = filepath.Join(cwd, c)
+	}
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
 	}
 	ex := filepath.Join(ExamplesDir, c)
 	if _, err := os.Stat(ex); err == nil {
