@@ -190,7 +190,9 @@ func (s *Settings) otherNotes() {
 		}
 	}
 	if s.Bool("use-uefi") && s.Str("image") == "" {
-		s.note("--use-uefi: no disk image, so no EFI system partition")
+		s.note("--use-uefi: no disk image, so no EFI system partition and no GRUB package (vmdebootstrap installed grub-efi)")
+	} else if s.Bool("grub") && s.Str("image") == "" {
+		s.note("--grub: no disk image, so no GRUB package (vmdebootstrap installed grub-pc)")
 	}
 	if l := s.Str("log"); l == "stderr" || l == "syslog" || l == "none" {
 		s.note("--log %s: the build log is vmdeb's own file; progress goes to the standard error output", l)

@@ -249,7 +249,11 @@ func (s *Settings) Validate() error {
 	// What vmdeb cannot build (yet) from settings vmdebootstrap took.
 	if image != "" {
 		if x, err := arch.Lookup(a); err == nil && !x.Supports(arch.Disk) {
-			bad("--image --arch %s: vmdeb cannot yet write %s disk images (board images); use --tarball or --squash and partition the board's card from it", a, a)
+			what := "disk images"
+			if a == "armhf" || a == "armel" {
+				what = "disk images (board images)"
+			}
+			bad("--image --arch %s: vmdeb cannot yet write %s %s; use --tarball or --squash (and partition the card from it)", a, a, what)
 		}
 		if s.Bool("no-kernel") {
 			bad("--no-kernel with --image: vmdeb cannot yet write a disk image without a kernel package (a vendor kernel installed by the hook)")
@@ -340,7 +344,7 @@ func splitPackages(items []string) []string {
 
 // debootstrapOpts is what vmdeb does with debootstrap's options: the
 // vmdeb config key each one sets.
-var debootstrapOpts = []string{"variant=", "keyring=", "components=", "include=", "no-check-gpg", "arch=", "foreign", "verbose", "no-resolve-deps"}
+var debootstrapOpts = []string{"variant=", "keyring=", "components=", "include=", "no-check-gpg", "merged-usr", "arch=", "foreign", "verbose", "no-resolve-deps"}
 
 // debootstrap reads --debootstrapopts as bin/vmdebootstrap's debootstrap
 // passed them: every item of every occurrence split at spaces, each part
@@ -370,6 +374,9 @@ func (s *Settings) debootstrap() (map[string]any, []string, error) {
 				if v != s.Arch() {
 					return nil, nil, fmt.Errorf("--debootstrapopts %q: give the architecture with --arch", part)
 				}
+			case "merged-usr":
+				// debootstrap's default since buster; vmdeb's bootstrap merges as it does.
+				s.note("--debootstrapopts merged-usr: /usr is merged as debootstrap merges it by default")
 			case "foreign":
 				// vmdeb runs the second stage itself wherever needed.
 			case "verbose":

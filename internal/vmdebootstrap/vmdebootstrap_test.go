@@ -177,7 +177,7 @@ func TestOptionTable(t *testing.T) {
 				}
 			}},
 		{"debootstrapopts", "bin/vmdebootstrap:89 string_list, :517 every part of every item becomes --part",
-			img("--debootstrapopts", "variant=buildd keyring=k.gpg", "--debootstrapopts", "no-check-gpg", "--debootstrapopts", "include=a,b components=main,contrib"), "",
+			img("--debootstrapopts", "variant=buildd keyring=k.gpg", "--debootstrapopts", "no-check-gpg merged-usr", "--debootstrapopts", "include=a,b components=main,contrib"), "",
 			func(t *testing.T, r result) {
 				sp := r.spec
 				if sp.Variant != "buildd" || sp.Keyring != "/work/k.gpg" || !sp.Insecure || !slices.Equal(sp.Components, []string{"main", "contrib"}) ||
@@ -186,6 +186,7 @@ func TestOptionTable(t *testing.T) {
 				}
 			}},
 		{"debootstrapopts unknown", "bin/vmdebootstrap:517: vmdeb cannot pass every debootstrap option", img("--debootstrapopts", "exclude=nano"), `"exclude=nano"`, nil},
+		{"debootstrapopts no-merged-usr", "bin/vmdebootstrap:517", img("--debootstrapopts", "no-merged-usr"), `"no-merged-usr"`, nil},
 		{"variant default", "bin/vmdebootstrap:510 no --variant: debootstrap's default set", img(), "",
 			func(t *testing.T, r result) {
 				if r.spec.Variant != "important" {
