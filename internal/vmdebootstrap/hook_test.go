@@ -76,8 +76,9 @@ func TestHookRefusesWritesToImage(t *testing.T) {
 func TestHookFailureStops(t *testing.T) {
 	cwd, root := t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(cwd, "bad.sh"), []byte("#!/bin/sh\nexit 3\n"), 0o755)
-	if out, err := runHook(t, cwd, root, "--tarball", "t.tar", "--customize", "bad.sh"); err == nil {
-		t.Errorf("a failing script passed:\n%s", out)
+	out, err := runHook(t, cwd, root, "--tarball", "t.tar", "--customize", "bad.sh")
+	if err == nil || !strings.Contains(out, "bad.sh failed (exit status 3)") {
+		t.Errorf("a failing script: %v\n%s", err, out)
 	}
 }
 

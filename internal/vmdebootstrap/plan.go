@@ -253,7 +253,7 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 		if image != "" {
 			w(`was=$(stat -c '%%s %%Y %%Z' -- "$image" 2>/dev/null || echo absent)`)
 		}
-		w(`%s "$root" "$image"`, shellQuote(script))
+		w(`%s "$root" "$image" || { rc=$?; printf '%%s failed (exit status %%s)\n' %s "$rc" >&2; exit "$rc"; }`, shellQuote(script), shellQuote(script))
 		if image != "" {
 			// vmdeb writes the disk image after the hook: what the script
 			// writes into it now would be lost.
