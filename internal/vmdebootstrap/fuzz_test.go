@@ -13,15 +13,15 @@ func FuzzParseINI(f *testing.F) {
 	f.Add([]byte("[config\n"))
 	f.Add([]byte("x=y\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := ParseINI(bytes.NewReader(data), "vm.conf")
+		m, _, err := ParseINI(bytes.NewReader(data), "vm.conf")
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "vm.conf:") {
 				t.Fatalf("error without file and line: %v", err)
 			}
 			return
 		}
-		for k := range m {
-			if k == "" {
+		for _, kv := range m {
+			if kv.key == "" {
 				t.Fatal("an empty key was accepted")
 			}
 		}
@@ -40,18 +40,19 @@ func FuzzArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line string) {
 		args := strings.Split(line, "\x00")
 		for _, a := range args {
-			if strings.HasPrefix(a, "--config") || strings.HasPrefix(a, "--dump-config") {
-				return // reads or writes files
+			if strings.HasPrefix(a, "--c") || strings.HasPrefix(a, "--g") {
+				return // reads files (--config, --customize, --generate-manpage)
 			}
 		}
-		s, err := Parse(args)
-		if err != nil || s.Validate() != nil {
+		s, err := ParseWith(args, nil)
+		if err != nil || s.Action != "" || s.Validate() != nil {
 			return
 		}
-		y, err := s.YAML("/fuzz")
+		b, err := s.Config("/fuzz", "/run/fuzz", nil)
 		if err != nil {
 			return
 		}
+		y := b.YAML
 		if _, err := config.Parse([]byte(y), "/fuzz/c.yaml"); err != nil {
 			msg := err.Error()
 			if strings.Contains(msg, "not valid YAML") || strings.Contains(msg, "unknown key") || strings.Contains(msg, "second YAML document") {

@@ -1,427 +1,492 @@
-// Package vmdebootstrap speaks vmdebootstrap's language: its command-line
-// options and its INI config files become a vmdeb config, so existing
-// scripts keep working. Where vmdebootstrap quietly went on after a failure,
-// vmdeb stops instead (see docs/vmdebootstrap.md).
+// Package vmdebootstrap speaks vmdebootstrap 1.6's language: its
+// command-line options (read as its cliapp and optparse read them) and its
+// config files become a vmdeb config, so existing scripts keep working.
+// Where vmdeb differs, Notes says so once per run (see
+// docs/vmdebootstrap.md).
 package vmdebootstrap
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/spf13/pflag"
-	"go.yaml.in/yaml/v3"
-
 	"vmdeb/internal/arch"
-	"vmdeb/internal/config"
 )
 
-// Settings are vmdebootstrap's options.
+// Settings are vmdebootstrap's settings after the config files and the
+// command line.
 type Settings struct {
-	Image, Size, Tarball, Squash         string
-	ConvertQcow2, Sparse                 bool
-	Mirror, AptMirror                    string
-	ConfigureApt                         bool
-	Distribution, Arch, Foreign          string
-	DebootstrapOpts                      string
-	Packages, CustomPackages             []string
-	NoKernel                             bool
-	KernelPackage, Hostname              string
-	RootPassword                         string
-	LockRootPassword                     bool
-	User                                 string // NAME/PASSWORD
-	Sudo, EnableDHCP, SerialConsole      bool
-	Customize                            string
-	RootType, BootType, BootSize, Swap   string
-	PartType                             string
-	UseUEFI                              bool
-	ESPSize                              string
-	Grub                                 bool
-	Owner                                string
-	Pkglist, DryRun, Verbose, DumpConfig bool
-	Log, Config                          string
+	vals       map[string]string   // every setting but the lists; booleans "yes"/"no"
+	lists      map[string][]string // the lists
+	fromConfig map[string]bool     // a list came from a config file: the command line replaces it
+	set        map[string]bool     // given in a config file or on the command line
 
-	set map[string]bool // options given on the command line or in --config
-	fs  *pflag.FlagSet  // bound to these fields
+	// Action is a cliapp option that prints and stops instead of
+	// building: help, help-all, version, dump-config,
+	// dump-setting-names or list-config-files.
+	Action string
+	// ConfigFiles are the config files read, in order; Candidates those
+	// cliapp would have looked for (--list-config-files).
+	ConfigFiles, Candidates []string
+	notes                   []string
 }
 
-// flags declares vmdebootstrap's options on a flag set.
-func (s *Settings) flags(fs *pflag.FlagSet) {
-	fs.StringVar(&s.Image, "image", "", "disk image to write")
-	fs.StringVar(&s.Size, "size", "", "size of the disk image (e.g. 4G)")
-	fs.StringVar(&s.Tarball, "tarball", "", "tar archive of the root file system to write")
-	fs.StringVar(&s.Squash, "squash", "", "directory to write filesystem.squashfs, vmlinuz and initrd.img into")
-	fs.BoolVar(&s.ConvertQcow2, "convert-qcow2", false, "write the image as qcow2")
-	fs.BoolVar(&s.Sparse, "sparse", false, "keep the image sparse (always the case)")
-	fs.StringVar(&s.Mirror, "mirror", "", "mirror to build from (default: the host's)")
-	fs.StringVar(&s.AptMirror, "apt-mirror", "", "mirror the image's apt uses (needs --configure-apt)")
-	fs.BoolVar(&s.ConfigureApt, "configure-apt", false, "write the image's apt sources for --apt-mirror")
-	fs.StringVar(&s.Distribution, "distribution", "stable", "suite to install")
-	fs.StringVar(&s.Arch, "arch", arch.HostName(), "architecture")
-	fs.StringVar(&s.Foreign, "foreign", "", "static qemu-user binary for a foreign architecture")
-	fs.StringVar(&s.DebootstrapOpts, "debootstrapopts", "", `debootstrap options, e.g. "variant=buildd keyring=FILE"`)
-	fs.StringArrayVar(&s.Packages, "package", nil, "package to install (repeat)")
-	fs.StringArrayVar(&s.CustomPackages, "custom-package", nil, "local .deb file to install (repeat)")
-	fs.BoolVar(&s.NoKernel, "no-kernel", false, "install no kernel")
-	fs.StringVar(&s.KernelPackage, "kernel-package", "", "kernel package (default: the architecture's)")
-	fs.StringVar(&s.Hostname, "hostname", "debian", "host name")
-	fs.StringVar(&s.RootPassword, "root-password", "", "root's password")
-	fs.BoolVar(&s.LockRootPassword, "lock-root-password", false, "lock root's password")
-	fs.StringVar(&s.User, "user", "", "create a user: NAME/PASSWORD")
-	fs.BoolVar(&s.Sudo, "sudo", false, "put the user in the sudo group")
-	fs.BoolVar(&s.EnableDHCP, "enable-dhcp", false, "DHCP on the first network interface")
-	fs.BoolVar(&s.SerialConsole, "serial-console", false, "a login on the serial console (vmdeb always adds it)")
-	fs.StringVar(&s.Customize, "customize", "", "script run as SCRIPT ROOTDIR after the packages are installed")
-	fs.StringVar(&s.RootType, "roottype", "ext4", "root file system type")
-	fs.StringVar(&s.BootType, "boottype", "", "/boot file system type (with --bootsize)")
-	fs.StringVar(&s.BootSize, "bootsize", "", "size of a separate /boot partition")
-	fs.StringVar(&s.Swap, "swap", "", "size of a swap partition")
-	fs.StringVar(&s.PartType, "part-type", "msdos", "partition table: msdos or gpt")
-	fs.BoolVar(&s.UseUEFI, "use-uefi", false, "boot with UEFI (GRUB on an EFI system partition)")
-	fs.StringVar(&s.ESPSize, "esp-size", "", "size of the EFI system partition (with --use-uefi)")
-	fs.BoolVar(&s.Grub, "grub", false, "install GRUB as the boot loader")
-	fs.StringVar(&s.Owner, "owner", "", "give the outputs to this user")
-	fs.BoolVar(&s.Pkglist, "pkglist", false, "write the package list (vmdeb always does)")
-	fs.BoolVar(&s.DryRun, "dry-run", false, "print the vmdeb config this makes and stop")
-	fs.BoolVar(&s.Verbose, "verbose", false, "say more")
-	fs.StringVar(&s.Log, "log", "", "log file")
-	fs.StringVar(&s.Config, "config", "", "vmdebootstrap INI config file ([config] section)")
-	fs.BoolVar(&s.DumpConfig, "dump-config", false, "print the settings as a vmdebootstrap config file and stop")
+func newSettings() *Settings {
+	s := &Settings{vals: map[string]string{}, lists: map[string][]string{}, fromConfig: map[string]bool{}, set: map[string]bool{}}
+	for _, st := range settings {
+		if st.kind == kList {
+			continue
+		}
+		v := st.def
+		switch st.kind {
+		case kBool:
+			v = boolString(v == "yes")
+		case kChoice:
+			v = st.choices[0]
+		}
+		s.vals[st.name] = v
+	}
+	return s
 }
 
-// FlagSet returns the options bound to s, for help text.
-func (s *Settings) FlagSet() *pflag.FlagSet {
-	fs := pflag.NewFlagSet("vmdebootstrap", pflag.ContinueOnError)
-	fs.SortFlags = false
-	s.flags(fs)
-	return fs
-}
-
-// Parse reads the command line; a --config file is read first and the
-// command line overrides it, as in vmdebootstrap.
+// Parse reads the command line with vmdebootstrap's default config files.
 func Parse(args []string) (*Settings, error) {
-	s := &Settings{}
-	fs := s.FlagSet()
-	s.fs = fs
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	return ParseWith(args, DefaultConfigFiles())
+}
+
+// ParseWith reads the command line as cliapp did: the config files first
+// (defaults, then each --config in order, --no-default-configs clearing
+// the list so far), then the options again over them. A list setting
+// from a config file is replaced by the command line's first occurrence;
+// further occurrences add to it.
+func ParseWith(args, defaults []string) (*Settings, error) {
+	s := newSettings()
+	evs, rest, err := tokenize(args)
+	if err != nil {
 		return nil, fmt.Errorf("%v (see vmdeb vmdebootstrap --help)", err)
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: vmdebootstrap takes only options", fs.Arg(0))
+	for _, ev := range evs {
+		if ev.opt == "help" || ev.opt == "version" {
+			s.Action = ev.opt
+			return s, nil
+		}
 	}
-	s.set = map[string]bool{}
-	fs.Visit(func(f *pflag.Flag) { s.set[f.Name] = true })
-	if s.Config != "" {
-		f, err := os.Open(s.Config)
-		if err != nil {
+	files := append([]string(nil), defaults...)
+	required := map[string]bool{}
+	for _, ev := range evs {
+		switch ev.opt {
+		case "config":
+			files = append(files, ev.value)
+			required[ev.value] = true
+		case "no-default-configs":
+			files, required = nil, map[string]bool{}
+		}
+	}
+	s.Candidates = files
+	for _, f := range files {
+		if err := s.readConfigFile(f, required[f]); err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		values, err := ParseINI(f, s.Config)
-		if err != nil {
-			return nil, err
-		}
-		// Config values for everything the command line did not set.
-		keys := make([]string, 0, len(values))
-		for k := range values {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			v := values[k]
-			fl := fs.Lookup(k)
-			if fl == nil || k == "config" {
-				return nil, fmt.Errorf("%s: unknown setting %q (valid: the long option names, e.g. image, size, distribution)", s.Config, k)
+	}
+	for _, ev := range evs {
+		st := ev.def.setting
+		if st == nil {
+			switch ev.opt {
+			case "config", "no-default-configs":
+			case "generate-manpage":
+				return nil, errors.New("--generate-manpage: not supported; vmdeb's manual page is man vmdeb-vmdebootstrap")
+			default:
+				if s.Action == "" {
+					s.Action = ev.opt // the first one acts, as cliapp's deferred callbacks
+				}
 			}
-			if s.set[k] {
-				continue
-			}
-			if err := setFromINI(fs, fl, k, v); err != nil {
-				return nil, fmt.Errorf("%s: %s: %v", s.Config, k, err)
-			}
-			s.set[k] = true
+			continue
 		}
+		s.set[st.name] = true
+		switch {
+		case ev.def.negate:
+			s.vals[st.name] = "no"
+		case st.kind == kBool:
+			s.vals[st.name] = "yes"
+		case st.kind == kList:
+			if s.fromConfig[st.name] {
+				s.lists[st.name], s.fromConfig[st.name] = nil, false
+			}
+			s.lists[st.name] = append(s.lists[st.name], ev.value)
+		default:
+			s.vals[st.name] = ev.value
+		}
+	}
+	if len(rest) > 0 {
+		// vmdebootstrap ignored them; most often a value meant for the
+		// option before it (--package a b).
+		return nil, fmt.Errorf("unexpected argument %q: vmdebootstrap takes only options, and ignored this (is it meant for the option before it?)", rest[0])
 	}
 	return s, nil
 }
 
-func setFromINI(fs *pflag.FlagSet, fl *pflag.Flag, k, v string) error {
-	switch fl.Value.Type() {
-	case "bool":
-		switch strings.ToLower(v) {
-		case "yes", "true", "1", "on":
-			v = "true"
-		case "no", "false", "0", "off", "":
-			v = "false"
-		default:
-			return fmt.Errorf("%q is not yes or no", v)
-		}
-		return fs.Set(k, v)
-	case "stringArray":
-		for _, item := range strings.Split(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				if err := fs.Set(k, item); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+// Str is a setting's value as given ("yes"/"no" for a boolean).
+func (s *Settings) Str(name string) string {
+	if lookupSetting(name) == nil {
+		panic("vmdebootstrap: no setting " + name)
 	}
-	return fs.Set(k, v)
+	return s.vals[name]
 }
 
-// ParseINI reads a vmdebootstrap config file: settings under [config],
-// "key = value" (or "key: value"), lists comma-separated.
-func ParseINI(r io.Reader, file string) (map[string]string, error) {
-	out := map[string]string{}
-	sc := bufio.NewScanner(r)
-	section, n := "", 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if strings.HasPrefix(line, "[") {
-			if !strings.HasSuffix(line, "]") {
-				return nil, fmt.Errorf("%s:%d: a section header needs a closing ]", file, n)
-			}
-			section = strings.TrimSpace(line[1 : len(line)-1])
-			continue
-		}
-		i := strings.IndexAny(line, "=:")
-		if i <= 0 {
-			return nil, fmt.Errorf("%s:%d: expected key = value", file, n)
-		}
-		if section != "config" {
-			return nil, fmt.Errorf("%s:%d: settings belong in the [config] section", file, n)
-		}
-		out[strings.TrimSpace(line[:i])] = strings.TrimSpace(line[i+1:])
+// Bool is a boolean setting.
+func (s *Settings) Bool(name string) bool { return s.Str(name) == "yes" }
+
+// List is a list setting's items, as given.
+func (s *Settings) List(name string) []string { return s.lists[name] }
+
+// Bytes is a size setting in bytes as vmdebootstrap read it (0 where it
+// could not), and whether it could.
+func (s *Settings) Bytes(name string) (int64, bool) { return ParseSize(s.Str(name)) }
+
+// Given reports whether a setting was given in a config file or on the
+// command line.
+func (s *Settings) Given(name string) bool { return s.set[name] }
+
+func (s *Settings) note(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if !contains(s.notes, msg) {
+		s.notes = append(s.notes, msg)
 	}
-	return out, sc.Err()
 }
 
-// Validate rejects the combinations vmdebootstrap rejected.
+// Notes are the lines to log for this run: where vmdeb does something
+// else than vmdebootstrap did with these settings. Call after Config.
+func (s *Settings) Notes() []string { return s.notes }
+
+// Arch is the architecture: --arch, else the host's.
+func (s *Settings) Arch() string {
+	if a := s.Str("arch"); a != "" {
+		return a
+	}
+	return arch.HostName()
+}
+
+// wheezy is vmdebootstrap's was_oldstable(2015-04-26): the suite named
+// wheezy (a suite name is resolved to today's codename, never wheezy).
+func (s *Settings) wheezy() bool { return s.Str("distribution") == "wheezy" }
+
+// uefiArches is vmdebootstrap's constants.arch_table: the architectures
+// it set up for UEFI, and whether UEFI was their only way to boot.
+var uefiArches = map[string]bool{"amd64": false, "i386": false, "arm64": true}
+
+// Validate refuses what vmdebootstrap refused (bin/vmdebootstrap's
+// process_args and uefi.check_settings, with its messages) and what vmdeb
+// cannot build from these settings.
 func (s *Settings) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if s.Image == "" && s.Tarball == "" && s.Squash == "" {
-		bad("nothing to write: give --image, --tarball or --squash")
+	image, tarball, squash := s.Str("image"), s.Str("tarball"), s.Str("squash")
+	a := s.Arch()
+	if squash != "" && image != "" {
+		bad("--image can no longer be used with --squash")
 	}
-	if s.Squash != "" && s.Image != "" {
-		bad("--squash cannot be used with --image (a squashfs is made from a directory, not a disk image)")
+	if image == "" && tarball == "" && squash == "" {
+		bad("You must give disk image filename or use either a tarball filename or use squash (--image, --tarball or --squash)")
 	}
-	if s.Image != "" && s.Size == "" {
-		bad("--image needs --size")
+	size, ok := s.Bytes("size")
+	switch {
+	case !ok:
+		bad("A size of 0 bytes is too small for a bootstrap (--size %q: vmdebootstrap reads no size in it; e.g. 4G, 4GiB, 4000M)", s.Str("size"))
+	case size <= 100000000:
+		bad("A size of %d bytes is too small for a bootstrap (--size: more than 100M; 1G is 10^9 bytes)", size)
 	}
-	if s.ConvertQcow2 && s.Image == "" {
-		bad("--convert-qcow2 needs --image")
+	if s.Str("apt-mirror") != "" && !s.Bool("configure-apt") {
+		bad("--apt-mirror requires --configure-apt as well.")
 	}
-	if s.AptMirror != "" && !s.ConfigureApt {
-		bad("--apt-mirror needs --configure-apt")
+	if s.Bool("convert-qcow2") && image == "" {
+		bad("--convert-qcow2 can only be used with --image.")
 	}
-	if s.ESPSize != "" && !s.UseUEFI {
-		bad("--esp-size needs --use-uefi")
+	if image != "" && tarball != "" {
+		bad("Use --image or --tarball, not both.")
 	}
-	if s.UseUEFI && s.Image == "" {
-		bad("--use-uefi needs --image")
+	if squash != "" && tarball != "" {
+		bad("Use --squash or --tarball, not both.")
 	}
-	if s.Sudo && s.User == "" {
-		bad("--sudo needs --user")
+	if !s.wheezy() {
+		if !s.Bool("systemd-networkd") && !s.Bool("update-initramfs") {
+			bad("Disabling systemd-networkd for jessie and later requires updating the initramfs (--no-systemd-networkd needs --update-initramfs).")
+		}
+	} else if s.Str("roottype") == "ext4" {
+		bad("Wheezy images using ext4 will not be able to boot. Please use --roottype ext2 or --roottype ext3")
 	}
-	if s.RootPassword != "" && s.LockRootPassword {
-		bad("--root-password and --lock-root-password contradict each other")
+	if s.Str("roottype") == "btrfs" && s.Bool("extlinux") && !s.Bool("grub") {
+		bad("extlinux is not yet supported on btrfs. Use grub (--grub).")
 	}
-	if s.BootType != "" && s.BootSize == "" {
-		bad("--boottype needs --bootsize")
+	// uefi.check_settings
+	uefi := s.Bool("use-uefi")
+	if esp, _ := s.Bytes("esp-size"); !uefi && esp != 5242880 {
+		bad("You must specify use-uefi for esp-size to have effect (--esp-size needs --use-uefi)")
 	}
-	if s.User != "" && !strings.Contains(s.User, "/") {
-		bad("--user takes NAME/PASSWORD, e.g. --user user/live")
+	exclusive, known := uefiArches[a]
+	boot, _ := s.Bytes("bootsize")
+	offset, _ := s.Bytes("bootoffset")
+	switch {
+	case exclusive && !uefi && image != "":
+		// vmdebootstrap refused tarballs too; a tarball needs no boot loader.
+		bad("Only UEFI is supported on %s: an --image for %s needs --use-uefi --grub", a, a)
+	case uefi && !known:
+		bad("%s is not a supported UEFI architecture (--use-uefi: amd64, i386, arm64)", a)
 	}
-	if s.NoKernel && s.KernelPackage != "" {
-		bad("--no-kernel and --kernel-package contradict each other")
+	if uefi && (boot > 0 || offset > 0) {
+		bad("A separate boot partition is not supported with UEFI (--bootsize, --bootoffset with --use-uefi)")
 	}
-	if s.NoKernel && s.Image != "" {
-		bad("--no-kernel cannot make a bootable --image")
+	if uefi && !s.Bool("grub") {
+		bad("UEFI without Grub is not supported (--use-uefi needs --grub).")
 	}
-	if s.PartType != "msdos" && s.PartType != "gpt" {
-		bad("--part-type %q: valid are msdos and gpt", s.PartType)
+	if s.wheezy() && uefi && a != "amd64" {
+		bad("Only amd64 supports UEFI in Wheezy")
 	}
-	if s.UseUEFI {
-		if a, err := arch.Lookup(s.Arch); err == nil && !a.HasFirmware(arch.UEFI) {
-			bad("--use-uefi: architecture %s does not boot with UEFI", s.Arch)
+
+	// What vmdeb cannot build (yet) from settings vmdebootstrap took.
+	if image != "" {
+		if x, err := arch.Lookup(a); err == nil && !x.Supports(arch.Disk) {
+			what := "disk images"
+			if a == "armhf" || a == "armel" {
+				what = "disk images (board images)"
+			}
+			bad("--image --arch %s: vmdeb cannot yet write %s %s; use --tarball or --squash (and partition the card from it)", a, a, what)
+		}
+		if s.Bool("no-kernel") {
+			bad("--no-kernel with --image: vmdeb cannot yet write a disk image without a kernel package (a vendor kernel installed by the hook)")
+		}
+		if boot > 0 && offset > 1<<20 {
+			bad("--bootoffset %s: vmdeb's first partition starts at 1 MiB and cannot yet leave more room before it", s.Str("bootoffset"))
+		}
+		if f := s.Str("bootflag"); f != "" && f != "boot" {
+			bad("--bootflag %s: vmdeb cannot yet set partition flags besides boot", f)
+		}
+		if boot > 0 && s.Given("boottype") && s.Str("boottype") != vmdebBootFS(s.Str("roottype")) {
+			bad("--boottype %s: vmdeb's /boot partition is %s with this --roottype and cannot yet be another type", s.Str("boottype"), vmdebBootFS(s.Str("roottype")))
+		}
+		if p := s.Str("part-type"); p != "msdos" && p != "gpt" {
+			bad("--part-type %q: vmdeb writes msdos or gpt", p)
 		}
 	}
-	for _, sz := range []struct{ opt, v string }{{"size", s.Size}, {"bootsize", s.BootSize}, {"swap", s.Swap}, {"esp-size", s.ESPSize}} {
-		if sz.v != "" {
-			if _, err := config.ParseSize(sz.v); err != nil {
-				bad("--%s: %v", sz.opt, err)
+	for _, n := range []string{"bootsize", "bootoffset", "swap", "esp-size", "log-max"} {
+		if v := s.Str(n); v != "" && v != "0%" {
+			if _, ok := ParseSize(v); !ok {
+				bad("--%s %q: vmdebootstrap read 0 from it; give a size such as 256M or 256MiB", n, v)
 			}
+		}
+	}
+	if c := s.Str("customize"); c != "" {
+		if _, err := s.script(""); err != nil {
+			bad("--customize: %v", err)
+		}
+	}
+	if _, _, err := s.debootstrap(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, u := range s.List("user") {
+		if name, _, _ := strings.Cut(u, "/"); name == "" {
+			bad("--user %q: a user name is needed (USER/PASSWORD or USER)", u)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// vmdebBootFS is the file system vmdeb makes a separate /boot with.
+func vmdebBootFS(root string) string {
+	if root == "ext2" {
+		return "ext2"
+	}
+	return "ext4"
+}
+
+// ExamplesDir is where vmdebootstrap looked for a --customize script that
+// is not a path to a file (base.customize).
+const ExamplesDir = "/usr/share/vmdebootstrap/examples"
+
+// script is the --customize script's path, as base.customize found it:
+// the name as given, else in ExamplesDir.
+// A relative name is taken from cwd ("" for the process's).
+func (s *Settings) script(cwd string) (string, error) {
+	c := s.Str("customize")
+	p := c
+	if cwd != "" && !filepath.IsAbs(c) {
+		p = filepath.Join(cwd, c)
+	}
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	ex := filepath.Join(ExamplesDir, c)
+	if _, err := os.Stat(ex); err == nil {
+		return ex, nil
+	}
+	// vmdebootstrap said "Unable to find" and built without it.
+	return "", fmt.Errorf("%s: no such file, here or in %s", c, ExamplesDir)
+}
+
+// packageSplit is how debootstrap read vmdebootstrap's --include=a,b:
+// commas and spaces both separate.
+var packageSplit = regexp.MustCompile(`[,\s]+`)
+
+func splitPackages(items []string) []string {
+	var l []string
+	for _, it := range items {
+		for _, p := range packageSplit.Split(it, -1) {
+			if p != "" && !contains(l, p) {
+				l = append(l, p)
+			}
+		}
+	}
+	return l
+}
+
+// debootstrapOpts is what vmdeb does with debootstrap's options: the
+// vmdeb config key each one sets.
+var debootstrapOpts = []string{"variant=", "keyring=", "components=", "include=", "no-check-gpg", "merged-usr", "arch=", "foreign", "verbose", "no-resolve-deps"}
+
+// debootstrap reads --debootstrapopts as bin/vmdebootstrap's debootstrap
+// passed them: every item of every occurrence split at spaces, each part
+// given to debootstrap with -- in front. It returns the config keys they
+// set and the packages of include=.
+func (s *Settings) debootstrap() (map[string]any, []string, error) {
+	keys := map[string]any{}
+	var include []string
+	for _, item := range s.List("debootstrapopts") {
+		for _, part := range strings.Split(item, " ") {
+			if part == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(strings.TrimPrefix(part, "--"), "=")
+			switch k {
+			case "variant":
+				keys["variant"] = v
+			case "keyring":
+				keys["keyring"] = v
+			case "components":
+				keys["components"] = strings.Split(v, ",")
+			case "include":
+				include = append(include, v)
+			case "no-check-gpg":
+				keys["insecure"] = true
+			case "arch":
+				if v != s.Arch() {
+					return nil, nil, fmt.Errorf("--debootstrapopts %q: give the architecture with --arch", part)
+				}
+			case "merged-usr":
+				// debootstrap's default since buster; vmdeb's bootstrap merges as it does.
+				s.note("--debootstrapopts merged-usr: /usr is merged as debootstrap merges it by default")
+			case "foreign":
+				// vmdeb runs the second stage itself wherever needed.
+			case "verbose":
+			case "no-resolve-deps":
+				// vmdeb resolves the dependencies of every package it installs.
+				s.note("--debootstrapopts no-resolve-deps: ignored, vmdeb installs every dependency")
+			default:
+				return nil, nil, fmt.Errorf("--debootstrapopts %q: vmdeb cannot pass this on to its bootstrap (it takes: %s)", part, strings.Join(debootstrapOpts, " "))
+			}
+		}
+	}
+	return keys, splitPackages(include), nil
+}
+
+// kernel is the config's kernel key: bootstrap_packages' choice
+// (codenames.kernel_package, base.base_packages).
+func (s *Settings) kernel() string {
+	switch {
+	case s.Bool("no-kernel"):
+		return "none"
+	case s.Str("kernel-package") != "":
+		return s.Str("kernel-package")
+	}
+	switch s.Arch() {
+	case "armhf":
+		return "linux-image-armmp"
+	case "i386", "armel":
+		// linux-image-586 and linux-image-armel are gone from Debian.
+		if x, err := arch.Lookup(s.Arch()); err == nil {
+			s.note("--arch %s: kernel %s (vmdebootstrap's linux-image-%s is no longer in Debian)", s.Arch(), x.Kernel, map[string]string{"i386": "586", "armel": "armel"}[s.Arch()])
+		}
+	}
+	return "" // the architecture's: linux-image-ARCH as vmdebootstrap's
+}
+
+// users are --user's accounts: NAME/PASSWORD, or NAME with an empty
+// password (base.create_users).
+func (s *Settings) users() (l []map[string]any, empty []string) {
+	for _, u := range s.List("user") {
+		name, pw, hasPW := strings.Cut(u, "/")
+		m := map[string]any{"name": name, "sudo": s.Bool("sudo")}
+		if hasPW {
+			m["password"] = pw
+		} else {
+			empty = append(empty, name)
+		}
+		l = append(l, m)
+	}
+	return l, empty
+}
+
+// loaderArches are those where vmdeb puts GRUB for BIOS on a disk.
+var loaderArches = map[string]bool{"amd64": true, "i386": true}
+
+// bootloader is the disk's boot loader (_image_operations).
+func (s *Settings) bootloader() string {
+	a := s.Arch()
+	switch {
+	case s.Bool("use-uefi"):
+		return "grub-uefi"
+	case !loaderArches[a]:
+		// vmdebootstrap's GRUB for BIOS and extlinux were for PCs; a
+		// board's boot loader was the hook's to write.
+		s.note("--arch %s: no boot loader on the disk; the --customize script writes the board's", a)
+		return "none"
+	case s.Bool("grub"):
+		return "grub-bios"
+	case s.Bool("extlinux"):
+		s.note("no --grub: GRUB for BIOS, not extlinux (vmdeb's boot loader for disk images)")
+		return "grub-bios"
+	}
+	s.note("--no-extlinux without --grub: no boot loader, as vmdebootstrap; the --customize script writes one")
+	return "none"
+}
+
+// networking says how the image's network is set up
+// (start_ops: networking for jessie and later).
+func (s *Settings) networking() string {
+	switch {
+	case s.Bool("systemd-networkd") && !s.wheezy():
+		return "networkd" // DHCP on every en* interface, whatever --enable-dhcp says
+	case s.Bool("enable-dhcp"):
+		return "ifupdown"
+	}
+	return "none"
+}
+
 var nameRE = regexp.MustCompile(`[^a-z0-9.+_-]+`)
 
-// YAML renders the equivalent vmdeb config. Relative paths are made
-// absolute against cwd, so the file can live anywhere.
-func (s *Settings) YAML(cwd string) (string, error) {
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
+// name is the config's name, from the output's file name.
+func (s *Settings) name() string {
+	base := s.Str("image")
+	for _, o := range []string{"tarball", "squash"} {
+		if base == "" {
+			base = s.Str(o)
 		}
-		return filepath.Join(cwd, p)
-	}
-	base := s.Image
-	if base == "" {
-		base = s.Tarball
-	}
-	if base == "" {
-		base = s.Squash
 	}
 	name := nameRE.ReplaceAllString(strings.ToLower(strings.SplitN(filepath.Base(base), ".", 2)[0]), "-")
 	if name == "" || !regexp.MustCompile(`^[a-z0-9]`).MatchString(name) {
 		name = "vmdebootstrap"
 	}
-	m := yaml.Node{Kind: yaml.MappingNode}
-	add := func(k string, v any) {
-		var n yaml.Node
-		n.Encode(v)
-		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &n)
-	}
-	add("name", name)
-	add("suite", s.Distribution)
-	add("architecture", s.Arch)
-	if s.Mirror != "" {
-		add("mirror", s.Mirror)
-	}
-	if s.ConfigureApt && s.AptMirror != "" {
-		add("apt-mirror", s.AptMirror)
-	}
-	if s.Foreign != "" {
-		add("binfmt-handler", abs(s.Foreign))
-	}
-	// vmdebootstrap ran debootstrap without --variant unless told: the
-	// default set (required and important), which brings an init.
-	variant := "important"
-	var include []string
-	for _, o := range strings.Fields(s.DebootstrapOpts) {
-		k, v, _ := strings.Cut(strings.TrimPrefix(o, "--"), "=")
-		switch k {
-		case "variant":
-			variant = v
-		case "keyring":
-			add("keyring", abs(v))
-		case "components":
-			add("components", strings.Split(v, ","))
-		case "include":
-			include = append(include, strings.Split(v, ",")...)
-		default:
-			return "", fmt.Errorf("--debootstrapopts %q: vmdeb passes on variant=, keyring=, components= and include=", o)
-		}
-	}
-	add("variant", variant)
-	switch {
-	case s.NoKernel:
-		add("kernel", "none")
-	case s.KernelPackage != "":
-		add("kernel", s.KernelPackage)
-	}
-	if pk := append(include, s.Packages...); len(pk) > 0 {
-		add("packages", pk)
-	}
-	if len(s.CustomPackages) > 0 {
-		var l []string
-		for _, p := range s.CustomPackages {
-			l = append(l, abs(p))
-		}
-		add("custom-packages", l)
-	}
-	if s.User != "" {
-		name, pw, _ := strings.Cut(s.User, "/")
-		add("users", []map[string]any{{"name": name, "password": pw, "sudo": s.Sudo}})
-	}
-	switch {
-	case s.RootPassword != "":
-		add("root", map[string]any{"password": s.RootPassword})
-	case s.LockRootPassword:
-		add("root", map[string]any{"lock": true})
-	default:
-		// vmdebootstrap left root without a password; vmdeb locks it.
-		add("root", map[string]any{"lock": true})
-	}
-	add("hostname", s.Hostname)
-	if s.Customize != "" {
-		add("customise", abs(s.Customize))
-	}
-	var outs []map[string]any
-	if s.Image != "" {
-		d := map[string]any{"type": "disk", "path": abs(s.Image), "size": s.Size, "filesystem": s.RootType,
-			"partition-table": map[string]string{"msdos": "mbr", "gpt": "gpt"}[s.PartType]}
-		if s.ConvertQcow2 {
-			d["format"] = "qcow2"
-		} else {
-			d["format"] = "raw"
-		}
-		if s.BootSize != "" {
-			d["boot-size"] = s.BootSize
-		}
-		if s.Swap != "" {
-			d["swap-size"] = s.Swap
-		}
-		if s.ESPSize != "" {
-			d["esp-size"] = s.ESPSize
-		}
-		switch {
-		case s.UseUEFI:
-			d["bootloader"] = "grub-uefi"
-		default:
-			// vmdebootstrap used extlinux without --grub; vmdeb uses GRUB.
-			d["bootloader"] = "grub-bios"
-		}
-		if s.EnableDHCP {
-			d["network"] = "ifupdown" // vmdebootstrap's way: /etc/network/interfaces
-		} else {
-			d["network"] = "none"
-		}
-		outs = append(outs, d)
-	}
-	if s.Tarball != "" {
-		outs = append(outs, map[string]any{"type": "tarball", "path": abs(s.Tarball)})
-	}
-	if s.Squash != "" {
-		outs = append(outs, map[string]any{"type": "squashfs", "path": abs(s.Squash)})
-	}
-	add("outputs", outs)
-	out, err := yaml.Marshal(&m)
-	return "# made by vmdeb vmdebootstrap\n" + string(out), err
+	return name
 }
 
-// INI renders the settings as a vmdebootstrap config file (--dump-config).
-// Only for Settings made by Parse.
-func (s *Settings) INI() string {
-	var b strings.Builder
-	b.WriteString("[config]\n")
-	s.fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name == "dump-config" || f.Name == "config" {
-			return
-		}
-		v := f.Value.String()
-		switch f.Value.Type() {
-		case "bool":
-			v = map[string]string{"true": "yes", "false": "no"}[v]
-		case "stringArray":
-			v = strings.Trim(v, "[]")
-		}
-		fmt.Fprintf(&b, "%s = %s\n", f.Name, v)
-	})
-	return b.String()
+// sortedKeys lists a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	l := make([]string, 0, len(m))
+	for k := range m {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
 }
