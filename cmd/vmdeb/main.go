@@ -654,6 +654,7 @@ func bootCmd() *cobra.Command {
 	f.StringVar(&archName, "arch", "", "the image's architecture (default: read from the image's boot loaders)")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware (OVMF/AAVMF); --uefi=false for BIOS (default: what the image and its architecture boot with)")
 	f.BoolVar(&o.SecureBoot, "secure-boot", false, "boot with UEFI firmware that enforces Secure Boot with Microsoft's keys (OVMF/AAVMF *.ms.fd), as a PC sold today")
+	f.BoolVar(&o.Writable, "writable", false, "keep what the guest writes to a disk image (by default its writes go to a temporary overlay)")
 	f.StringVar(&o.Accel, "accel", "auto", "auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&o.Memory, "memory", 2048, "memory in MiB")
 	f.IntVar(&o.CPUs, "cpus", 2, "virtual CPUs")

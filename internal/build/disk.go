@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"vmdeb/internal/arch"
 	"vmdeb/internal/config"
 	"vmdeb/internal/disk"
 )
@@ -32,10 +33,34 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	out := st.Plan.Spec.Path(s.out.Path)
 	tmp := st.temp(out)
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
-	o.SecureBoot = st.diskSigned()
+	o.SecureBoot = diskSecureBoot(st.Plan.Spec, st.Plan.Arch)
 	st.Log.Printf("writing %s (%s, %s)", out, o.Format, HumanSize(o.Size))
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)
 	}
 	return st.commit(tmp, out, config.Disk)
+}
+
+// diskSecureBoot tells whether a disk of s boots UEFI through Debian's
+// signed chain, which its packages then hold (diskPackages).
+func diskSecureBoot(s *config.Spec, a arch.Arch) bool {
+	return s.UsesSecureBoot() && a.SecureBoot != nil
+}
+
+// diskPackages are what the image needs installed for disk output o:
+// Debian's signed boot chain and grub-install where o's UEFI boot goes
+// through Secure Boot.
+func diskPackages(s *config.Spec, o config.Output) []string {
+	a, err := arch.Lookup(s.Architecture)
+	if err != nil || o.Type != config.Disk || !diskSecureBoot(s, a) {
+		return nil
+	}
+	b := o.Bootloader
+	if b == "" {
+		b = disk.DefaultBootloader(a)
+	}
+	if b != disk.GrubUEFI && b != disk.GrubHybrid {
+		return nil
+	}
+	return disk.ImagePackages(a)
 }

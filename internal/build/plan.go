@@ -342,6 +342,7 @@ func packageList(s *config.Spec) []string {
 		if o.Type == config.Disk && o.Filesystem == disk.XFS {
 			l = append(l, "xfsprogs")
 		}
+		l = append(l, diskPackages(s, o)...)
 	}
 	l = append(l, s.Packages...)
 	seen := map[string]bool{}

@@ -266,23 +266,14 @@ func NeedsSecureBoot(s *config.Spec) bool {
 	return false
 }
 
-// isoSigned and diskSigned are the signed loaders for a live ISO and a
-// disk (nil: the build uses no Secure Boot). A disk without an EFI system
-// partition has no use for them.
+// isoSigned are the signed loaders for a live ISO (nil: the build uses
+// no Secure Boot).
 func (st *State) isoSigned() *live.SignedLoaders {
 	sb := st.Plan.Arch.SecureBoot
 	if st.SignedDir == "" || sb == nil {
 		return nil
 	}
 	return &live.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.Grub)}
-}
-
-func (st *State) diskSigned() *disk.SignedLoaders {
-	sb := st.Plan.Arch.SecureBoot
-	if st.SignedDir == "" || sb == nil {
-		return nil
-	}
-	return &disk.SignedLoaders{Shim: filepath.Join(st.SignedDir, sb.Shim), Grub: filepath.Join(st.SignedDir, sb.DiskGrub)}
 }
 
 // fetchDebs downloads pkgs with the chroot's apt (from the build's

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
+	"vmdeb/internal/imgroot"
 	"vmdeb/internal/live"
 )
 
@@ -51,6 +54,11 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 	} else if len(m) > 0 {
 		// A copy would take in /proc or a bind-mounted host directory.
 		return fmt.Errorf("disk: %s still has file systems mounted below it: %s", rootfs, strings.Join(m, ", "))
+	}
+	if o.SecureBoot && o.uefi() {
+		if o, err = o.imageGrub(rootfs); err != nil {
+			return err
+		}
 	}
 	var kernels []string
 	if o.bootMenu() {
@@ -255,6 +263,35 @@ func (o Options) grubPlatforms() []string {
 	return p
 }
 
+// imageGrub points the EFI platform's modules at the image's own GRUB
+// (grub-efi-ARCH-bin, there with the signed loaders): /boot/grub gets the
+// modules of the GRUB on the ESP, as the image's grub-install would copy.
+func (o Options) imageGrub(rootfs string) (Options, error) {
+	r, err := imgroot.Open(rootfs)
+	if err != nil {
+		return o, err
+	}
+	defer r.Close()
+	t := o.Arch.GrubEFITarget
+	rel, err := r.Resolve(path.Join("usr/lib/grub", t))
+	if err == nil {
+		var fi fs.FileInfo
+		if fi, err = r.Lstat(rel); err == nil && !fi.IsDir() {
+			err = fmt.Errorf("/%s is not a directory", rel)
+		}
+	}
+	if err != nil {
+		return o, fmt.Errorf("disk: Secure Boot needs the image's own GRUB (%s): %w", strings.Join(ImagePackages(o.Arch), ", "), err)
+	}
+	dirs := maps.Clone(o.GrubDirs)
+	if dirs == nil {
+		dirs = map[string]string{}
+	}
+	dirs[t] = filepath.Join(rootfs, rel)
+	o.GrubDirs = dirs
+	return o, nil
+}
+
 // bootFilesBytes is what the boot loader adds to the boot file system,
 // rounded to blocks, for the size checks.
 func bootFilesBytes(o Options) int64 {
@@ -333,13 +370,27 @@ func (b *builder) split() error {
 		if err := moveOut(filepath.Join(bootHost, "efi"), b.espDir); err != nil {
 			return err
 		}
-		loaderDir := filepath.Join(b.espDir, "EFI", "boot")
-		if err := os.MkdirAll(loaderDir, 0o755); err != nil {
+		if b.o.SecureBoot {
+			return b.secureBootLoader()
+		}
+		loader := filepath.Join(b.espDir, filepath.FromSlash(b.o.removablePath()))
+		if err := os.MkdirAll(filepath.Dir(loader), 0o755); err != nil {
 			return err
 		}
-		return b.efiLoader(filepath.Join(loaderDir, b.o.Arch.EFIBootName))
+		b.log.Printf("GRUB for UEFI: /%s (unsigned: firmware with Secure Boot on refuses it)", b.o.removablePath())
+		return b.mkimage(b.o.Arch.GrubEFITarget, loader)
 	}
 	return nil
+}
+
+// removablePath is where on the ESP the firmware finds the loader it
+// boots with no boot entry in its NVRAM: shim with Secure Boot, where
+// grub-install puts it; vmdeb's own GRUB core otherwise.
+func (o Options) removablePath() string {
+	if o.SecureBoot {
+		return "EFI/BOOT/BOOT" + strings.ToUpper(efiSuffix(o.Arch)) + ".EFI"
+	}
+	return "EFI/boot/" + o.Arch.EFIBootName
 }
 
 // moveOut renames dir to dst and puts an empty directory with dir's mode
@@ -391,39 +442,6 @@ func (b *builder) mkimage(platform, out string) error {
 	args := []string{"--format", platform, "--directory", b.o.grubDir(platform),
 		"--prefix", "/boot/grub", "--config", cfg, "--output", out}
 	return b.runTool("grub-mkimage", append(args, coreModules(platform, b.l.BootPart().FS)...))
-}
-
-// efiLoader is GRUB's EFI loader on the ESP's removable-media path, which
-// firmware boots without an NVRAM entry. For Secure Boot it is Debian's
-// signed shim there, the signed GRUB beside it (where shim looks), and
-// beside that the grub.cfg that GRUB reads from its own directory: it
-// finds /boot/grub as vmdeb's core image would, then reads the menu.
-func (b *builder) efiLoader(path string) error {
-	sb := b.o.SecureBoot
-	if sb == nil {
-		b.log.Printf("GRUB for UEFI: %s (unsigned: firmware with Secure Boot on refuses it)", strings.TrimPrefix(path, b.espDir))
-		return b.mkimage(b.o.Arch.GrubEFITarget, path)
-	}
-	a := b.o.Arch
-	if a.SecureBoot == nil {
-		return fmt.Errorf("Debian signs no boot loaders for %s", a.Name)
-	}
-	dir := filepath.Dir(path)
-	for _, f := range []struct{ src, dst string }{{sb.Shim, path}, {sb.Grub, filepath.Join(dir, a.SecureBoot.GrubName)}} {
-		data, err := os.ReadFile(f.src)
-		if err != nil {
-			return fmt.Errorf("signed loader: %w", err)
-		}
-		if err := os.WriteFile(f.dst, data, 0o644); err != nil {
-			return err
-		}
-	}
-	cfg := earlyGrubCfg(b.l) + "configfile $prefix/grub.cfg\n"
-	if err := os.WriteFile(filepath.Join(dir, "grub.cfg"), []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	b.log.Printf("UEFI with Secure Boot: %s (shim), %s and grub.cfg beside it", strings.TrimPrefix(path, b.espDir), a.SecureBoot.GrubName)
-	return nil
 }
 
 // partition makes the sparse image file and its partition table.

@@ -427,19 +427,29 @@ func TestBuildCancelled(t *testing.T) {
 	}
 }
 
-// With SecureBoot the ESP holds the signed loaders under the names the
-// firmware and shim look for, and the grub.cfg the signed GRUB reads
-// beside itself: it finds /boot's file system by UUID and reads the menu.
+// With SecureBoot the ESP holds the image's own signed loaders under the
+// names grub-install gives them, in /EFI/debian and on the removable-media
+// path, and the grub.cfg the signed GRUB reads beside itself: it finds
+// /boot's file system by UUID and reads the menu. /boot/grub gets the
+// image's own GRUB modules.
 func TestBuildSecureBootESP(t *testing.T) {
 	dir := t.TempDir()
-	shim, grub := filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubx64.efi.signed")
-	os.WriteFile(shim, []byte("signed shim"), 0o644)
-	os.WriteFile(grub, []byte("signed grub"), 0o644)
-	o := Options{Size: 160 * mib, ESPSize: 32 * mib, Arch: archOf(t, "amd64"), Bootloader: GrubUEFI, Hostname: "sb",
-		SecureBoot: &SignedLoaders{Shim: shim, Grub: grub}}
+	o := Options{Size: 160 * mib, ESPSize: 32 * mib, Arch: archOf(t, "amd64"), Bootloader: GrubUEFI, Hostname: "sb", SecureBoot: true}
 	needBuild(t, o)
+	root := fakeRootfs(t)
+	image := map[string]string{
+		"usr/lib/shim/shimx64.efi.signed":                   "signed shim",
+		"usr/lib/shim/mmx64.efi.signed":                     "signed mok manager",
+		"usr/lib/shim/fbx64.efi.signed":                     "signed fallback",
+		"usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed": "signed grub",
+		"usr/lib/grub/x86_64-efi/normal.mod":                "the image's normal.mod",
+		"usr/lib/grub/x86_64-efi/command.lst":               "the image's command.lst",
+	}
+	for p, data := range image {
+		put(t, root, p, data)
+	}
 	out := filepath.Join(dir, "sb.img")
-	if err := Build(context.Background(), testLog(t), fakeRootfs(t), out, o); err != nil {
+	if err := Build(context.Background(), testLog(t), root, out, o); err != nil {
 		t.Fatal(err)
 	}
 	_, parts := readTable(t, out)
@@ -447,15 +457,46 @@ func TestBuildSecureBootESP(t *testing.T) {
 		t.Fatalf("partitions %+v: want the ESP first", parts)
 	}
 	esp := out + "@@" + strconv.FormatInt(parts[0].Start*512, 10)
-	for name, want := range map[string]string{"bootx64.efi": "signed shim", "grubx64.efi": "signed grub"} {
-		if got := run(t, "mtype", "-i", esp, "::/EFI/boot/"+name); got != want {
-			t.Errorf("/EFI/boot/%s holds %q, want %q", name, got, want)
+	for name, want := range map[string]string{
+		"EFI/debian/shimx64.efi": "signed shim", "EFI/debian/grubx64.efi": "signed grub",
+		"EFI/debian/mmx64.efi": "signed mok manager", "EFI/debian/fbx64.efi": "signed fallback",
+		"EFI/BOOT/BOOTX64.EFI": "signed shim", "EFI/BOOT/grubx64.efi": "signed grub", "EFI/BOOT/mmx64.efi": "signed mok manager",
+		"EFI/debian/note.txt": "kept on the ESP\n",
+	} {
+		if got := run(t, "mtype", "-i", esp, "::/"+name); got != want {
+			t.Errorf("/%s holds %q, want %q", name, got, want)
+		}
+	}
+	// The image has no BOOTX64.CSV: grub-install then puts none either;
+	// nothing else is there (vmdeb's own GRUB core is not).
+	list := strings.ToLower(run(t, "mdir", "-/", "-b", "-i", esp, "::/"))
+	if !strings.Contains(list, "::/efi/boot/bootx64.efi") {
+		t.Errorf("mdir lists no /EFI/BOOT/BOOTX64.EFI:\n%s", list)
+	}
+	for _, f := range strings.Fields(list) {
+		switch strings.TrimSuffix(f, "/") {
+		case "::/efi", "::/efi/debian", "::/efi/boot", "::/efi/debian/shimx64.efi", "::/efi/debian/grubx64.efi", "::/efi/debian/mmx64.efi",
+			"::/efi/debian/fbx64.efi", "::/efi/debian/grub.cfg", "::/efi/debian/note.txt",
+			"::/efi/boot/bootx64.efi", "::/efi/boot/grubx64.efi", "::/efi/boot/mmx64.efi":
+		default:
+			t.Errorf("the ESP has %s", f)
 		}
 	}
 	rootImg := partImage(t, out, parts[1].Start, parts[1].Size)
 	uuid := blkidUUID(t, rootImg)
-	cfg := run(t, "mtype", "-i", esp, "::/EFI/boot/grub.cfg")
+	cfg := run(t, "mtype", "-i", esp, "::/EFI/debian/grub.cfg")
 	if cfg != "search.fs_uuid "+uuid+" root\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n" {
 		t.Errorf("the ESP's grub.cfg:\n%s", cfg)
+	}
+	if got := run(t, "debugfs", "-R", "cat /boot/grub/x86_64-efi/normal.mod", rootImg); got != "the image's normal.mod" {
+		t.Errorf("/boot/grub/x86_64-efi/normal.mod is %q, want the image's", got)
+	}
+
+	// An image without the signed loaders is refused, naming the packages.
+	root = fakeRootfs(t)
+	put(t, root, "usr/lib/grub/x86_64-efi/normal.mod", "")
+	err := Build(context.Background(), testLog(t), root, filepath.Join(dir, "none.img"), o)
+	if err == nil || !strings.Contains(err.Error(), "shim-signed") {
+		t.Errorf("an image without shim: err = %v, want one naming shim-signed", err)
 	}
 }

@@ -128,19 +128,19 @@ func (b *builder) checkUUID(p Part) error {
 	return nil
 }
 
-// checkLoader reads the EFI loader back from the ESP.
+// checkLoader reads the EFI loader the firmware boots back from the ESP.
 func (b *builder) checkLoader(p Part) error {
-	name := b.o.Arch.EFIBootName
-	want, err := os.ReadFile(filepath.Join(b.espDir, "EFI", "boot", name))
+	rel := b.o.removablePath()
+	want, err := os.ReadFile(filepath.Join(b.espDir, filepath.FromSlash(rel)))
 	if err != nil {
 		return err
 	}
-	got, err := b.outputQuiet("mcopy", []string{"-n", "-i", b.mtoolsImage(p), "::/EFI/boot/" + name, "-"}, mtoolsEnv...)
+	got, err := b.outputQuiet("mcopy", []string{"-n", "-i", b.mtoolsImage(p), "::/" + rel, "-"}, mtoolsEnv...)
 	if err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
 	if !bytes.Equal(got, want) {
-		return fmt.Errorf("ESP: /EFI/boot/%s reads back as %d bytes that differ from the loader's %d", name, len(got), len(want))
+		return fmt.Errorf("ESP: /%s reads back as %d bytes that differ from the loader's %d", rel, len(got), len(want))
 	}
 	return nil
 }

@@ -49,9 +49,10 @@ type Options struct {
 	// taken from the host's /usr/lib/grub/<platform>. A foreign
 	// architecture's build points this at the target's own GRUB.
 	GrubDirs map[string]string
-	// SecureBoot, if set, boots UEFI through Debian's signed chain: these
-	// loaders take the place of vmdeb's own GRUB core on the ESP.
-	SecureBoot *SignedLoaders
+	// SecureBoot boots UEFI through Debian's signed chain, taken from the
+	// image's own packages (ImagePackages): shim and the signed GRUB take
+	// the place of vmdeb's own GRUB core on the ESP (see secureBootESP).
+	SecureBoot bool
 	// DeviceTree names the board's device tree, relative to the kernel's
 	// /usr/lib/linux-image-VERSION/ (rockchip/rk3399-rockpro64.dtb): GRUB
 	// loads each kernel's copy from the root file system. "" loads none.
@@ -140,12 +141,6 @@ func DefaultBootloader(a arch.Arch) Bootloader {
 
 // bios and uefi tell which firmwares GRUB serves; extlinux boots BIOS
 // PCs only.
-// SignedLoaders are Debian's signed shim and GRUB (for an installed
-// system: it reads grub.cfg beside itself) on the host.
-type SignedLoaders struct {
-	Shim, Grub string
-}
-
 func (o Options) bios() bool     { return o.Bootloader == GrubBIOS || o.Bootloader == GrubHybrid }
 func (o Options) uefi() bool     { return o.Bootloader == GrubUEFI || o.Bootloader == GrubHybrid }
 func (o Options) grub() bool     { return o.bios() || o.uefi() }

@@ -195,7 +195,11 @@ func Args(o Options, accel string, fw Firmware) []string {
 		}
 		// snapshot=on: the guest's writes go to a temporary overlay, so a
 		// test boot never changes the image it tests.
-		args = append(args, "-drive", "file="+img+",if=virtio,format="+format+",snapshot=on")
+		snap := ",snapshot=on"
+		if o.Writable {
+			snap = ""
+		}
+		args = append(args, "-drive", "file="+img+",if=virtio,format="+format+snap)
 	}
 	// romfile= drops the NIC's PXE ROM: an unbootable disk then fails at
 	// once instead of netbooting.

@@ -34,6 +34,9 @@ type Options struct {
 	// Microsoft's keys enrolled, as a PC sold today does (implies UEFI).
 	SecureBoot bool
 	Accel      string // "auto" (""), "kvm" or "tcg"
+	// Writable lets the guest write to a disk image; by default its writes
+	// go to a temporary overlay that qemu drops.
+	Writable bool
 
 	Memory  int           // MiB, default 2048
 	CPUs    int           // default 2

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,22 +74,55 @@ func TestDiskImage(t *testing.T) {
 	if o, err := exec.Command("qemu-img", "check", img).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img check: %v\n%s", err, o)
 	}
-	// BIOS, and UEFI with Secure Boot enforced (the disk's ESP has
-	// Debian's signed shim and GRUB): the system must see it on.
-	for _, fw := range [][]string{nil, {"--secure-boot"}} {
-		args := append([]string{"boot", "--timeout", "10m", "--login", "user", "--password", "live",
-			"--run", "systemctl is-system-running --wait; systemctl --failed --no-legend; " +
-				"if [ -d /sys/firmware/efi ]; then echo sb-$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -d ' '); fi"}, fw...)
-		b := run(t, ctx, append(args, img)...)
+	// BIOS as before; then UEFI with Secure Boot enforced, twice. The
+	// first boot keeps what the guest writes: it lists the ESP, runs the
+	// image's own grub-install and update-grub, lists it again. The second
+	// boot proves the firmware still starts what they wrote, and that it
+	// went through update-grub's menu (its "quiet", which vmdeb's menu
+	// does not have). qemu is killed, not shut down: the guest syncs.
+	const health = "systemctl is-system-running --wait; systemctl --failed --no-legend; " +
+		"if [ -d /sys/firmware/efi ]; then echo sb-$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -d ' '); fi"
+	const espList = "(cd /boot/efi && find . -type f | sort)"
+	boots := []struct {
+		args []string
+		run  string
+	}{
+		{nil, health},
+		{[]string{"--secure-boot", "--writable"}, health + "; echo live | sudo -S sh -c '" +
+			espList + " | sed s/^/before:/ && grub-install --uefi-secure-boot --force-extra-removable --no-nvram && update-grub && echo grub-$((40+2)) && " +
+			espList + " | sed s/^/after:/ && sync'"},
+		{[]string{"--secure-boot"}, health + "; grep -q 'BEGIN /etc/grub.d/10_linux' /boot/grub/grub.cfg && grep -qw quiet /proc/cmdline && echo menu-$((6*7)); cat /proc/cmdline"},
+	}
+	for i, bt := range boots {
+		start := time.Now()
+		b := run(t, ctx, append(append([]string{"boot", "--timeout", "10m", "--login", "user", "--password", "live",
+			"--run", bt.run}, bt.args...), img)...)
+		t.Logf("boot %v: %s", bt.args, time.Since(start).Round(time.Second))
 		if !strings.Contains(b.stdout, "running") && !strings.Contains(b.stdout, "degraded") {
-			t.Errorf("boot %v: systemd did not answer:\n%s\n%s", fw, b.stdout, b.stderr)
+			t.Errorf("boot %v: systemd did not answer:\n%s\n%s", bt.args, b.stdout, b.stderr)
 		}
 		if b.code != 0 || strings.Contains(b.stdout, "degraded") {
-			t.Errorf("boot %v: the system is not healthy (status %d):\n%s", fw, b.code, b.stdout)
+			t.Errorf("boot %v: the system is not healthy (status %d):\n%s", bt.args, b.code, b.stdout)
 		}
 		// The variable is 4 bytes of attributes, then 1 for on.
-		if fw != nil && !strings.Contains(b.stdout, "sb-60001") {
-			t.Errorf("boot %v: the system does not see Secure Boot on:\n%s", fw, b.stdout)
+		if bt.args != nil && !strings.Contains(b.stdout, "sb-60001") {
+			t.Errorf("boot %v: the system does not see Secure Boot on:\n%s", bt.args, b.stdout)
+		}
+		switch i {
+		case 1:
+			if !strings.Contains(b.stdout, "grub-42") {
+				t.Fatalf("grub-install and update-grub in the booted image failed:\n%s", b.stdout)
+			}
+			// The ESP as the build laid it out is what the image's own
+			// grub-install lays out (FAT: names compare without case).
+			before, after := prefixed(b.stdout, "before:"), prefixed(b.stdout, "after:")
+			if len(before) == 0 || !slices.Equal(before, after) {
+				t.Errorf("the ESP as built:\n%s\nafter the image's grub-install:\n%s", strings.Join(before, "\n"), strings.Join(after, "\n"))
+			}
+		case 2:
+			if !strings.Contains(b.stdout, "menu-42") {
+				t.Errorf("the second Secure Boot boot did not go through update-grub's menu:\n%s", b.stdout)
+			}
 		}
 	}
 
@@ -188,4 +222,20 @@ func TestNoInitRefused(t *testing.T) {
 		t.Errorf("temporary outputs left: %v", left)
 	}
 	assertClean(t, work)
+}
+
+// prefixed returns the file names (./…) that follow prefix in the lines
+// of out, lower-cased and sorted: the typed command's echo, even wrapped,
+// has none.
+func prefixed(out, prefix string) []string {
+	var l []string
+	for _, line := range strings.Split(out, "\n") {
+		// sudo's password prompt ends with no newline: the first line can
+		// follow it.
+		if _, v, ok := strings.Cut(line, prefix); ok && strings.HasPrefix(v, "./") {
+			l = append(l, strings.ToLower(strings.TrimSpace(v)))
+		}
+	}
+	slices.Sort(l)
+	return l
 }
