@@ -80,7 +80,7 @@ func ext4Size(u ext4Usage, given int64) (size, need int64) {
 	if given > 0 {
 		return given / 4096 * 4096, need
 	}
-	return (u.Bytes+u.Bytes/4+u.Inodes*256+64*mib+mib-1) / mib * mib, need
+	return (u.Bytes + u.Bytes/4 + u.Inodes*256 + 64*mib + mib - 1) / mib * mib, need
 }
 
 // ext4UUID is the file system's UUID under SOURCE_DATE_EPOCH, derived from

@@ -458,7 +458,7 @@ func unwrapPath(err error) error {
 // tools' own temporary suffixes. 200 leaves room for all of them.
 const (
 	// MinExt4Size is the smallest size an ext4 output may be given.
-	MinExt4Size = 16 << 20
+	MinExt4Size      = 16 << 20
 	MaxNameLen       = 200
 	MaxOutputNameLen = 200
 )
