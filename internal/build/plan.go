@@ -363,6 +363,9 @@ func (p *Plan) MissingTools() []string {
 	if p.Spec.HasOutput("tarball") {
 		need["tar"] = "tar"
 	}
+	if p.Spec.HasOutput("ext4") {
+		need["mke2fs"], need["e2fsck"], need["debugfs"] = "e2fsprogs", "e2fsprogs", "e2fsprogs"
+	}
 	for k, v := range p.Bootstrap.Tools() {
 		need[k] = v
 	}

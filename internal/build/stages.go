@@ -67,6 +67,8 @@ func Stages(p *Plan) []Stage {
 			s = append(s, squashfsStage{out: p.Spec.Path(o.Path)})
 		case config.Disk:
 			s = append(s, diskStage{out: o})
+		case config.Ext4:
+			s = append(s, ext4Stage{out: o})
 		}
 	}
 	return append(s, reportStage{})
@@ -848,7 +850,7 @@ func (reportStage) Run(ctx context.Context, st *State) error {
 }
 
 func manifestPath(out string) string {
-	for _, e := range []string{".iso", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst", ".tar", ".img", ".qcow2"} {
+	for _, e := range []string{".iso", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst", ".tar", ".img", ".qcow2", ".ext4"} {
 		if b, ok := strings.CutSuffix(out, e); ok {
 			return b + ".packages"
 		}

@@ -120,13 +120,14 @@ type Live struct {
 	Locales []string `yaml:"locales"`
 }
 
-// Output is one thing the build writes. The disk keys apply to type disk.
+// Output is one thing the build writes. The disk keys apply to type disk
+// (size to ext4 too).
 type Output struct {
 	Type OutputType `yaml:"type"`
 	Path string     `yaml:"path"`
 
 	Format         disk.Format         `yaml:"format"`          // raw | qcow2 (default: from the extension)
-	Size           Size                `yaml:"size"`            // whole image, e.g. 4G
+	Size           Size                `yaml:"size"`            // whole image, e.g. 4G; an ext4 output's file system
 	PartitionTable disk.PartitionTable `yaml:"partition-table"` // gpt | mbr
 	Filesystem     disk.Filesystem     `yaml:"filesystem"`      // ext4 | ext3 | ext2 | btrfs | xfs
 	BootSize       Size                `yaml:"boot-size"`       // separate /boot
@@ -145,14 +146,14 @@ type Output struct {
 // the umask: mode when the config gives one; 0600 for the outputs that
 // hold the image's files as they are, /etc/shadow's password hashes
 // included, readable by whoever can read the file (tarball, disk image,
-// the squashfs output's file system); 0644 for a live ISO, made to be
+// the squashfs output's file system, an ext4 image); 0644 for a live ISO, made to be
 // published. A directory output keeps the image's own modes.
 func (o Output) OutputMode() os.FileMode {
 	if m, err := strconv.ParseUint(o.Mode, 8, 32); o.Mode != "" && err == nil {
 		return os.FileMode(m)
 	}
 	switch o.Type {
-	case Tarball, Disk, Squashfs:
+	case Tarball, Disk, Squashfs, Ext4:
 		return 0o600
 	}
 	return 0o644
@@ -204,8 +205,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // are internal/disk's, the output types internal/arch's: the packages
 // that act on them.
 
-// OutputType is an output's type: live-iso, disk, tarball, directory or
-// squashfs.
+// OutputType is an output's type: live-iso, disk, tarball, directory,
+// squashfs or ext4.
 type OutputType = arch.OutputType
 
 const (
@@ -214,6 +215,7 @@ const (
 	Tarball   = arch.Tarball
 	Directory = arch.Directory
 	Squashfs  = arch.Squashfs
+	Ext4      = arch.Ext4
 )
 
 // OutputTypes are the output types vmdeb knows.

@@ -297,3 +297,35 @@ func TestUsesSecureBoot(t *testing.T) {
 		}
 	}
 }
+
+// TestExt4Output: an ext4 output takes an optional size and no disk keys;
+// it holds /etc/shadow, so only its owner may read it by default.
+func TestExt4Output(t *testing.T) {
+	for yaml, want := range map[string]int64{
+		"{type: ext4, path: out/root.ext4}":            0,
+		"{type: ext4, path: out/root.img, size: 2G}":   2 << 30,
+		"{type: ext4, path: out/root.ext4, size: 16M}": 16 << 20,
+	} {
+		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
+		s, err := Load(p)
+		if err != nil {
+			t.Errorf("%s: %v", yaml, err)
+			continue
+		}
+		if o := s.Outputs[0]; o.Type != Ext4 || o.Size.Bytes != want || o.OutputMode() != 0o600 {
+			t.Errorf("%s: %+v (mode %v)", yaml, o, o.OutputMode())
+		}
+	}
+	for yaml, want := range map[string]string{
+		"{type: ext4, path: a.ext4, size: 1M}":                "outputs[0].size: 1048576 bytes is too small",
+		"{type: ext4, path: a.ext4, bootloader: grub-bios}":   "apply to disk outputs only",
+		"{type: ext4, path: a.ext4, filesystem: ext3}":        "apply to disk outputs only",
+		"{type: ext5, path: a.ext4}":                          `unknown output type "ext5" (valid: live-iso, disk, tarball, directory, squashfs, ext4)`,
+		"{type: ext4, path: a.ext4, size: 2G, format: qcow2}": "apply to disk outputs only",
+	} {
+		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", yaml, err, want)
+		}
+	}
+}

@@ -246,10 +246,12 @@ func (s *Spec) Validate() Errors {
 		}
 		if o.Type == Disk {
 			validateDisk(o, key, bad)
-
-		} else if o.Format != "" || o.Size.Bytes != 0 || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
-			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 {
-			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only")
+		} else if o.Type == Ext4 && o.Size.Bytes != 0 && o.Size.Bytes < MinExt4Size {
+			bad(key+".size", "%d bytes is too small for an ext4 file system of a root (at least 16M; leave size out for the content plus headroom)", o.Size.Bytes)
+		}
+		if o.Type != Disk && (o.Format != "" || (o.Size.Bytes != 0 && o.Type != Ext4) || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
+			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0) {
+			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only (size to ext4 outputs too)")
 		}
 		if o.Mode != "" {
 			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
@@ -455,6 +457,8 @@ func unwrapPath(err error) error {
 // a leading dot, ".vmdeb-tmp", its extension again (tarballs) and the
 // tools' own temporary suffixes. 200 leaves room for all of them.
 const (
+	// MinExt4Size is the smallest size an ext4 output may be given.
+	MinExt4Size      = 16 << 20
 	MaxNameLen       = 200
 	MaxOutputNameLen = 200
 )
