@@ -198,9 +198,9 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 	if j.BootTimeout == 0 {
 		j.BootTimeout = 10 * time.Minute
 	}
-	bin, err := exec.LookPath(j.Arch.QemuSystem)
+	bin, err := qemu.System(j.Arch)
 	if err != nil {
-		return res, fmt.Errorf("%s not found: install qemu-system (Debian: %s)", j.Arch.QemuSystem, qemuPackage(j))
+		return res, fmt.Errorf("the builder VM: %w", err)
 	}
 	var fw qemu.Firmware
 	if UEFI(j.Arch) {
@@ -241,13 +241,6 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 		res, _, err = j.attempt(ctx, bin, "tcg", fw, jobDir)
 	}
 	return res, err
-}
-
-func qemuPackage(j Job) string {
-	if m := qemu.Tools(j.Arch, false); len(m) > 0 {
-		return m[0].Package
-	}
-	return "qemu-system"
 }
 
 // scratchFile makes the sparse scratch disk and unlinks it at once: qemu

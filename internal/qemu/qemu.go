@@ -190,9 +190,9 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 	case !o.UEFI && !a.HasFirmware(arch.BIOS):
 		return res, fmt.Errorf("vmdeb cannot boot %s images", a.Name)
 	}
-	bin, err := lookPath(a.QemuSystem)
+	bin, err := System(a)
 	if err != nil {
-		return res, fmt.Errorf("%s not found: install %s", a.QemuSystem, systemPackage(a.QemuSystem))
+		return res, err
 	}
 	if o.Kind == "" {
 		if o.Kind, err = DetectImage(o.Image); err != nil {
