@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/disk"
 )
@@ -33,7 +34,7 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	tmp := st.temp(out)
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
 	o.SecureBoot = st.diskSigned()
-	st.Log.Printf("writing %s (%s, %s)", out, o.Format, HumanSize(o.Size))
+	st.Log.Printf("writing %s (%s, %s)", out, o.Format, bytesize.Format(o.Size))
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
 )
@@ -233,7 +234,7 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 		return res, err
 	}
 	j.Log("vmdeb: booting the builder VM with %s%s, %d CPUs, %s memory, %s scratch disk",
-		accel, note, j.CPUs, human(j.Memory), human(j.Scratch))
+		accel, note, j.CPUs, bytesize.Format(j.Memory), bytesize.Format(j.Scratch))
 	res, kvmBroken, err := j.attempt(ctx, bin, accel, fw, jobDir)
 	if kvmBroken != "" {
 		j.Log("vmdeb: KVM cannot run the builder here (%s); restarting it with TCG", kvmBroken)
@@ -258,12 +259,12 @@ func (j *Job) scratchFile() (*os.File, error) {
 	os.Remove(f.Name())
 	if err := f.Truncate(j.Scratch); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("the builder VM's scratch disk (%s in %s): %w", human(j.Scratch), dir, err)
+		return nil, fmt.Errorf("the builder VM's scratch disk (%s in %s): %w", bytesize.Format(j.Scratch), dir, err)
 	}
 	var st unix.Statfs_t
 	if unix.Fstatfs(int(f.Fd()), &st) == nil {
 		if free := int64(st.Bavail) * st.Bsize; free < j.Scratch {
-			j.Log("vmdeb: warning: %s has %s free, less than the builder's %s scratch disk: a big build may fill it", dir, human(free), human(j.Scratch))
+			j.Log("vmdeb: warning: %s has %s free, less than the builder's %s scratch disk: a big build may fill it", dir, bytesize.Format(free), bytesize.Format(j.Scratch))
 		}
 	}
 	return f, nil
@@ -464,15 +465,4 @@ func tail(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%dG", n>>30)
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
-	default:
-		return fmt.Sprintf("%dM", n>>20)
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 )
 
@@ -89,13 +90,13 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		free += uint64(st.Size()) // -noappend replaces it
 	}
 	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
-		rootfs, humanBytes(tree.bytes), tree.inodes, tree.bytes, humanBytes(need), humanBytes(free), outDir)
+		rootfs, bytesize.Format(tree.bytes), tree.inodes, tree.bytes, bytesize.Format(need), bytesize.Format(free), outDir)
 	if len(tree.mounts) > 0 {
 		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
 	}
 	if need > free {
 		return fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
-			outDir, rootfs, humanBytes(tree.bytes), tree.bytes, humanBytes(need), need, humanBytes(free), free)
+			outDir, rootfs, bytesize.Format(tree.bytes), tree.bytes, bytesize.Format(need), need, bytesize.Format(free), free)
 	}
 
 	defer func() {
@@ -109,7 +110,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	// now so the user can tell.
 	fullDisk := func(what string) error {
 		f, _ := freeSpace(outDir)
-		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, humanBytes(f), f, outDir)
+		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, bytesize.Format(f), f, outDir)
 	}
 	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
 	if runErr != nil {
@@ -134,7 +135,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		}
 		return errors.Join(fullDisk("unsquashfs cannot read the squashfs "+out), err)
 	}
-	log.Printf("filesystem.squashfs: %s (%s)", humanBytes(uint64(st.Size())), compressionOrDefault(o.Compression))
+	log.Printf("filesystem.squashfs: %s (%s)", bytesize.Format(uint64(st.Size())), compressionOrDefault(o.Compression))
 	return nil
 }
 
