@@ -1,7 +1,6 @@
 package live
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,9 +14,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/bytesize"
-	"vmdeb/internal/chroot"
 )
 
 // compressions are mksquashfs's compressors that vmdeb offers; the first
@@ -312,25 +311,17 @@ func mountPointsUnder(dir string) (map[string]bool, error) {
 }
 
 // parseMountinfo returns the mount points below abs (a resolved path) from
-// mountinfo text, relative to abs.
+// the mountinfo table r, relative to abs.
 func parseMountinfo(r io.Reader, abs string) (map[string]bool, error) {
-	m := map[string]bool{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := chroot.UnescapeMount(fields[4])
-		rel, err := filepath.Rel(abs, mp)
-		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-			continue
-		}
-		m[rel] = true
-	}
-	if err := sc.Err(); err != nil {
+	ms, err := mountinfo.GetMountsFromReader(r, mountinfo.PrefixFilter(abs))
+	if err != nil {
 		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	m := map[string]bool{}
+	for _, mi := range ms {
+		if rel, err := filepath.Rel(abs, mi.Mountpoint); err == nil && rel != "." {
+			m[rel] = true
+		}
 	}
 	return m, nil
 }
