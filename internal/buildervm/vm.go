@@ -21,6 +21,7 @@ import (
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
+	"vmdeb/internal/run"
 )
 
 // Share is a host directory the guest mounts over 9p at Guest.
@@ -342,7 +343,7 @@ func killUnless(ctx context.Context, pid int, bootTimeout time.Duration, ready, 
 	case <-done:
 		return
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
+	run.KillGroup(pid)
 }
 
 // outcome reads what the guest left in the job directory once qemu

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/run"
 )
 
 // Options describe one test boot.
@@ -343,7 +344,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 	// Its own process group, killed whole; and killed by the kernel if
 	// vmdeb dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { return run.KillGroup(cmd.Process.Pid) }
 	start := time.Now()
 	err = cmd.Start()
 	stdinR.Close()
@@ -363,7 +364,7 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 		select {
 		case <-exited: // reaped already: its pid may belong to another process by now
 		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH if it just died
+			run.KillGroup(cmd.Process.Pid) // a group just gone is no error
 			<-exited
 		}
 		stdoutR.Close()
