@@ -316,64 +316,13 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stdinR, stdinW, err := os.Pipe()
+	p, err := startQemu(actx, b.bin, Args(o, accel, fw))
 	if err != nil {
 		out.err = err
 		return out
 	}
-	defer stdinW.Close()
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		out.err = err
-		return out
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		stdoutR.Close()
-		stdoutW.Close()
-		out.err = err
-		return out
-	}
-
-	cmd := exec.CommandContext(actx, b.bin, Args(o, accel, fw)...)
-	// Our own pipes, not exec's: reading them does not race with Wait, so
-	// the last words of a dying qemu are not lost.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
-	// Its own process group, killed whole; and killed by the kernel if
-	// vmdeb dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return run.KillGroup(cmd.Process.Pid) }
-	start := time.Now()
-	err = cmd.Start()
-	stdinR.Close()
-	stdoutW.Close()
-	stderrW.Close()
-	if err != nil {
-		stdoutR.Close()
-		stderrR.Close()
-		out.err = fmt.Errorf("start %s: %w", b.bin, err)
-		return out
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	quit := make(chan struct{})
-	defer func() {
-		close(quit)
-		select {
-		case <-exited: // reaped already: its pid may belong to another process by now
-		default:
-			run.KillGroup(cmd.Process.Pid) // a group just gone is no error
-			<-exited
-		}
-		stdoutR.Close()
-		stderrR.Close()
-	}()
-	stdout := make(chan []byte)
-	go readChunks(stdoutR, stdout, quit)
-	stderr := make(chan string)
-	go readLines(stderrR, stderr, quit)
+	defer p.stop()
+	start, stdinW, stdout, stderr, exited := p.start, p.stdin, p.stdout, p.stderr, p.exited
 
 	con := &console{}
 	s := &session{expect: b.expect, run: o.Run, login: o.Login, password: o.Password}
@@ -554,6 +503,79 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			// Otherwise finish reading what it wrote first.
 		}
 	}
+}
+
+// proc is a running qemu: its console's input, its output as it comes,
+// and the channel its Wait result arrives on.
+type proc struct {
+	start  time.Time
+	stdin  *os.File
+	stdout chan []byte
+	stderr chan string
+	exited chan error
+	// stop kills qemu's process group unless qemu is reaped already, then
+	// closes the pipes.
+	stop func()
+}
+
+// startQemu starts bin with args under ctx.
+func startQemu(ctx context.Context, bin string, args []string) (*proc, error) {
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		return nil, err
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		stdoutR.Close()
+		stdoutW.Close()
+		return nil, err
+	}
+
+	cmd := exec.CommandContext(ctx, bin, args...)
+	// Our own pipes, not exec's: reading them does not race with Wait, so
+	// the last words of a dying qemu are not lost.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	// Its own process group, killed whole; and killed by the kernel if
+	// vmdeb dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return run.KillGroup(cmd.Process.Pid) }
+	start := time.Now()
+	err = cmd.Start()
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdinW.Close()
+		stdoutR.Close()
+		stderrR.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &proc{start: start, stdin: stdinW, stdout: make(chan []byte), stderr: make(chan string), exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	quit := make(chan struct{})
+	p.stop = func() {
+		close(quit)
+		select {
+		case <-p.exited: // reaped already: its pid may belong to another process by now
+		default:
+			run.KillGroup(cmd.Process.Pid) // a group just gone is no error
+			<-p.exited
+		}
+		stdoutR.Close()
+		stderrR.Close()
+		stdinW.Close()
+	}
+	go readChunks(stdoutR, p.stdout, quit)
+	go readLines(stderrR, p.stderr, quit)
+	return p, nil
 }
 
 // exitedEarly is the outcome of qemu ending before the session finished
