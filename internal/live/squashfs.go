@@ -56,8 +56,8 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	var tools buildlog.Needs
 	tools.Bin("mksquashfs", "squashfs-tools")
 	tools.Bin("unsquashfs", "squashfs-tools")
-	if miss := tools.Missing; len(miss) > 0 {
-		return missingError("squashfs", miss)
+	if err := buildlog.MissingError(tools.Missing); err != nil {
+		return fmt.Errorf("squashfs: %w", err)
 	}
 	excl, err := cleanExcludes(o.Exclude)
 	if err != nil {
@@ -71,31 +71,9 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		return fmt.Errorf("squashfs: root file system %s is not a directory", rootfs)
 	}
 	outDir := filepath.Dir(out)
-
-	mounts, err := mountPointsUnder(rootfs)
+	tree, err := checkSpace(ctx, log, rootfs, out, excl)
 	if err != nil {
 		return err
-	}
-	tree, err := measureTree(ctx, rootfs, excl, mounts)
-	if err != nil {
-		return err
-	}
-	need := tree.need()
-	free, err := freeSpace(outDir)
-	if err != nil {
-		return err
-	}
-	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
-		free += uint64(st.Size()) // -noappend replaces it
-	}
-	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
-		rootfs, bytesize.Format(tree.bytes), tree.inodes, tree.bytes, bytesize.Format(need), bytesize.Format(free), outDir)
-	if len(tree.mounts) > 0 {
-		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
-	}
-	if need > free {
-		return fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
-			outDir, rootfs, bytesize.Format(tree.bytes), tree.bytes, bytesize.Format(need), need, bytesize.Format(free), free)
 	}
 
 	defer func() {
@@ -136,6 +114,38 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	}
 	log.Printf("filesystem.squashfs: %s (%s)", bytesize.Format(uint64(st.Size())), compressionOrDefault(o.Compression))
 	return nil
+}
+
+// checkSpace measures rootfs (less excl and what is mounted below it) and
+// fails when out's directory has not room for its squashfs at worst.
+func checkSpace(ctx context.Context, log *buildlog.Log, rootfs, out string, excl []string) (treeSize, error) {
+	outDir := filepath.Dir(out)
+	mounts, err := mountPointsUnder(rootfs)
+	if err != nil {
+		return treeSize{}, err
+	}
+	tree, err := measureTree(ctx, rootfs, excl, mounts)
+	if err != nil {
+		return tree, err
+	}
+	need := tree.need()
+	free, err := freeSpace(outDir)
+	if err != nil {
+		return tree, err
+	}
+	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
+		free += uint64(st.Size()) // -noappend replaces it
+	}
+	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
+		rootfs, bytesize.Format(tree.bytes), tree.inodes, tree.bytes, bytesize.Format(need), bytesize.Format(free), outDir)
+	if len(tree.mounts) > 0 {
+		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
+	}
+	if need > free {
+		return tree, fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
+			outDir, rootfs, bytesize.Format(tree.bytes), tree.bytes, bytesize.Format(need), need, bytesize.Format(free), free)
+	}
+	return tree, nil
 }
 
 func compressionOrDefault(c string) string {
