@@ -140,57 +140,11 @@ func kvmUsable(a arch.Arch) error {
 // Boot boots o.Image in qemu and waits for o.Expect on its serial console
 // (then runs o.Run, if set). qemu is killed when Boot returns.
 func Boot(ctx context.Context, o Options) (res Result, err error) {
-	if o.Accel == "" {
-		o.Accel = "auto"
-	}
-	if o.Memory == 0 {
-		o.Memory = 2048
-	}
-	if o.CPUs == 0 {
-		o.CPUs = 2
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Minute
-	}
-	if o.Expect == "" {
-		o.Expect = DefaultExpect
-	}
-	if o.Log == nil {
-		o.Log = func(string, ...any) {}
-	}
-	switch o.Accel {
-	case "auto", "kvm", "tcg":
-	default:
-		return res, fmt.Errorf("unknown accelerator %q (valid: auto, kvm, tcg)", o.Accel)
-	}
-	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
-		return res, fmt.Errorf("memory, CPUs and timeout must be positive")
-	}
-	if o.ScreenshotAfter < 0 {
-		return res, fmt.Errorf("the screenshot's delay must not be negative")
-	}
-	if o.ScreenshotAfter > 0 && o.Screenshot == "" {
-		return res, fmt.Errorf("a screenshot delay without a screenshot file")
-	}
-	expect, err := regexp.Compile(o.Expect)
+	expect, err := o.check()
 	if err != nil {
-		return res, fmt.Errorf("expect pattern: %w", err)
-	}
-	if o.Run != "" && o.Login == "" {
-		return res, fmt.Errorf("a command to run needs a login name")
-	}
-	if o.Entry < 0 {
-		return res, fmt.Errorf("menu entry %d: count entries from 0 (the default)", o.Entry)
+		return res, err
 	}
 	a := o.Arch
-	switch {
-	case o.UEFI && !a.HasFirmware(arch.UEFI):
-		return res, fmt.Errorf("vmdeb cannot boot %s with UEFI", a.Name)
-	case !o.UEFI && !a.HasFirmware(arch.BIOS) && a.HasFirmware(arch.UEFI):
-		return res, fmt.Errorf("%s has no BIOS: boot it with UEFI", a.Name)
-	case !o.UEFI && !a.HasFirmware(arch.BIOS):
-		return res, fmt.Errorf("vmdeb cannot boot %s images", a.Name)
-	}
 	bin, err := System(a)
 	if err != nil {
 		return res, err
@@ -241,6 +195,62 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 		setVerdict(false, first.kvmBroken)
 	}
 	return out.res, out.err
+}
+
+// check fills in o's defaults and refuses what cannot boot; it returns
+// the compiled Expect pattern.
+func (o *Options) check() (*regexp.Regexp, error) {
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.Memory == 0 {
+		o.Memory = 2048
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Expect == "" {
+		o.Expect = DefaultExpect
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q (valid: auto, kvm, tcg)", o.Accel)
+	}
+	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
+		return nil, fmt.Errorf("memory, CPUs and timeout must be positive")
+	}
+	if o.ScreenshotAfter < 0 {
+		return nil, fmt.Errorf("the screenshot's delay must not be negative")
+	}
+	if o.ScreenshotAfter > 0 && o.Screenshot == "" {
+		return nil, fmt.Errorf("a screenshot delay without a screenshot file")
+	}
+	expect, err := regexp.Compile(o.Expect)
+	if err != nil {
+		return nil, fmt.Errorf("expect pattern: %w", err)
+	}
+	if o.Run != "" && o.Login == "" {
+		return nil, fmt.Errorf("a command to run needs a login name")
+	}
+	if o.Entry < 0 {
+		return nil, fmt.Errorf("menu entry %d: count entries from 0 (the default)", o.Entry)
+	}
+	switch {
+	case o.UEFI && !o.Arch.HasFirmware(arch.UEFI):
+		return nil, fmt.Errorf("vmdeb cannot boot %s with UEFI", o.Arch.Name)
+	case !o.UEFI && !o.Arch.HasFirmware(arch.BIOS) && o.Arch.HasFirmware(arch.UEFI):
+		return nil, fmt.Errorf("%s has no BIOS: boot it with UEFI", o.Arch.Name)
+	case !o.UEFI && !o.Arch.HasFirmware(arch.BIOS):
+		return nil, fmt.Errorf("vmdeb cannot boot %s images", o.Arch.Name)
+	}
+	return expect, nil
 }
 
 // chooseAccel picks the accelerator of the first attempt; probe means a
