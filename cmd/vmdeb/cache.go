@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vmdeb/internal/build"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/stagecache"
 )
@@ -85,11 +85,11 @@ func cacheCmd() *cobra.Command {
 			var total int64
 			fmt.Printf("%-12s %-24s %-10s %10s  %-16s  %s\n", "KEY", "CONFIG", "STAGE", "SIZE", "LAST USED", "CREATED")
 			for _, e := range l {
-				fmt.Printf("%-12s %-24s %-10s %10s  %-16s  %s\n", e.Key[:12], e.Config, e.Stage, build.HumanSize(e.Size),
+				fmt.Printf("%-12s %-24s %-10s %10s  %-16s  %s\n", e.Key[:12], e.Config, e.Stage, bytesize.Format(e.Size),
 					e.LastUsed().Local().Format("2006-01-02 15:04"), e.Created.Local().Format("2006-01-02 15:04"))
 				total += e.Size
 			}
-			fmt.Printf("%d entries, %s in %s\n", len(l), build.HumanSize(total), cache.Dir)
+			fmt.Printf("%d entries, %s in %s\n", len(l), bytesize.Format(total), cache.Dir)
 			return nil
 		},
 	}
@@ -123,9 +123,9 @@ func cacheCmd() *cobra.Command {
 			var freed int64
 			for _, e := range removed {
 				freed += e.Size
-				fmt.Printf("removed %s %s %s (%s)\n", e.Key[:12], e.Config, e.Stage, build.HumanSize(e.Size))
+				fmt.Printf("removed %s %s %s (%s)\n", e.Key[:12], e.Config, e.Stage, bytesize.Format(e.Size))
 			}
-			fmt.Printf("%d entries removed, %s freed\n", len(removed), build.HumanSize(freed))
+			fmt.Printf("%d entries removed, %s freed\n", len(removed), bytesize.Format(freed))
 			return err
 		},
 	}

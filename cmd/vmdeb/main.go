@@ -21,6 +21,7 @@ import (
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildervm"
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/ns"
 	"vmdeb/internal/qemu"
@@ -521,7 +522,7 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 					total += fi.Size()
 				}
 			}
-			r.size = build.HumanSize(total)
+			r.size = bytesize.Format(total)
 		}
 		rows = append(rows, r)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildervm"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 )
 
@@ -65,13 +66,13 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 		return &exitError{exitFailed, errors.Join(err, buildervm.RemoveTemps(s))}
 	}
 	fmt.Printf("vmdeb: builder VM (%s): up in %s, finished in %s, scratch disk peak %s of %s\n",
-		res.Accel, res.Boot.Round(time.Second), res.Elapsed.Round(time.Second), build.HumanSize(res.ScratchPeak), build.HumanSize(job.Scratch))
+		res.Accel, res.Boot.Round(time.Second), res.Elapsed.Round(time.Second), bytesize.Format(res.ScratchPeak), bytesize.Format(job.Scratch))
 	if res.Status == 0 {
 		return nil
 	}
 	if res.OutOfScratch(s) {
 		return &exitError{res.Status, fmt.Errorf("building %s failed: the builder VM's scratch disk (%s) is full: raise builder.scratch-size in the config",
-			path, build.HumanSize(job.Scratch))}
+			path, bytesize.Format(job.Scratch))}
 	}
 	return &exitError{res.Status, fmt.Errorf("building %s in the builder VM failed (status %d)", path, res.Status)}
 }
@@ -103,7 +104,7 @@ func builderCacheCmd() *cobra.Command {
 			var total int64
 			fmt.Printf("%-34s %-10s %-7s %10s  %-16s  %s\n", "KEY", "SUITE", "ARCH", "SIZE", "LAST USED", "VMDEB")
 			for _, e := range l {
-				fmt.Printf("%-34s %-10s %-7s %10s  %-16s  %s\n", e.Key, e.Suite, e.Arch, build.HumanSize(e.Size),
+				fmt.Printf("%-34s %-10s %-7s %10s  %-16s  %s\n", e.Key, e.Suite, e.Arch, bytesize.Format(e.Size),
 					e.LastUsed.Local().Format("2006-01-02 15:04"), e.Version)
 				total += e.Size
 				if removeAll {
@@ -116,7 +117,7 @@ func builderCacheCmd() *cobra.Command {
 			if removeAll {
 				verb = "removed from"
 			}
-			fmt.Printf("%d builder images, %s %s %s\n", len(l), build.HumanSize(total), verb, cache.Dir)
+			fmt.Printf("%d builder images, %s %s %s\n", len(l), bytesize.Format(total), verb, cache.Dir)
 			return nil
 		},
 	}

@@ -235,6 +235,48 @@ func ParsePackagesData(data []byte, component string) ([]*Package, error) {
 	return out, nil
 }
 
+// set stores one field of a stanza; it returns the field a continuation
+// line would extend (nil for one that takes none).
+func (p *Package) set(key, val string) (*string, error) {
+	switch key {
+	case "Package":
+		p.Name = val
+	case "Version":
+		p.Version = val
+	case "Architecture":
+		p.Architecture = val
+	case "Multi-Arch":
+		p.MultiArch = val
+	case "Priority":
+		p.Priority = val
+	case "Essential":
+		p.Essential = val == "yes"
+	case "Depends":
+		p.Depends = val
+		return &p.Depends, nil
+	case "Pre-Depends":
+		p.PreDepends = val
+		return &p.PreDepends, nil
+	case "Provides":
+		p.Provides = val
+		return &p.Provides, nil
+	case "Filename":
+		p.Filename = val
+	case "Size":
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad Size %q", val)
+		}
+		p.Size = n
+	case "SHA256":
+		if !IsSHA256(val) {
+			return nil, fmt.Errorf("bad SHA256 %q", val)
+		}
+		p.SHA256 = val
+	}
+	return nil, nil
+}
+
 // ParsePackages reads a Packages file. It is a hand-written scanner, not
 // a general control file reader: the file is tens of megabytes and only a
 // dozen fields of each stanza matter.
@@ -297,42 +339,9 @@ func ParsePackages(r io.Reader, component string) ([]*Package, error) {
 			cur = &Package{Component: component}
 		}
 		key, val := b[:i], string(bytes.TrimSpace(b[i+1:]))
-		field = nil
-		switch string(key) {
-		case "Package":
-			cur.Name = val
-		case "Version":
-			cur.Version = val
-		case "Architecture":
-			cur.Architecture = val
-		case "Multi-Arch":
-			cur.MultiArch = val
-		case "Priority":
-			cur.Priority = val
-		case "Essential":
-			cur.Essential = val == "yes"
-		case "Depends":
-			cur.Depends = val
-			field = &cur.Depends
-		case "Pre-Depends":
-			cur.PreDepends = val
-			field = &cur.PreDepends
-		case "Provides":
-			cur.Provides = val
-			field = &cur.Provides
-		case "Filename":
-			cur.Filename = val
-		case "Size":
-			n, perr := strconv.ParseInt(val, 10, 64)
-			if perr != nil {
-				return nil, fmt.Errorf("line %d: bad Size %q", line, val)
-			}
-			cur.Size = n
-		case "SHA256":
-			if !IsSHA256(val) {
-				return nil, fmt.Errorf("line %d: bad SHA256 %q", line, val)
-			}
-			cur.SHA256 = val
+		var serr error
+		if field, serr = cur.set(string(key), val); serr != nil {
+			return nil, fmt.Errorf("line %d: %w", line, serr)
 		}
 		if err == io.EOF {
 			break

@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"os/exec"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
@@ -12,7 +11,7 @@ import (
 // what the base system holds.
 func (Debootstrap) HostFiles() []HostFile {
 	var f []HostFile
-	if prog, err := exec.LookPath("debootstrap"); err == nil {
+	if prog, err := buildlog.LookPath("debootstrap"); err == nil {
 		f = append(f, HostFile{"debootstrap", prog})
 	}
 	return append(f, HostFile{"debootstrap-functions", "/usr/share/debootstrap/functions"})

@@ -12,6 +12,7 @@ import (
 
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
 	"vmdeb/internal/report"
@@ -254,21 +255,8 @@ func FormatSummary(st *State, total time.Duration) string {
 		}
 	}
 	for _, r := range st.Results {
-		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, HumanSize(r.Size))
+		fmt.Fprintf(&b, "  %-10s %s (%s)\n", r.Type, r.Path, bytesize.Format(r.Size))
 	}
 	fmt.Fprintf(&b, "  built in %s", total.Round(time.Second))
 	return b.String()
-}
-
-// HumanSize writes a byte count for people: 1.5 GiB, 300.0 MiB.
-func HumanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"vmdeb/internal/archive"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/report"
 	"vmdeb/internal/stagecache"
@@ -134,7 +135,7 @@ func restoreFromCache(ctx context.Context, st *State, c *stagecache.Cache, point
 		err := c.Restore(ctx, e, st.Rootfs)
 		if err == nil {
 			log.Printf("stage cache: %s restored from %s (saved %s, %s) in %.1fs", points[j].stage, e.Dir(),
-				e.Created.Local().Format("2006-01-02 15:04"), HumanSize(e.Size), time.Since(t).Seconds())
+				e.Created.Local().Format("2006-01-02 15:04"), bytesize.Format(e.Size), time.Since(t).Seconds())
 			hit = j
 			break
 		}
@@ -199,9 +200,9 @@ func saveToCache(ctx context.Context, st *State, c *stagecache.Cache, pt cachePo
 		return nil
 	}
 	st.cacheAction(pt.stage, report.CacheSaved, "")
-	st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, HumanSize(e.Size), time.Since(t).Seconds())
+	st.Log.Printf("stage cache: %s saved (%s, %.1fs)", pt.stage, bytesize.Format(e.Size), time.Since(t).Seconds())
 	if removed, err := c.Prune(0, AutoPruneSize); err == nil && len(removed) > 0 {
-		st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), HumanSize(AutoPruneSize))
+		st.Log.Printf("stage cache: removed %d least recently used entries (over %s)", len(removed), bytesize.Format(AutoPruneSize))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/disk"
 )
@@ -34,7 +35,7 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	tmp := st.temp(out)
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
 	o.SecureBoot = diskSecureBoot(st.Plan.Spec, st.Plan.Arch)
-	st.Log.Printf("writing %s (%s, %s)", out, o.Format, HumanSize(o.Size))
+	st.Log.Printf("writing %s (%s, %s)", out, o.Format, bytesize.Format(o.Size))
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)
 	}

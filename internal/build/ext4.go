@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
@@ -152,7 +153,7 @@ func (s ext4Stage) Run(ctx context.Context, st *State) error {
 	}
 	size, need := ext4Size(u, s.out.Size.Bytes)
 	if size < need {
-		return fmt.Errorf("ext4 image %s: the root's files need about %s, more than size: %s", out, HumanSize(need), HumanSize(size))
+		return fmt.Errorf("ext4 image %s: the root's files need about %s, more than size: %s", out, bytesize.Format(need), bytesize.Format(size))
 	}
 	epoch := st.Plan.SourceDateEpoch
 	var env []string
@@ -166,7 +167,7 @@ func (s ext4Stage) Run(ctx context.Context, st *State) error {
 	if fi, err := os.Stat(filepath.Join(st.Rootfs, "etc/mke2fs.conf")); err == nil && fi.Mode().IsRegular() {
 		mkEnv = append(append([]string{}, env...), "MKE2FS_CONFIG="+filepath.Join(st.Rootfs, "etc/mke2fs.conf"))
 	}
-	st.Log.Printf("writing %s (ext4, %s)", out, HumanSize(size))
+	st.Log.Printf("writing %s (ext4, %s)", out, bytesize.Format(size))
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

@@ -6,10 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"vmdeb/internal/aptauth"
@@ -18,6 +18,7 @@ import (
 	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
 	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 	"vmdeb/internal/disk"
 	"vmdeb/internal/live"
@@ -125,9 +126,8 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 		p.TargetGrub = !hostHas
 	}
 
-	if missing := p.MissingTools(); len(missing) > 0 {
-		return nil, &PreflightError{fmt.Errorf("missing on this host:\n  %s\ninstall with: apt-get install %s",
-			strings.Join(missing, "\n  "), strings.Join(missingPackages(p), " "))}
+	if err := buildlog.MissingError(p.MissingTools()); err != nil {
+		return nil, &PreflightError{err}
 	}
 	if o.Offline {
 		return p, nil
@@ -357,8 +357,9 @@ func packageList(s *config.Spec) []string {
 }
 
 // MissingTools lists host programs and files the build needs but cannot
-// find, each with the Debian package that provides it.
-func (p *Plan) MissingTools() []string {
+// find on the PATH its commands run with, each with the Debian package
+// that provides it.
+func (p *Plan) MissingTools() []buildlog.Missing {
 	need := map[string]string{"chroot": "coreutils"}
 	if p.Spec.HasOutput("tarball") {
 		need["tar"] = "tar"
@@ -372,16 +373,13 @@ func (p *Plan) MissingTools() []string {
 	if p.SourceDateEpoch > 0 && p.Spec.HasPlainPassword() {
 		need["openssl"] = "openssl" // reproducible password hashes
 	}
-	var out []string
-	for prog, pkg := range need {
-		if _, err := exec.LookPath(prog); err != nil {
-			out = append(out, fmt.Sprintf("%s (package %s)", prog, pkg))
-		}
+	var n buildlog.Needs
+	for _, prog := range slices.Sorted(maps.Keys(need)) {
+		n.Bin(prog, need[prog])
 	}
+	out := n.Missing
 	if p.Spec.HasOutput("live-iso") {
-		for _, m := range live.CheckTools(p.Arch, p.Spec.Live.Splash != "") {
-			out = append(out, fmt.Sprintf("%s (package %s)", m.What, m.Package))
-		}
+		out = append(out, live.CheckTools(p.Arch, p.Spec.Live.Splash != "")...)
 	}
 	for _, o := range p.Spec.Outputs {
 		if o.Type == config.Disk {
@@ -389,27 +387,12 @@ func (p *Plan) MissingTools() []string {
 				if p.TargetGrub && m.Package == p.Arch.GrubEFIPackage {
 					continue // taken from the target's archive
 				}
-				out = append(out, fmt.Sprintf("%s (package %s)", m.What, m.Package))
+				out = append(out, m)
 			}
 		}
 	}
-	sort.Strings(out)
-	return out
-}
-
-func missingPackages(p *Plan) []string {
-	set := map[string]bool{}
-	for _, m := range p.MissingTools() {
-		if i := strings.Index(m, "(package "); i >= 0 {
-			set[strings.TrimSuffix(m[i+len("(package "):], ")")] = true
-		}
-	}
-	var l []string
-	for k := range set {
-		l = append(l, k)
-	}
-	sort.Strings(l)
-	return l
+	slices.SortFunc(out, func(a, b buildlog.Missing) int { return strings.Compare(a.What, b.What) })
+	return slices.CompactFunc(out, func(a, b buildlog.Missing) bool { return a == b })
 }
 
 // rootlessOutputs refuses what a user namespace cannot make.

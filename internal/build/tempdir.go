@@ -5,11 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/chroot"
@@ -98,28 +99,24 @@ func mountType(fd int) string {
 	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
 		return ""
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return ""
 	}
-	return mountinfoType(string(b), stx.Mnt_id)
+	defer f.Close()
+	return mountinfoType(f, stx.Mnt_id)
 }
 
-// mountinfoType finds the mount with ID id in a mountinfo text and returns
-// its file system type: the first field after the " - " separator.
-func mountinfoType(mountinfo string, id uint64) string {
-	want := strconv.FormatUint(id, 10)
-	for _, l := range strings.Split(mountinfo, "\n") {
-		first, _, _ := strings.Cut(l, " ")
-		if first != want {
-			continue
-		}
-		if _, after, ok := strings.Cut(l, " - "); ok {
-			t, _, _ := strings.Cut(after, " ")
-			return t
-		}
+// mountinfoType is the file system type of the mount with ID id in the
+// mountinfo table r ("" if it is not there).
+func mountinfoType(r io.Reader, id uint64) string {
+	ms, err := mountinfo.GetMountsFromReader(r, func(m *mountinfo.Info) (skip, stop bool) {
+		return uint64(m.ID) != id, uint64(m.ID) == id
+	})
+	if err != nil || len(ms) == 0 {
+		return ""
 	}
-	return ""
+	return ms[0].FSType
 }
 
 // swapped tells the errors of an rmdir whose name was just taken from the

@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -106,7 +107,7 @@ func TestMountinfoType(t *testing.T) {
 351 22 0:32 / /x rw - tmpfs tmpfs rw
 `
 	for id, want := range map[uint64]string{22: "ext4", 35: "9p", 351: "tmpfs", 3: "", 5: ""} {
-		if got := mountinfoType(mi, id); got != want {
+		if got := mountinfoType(strings.NewReader(mi), id); got != want {
 			t.Errorf("mount %d: %q, want %q", id, got, want)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"vmdeb/internal/apt"
 	"vmdeb/internal/arch"
 	"vmdeb/internal/archive"
+	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
 	"vmdeb/internal/tempname"
@@ -236,8 +237,8 @@ func HostArch() (arch.Arch, error) {
 	if err != nil {
 		return a, fmt.Errorf("the builder VM runs this host's architecture: %v", err)
 	}
-	if m := qemu.Tools(a, UEFI(a)); len(m) > 0 {
-		return a, fmt.Errorf("the builder VM needs %s (install %s)", m[0].What, m[0].Package)
+	if err := buildlog.MissingError(qemu.Tools(a, UEFI(a))); err != nil {
+		return a, fmt.Errorf("the builder VM: %w", err)
 	}
 	return a, nil
 }

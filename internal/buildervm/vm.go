@@ -18,8 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/qemu"
+	"vmdeb/internal/run"
 )
 
 // Share is a host directory the guest mounts over 9p at Guest.
@@ -198,9 +200,9 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 	if j.BootTimeout == 0 {
 		j.BootTimeout = 10 * time.Minute
 	}
-	bin, err := exec.LookPath(j.Arch.QemuSystem)
+	bin, err := qemu.System(j.Arch)
 	if err != nil {
-		return res, fmt.Errorf("%s not found: install qemu-system (Debian: %s)", j.Arch.QemuSystem, qemuPackage(j))
+		return res, fmt.Errorf("the builder VM: %w", err)
 	}
 	var fw qemu.Firmware
 	if UEFI(j.Arch) {
@@ -233,7 +235,7 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 		return res, err
 	}
 	j.Log("vmdeb: booting the builder VM with %s%s, %d CPUs, %s memory, %s scratch disk",
-		accel, note, j.CPUs, human(j.Memory), human(j.Scratch))
+		accel, note, j.CPUs, bytesize.Format(j.Memory), bytesize.Format(j.Scratch))
 	res, kvmBroken, err := j.attempt(ctx, bin, accel, fw, jobDir)
 	if kvmBroken != "" {
 		j.Log("vmdeb: KVM cannot run the builder here (%s); restarting it with TCG", kvmBroken)
@@ -241,13 +243,6 @@ func Run(ctx context.Context, j Job) (res Result, err error) {
 		res, _, err = j.attempt(ctx, bin, "tcg", fw, jobDir)
 	}
 	return res, err
-}
-
-func qemuPackage(j Job) string {
-	if m := qemu.Tools(j.Arch, false); len(m) > 0 {
-		return m[0].Package
-	}
-	return "qemu-system"
 }
 
 // scratchFile makes the sparse scratch disk and unlinks it at once: qemu
@@ -265,12 +260,12 @@ func (j *Job) scratchFile() (*os.File, error) {
 	os.Remove(f.Name())
 	if err := f.Truncate(j.Scratch); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("the builder VM's scratch disk (%s in %s): %w", human(j.Scratch), dir, err)
+		return nil, fmt.Errorf("the builder VM's scratch disk (%s in %s): %w", bytesize.Format(j.Scratch), dir, err)
 	}
 	var st unix.Statfs_t
 	if unix.Fstatfs(int(f.Fd()), &st) == nil {
 		if free := int64(st.Bavail) * st.Bsize; free < j.Scratch {
-			j.Log("vmdeb: warning: %s has %s free, less than the builder's %s scratch disk: a big build may fill it", dir, human(free), human(j.Scratch))
+			j.Log("vmdeb: warning: %s has %s free, less than the builder's %s scratch disk: a big build may fill it", dir, bytesize.Format(free), bytesize.Format(j.Scratch))
 		}
 	}
 	return f, nil
@@ -348,7 +343,7 @@ func killUnless(ctx context.Context, pid int, bootTimeout time.Duration, ready, 
 	case <-done:
 		return
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
+	run.KillGroup(pid)
 }
 
 // outcome reads what the guest left in the job directory once qemu
@@ -471,15 +466,4 @@ func tail(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%dG", n>>30)
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
-	default:
-		return fmt.Sprintf("%dM", n>>20)
-	}
 }

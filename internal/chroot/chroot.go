@@ -322,25 +322,6 @@ func within(p, root string) bool {
 // mount namespace, deepest first (see tree.MountsUnder).
 func MountsUnder(dir string) ([]string, error) { return tree.MountsUnder(dir) }
 
-// UnescapeMount decodes mountinfo's octal escapes (space, tab, newline, backslash).
-func UnescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // RemoveAll deletes dir safely (see tree.RemoveAll).
 func RemoveAll(dir string) error { return tree.RemoveAll(dir) }
 

@@ -15,6 +15,7 @@ import (
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/bytesize"
 )
 
 // Host paths of the boot loader files, as Debian's packages install them.
@@ -85,19 +86,8 @@ func freeSpace(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// humanBytes formats n for people; error messages add the exact number.
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is bytesize.Format under the name iso.go calls it by.
+func humanBytes(n uint64) string { return bytesize.Format(n) }
 
 // copyFile copies src to dst with mode perm.
 func copyFile(src, dst string, perm os.FileMode) (err error) {

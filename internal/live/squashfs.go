@@ -1,7 +1,6 @@
 package live
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,8 +14,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	"vmdeb/internal/buildlog"
-	"vmdeb/internal/chroot"
+	"vmdeb/internal/bytesize"
 )
 
 // compressions are mksquashfs's compressors that vmdeb offers; the first
@@ -56,8 +56,8 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	var tools buildlog.Needs
 	tools.Bin("mksquashfs", "squashfs-tools")
 	tools.Bin("unsquashfs", "squashfs-tools")
-	if miss := tools.Missing; len(miss) > 0 {
-		return missingError("squashfs", miss)
+	if err := buildlog.MissingError(tools.Missing); err != nil {
+		return fmt.Errorf("squashfs: %w", err)
 	}
 	excl, err := cleanExcludes(o.Exclude)
 	if err != nil {
@@ -71,31 +71,9 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		return fmt.Errorf("squashfs: root file system %s is not a directory", rootfs)
 	}
 	outDir := filepath.Dir(out)
-
-	mounts, err := mountPointsUnder(rootfs)
+	tree, err := checkSpace(ctx, log, rootfs, out, excl)
 	if err != nil {
 		return err
-	}
-	tree, err := measureTree(ctx, rootfs, excl, mounts)
-	if err != nil {
-		return err
-	}
-	need := tree.need()
-	free, err := freeSpace(outDir)
-	if err != nil {
-		return err
-	}
-	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
-		free += uint64(st.Size()) // -noappend replaces it
-	}
-	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
-		rootfs, humanBytes(tree.bytes), tree.inodes, tree.bytes, humanBytes(need), humanBytes(free), outDir)
-	if len(tree.mounts) > 0 {
-		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
-	}
-	if need > free {
-		return fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
-			outDir, rootfs, humanBytes(tree.bytes), tree.bytes, humanBytes(need), need, humanBytes(free), free)
 	}
 
 	defer func() {
@@ -109,7 +87,7 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 	// now so the user can tell.
 	fullDisk := func(what string) error {
 		f, _ := freeSpace(outDir)
-		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, humanBytes(f), f, outDir)
+		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, bytesize.Format(f), f, outDir)
 	}
 	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
 	if runErr != nil {
@@ -134,8 +112,40 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		}
 		return errors.Join(fullDisk("unsquashfs cannot read the squashfs "+out), err)
 	}
-	log.Printf("filesystem.squashfs: %s (%s)", humanBytes(uint64(st.Size())), compressionOrDefault(o.Compression))
+	log.Printf("filesystem.squashfs: %s (%s)", bytesize.Format(uint64(st.Size())), compressionOrDefault(o.Compression))
 	return nil
+}
+
+// checkSpace measures rootfs (less excl and what is mounted below it) and
+// fails when out's directory has not room for its squashfs at worst.
+func checkSpace(ctx context.Context, log *buildlog.Log, rootfs, out string, excl []string) (treeSize, error) {
+	outDir := filepath.Dir(out)
+	mounts, err := mountPointsUnder(rootfs)
+	if err != nil {
+		return treeSize{}, err
+	}
+	tree, err := measureTree(ctx, rootfs, excl, mounts)
+	if err != nil {
+		return tree, err
+	}
+	need := tree.need()
+	free, err := freeSpace(outDir)
+	if err != nil {
+		return tree, err
+	}
+	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
+		free += uint64(st.Size()) // -noappend replaces it
+	}
+	log.Logf("squashfs: %s holds %s in %d files (%d bytes), %s needed at worst, %s free in %s",
+		rootfs, bytesize.Format(tree.bytes), tree.inodes, tree.bytes, bytesize.Format(need), bytesize.Format(free), outDir)
+	if len(tree.mounts) > 0 {
+		log.Logf("squashfs: leaving out the contents of mount points: %s", strings.Join(tree.mounts, ", "))
+	}
+	if need > free {
+		return tree, fmt.Errorf("not enough space for the squashfs in %s: the root file system %s holds %s (%d bytes) and its image may need %s (%d bytes), only %s (%d bytes) is free",
+			outDir, rootfs, bytesize.Format(tree.bytes), tree.bytes, bytesize.Format(need), need, bytesize.Format(free), free)
+	}
+	return tree, nil
 }
 
 func compressionOrDefault(c string) string {
@@ -311,25 +321,17 @@ func mountPointsUnder(dir string) (map[string]bool, error) {
 }
 
 // parseMountinfo returns the mount points below abs (a resolved path) from
-// mountinfo text, relative to abs.
+// the mountinfo table r, relative to abs.
 func parseMountinfo(r io.Reader, abs string) (map[string]bool, error) {
-	m := map[string]bool{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := chroot.UnescapeMount(fields[4])
-		rel, err := filepath.Rel(abs, mp)
-		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-			continue
-		}
-		m[rel] = true
-	}
-	if err := sc.Err(); err != nil {
+	ms, err := mountinfo.GetMountsFromReader(r, mountinfo.PrefixFilter(abs))
+	if err != nil {
 		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	m := map[string]bool{}
+	for _, mi := range ms {
+		if rel, err := filepath.Rel(abs, mi.Mountpoint); err == nil && rel != "." {
+			m[rel] = true
+		}
 	}
 	return m, nil
 }

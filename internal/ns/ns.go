@@ -15,9 +15,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/run"
 )
 
 const marker = "VMDEB_IN_NAMESPACE"
@@ -234,42 +235,12 @@ func KillOthers() error {
 	if err != nil {
 		return err
 	}
-	me := os.Getpid()
-	for try := 0; try < 20; try++ {
-		ents, err := os.ReadDir("/proc")
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == me {
-				continue
-			}
-			l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns/pid"))
-			if err != nil || l != self {
-				continue
-			}
-			if st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); isZombie(st) {
-				continue
-			}
-			syscall.Kill(pid, syscall.SIGKILL)
-			n++
-		}
-		if n == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	left, err := run.KillAll(func(pid int) bool {
+		l, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns/pid"))
+		return err == nil && l == self
+	}, nil)
+	if err == nil && len(left) > 0 {
+		err = errors.New("processes of the build still running after SIGKILL")
 	}
-	return errors.New("processes of the build still running after SIGKILL")
-}
-
-func isZombie(stat []byte) bool {
-	// pid (comm) S ...: the state follows the last ')'.
-	for i := len(stat) - 1; i >= 0; i-- {
-		if stat[i] == ')' {
-			return i+2 < len(stat) && stat[i+2] == 'Z'
-		}
-	}
-	return false
+	return err
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/buildlog"
 )
 
 // A rootless build runs in a user namespace where the invoking user is
@@ -102,15 +104,8 @@ func PlanUserns() (*UsernsPlan, error) {
 		bin string
 		dst *string
 	}{{"newuidmap", &p.NewUIDMap}, {"newgidmap", &p.NewGIDMap}} {
-		path, err := exec.LookPath(t.bin)
+		path, err := buildlog.LookPath(t.bin)
 		if err != nil {
-			for _, d := range []string{"/usr/bin", "/usr/sbin", "/bin"} {
-				if _, err := os.Stat(d + "/" + t.bin); err == nil {
-					path = d + "/" + t.bin
-				}
-			}
-		}
-		if path == "" {
 			missing = append(missing, t.bin)
 		}
 		*t.dst = path

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/buildlog"
 )
 
 // Image kinds as DetectImage reports them.
@@ -55,12 +55,11 @@ func DetectImage(path string) (kind string, err error) {
 
 // Missing is an external tool a boot needs and the Debian package that
 // provides it.
-type Missing struct {
-	What, Package string
-}
+type Missing = buildlog.Missing
 
-// lookPath is exec.LookPath; tests replace it.
-var lookPath = exec.LookPath
+// lookPath finds a program on the PATH vmdeb's commands run with; tests
+// replace it.
+var lookPath = buildlog.LookPath
 
 // Tools lists what Boot would need for a but cannot find.
 func Tools(a arch.Arch, uefi bool) []Missing {
@@ -76,6 +75,16 @@ func Tools(a arch.Arch, uefi bool) []Missing {
 		}
 	}
 	return m
+}
+
+// System is the path of a's qemu-system program, or the error that says
+// which package to install.
+func System(a arch.Arch) (string, error) {
+	bin, err := lookPath(a.QemuSystem)
+	if err != nil {
+		return "", buildlog.MissingError([]Missing{{What: a.QemuSystem, Package: systemPackage(a.QemuSystem)}})
+	}
+	return bin, nil
 }
 
 // systemPackage names the Debian package holding a qemu-system binary.

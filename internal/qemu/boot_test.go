@@ -482,7 +482,7 @@ func TestBootRefusals(t *testing.T) {
 	}
 	defer func(f func(string) (string, error)) { lookPath = f }(lookPath)
 	lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
-	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, UEFI: true}); err == nil || !strings.Contains(err.Error(), "qemu-system-aarch64 not found: install qemu-system-arm") {
+	if _, err := Boot(context.Background(), Options{Image: img, Arch: a, UEFI: true}); err == nil || !strings.Contains(err.Error(), "qemu-system-aarch64 (package qemu-system-arm)\ninstall with: apt-get install qemu-system-arm") {
 		t.Errorf("missing qemu: got %v", err)
 	}
 }

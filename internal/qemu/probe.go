@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/run"
 )
 
 // probeWait is how long a tiny real-mode program may take under KVM. A
@@ -70,7 +71,7 @@ func kvmFast(ctx context.Context, a arch.Arch) error {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { return run.KillGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("KVM probe: %w", err)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"vmdeb/internal/arch"
+	"vmdeb/internal/run"
 )
 
 // Options describe one test boot.
@@ -142,60 +143,14 @@ func kvmUsable(a arch.Arch) error {
 // Boot boots o.Image in qemu and waits for o.Expect on its serial console
 // (then runs o.Run, if set). qemu is killed when Boot returns.
 func Boot(ctx context.Context, o Options) (res Result, err error) {
-	if o.Accel == "" {
-		o.Accel = "auto"
-	}
-	if o.Memory == 0 {
-		o.Memory = 2048
-	}
-	if o.CPUs == 0 {
-		o.CPUs = 2
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Minute
-	}
-	if o.Expect == "" {
-		o.Expect = DefaultExpect
-	}
-	if o.Log == nil {
-		o.Log = func(string, ...any) {}
-	}
-	switch o.Accel {
-	case "auto", "kvm", "tcg":
-	default:
-		return res, fmt.Errorf("unknown accelerator %q (valid: auto, kvm, tcg)", o.Accel)
-	}
-	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
-		return res, fmt.Errorf("memory, CPUs and timeout must be positive")
-	}
-	if o.ScreenshotAfter < 0 {
-		return res, fmt.Errorf("the screenshot's delay must not be negative")
-	}
-	if o.ScreenshotAfter > 0 && o.Screenshot == "" {
-		return res, fmt.Errorf("a screenshot delay without a screenshot file")
-	}
-	expect, err := regexp.Compile(o.Expect)
+	expect, err := o.check()
 	if err != nil {
-		return res, fmt.Errorf("expect pattern: %w", err)
-	}
-	if o.Run != "" && o.Login == "" {
-		return res, fmt.Errorf("a command to run needs a login name")
-	}
-	if o.Entry < 0 {
-		return res, fmt.Errorf("menu entry %d: count entries from 0 (the default)", o.Entry)
+		return res, err
 	}
 	a := o.Arch
-	switch {
-	case o.UEFI && !a.HasFirmware(arch.UEFI):
-		return res, fmt.Errorf("vmdeb cannot boot %s with UEFI", a.Name)
-	case !o.UEFI && !a.HasFirmware(arch.BIOS) && a.HasFirmware(arch.UEFI):
-		return res, fmt.Errorf("%s has no BIOS: boot it with UEFI", a.Name)
-	case !o.UEFI && !a.HasFirmware(arch.BIOS):
-		return res, fmt.Errorf("vmdeb cannot boot %s images", a.Name)
-	}
-	bin, err := lookPath(a.QemuSystem)
+	bin, err := System(a)
 	if err != nil {
-		return res, fmt.Errorf("%s not found: install %s", a.QemuSystem, systemPackage(a.QemuSystem))
+		return res, err
 	}
 	if o.Kind == "" {
 		if o.Kind, err = DetectImage(o.Image); err != nil {
@@ -243,6 +198,62 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 		setVerdict(false, first.kvmBroken)
 	}
 	return out.res, out.err
+}
+
+// check fills in o's defaults and refuses what cannot boot; it returns
+// the compiled Expect pattern.
+func (o *Options) check() (*regexp.Regexp, error) {
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.Memory == 0 {
+		o.Memory = 2048
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Expect == "" {
+		o.Expect = DefaultExpect
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q (valid: auto, kvm, tcg)", o.Accel)
+	}
+	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
+		return nil, fmt.Errorf("memory, CPUs and timeout must be positive")
+	}
+	if o.ScreenshotAfter < 0 {
+		return nil, fmt.Errorf("the screenshot's delay must not be negative")
+	}
+	if o.ScreenshotAfter > 0 && o.Screenshot == "" {
+		return nil, fmt.Errorf("a screenshot delay without a screenshot file")
+	}
+	expect, err := regexp.Compile(o.Expect)
+	if err != nil {
+		return nil, fmt.Errorf("expect pattern: %w", err)
+	}
+	if o.Run != "" && o.Login == "" {
+		return nil, fmt.Errorf("a command to run needs a login name")
+	}
+	if o.Entry < 0 {
+		return nil, fmt.Errorf("menu entry %d: count entries from 0 (the default)", o.Entry)
+	}
+	switch {
+	case o.UEFI && !o.Arch.HasFirmware(arch.UEFI):
+		return nil, fmt.Errorf("vmdeb cannot boot %s with UEFI", o.Arch.Name)
+	case !o.UEFI && !o.Arch.HasFirmware(arch.BIOS) && o.Arch.HasFirmware(arch.UEFI):
+		return nil, fmt.Errorf("%s has no BIOS: boot it with UEFI", o.Arch.Name)
+	case !o.UEFI && !o.Arch.HasFirmware(arch.BIOS):
+		return nil, fmt.Errorf("vmdeb cannot boot %s images", o.Arch.Name)
+	}
+	return expect, nil
 }
 
 // chooseAccel picks the accelerator of the first attempt; probe means a
@@ -318,64 +329,13 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stdinR, stdinW, err := os.Pipe()
+	p, err := startQemu(actx, b.bin, Args(o, accel, fw))
 	if err != nil {
 		out.err = err
 		return out
 	}
-	defer stdinW.Close()
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		out.err = err
-		return out
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		stdoutR.Close()
-		stdoutW.Close()
-		out.err = err
-		return out
-	}
-
-	cmd := exec.CommandContext(actx, b.bin, Args(o, accel, fw)...)
-	// Our own pipes, not exec's: reading them does not race with Wait, so
-	// the last words of a dying qemu are not lost.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
-	// Its own process group, killed whole; and killed by the kernel if
-	// vmdeb dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	err = cmd.Start()
-	stdinR.Close()
-	stdoutW.Close()
-	stderrW.Close()
-	if err != nil {
-		stdoutR.Close()
-		stderrR.Close()
-		out.err = fmt.Errorf("start %s: %w", b.bin, err)
-		return out
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	quit := make(chan struct{})
-	defer func() {
-		close(quit)
-		select {
-		case <-exited: // reaped already: its pid may belong to another process by now
-		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH if it just died
-			<-exited
-		}
-		stdoutR.Close()
-		stderrR.Close()
-	}()
-	stdout := make(chan []byte)
-	go readChunks(stdoutR, stdout, quit)
-	stderr := make(chan string)
-	go readLines(stderrR, stderr, quit)
+	defer p.stop()
+	start, stdinW, stdout, stderr, exited := p.start, p.stdin, p.stdout, p.stderr, p.exited
 
 	con := &console{}
 	s := &session{expect: b.expect, run: o.Run, login: o.Login, password: o.Password}
@@ -556,6 +516,79 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			// Otherwise finish reading what it wrote first.
 		}
 	}
+}
+
+// proc is a running qemu: its console's input, its output as it comes,
+// and the channel its Wait result arrives on.
+type proc struct {
+	start  time.Time
+	stdin  *os.File
+	stdout chan []byte
+	stderr chan string
+	exited chan error
+	// stop kills qemu's process group unless qemu is reaped already, then
+	// closes the pipes.
+	stop func()
+}
+
+// startQemu starts bin with args under ctx.
+func startQemu(ctx context.Context, bin string, args []string) (*proc, error) {
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		return nil, err
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		stdoutR.Close()
+		stdoutW.Close()
+		return nil, err
+	}
+
+	cmd := exec.CommandContext(ctx, bin, args...)
+	// Our own pipes, not exec's: reading them does not race with Wait, so
+	// the last words of a dying qemu are not lost.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	// Its own process group, killed whole; and killed by the kernel if
+	// vmdeb dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return run.KillGroup(cmd.Process.Pid) }
+	start := time.Now()
+	err = cmd.Start()
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdinW.Close()
+		stdoutR.Close()
+		stderrR.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &proc{start: start, stdin: stdinW, stdout: make(chan []byte), stderr: make(chan string), exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	quit := make(chan struct{})
+	p.stop = func() {
+		close(quit)
+		select {
+		case <-p.exited: // reaped already: its pid may belong to another process by now
+		default:
+			run.KillGroup(cmd.Process.Pid) // a group just gone is no error
+			<-p.exited
+		}
+		stdoutR.Close()
+		stderrR.Close()
+		stdinW.Close()
+	}
+	go readChunks(stdoutR, p.stdout, quit)
+	go readLines(stderrR, p.stderr, quit)
+	return p, nil
 }
 
 // exitedEarly is the outcome of qemu ending before the session finished

@@ -389,6 +389,8 @@ func Reflinks(a, b string) bool {
 
 // copyTree makes dst a reflinked copy of the tree src: owners, modes,
 // dates, links, extended attributes; no other file system crossed.
+// tree.Copy does not fit: it reads every file whole, refuses device
+// nodes, and keeps neither hard links nor extended attributes.
 func copyTree(ctx context.Context, src, dst string) error {
 	var stderr strings.Builder
 	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=always", "--one-file-system", "--no-target-directory", src, dst)
