@@ -135,7 +135,7 @@ func TestInitStage(t *testing.T) {
 		want        []string
 	}{
 		{"disk", "", []config.Output{{Type: "disk", Path: "vm.img"}},
-			[]string{"bootstrap", "packages", "secure-boot", "init", "system", "finalise", "disk", "report"}},
+			[]string{"bootstrap", "packages", "init", "system", "finalise", "disk", "report"}},
 		{"live with hook", "customise: " + os.Args[0] + "\n", nil,
 			[]string{"bootstrap", "packages", "secure-boot", "system", "customise", "init", "finalise", "live-iso", "report"}},
 		{"live without Secure Boot", "secure-boot: false\n", nil,

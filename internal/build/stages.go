@@ -24,7 +24,6 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
-	"vmdeb/internal/disk"
 	"vmdeb/internal/imgroot"
 	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
@@ -235,7 +234,7 @@ func (secureBootStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	dir := filepath.Join(st.WorkDir, "signed")
-	for _, f := range []string{sb.Shim, sb.Grub, sb.DiskGrub} {
+	for _, f := range []string{sb.Shim, sb.Grub} {
 		if fi, err := os.Lstat(filepath.Join(dir, f)); err != nil || !fi.Mode().IsRegular() {
 			return fmt.Errorf("%s has no %s", strings.Join(debs, ", "), f)
 		}
@@ -245,27 +244,17 @@ func (secureBootStage) Run(ctx context.Context, st *State) error {
 	return nil
 }
 
-// NeedsSecureBoot tells whether an output of s boots on UEFI through
-// Debian's signed chain: a live ISO, or a disk with GRUB for UEFI, when
-// secure-boot is on (or auto, where Debian signs the loaders).
+// NeedsSecureBoot tells whether a live ISO of s boots on UEFI through
+// Debian's signed chain, whose loaders the secure-boot stage fetches
+// outside the image, when secure-boot is on (or auto, where Debian signs
+// the loaders). A disk needs no such stage: its image holds the signed
+// packages itself (diskPackages) and its ESP is laid out from them.
 func NeedsSecureBoot(s *config.Spec) bool {
-	if !s.UsesSecureBoot() {
+	if !s.UsesSecureBoot() || !s.HasOutput(config.LiveISO) {
 		return false
 	}
 	a, err := arch.Lookup(s.Architecture)
-	if err != nil || !a.HasFirmware(arch.UEFI) {
-		return false
-	}
-	for _, o := range s.Outputs {
-		b := o.Bootloader
-		if b == "" {
-			b = disk.DefaultBootloader(a)
-		}
-		if o.Type == config.LiveISO || (o.Type == config.Disk && (b == disk.GrubUEFI || b == disk.GrubHybrid)) {
-			return true
-		}
-	}
-	return false
+	return err == nil && a.HasFirmware(arch.UEFI)
 }
 
 // isoSigned are the signed loaders for a live ISO (nil: the build uses
