@@ -116,7 +116,8 @@ type CacheResult struct {
 // File is one file or directory a build writes.
 type File struct {
 	// Type is an output's type (live-iso, disk, tarball, directory,
-	// squashfs) or manifest, sha256sums, log, report.
+	// squashfs, ext4) or manifest, sbom-spdx, sbom-cyclonedx, sha256sums,
+	// log, report.
 	Type string `json:"type"`
 	Path string `json:"path"`
 	// Size and SHA256 are known after a build, for regular files.
