@@ -1,10 +1,14 @@
 // Package bytesize writes byte counts for people.
 package bytesize
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
-// Format writes n in binary units with one decimal: "512 B", "1.5 GiB",
-// "300.0 MiB". Messages that need the exact count add it themselves.
+// Format writes n in binary units with one decimal, none when it is 0:
+// "512 B", "1.5 GiB", "300 MiB". Messages that need the exact count add
+// it themselves.
 func Format[N ~int64 | ~uint64 | ~int](n N) string {
 	const unit = 1024
 	if n < unit {
@@ -15,5 +19,6 @@ func Format[N ~int64 | ~uint64 | ~int](n N) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/div, "KMGTPE"[exp])
+	v := strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/div), ".0")
+	return fmt.Sprintf("%s %ciB", v, "KMGTPE"[exp])
 }

@@ -44,7 +44,7 @@ func TestHostileInput(t *testing.T) {
 		{"hook with arguments", strings.Replace(good, "customise: hook.sh", "customise: hook.sh --verbose", 1),
 			[]string{":9: customise:", "takes no arguments"}},
 		{"disk larger than the free space", strings.Replace(good, "type: live-iso\n    path: out/test.iso", "type: disk\n    path: out/test.img\n    size: 999T", 1),
-			[]string{":13: outputs[0].size: 999.0 TiB is larger than the free space", "full size"}},
+			[]string{":13: outputs[0].size: 999 TiB is larger than the free space", "full size"}},
 		{"not a deb", good + "custom-packages: [junk.deb]\n",
 			[]string{":13: custom-packages[0]:", "junk.deb: not a Debian package"}},
 		{"deb of another architecture", good + "custom-packages: [arm.deb]\n",

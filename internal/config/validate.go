@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"vmdeb/internal/bytesize"
 
 	"golang.org/x/sys/unix"
 
@@ -578,11 +579,11 @@ func (s *Spec) checkDiskSpace(bad func(string, string, ...any)) {
 		u.need += o.Size.Bytes
 		key := fmt.Sprintf("outputs[%d].size", i)
 		if u.need > u.free {
-			what := fmt.Sprintf("%s is larger than", humanBytes(o.Size.Bytes))
+			what := fmt.Sprintf("%s is larger than", bytesize.Format(o.Size.Bytes))
 			if u.first != "" {
-				what = fmt.Sprintf("%s, with %s (%s), is more than", humanBytes(o.Size.Bytes), u.first, humanBytes(u.need-o.Size.Bytes))
+				what = fmt.Sprintf("%s, with %s (%s), is more than", bytesize.Format(o.Size.Bytes), u.first, bytesize.Format(u.need-o.Size.Bytes))
 			}
-			bad(key, "%s the free space of %s's file system (%s); vmdeb counts a disk image's full size, sparse or not, since it grows to it in use", what, u.dir, humanBytes(u.free))
+			bad(key, "%s the free space of %s's file system (%s); vmdeb counts a disk image's full size, sparse or not, since it grows to it in use", what, u.dir, bytesize.Format(u.free))
 		}
 		if u.first == "" {
 			u.first = key
@@ -602,14 +603,4 @@ func existingDir(dir string) string {
 		}
 		dir = parent
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<40:
-		return fmt.Sprintf("%.1f TiB", float64(n)/(1<<40))
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/chroot"
@@ -38,7 +39,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		return err
 	}
 	if miss := CheckTools(o); len(miss) > 0 {
-		return missingError(miss)
+		return fmt.Errorf("disk: %w", buildlog.MissingError(miss))
 	}
 	rootfs, err = filepath.Abs(rootfs)
 	if err != nil {
@@ -90,7 +91,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		bootUse.Bytes += bootFilesBytes(o)
 		if !extFits(bootUse, bp.Bytes(), bp.FS) {
 			return fmt.Errorf("disk: /boot does not fit: its %s of files need a partition of at least %s, boot-size is %s",
-				human(bootUse.Bytes), human(extMinSize(bootUse, bp.FS)), human(bp.Bytes()))
+				bytesize.Format(bootUse.Bytes), bytesize.Format(extMinSize(bootUse, bp.FS)), bytesize.Format(bp.Bytes()))
 		}
 	}
 	for _, p := range l.Parts {
@@ -119,7 +120,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		return err
 	} else if need > free {
 		return fmt.Errorf("disk: not enough space in %s: the image needs about %s (%d bytes) while it is built, only %s is free",
-			outDir, human(need), need, human(free))
+			outDir, bytesize.Format(need), need, bytesize.Format(free))
 	}
 
 	tmp, err := os.MkdirTemp(outDir, "."+filepath.Base(out)+".tmp-")
@@ -149,7 +150,7 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 		return fmt.Errorf("disk: %w", err)
 	}
 	if st, err := os.Stat(out); err == nil {
-		log.Printf("%s: %s %s image of %s, %s allocated", filepath.Base(out), o.Format, o.Table, human(o.Size), human(st.Sys().(*syscall.Stat_t).Blocks*512))
+		log.Printf("%s: %s %s image of %s, %s allocated", filepath.Base(out), o.Format, o.Table, bytesize.Format(o.Size), bytesize.Format(st.Sys().(*syscall.Stat_t).Blocks*512))
 	}
 	return nil
 }
@@ -473,16 +474,16 @@ func (b *builder) filesystems() error {
 			if p.Name == "boot" {
 				dir = b.bootDir
 			}
-			b.log.Printf("%s: %s, %s", p.Mount, p.FS, human(p.Bytes()))
+			b.log.Printf("%s: %s, %s", p.Mount, p.FS, bytesize.Format(p.Bytes()))
 			err = b.mkext(p, dir)
 		case "vfat":
 			b.log.Printf("%s: vfat (EFI system partition)", p.Mount)
 			err = b.mkvfat(p)
 		case "btrfs", "xfs":
-			b.log.Printf("%s: %s, %s", p.Mount, p.FS, human(p.Bytes()))
+			b.log.Printf("%s: %s, %s", p.Mount, p.FS, bytesize.Format(p.Bytes()))
 			err = b.mkfsFromFile(p, b.stage)
 		case "swap":
-			b.log.Printf("swap: %s", human(p.Bytes()))
+			b.log.Printf("swap: %s", bytesize.Format(p.Bytes()))
 			err = b.mkswap(p)
 		}
 		if err != nil {
@@ -516,7 +517,7 @@ func (b *builder) mkext(p Part, dir string) error {
 	}
 	err = b.runTool("mke2fs", args, env...)
 	if err != nil && noSpace(b.log.LastLines()) {
-		return fmt.Errorf("%s does not fit in its %s partition (vmdeb's estimate was too low): make the image or partition larger: %w", p.Mount, human(p.Bytes()), err)
+		return fmt.Errorf("%s does not fit in its %s partition (vmdeb's estimate was too low): make the image or partition larger: %w", p.Mount, bytesize.Format(p.Bytes()), err)
 	}
 	if err != nil {
 		return err

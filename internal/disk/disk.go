@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
@@ -189,13 +190,13 @@ func (o Options) normalize() (Options, error) {
 			o.ESPSize = defaultESPSize
 		}
 		if o.ESPSize < minESPSize {
-			return o, fmt.Errorf("disk: the EFI system partition needs at least %s, %s was given", human(minESPSize), human(o.ESPSize))
+			return o, fmt.Errorf("disk: the EFI system partition needs at least %s, %s was given", bytesize.Format(minESPSize), bytesize.Format(o.ESPSize))
 		}
 	} else if o.ESPSize > 0 {
 		return o, fmt.Errorf("disk: an EFI system partition (esp-size) only makes sense with a UEFI boot loader (grub-uefi or grub-hybrid), not %s", o.Bootloader)
 	}
 	if o.BootSize > 0 && o.BootSize < minBootSize {
-		return o, fmt.Errorf("disk: a separate /boot needs at least %s, %s was given", human(minBootSize), human(o.BootSize))
+		return o, fmt.Errorf("disk: a separate /boot needs at least %s, %s was given", bytesize.Format(minBootSize), bytesize.Format(o.BootSize))
 	}
 	if o.Size <= 0 {
 		return o, errors.New("disk: the image size is not set")
@@ -204,7 +205,7 @@ func (o Options) normalize() (Options, error) {
 		return o, fmt.Errorf("disk: the image size %d is not a multiple of %d bytes", o.Size, sector)
 	}
 	if o.Table == MBR && o.Size/sector > maxMBRSectors {
-		return o, fmt.Errorf("disk: an MBR partition table cannot address %s; use gpt", human(o.Size))
+		return o, fmt.Errorf("disk: an MBR partition table cannot address %s; use gpt", bytesize.Format(o.Size))
 	}
 	return o, nil
 }
@@ -297,27 +298,4 @@ func CheckTools(o Options) []Missing {
 		bin("mdir", "mtools")
 	}
 	return need.Missing
-}
-
-func missingError(miss []Missing) error {
-	var s []string
-	for _, m := range miss {
-		s = append(s, m.String())
-	}
-	return fmt.Errorf("disk: missing on this host: %s", strings.Join(s, ", "))
-}
-
-// human formats a byte count for people: "1.5 GiB".
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	s := fmt.Sprintf("%.1f", float64(n)/float64(div))
-	return strings.TrimSuffix(s, ".0") + " " + string("KMGTPE"[exp]) + "iB"
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/buildlog"
 )
@@ -83,7 +84,7 @@ func (b *builder) mkfsFromFile(p Part, dir string) error {
 	}
 	err := b.runTool(mk[0], mk[1:])
 	if err != nil && noSpace(b.log.LastLines()) {
-		return fmt.Errorf("%s does not fit in its %s partition (vmdeb's estimate was too low): make the image or partition larger: %w", p.Mount, human(p.Bytes()), err)
+		return fmt.Errorf("%s does not fit in its %s partition (vmdeb's estimate was too low): make the image or partition larger: %w", p.Mount, bytesize.Format(p.Bytes()), err)
 	} else if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func (b *builder) mkfsFromFile(p Part, dir string) error {
 	if fi, err := os.Stat(f); err != nil {
 		return err
 	} else if fi.Size() != p.Bytes() {
-		return fmt.Errorf("%s does not fit in its %s partition: %s wanted %s; make the image larger", p.Mount, human(p.Bytes()), mk[0], human(fi.Size()))
+		return fmt.Errorf("%s does not fit in its %s partition: %s wanted %s; make the image larger", p.Mount, bytesize.Format(p.Bytes()), mk[0], bytesize.Format(fi.Size()))
 	}
 	if err := b.runTool(check[0], check[1:]); err != nil {
 		return fmt.Errorf("the new %s file system fails its check: %w", p.FS, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"vmdeb/internal/bytesize"
 )
 
 // Layout is the partitioning of one image: what Plan decides before any
@@ -182,7 +183,7 @@ type TooSmallError struct {
 func (e *TooSmallError) Error() string {
 	return fmt.Sprintf("disk: the root file system does not fit: its %s of files need a root partition of at least %s, "+
 		"but an image of %s (%d bytes) leaves %s for it; the image must be at least %s (%d bytes)",
-		human(e.RootData), human(e.RootNeed), human(e.Given), e.Given, human(e.RootHave), human(e.Need), e.Need)
+		bytesize.Format(e.RootData), bytesize.Format(e.RootNeed), bytesize.Format(e.Given), e.Given, bytesize.Format(e.RootHave), bytesize.Format(e.Need), e.Need)
 }
 
 // usage is what a directory tree takes on an ext file system with 4 KiB

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/arch"
 )
@@ -106,7 +107,7 @@ func TestPlanTooSmall(t *testing.T) {
 		t.Errorf("%+v", ts)
 	}
 	msg := err.Error()
-	for _, s := range []string{"does not fit", human(ts.Need), "256 MiB", "500 MiB"} {
+	for _, s := range []string{"does not fit", bytesize.Format(ts.Need), "256 MiB", "500 MiB"} {
 		if !strings.Contains(msg, s) {
 			t.Errorf("message %q lacks %q", msg, s)
 		}
@@ -301,19 +302,19 @@ func TestPlanBtrfsXFSSize(t *testing.T) {
 	// 893 MiB for it before copying (measured), more than ext4 needs.
 	u := usage{Bytes: 350 * mib, Inodes: 12700}
 	if n := btrfsNeed(u); n < 893*mib || n > 1200*mib {
-		t.Errorf("btrfs estimate %s for %+v", human(n), u)
+		t.Errorf("btrfs estimate %s for %+v", bytesize.Format(n), u)
 	}
 	if fsMinSize(u, "btrfs") <= fsMinSize(u, "ext4") {
 		t.Error("btrfs needs less than ext4?")
 	}
 	if m := fsMinSize(usage{Bytes: mib, Inodes: 10}, "xfs"); m < xfsMinPart {
-		t.Errorf("xfs minimum %s, below mkfs.xfs's 300 MiB", human(m))
+		t.Errorf("xfs minimum %s, below mkfs.xfs's 300 MiB", bytesize.Format(m))
 	}
 	var ts *TooSmallError
 	if _, err := plan(Options{Size: 900 * mib, Arch: amd64, RootFS: "btrfs"}, u); !errors.As(err, &ts) {
 		t.Errorf("btrfs in 900 MiB: err = %v, want too small", err)
 	} else if ts.Need < btrfsNeed(u) {
-		t.Errorf("needs %s, below the estimate %s", human(ts.Need), human(btrfsNeed(u)))
+		t.Errorf("needs %s, below the estimate %s", bytesize.Format(ts.Need), bytesize.Format(btrfsNeed(u)))
 	}
 	if _, err := plan(Options{Size: 2 << 30, Arch: amd64, RootFS: "btrfs"}, u); err != nil {
 		t.Errorf("btrfs in 2 GiB: %v", err)

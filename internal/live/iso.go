@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
@@ -113,7 +114,7 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 		log.Printf("volume id cut to %d bytes: %q", maxVolumeID, volID)
 	}
 	if miss := isoTools(a, o.Splash != ""); len(miss) > 0 {
-		return missingError("live ISO", miss)
+		return fmt.Errorf("live ISO: %w", buildlog.MissingError(miss))
 	}
 	kernels, err := FindKernels(rootfs)
 	if err != nil {
@@ -202,7 +203,7 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 		return fmt.Errorf("live ISO: %w", err)
 	} else if need > free {
 		return fmt.Errorf("not enough space for the ISO in %s: it needs about %s (%d bytes), only %s (%d bytes) is free",
-			filepath.Dir(out), humanBytes(need), need, humanBytes(free), free)
+			filepath.Dir(out), bytesize.Format(need), need, bytesize.Format(free), free)
 	}
 
 	image := filepath.Join(tmp, "image.iso")
@@ -220,7 +221,7 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 		return fmt.Errorf("live ISO: %w", err)
 	}
 	if st, err := os.Stat(out); err == nil {
-		log.Printf("%s: %s", filepath.Base(out), humanBytes(uint64(st.Size())))
+		log.Printf("%s: %s", filepath.Base(out), bytesize.Format(uint64(st.Size())))
 	}
 	return nil
 }
@@ -234,14 +235,6 @@ func isoTools(a arch.Arch, splash bool) []Missing {
 		}
 	}
 	return miss
-}
-
-func missingError(what string, miss []Missing) error {
-	var s []string
-	for _, m := range miss {
-		s = append(s, m.String())
-	}
-	return fmt.Errorf("%s: missing on this host: %s", what, strings.Join(s, ", "))
 }
 
 // epochEnv passes SOURCE_DATE_EPOCH to the tools that honour it (xorriso,

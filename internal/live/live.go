@@ -15,7 +15,6 @@ import (
 
 	"vmdeb/internal/arch"
 	"vmdeb/internal/buildlog"
-	"vmdeb/internal/bytesize"
 )
 
 // Host paths of the boot loader files, as Debian's packages install them.
@@ -85,9 +84,6 @@ func freeSpace(dir string) (uint64, error) {
 	}
 	return st.Bavail * uint64(st.Bsize), nil
 }
-
-// humanBytes is bytesize.Format under the name iso.go calls it by.
-func humanBytes(n uint64) string { return bytesize.Format(n) }
 
 // copyFile copies src to dst with mode perm.
 func copyFile(src, dst string, perm os.FileMode) (err error) {
