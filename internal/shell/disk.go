@@ -84,9 +84,18 @@ func (s *session) exportQcow2(ctx context.Context) (string, error) {
 	cmd := exec.Command("qemu-storage-daemon", QSDArgs(s.t.Path, raw, s.o.Writable)...)
 	var errOut strings.Builder
 	cmd.Stderr = &errOut
+	// The daemon gets a mount namespace of its own, where its FUSE mount
+	// is; this one reaches the file through /proc/PID/root. Were the
+	// daemon the last process of this namespace (a SIGKILL of vmdeb), it
+	// would tear down the disk's file system, whose last writes go
+	// through the loop device to its own FUSE export, and wait on itself
+	// for ever. In its own namespace it holds only the export: dying, it
+	// closes /dev/fuse, and the file system's writes fail instead of hang.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("qemu-storage-daemon (package qemu-system-common): %w", err)
 	}
+	raw = fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, raw)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	s.push("stop qemu-storage-daemon", func() error {

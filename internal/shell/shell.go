@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -258,30 +259,60 @@ func (s *session) mountRoot(ctx context.Context, file, dir string) error {
 		return fmt.Errorf("%s: %w", s.t.Path, err)
 	}
 	opts := fmt.Sprintf("offset=%d,sizelimit=%d", p.Offset, p.Size)
-	if !s.o.Writable {
-		opts = "ro,noload," + opts
+	if s.o.Writable {
+		return s.mountLoop(ctx, file, dir, "", opts)
 	}
-	err = s.mountLoop(ctx, file, dir, "", opts)
-	if err != nil && !s.o.Writable {
-		// noload (no journal replay) is ext4's; other file systems refuse it.
-		err = s.mountLoop(ctx, file, dir, "", strings.Replace(opts, "noload,", "", 1))
+	err = s.mountLoop(ctx, file, dir, "", "ro,"+opts)
+	if err != nil {
+		// A journal left to replay (a writable shell killed) cannot be
+		// replayed read-only: ext4 then mounts without it (noload).
+		if err2 := s.mountLoop(ctx, file, dir, "", "ro,noload,"+opts); err2 == nil {
+			s.logf("mounted without replaying its journal: the root file system was not cleanly unmounted")
+			return nil
+		}
 	}
 	return err
 }
 
-// mountLoop mounts file through a loop device. mount(8) sets the device
-// up to clear itself when the mount goes (LO_FLAGS_AUTOCLEAR), so no
-// device outlives this process's mount namespace; on the way out the
-// session waits for it to go.
+// mountLoop mounts file (opts: ro, offset=, sizelimit= and the file
+// system's own) through a loop device that clears itself when the mount
+// goes (LO_FLAGS_AUTOCLEAR), so no device outlives this process's mount
+// namespace; on the way out the session waits for it to go.
 func (s *session) mountLoop(ctx context.Context, file, dir, fstype, opts string) error {
-	args := []string{"-o", "loop," + opts}
+	var off, size int64
+	ro := false
+	var rest []string
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "offset":
+			off, _ = strconv.ParseInt(v, 10, 64)
+		case "sizelimit":
+			size, _ = strconv.ParseInt(v, 10, 64)
+		case "ro":
+			ro = true
+			rest = append(rest, o)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	dev, fd, err := attachLoop(file, off, size, ro)
+	if err != nil {
+		return err
+	}
+	// The mount holds the device from here; this descriptor's close then
+	// leaves the mount as the device's last user.
+	defer unix.Close(fd)
+	args := []string{}
+	if len(rest) > 0 {
+		args = append(args, "-o", strings.Join(rest, ","))
+	}
 	if fstype != "" {
 		args = append(args, "-t", fstype)
 	}
-	if _, err := run(ctx, "mount", append(args, file, dir)...); err != nil {
+	if _, err := run(ctx, "mount", append(args, dev, dir)...); err != nil {
 		return err
 	}
-	dev := mountSource(dir)
 	s.push("unmount "+dir, func() error {
 		if err := unmount(dir); err != nil {
 			return err
@@ -290,6 +321,51 @@ func (s *session) mountLoop(ctx context.Context, file, dir, fstype, opts string)
 	})
 	s.logf("mounted %s (%s) on %s", file, dev, dir)
 	return nil
+}
+
+// attachLoop attaches file (from byte off, size bytes; 0: to its end) to
+// a free loop device. The file is opened here, by the kernel's own path
+// walk: /proc/PID/root/… names a file in another mount namespace, which
+// losetup's canonical path would not.
+func attachLoop(file string, off, size int64, ro bool) (string, int, error) {
+	mode := unix.O_RDWR
+	flags := uint32(unix.LO_FLAGS_AUTOCLEAR)
+	if ro {
+		mode, flags = unix.O_RDONLY, flags|unix.LO_FLAGS_READ_ONLY
+	}
+	ff, err := unix.Open(file, mode|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", -1, &os.PathError{Op: "open", Path: file, Err: err}
+	}
+	defer unix.Close(ff)
+	ctl, err := unix.Open("/dev/loop-control", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", -1, fmt.Errorf("loop devices: %w", err)
+	}
+	defer unix.Close(ctl)
+	for try := 0; try < 20; try++ {
+		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", -1, fmt.Errorf("a free loop device: %w", err)
+		}
+		dev := fmt.Sprintf("/dev/loop%d", n)
+		fd, err := unix.Open(dev, mode|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", -1, &os.PathError{Op: "open", Path: dev, Err: err}
+		}
+		cfg := unix.LoopConfig{Fd: uint32(ff)}
+		cfg.Info.Offset, cfg.Info.Sizelimit, cfg.Info.Flags = uint64(off), uint64(size), flags
+		err = unix.IoctlLoopConfigure(fd, &cfg)
+		if err == nil {
+			return dev, fd, nil
+		}
+		unix.Close(fd)
+		if !errors.Is(err, unix.EBUSY) {
+			return "", -1, fmt.Errorf("%s on %s: %w", file, dev, err)
+		}
+		// Another program took the device between the two calls.
+	}
+	return "", -1, errors.New("no free loop device")
 }
 
 // mountSource is the device mounted on dir, from /proc/self/mountinfo.
