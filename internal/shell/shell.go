@@ -467,10 +467,37 @@ func (s *session) kernelFS(img *imgroot.Root) error {
 	if err := mount("dev/pts", "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
 		return err
 	}
+	if err := s.console(img); err != nil {
+		return err
+	}
 	if err := mount("run", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return err
 	}
 	return s.resolvConf(img)
+}
+
+// console binds the terminal the shell runs on (a pseudo-terminal of the
+// host's devpts, which the image's own devpts does not hold) on
+// /dev/console, where ttyname(3) finds it: tty, ssh-agent and sudo then
+// know their terminal.
+func (s *session) console(img *imgroot.Root) error {
+	in, ok := s.o.Stdin.(*os.File)
+	if !ok {
+		return nil
+	}
+	tty, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.Fd()))
+	if err != nil || !strings.HasPrefix(tty, "/dev/pts/") {
+		return nil
+	}
+	if err := img.WriteFile("dev/console", nil, 0o600); err != nil {
+		return err
+	}
+	m, err := img.MountOn("dev/console", func(at string) error { return unix.Mount(tty, at, "", unix.MS_BIND, "") })
+	if err != nil {
+		return fmt.Errorf("bind %s on /dev/console: %w", tty, err)
+	}
+	s.push("unmount "+m.Host, m.Unmount)
+	return nil
 }
 
 // devNodes fills the /dev tmpfs with the nodes programs need.
