@@ -17,6 +17,7 @@ import (
 // shellFlags are vmdeb shell's options.
 type shellFlags struct {
 	writable, verbose bool
+	outDir            string
 }
 
 func shellCmd() *cobra.Command {
@@ -64,6 +65,7 @@ Exit status: COMMAND's (the shell's); 1 when the image cannot be opened;
 		},
 	}
 	c.Flags().BoolVar(&f.writable, "writable", false, "change the image itself (a directory output, a raw or qcow2 disk image); without it changes are discarded")
+	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "a config's outputs are in this directory (as vmdeb build --outdir wrote them)")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "say what is mounted")
 	return c
 }
@@ -84,7 +86,7 @@ func shellArgv(t shell.Target, command []string, f shellFlags) []string {
 // runShell is vmdeb shell: checked here, run in a vmdeb process of its
 // own in private namespaces (shellInside), whose status it exits with.
 func runShell(ctx context.Context, arg string, command []string, f shellFlags) error {
-	t, err := shell.Detect(arg)
+	t, err := shell.Detect(arg, f.outDir)
 	if err != nil {
 		return &usageError{err}
 	}

@@ -52,7 +52,7 @@ func TestDetect(t *testing.T) {
 		{write(t, filepath.Join(d, "disk.qcow2"), []byte("QFI\xfb\x00\x00\x00\x03")), Qcow2},
 	}
 	for _, c := range cases {
-		got, err := Detect(c.path)
+		got, err := Detect(c.path, "")
 		if err != nil || got.Kind != c.want {
 			t.Errorf("Detect(%s) = %q, %v; want %q", c.path, got.Kind, err, c.want)
 		}
@@ -60,7 +60,7 @@ func TestDetect(t *testing.T) {
 			t.Errorf("Detect(%s): path %q is not absolute", c.path, got.Path)
 		}
 	}
-	if got, _ := Detect(sqdir); got.Path != filepath.Join(sqdir, "filesystem.squashfs") {
+	if got, _ := Detect(sqdir, ""); got.Path != filepath.Join(sqdir, "filesystem.squashfs") {
 		t.Errorf("a squashfs output's directory opens %q, want its filesystem.squashfs", got.Path)
 	}
 }
@@ -78,7 +78,7 @@ func TestDetectRefusals(t *testing.T) {
 		{filepath.Join(d, "missing.img"), []string{"no such file"}},
 	}
 	for _, c := range cases {
-		_, err := Detect(c.path)
+		_, err := Detect(c.path, "")
 		if err == nil {
 			t.Errorf("Detect(%s): no error", c.path)
 			continue
@@ -94,14 +94,19 @@ func TestDetectRefusals(t *testing.T) {
 func TestDetectConfig(t *testing.T) {
 	d := t.TempDir()
 	cfg := write(t, filepath.Join(d, "c.yaml"), []byte("name: c\nsuite: trixie\narchitecture: amd64\nkernel: none\noutputs:\n  - {type: tarball, path: out/c.tar.gz}\n  - {type: directory, path: out/root}\n"))
-	_, err := Detect(cfg)
+	_, err := Detect(cfg, "")
 	if err == nil || !strings.Contains(err.Error(), "not built yet") || !strings.Contains(err.Error(), "vmdeb build") {
 		t.Errorf("an unbuilt config: %v, want 'not built yet'", err)
 	}
 	write(t, filepath.Join(d, "out", "c.tar.gz"), []byte{0x1f, 0x8b, 8, 0})
-	got, err := Detect(cfg)
+	got, err := Detect(cfg, "")
 	if err != nil || got.Kind != Tarball || got.Path != filepath.Join(d, "out", "c.tar.gz") || got.Config != cfg {
 		t.Errorf("a built config: %+v, %v; want its first output, the tarball", got, err)
+	}
+	other := filepath.Join(d, "elsewhere")
+	write(t, filepath.Join(other, "c.tar.gz"), []byte{0x1f, 0x8b, 8, 0})
+	if got, err := Detect(cfg, other); err != nil || got.Path != filepath.Join(other, "c.tar.gz") {
+		t.Errorf("a config built with --outdir: %+v, %v; want the output there", got, err)
 	}
 }
 

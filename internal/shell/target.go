@@ -40,23 +40,29 @@ type Target struct {
 const Valid = "a config file (its first output), a directory output, a root file system tarball, a squashfs, a live ISO, or a raw or qcow2 disk image"
 
 // Detect says which kind of image arg is: a config (.yaml, .yml) stands
-// for its first output as built.
-func Detect(arg string) (Target, error) {
+// for its first output as built (into outDir, when given, as vmdeb build
+// --outdir writes it).
+func Detect(arg, outDir string) (Target, error) {
 	abs, err := filepath.Abs(arg)
 	if err != nil {
 		return Target{}, err
 	}
 	if ext := filepath.Ext(abs); ext == ".yaml" || ext == ".yml" {
-		return fromConfig(abs)
+		return fromConfig(abs, outDir)
 	}
 	return detectPath(abs)
 }
 
 // fromConfig is the first output of the config at path.
-func fromConfig(path string) (Target, error) {
+func fromConfig(path, outDir string) (Target, error) {
 	s, err := config.Load(path)
 	if err != nil {
 		return Target{}, err
+	}
+	if outDir != "" {
+		if err := s.SetOutputDir(outDir); err != nil {
+			return Target{}, err
+		}
 	}
 	if len(s.Outputs) == 0 {
 		return Target{}, fmt.Errorf("%s: the config has no outputs", path)

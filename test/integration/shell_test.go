@@ -51,22 +51,29 @@ func TestShell(t *testing.T) {
 	}
 	for name, img := range images {
 		t.Run(name, func(t *testing.T) {
-			r := run(t, ctx, "shell", img, "--", "cat", "/etc/os-release")
+			shell := []string{"shell"}
+			if name == "config" {
+				shell = append(shell, "--outdir", out) // where the build wrote it
+			}
+			in := func(command ...string) result {
+				return run(t, ctx, append(append(shell[:len(shell):len(shell)], img, "--"), command...)...)
+			}
+			r := in("cat", "/etc/os-release")
 			if r.code != 0 || !strings.Contains(r.stdout, `ID=debian`) || !strings.Contains(r.stdout, "trixie") {
 				t.Errorf("cat /etc/os-release in %s: status %d, %q", img, r.code, r.stdout)
 			}
-			r = run(t, ctx, "shell", img, "--", "dpkg", "-l", "sudo")
+			r = in("dpkg", "-l", "sudo")
 			if r.code != 0 || !strings.Contains(r.stdout, "ii  sudo") {
 				t.Errorf("dpkg -l sudo in %s: status %d, %q", img, r.code, r.stdout)
 			}
-			if r := run(t, ctx, "shell", img, "--", "sh", "-c", "exit 7"); r.code != 7 {
+			if r := in("sh", "-c", "exit 7"); r.code != 7 {
 				t.Errorf("exit 7 in %s: vmdeb's status %d, want 7", img, r.code)
 			}
 			// Read-only: the shell writes, the image does not change.
-			if r := run(t, ctx, "shell", img, "--", "sh", "-c", "echo x > /root/discarded && cat /root/discarded"); r.code != 0 || r.stdout != "x\n" {
+			if r := in("sh", "-c", "echo x > /root/discarded && cat /root/discarded"); r.code != 0 || r.stdout != "x\n" {
 				t.Errorf("writing in a read-only shell of %s: status %d, %q", img, r.code, r.stdout)
 			}
-			if r := run(t, ctx, "shell", img, "--", "test", "-e", "/root/discarded"); r.code != 1 {
+			if r := in("test", "-e", "/root/discarded"); r.code != 1 {
 				t.Errorf("a read-only shell's file is still in %s (test -e: %d)", img, r.code)
 			}
 			assertShellClean(t, out)
