@@ -93,7 +93,7 @@ that cannot run the build (nothing was created).`,
 		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
 	})
 	build.Version = Version
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd(), genDocsCmd())
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd(), shellCmd(), genDocsCmd())
 	return root
 }
 
