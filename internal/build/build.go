@@ -99,6 +99,9 @@ func Stages(p *Plan) []Stage {
 		}
 	}
 	s = append(s, finaliseStage{})
+	if wantsInstaller(p) {
+		s = append(s, installerStage{})
+	}
 	for _, o := range p.Spec.Outputs {
 		switch o.Type {
 		case config.LiveISO:

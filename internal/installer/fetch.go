@@ -126,28 +126,9 @@ func Fetch(ctx context.Context, mirror, suite, arch, destDir, keyring string) (F
 // debian-installer-N-netboot-ARCH package instead, checked against
 // Packages, which is checked against the same InRelease.
 func (f *Fetcher) Fetch(ctx context.Context, mirror, suite, arch, destDir, keyring string) (Files, error) {
-	if keyring == "" {
-		keyring = DefaultKeyring
-	}
-	now := time.Now
-	if f.Now != nil {
-		now = f.Now
-	}
-	kr, err := archive.LoadKeyring(keyring)
-	if err != nil {
-		return Files{}, err
-	}
 	mirror = strings.TrimRight(mirror, "/")
-	base := mirror + "/dists/" + suite + "/"
-	inRelease, err := f.get(ctx, base+"InRelease")
+	rel, base, err := f.release(ctx, mirror, suite, keyring)
 	if err != nil {
-		return Files{}, err
-	}
-	rel, err := VerifyRelease(inRelease, kr, now())
-	if err != nil {
-		return Files{}, fmt.Errorf("%sInRelease: %w", base, err)
-	}
-	if err := rel.CheckSuite(suite); err != nil {
 		return Files{}, err
 	}
 	out := Files{Dir: destDir, Suite: rel.Codename, Version: rel.Version, Arch: arch, Signer: rel.Signer}
@@ -169,6 +150,35 @@ func (f *Fetcher) Fetch(ctx context.Context, mirror, suite, arch, destDir, keyri
 		return Files{}, fmt.Errorf("debian-installer for %s %s:\n  installer images: %v\n  netboot package: %w", suite, arch, imgErr, err)
 	}
 	return out, finish(&out)
+}
+
+// release fetches and verifies the suite's InRelease against keyring (a
+// file; "" = DefaultKeyring); base is the suite's URL, ending in "/".
+func (f *Fetcher) release(ctx context.Context, mirror, suite, keyring string) (rel *Release, base string, err error) {
+	if keyring == "" {
+		keyring = DefaultKeyring
+	}
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	kr, err := archive.LoadKeyring(keyring)
+	if err != nil {
+		return nil, "", err
+	}
+	base = mirror + "/dists/" + suite + "/"
+	inRelease, err := f.get(ctx, base+"InRelease")
+	if err != nil {
+		return nil, "", err
+	}
+	rel, err = VerifyRelease(inRelease, kr, now())
+	if err != nil {
+		return nil, "", fmt.Errorf("%sInRelease: %w", base, err)
+	}
+	if err := rel.CheckSuite(suite); err != nil {
+		return nil, "", err
+	}
+	return rel, base, nil
 }
 
 // firstLine shortens a joined error for a one-line log message.

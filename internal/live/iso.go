@@ -61,6 +61,10 @@ type SignedLoaders struct {
 type InstallerFiles struct {
 	Dir       string
 	Graphical bool
+	// Medium, if set, is a tree merged into the ISO's root: the pool of
+	// udebs and .debs, its /dists indices and the .disk files d-i reads
+	// to install with no network. md5sum.txt then lists every file.
+	Medium string
 }
 
 // files lists the installer's files relative to Dir.
