@@ -58,7 +58,10 @@ func (installerStage) Run(ctx context.Context, st *State) error {
 		return nil
 	}
 	for _, u := range o.Unresolved {
-		st.Log.Logf("installer: unresolved dependency (left to the initrd): %s", u)
+		st.Log.Logf("installer: unresolved: %s", u)
+	}
+	if len(o.Unresolved) > 0 {
+		st.Log.Printf("installer: WARNING: %d dependencies of the medium's packages unresolved, e.g. %s (all in the build log)", len(o.Unresolved), o.Unresolved[len(o.Unresolved)-1])
 	}
 	st.Log.Printf("installer: %s's CD-ROM images (kernel %s), %d udebs and %d packages (%d MB) for the medium",
 		o.Files.Source, o.Kernel, len(o.Udebs), len(o.Debs), o.Bytes>>20)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ulikunitz/xz"
@@ -135,6 +136,11 @@ func (f *Fetcher) FetchOffline(ctx context.Context, o OfflineOptions) (Offline, 
 		return Offline{}, err
 	}
 	out.Unresolved = append(missU, missD...)
+	if !slices.ContainsFunc(udebIndex, func(s Stanza) bool { return s.Kernel == have.Kernel }) {
+		// The images are of another build than the index: d-i then
+		// finds none of the modules it loads from the medium.
+		out.Unresolved = append(out.Unresolved, "no kernel module udebs for the initrds' kernel "+have.Kernel+" in the debian-installer index")
+	}
 	all := append(append([]Stanza{}, udebs...), debs...)
 	for i, s := range all {
 		n, err := f.poolFile(ctx, mirror, out.Medium, s)
