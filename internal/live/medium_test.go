@@ -1,10 +1,12 @@
 package live
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,5 +82,62 @@ func TestStageInstallerRefusesAbsoluteLink(t *testing.T) {
 	err := stageInstaller(stage, "amd64", &InstallerFiles{Dir: inst, Medium: medium})
 	if err == nil || !strings.Contains(err.Error(), "absolute link") {
 		t.Fatalf("an absolute link went onto the medium: %v", err)
+	}
+}
+
+// TestBuildISOInstallerMedium: the medium's tree is on the ISO, and
+// md5sum.txt lists every file with the sum of its bytes on the ISO (the
+// patched ISOLINUX loader aside); an ISO without the medium has none.
+func TestBuildISOInstallerMedium(t *testing.T) {
+	a := mustArch(t, "amd64")
+	needISOTools(t, a, false)
+	dir, rootfs, squashfs := isoFixture(t)
+	inst, medium := filepath.Join(dir, "install"), filepath.Join(dir, "medium")
+	writeFile(t, filepath.Join(inst, "vmlinuz"), []byte("d-i kernel\n"))
+	writeFile(t, filepath.Join(inst, "initrd.gz"), []byte("d-i initrd\n"))
+	writeFile(t, filepath.Join(medium, "pool/main/l/live-installer/live-installer_58_amd64.udeb"), []byte("udeb\n"))
+	writeFile(t, filepath.Join(medium, "dists/trixie/Release"), []byte("Codename: trixie\n"))
+	writeFile(t, filepath.Join(medium, ".disk/cd_type"), []byte("live\n"))
+	out := filepath.Join(dir, "live.iso")
+	o := ISOOptions{Arch: a, Title: "t", VolumeID: "DEBIAN_LIVE", Info: "info", Installer: &InstallerFiles{Dir: inst, Medium: medium}}
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, out, o); err != nil {
+		t.Fatal(err)
+	}
+	files := isoFiles(t, out)
+	sums := string(extract(t, out, "/md5sum.txt"))
+	listed := 0
+	for _, l := range strings.Split(strings.TrimSuffix(sums, "\n"), "\n") {
+		sum, name, ok := strings.Cut(l, "  ./")
+		if !ok {
+			t.Fatalf("md5sum.txt line %q", l)
+		}
+		if got := md5Hex(string(extract(t, out, "/"+name))); got != sum {
+			t.Errorf("md5sum.txt: %s %s; on the ISO: %s", sum, name, got)
+		}
+		listed++
+	}
+	for _, want := range []string{"/pool/main/l/live-installer/live-installer_58_amd64.udeb", "/dists/trixie/Release", "/.disk/cd_type", "/install.amd/initrd.gz", "/live/filesystem.squashfs", "/.disk/info"} {
+		if !strings.Contains(sums, "  ."+want+"\n") {
+			t.Errorf("md5sum.txt lacks %s:\n%s", want, sums)
+		}
+	}
+	// Every file but md5sum.txt itself, the patched loader and the boot
+	// catalogue xorriso writes.
+	for _, f := range files {
+		if f != "/md5sum.txt" && f != "/isolinux/isolinux.bin" && f != "/isolinux/boot.cat" && !strings.Contains(sums, "  ."+f+"\n") {
+			t.Errorf("md5sum.txt lacks %s", f)
+		}
+	}
+	if listed < 15 {
+		t.Errorf("md5sum.txt lists only %d files:\n%s", listed, sums)
+	}
+
+	plain := filepath.Join(dir, "plain.iso")
+	o.Installer.Medium = ""
+	if err := BuildISO(context.Background(), testLog(t), rootfs, squashfs, plain, o); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(isoFiles(t, plain), "/md5sum.txt") {
+		t.Error("an ISO without the installer's medium got md5sum.txt")
 	}
 }
