@@ -667,6 +667,9 @@ func bootCmd() *cobra.Command {
 	f.StringVar(&o.Screenshot, "screenshot", "", "save a PNG of the screen when the expected text appears")
 	f.DurationVar(&o.ScreenshotAfter, "screenshot-after", 0, "take the --screenshot this long after the expected text (a desktop draws minutes after the serial login prompt under TCG)")
 	f.IntVar(&o.Entry, "entry", 0, "boot the menu entry this many places below the default (e.g. the installer's)")
+	f.StringVar(&o.Append, "append", "", "add these parameters to the chosen entry's kernel command line (e.g. debian-installer's preseeding)")
+	f.BoolVar(&o.NoNetwork, "no-network", false, "boot with no network device at all")
+	f.StringVar(&o.Disk, "disk", "", "attach this raw image as a second, writable disk (e.g. for an installer)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show the serial console")
 	return c
 }

@@ -25,7 +25,6 @@ import (
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
 	"vmdeb/internal/imgroot"
-	"vmdeb/internal/installer"
 	"vmdeb/internal/live"
 	"vmdeb/internal/sbom"
 )
@@ -54,6 +53,9 @@ func Stages(p *Plan) []Stage {
 		}
 	}
 	s = append(s, finaliseStage{})
+	if wantsInstaller(p) {
+		s = append(s, installerStage{})
+	}
 	for _, o := range p.Spec.Outputs {
 		switch o.Type {
 		case config.LiveISO:
@@ -660,15 +662,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	var inst *live.InstallerFiles
-	if p.Spec.Live.Installer {
-		st.Log.Printf("fetching debian-installer for %s %s and verifying it against the archive's signature", p.Spec.Suite, p.Arch.Name)
-		f, err := (&installer.Fetcher{Auth: p.Spec.Auth}).Fetch(ctx, p.Mirror, p.Spec.Suite, p.Arch.Name, filepath.Join(st.WorkDir, "installer"), p.Spec.Path(p.Spec.Keyring))
-		if err != nil {
-			return fmt.Errorf("debian-installer: %w", err)
-		}
-		inst = &live.InstallerFiles{Dir: f.Dir, Graphical: f.Graphical}
-	}
+	inst := stagedInstaller(st)
 	locales, _ := live.LookupLocales(p.Spec.Live.Locales)
 	info := fmt.Sprintf("%s %s %s - %s", p.Spec.Live.Title, p.Spec.Suite, p.Arch.Name, p.Spec.Name)
 	tmp := st.temp(s.out)

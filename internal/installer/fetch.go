@@ -118,28 +118,9 @@ func Fetch(ctx context.Context, mirror, suite, arch, destDir, keyring string) (F
 // debian-installer-N-netboot-ARCH package instead, checked against
 // Packages, which is checked against the same InRelease.
 func (f *Fetcher) Fetch(ctx context.Context, mirror, suite, arch, destDir, keyring string) (Files, error) {
-	if keyring == "" {
-		keyring = DefaultKeyring
-	}
-	now := time.Now
-	if f.Now != nil {
-		now = f.Now
-	}
-	kr, err := archive.LoadKeyring(keyring)
-	if err != nil {
-		return Files{}, err
-	}
 	mirror = strings.TrimRight(mirror, "/")
-	base := mirror + "/dists/" + suite + "/"
-	inRelease, err := f.get(ctx, base+"InRelease")
+	rel, signer, base, err := f.release(ctx, mirror, suite, keyring)
 	if err != nil {
-		return Files{}, err
-	}
-	rel, signer, err := archive.VerifyRelease(inRelease, kr, base+"InRelease", now())
-	if err != nil {
-		return Files{}, err
-	}
-	if err := CheckSuite(rel, suite); err != nil {
 		return Files{}, err
 	}
 	out := Files{Dir: destDir, Suite: rel.Codename, Version: rel.Version, Arch: arch, Signer: signer}
@@ -161,6 +142,36 @@ func (f *Fetcher) Fetch(ctx context.Context, mirror, suite, arch, destDir, keyri
 		return Files{}, fmt.Errorf("debian-installer for %s %s:\n  installer images: %v\n  netboot package: %w", suite, arch, imgErr, err)
 	}
 	return out, finish(&out)
+}
+
+// release fetches the suite's InRelease from mirror and verifies it
+// against keyring (a file; "" = DefaultKeyring); signer is who signed it,
+// base the suite's URL, ending in "/".
+func (f *Fetcher) release(ctx context.Context, mirror, suite, keyring string) (rel *archive.Release, signer, base string, err error) {
+	if keyring == "" {
+		keyring = DefaultKeyring
+	}
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	kr, err := archive.LoadKeyring(keyring)
+	if err != nil {
+		return nil, "", "", err
+	}
+	base = mirror + "/dists/" + suite + "/"
+	inRelease, err := f.get(ctx, base+"InRelease")
+	if err != nil {
+		return nil, "", "", err
+	}
+	rel, signer, err = archive.VerifyRelease(inRelease, kr, base+"InRelease", now())
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := CheckSuite(rel, suite); err != nil {
+		return nil, "", "", err
+	}
+	return rel, signer, base, nil
 }
 
 // firstLine shortens a joined error for a one-line log message.

@@ -4,14 +4,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +65,10 @@ type SignedLoaders struct {
 type InstallerFiles struct {
 	Dir       string
 	Graphical bool
+	// Medium, if set, is a tree merged into the ISO's root: the pool of
+	// udebs and .debs, its /dists indices and the .disk files d-i reads
+	// to install with no network. md5sum.txt then lists every file.
+	Medium string
 }
 
 // files lists the installer's files relative to Dir.
@@ -189,6 +196,16 @@ func BuildISO(ctx context.Context, log *buildlog.Log, rootfs, squashfs, out stri
 		".disk/" + marker: volID + "\n",
 	}); err != nil {
 		return fmt.Errorf("live ISO: %w", err)
+	}
+
+	if o.Installer != nil && o.Installer.Medium != "" {
+		sums, err := MD5Sums(stage)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(stage, "md5sum.txt"), []byte(sums), 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("live ISO: md5sum.txt: %w", err)
+		}
 	}
 
 	need, err := treeBytes(stage)
@@ -335,7 +352,8 @@ func stageDTBs(stage, rootfs string, kernels []Kernel, dtbs [][]string) error {
 }
 
 // stageInstaller puts the installer's files under InstallDir, as debian-cd
-// does on Debian's live images.
+// does on Debian's live images, and merges its medium (pool, dists,
+// .disk) into the ISO's root.
 func stageInstaller(stage, archName string, f *InstallerFiles) error {
 	dir := filepath.Join(stage, InstallDir(archName))
 	for _, name := range f.files() {
@@ -347,7 +365,76 @@ func stageInstaller(stage, archName string, f *InstallerFiles) error {
 			return err
 		}
 	}
-	return nil
+	if f.Medium == "" {
+		return nil
+	}
+	return filepath.WalkDir(f.Medium, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(f.Medium, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		dst := filepath.Join(stage, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if filepath.IsAbs(t) {
+				return fmt.Errorf("%s: an absolute link has no place on the medium", rel)
+			}
+			return os.Symlink(t, dst)
+		case d.Type().IsRegular():
+			return linkOrCopy(p, dst)
+		}
+		return fmt.Errorf("%s: not a file, directory or link", rel)
+	})
+}
+
+// md5sumExcluded are files whose bytes on the ISO differ from the staged
+// ones: xorriso writes the boot information table into ISOLINUX's loader.
+var md5sumExcluded = map[string]bool{"./isolinux/isolinux.bin": true, "./md5sum.txt": true}
+
+// MD5Sums is md5sum.txt as debian-cd writes it, for d-i's "Check the
+// integrity of the installation medium" (cdrom-checker) and md5sum -c:
+// "MD5  ./PATH" for every regular file below root, sorted by path.
+// Links are not followed: their targets are listed under their own names.
+func MD5Sums(root string) (string, error) {
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		name := "./" + filepath.ToSlash(rel)
+		if md5sumExcluded[name] {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := md5.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		lines = append(lines, hex.EncodeToString(h.Sum(nil))+"  "+name+"\n")
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i][34:] < lines[j][34:] })
+	return strings.Join(lines, ""), nil
 }
 
 // stageIsolinux adds /isolinux: the loader, its modules and the menu.

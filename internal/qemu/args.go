@@ -212,7 +212,12 @@ func Args(o Options, accel string, fw Firmware) []string {
 	}
 	// romfile= drops the NIC's PXE ROM: an unbootable disk then fails at
 	// once instead of netbooting.
-	args = append(args, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=")
+	if o.Disk != "" {
+		args = append(args, "-drive", "file="+optEscape(o.Disk)+",if=virtio,format=raw")
+	}
+	if !o.NoNetwork {
+		args = append(args, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
 	if o.Screenshot != "" {
 		// screendump needs a graphics console, which -nodefaults removed.
 		if x86 {

@@ -269,3 +269,12 @@ func TestTools(t *testing.T) {
 		t.Errorf("everything present: got %+v", got)
 	}
 }
+
+func TestArgsNoNetworkAndDisk(t *testing.T) {
+	o := Options{Image: "/out/live.iso", Kind: KindISO, Arch: lookup(t, "amd64"), Memory: 2048, CPUs: 2}
+	wantSeqs(t, Args(o, "tcg", Firmware{}), []string{"-netdev", "user,id=net0"})
+	o.NoNetwork, o.Disk = true, "/tmp/blank,1.img"
+	args := Args(o, "tcg", Firmware{})
+	wantNone(t, args, "-netdev", "virtio-net", "-nic")
+	wantSeqs(t, args, []string{"-drive", "file=/tmp/blank,,1.img,if=virtio,format=raw"})
+}

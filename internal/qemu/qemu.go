@@ -61,6 +61,14 @@ type Options struct {
 	// default, chosen with the cursor keys on the serial console once
 	// the menu's countdown shows (ISOLINUX or GRUB as vmdeb writes them).
 	Entry int
+	// Append, if set, is added to the chosen entry's kernel command line
+	// (EditKeys), e.g. debian-installer's preseeding.
+	Append string
+	// NoNetwork boots with no network device at all.
+	NoNetwork bool
+	// Disk, if set, is a raw image attached as a second, writable virtio
+	// disk (e.g. the blank disk an installer installs onto).
+	Disk string
 
 	Console io.Writer                     // receives the raw console output live; may be nil
 	Log     func(format string, a ...any) // one-line status messages; may be nil
@@ -341,6 +349,9 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 	s := &session{expect: b.expect, run: o.Run, login: o.Login, password: o.Password}
 	if o.Entry > 0 {
 		s.stage, s.menuKeys = waitMenu, MenuKeys(o.Entry)
+	}
+	if o.Append != "" {
+		s.stage, s.menuKeys = waitMenu, EditKeys(o.Entry, o.Append, o.UEFI || o.SecureBoot)
 	}
 	var errTail []string
 	deadline := time.NewTimer(o.Timeout)

@@ -45,6 +45,19 @@ func MenuKeys(entry int) string {
 	return strings.Repeat("\x0e", entry) + "\r"
 }
 
+// EditKeys boot the entry as MenuKeys does with extra appended to its
+// kernel command line: ISOLINUX's Tab opens the command line for editing
+// (Enter boots it); GRUB's "e" opens the entry, whose first line is the
+// linux line in the menus vmdeb writes, Ctrl-E goes to its end and
+// Ctrl-X boots.
+func EditKeys(entry int, extra string, grub bool) string {
+	next := strings.Repeat("\x0e", entry)
+	if grub {
+		return next + "e\x05 " + extra + "\x18"
+	}
+	return next + "\t " + extra + "\r"
+}
+
 // session is the conversation with the guest's console: it sees clean
 // console lines and answers with what to type. It does no I/O, so its
 // logic is tested without a VM.

@@ -133,3 +133,12 @@ func TestSessionMenuEntry(t *testing.T) {
 		t.Errorf("MenuKeys(0) = %q", MenuKeys(0))
 	}
 }
+
+func TestEditKeys(t *testing.T) {
+	if got := EditKeys(2, "auto=true priority=critical", false); got != "\x0e\x0e\t auto=true priority=critical\r" {
+		t.Errorf("ISOLINUX: %q", got)
+	}
+	if got := EditKeys(1, "a=b", true); got != "\x0ee\x05 a=b\x18" {
+		t.Errorf("GRUB: %q", got)
+	}
+}

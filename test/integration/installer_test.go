@@ -2,18 +2,25 @@ package integration
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestLiveInstaller builds the reduced CI config with the installer's
-// menu entries, boots its "Install" entry (two below the default, chosen
-// on the serial console) to debian-installer's first screen, and its
-// default live entry to a login prompt.
+// menu entries, checks the offline installer's medium (pool, indices,
+// .disk files, md5sum.txt), boots its "Install" entry (two below the
+// default, chosen on the serial console) with no network device and
+// preseeded on the command line to partitioning, then to
+// debian-installer's first screen without preseeding, and its default
+// live entry to a login prompt.
 func TestLiveInstaller(t *testing.T) {
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
@@ -49,6 +56,47 @@ func TestLiveInstaller(t *testing.T) {
 		}
 	}
 
+	// The offline installer: d-i's CD-ROM images, the udebs and .debs in
+	// /pool with indices that match them, the .disk files d-i reads and
+	// md5sum.txt. A mirror without verifiable CD-ROM images (a partial
+	// mirror or cache) gives netboot's installer instead, and says so.
+	offline := !strings.Contains(r.stdout+r.stderr, "no verifiable CD-ROM images")
+	if offline {
+		checkOfflineMedium(t, iso, files)
+	}
+	t.Run("install-offline", func(t *testing.T) {
+		if !offline {
+			t.Skip("the mirror has no CD-ROM images that match its signed Release: the ISO carries netboot's installer, which needs a network")
+		}
+		blank := filepath.Join(t.TempDir(), "blank.img")
+		if err := os.WriteFile(blank, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(blank, 8<<30); err != nil {
+			t.Fatal(err)
+		}
+		// Everything d-i asks before partitioning, answered on the
+		// command line; no network device at all, so every component
+		// comes from the medium.
+		preseed := strings.Join([]string{"auto=true", "priority=critical",
+			"language=en", "country=US", "locale=en_US.UTF-8", "keymap=us",
+			"netcfg/enable=false", "hostname=debian", "domain=",
+			"passwd/root-login=false", "passwd/user-fullname=User", "passwd/username=user",
+			"passwd/user-password=live", "passwd/user-password-again=live",
+			"time/zone=UTC", "clock-setup/ntp=false",
+			"partman-auto/disk=/dev/vda", "partman-auto/method=regular", "partman-auto/choose_recipe=atomic",
+		}, " ")
+		b := run(t, ctx, "boot", "--entry", "2", "--no-network", "--disk", blank, "--append", preseed,
+			"--expect", "Starting up the partitioner|Partition disks|Partitioning", "--timeout", "15m", "-v", iso)
+		if b.code != 0 {
+			t.Fatalf("the offline Install entry did not reach partitioning:\n%s\n%s", b.stderr, tail(b.stdout, 60))
+		}
+		for _, bad := range []string{"Choose a mirror", "Download installer components", "Failed to load installer component"} {
+			if strings.Contains(b.stdout, bad) {
+				t.Errorf("d-i showed %q with no network:\n%s", bad, tail(b.stdout, 60))
+			}
+		}
+	})
 	t.Run("install-entry", func(t *testing.T) {
 		b := run(t, ctx, "boot", "--entry", "2", "--expect", "Choose language|Select a language", "--timeout", "10m", iso)
 		if b.code != 0 {
@@ -98,4 +146,53 @@ func isoExtract(t *testing.T, iso, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// checkOfflineMedium checks what the offline installer needs on the ISO:
+// the CD-ROM kernel and initrds, live-installer and the boot loaders in
+// the pool, indices whose hashes match the files, the .disk files and a
+// md5sum.txt that lists the files with their true sums.
+func checkOfflineMedium(t *testing.T, iso, files string) {
+	t.Helper()
+	for _, f := range []string{"/.disk/base_installable", "/.disk/cd_type", "/.disk/udeb_include", "/.disk/base_components",
+		"/md5sum.txt", "/dists/trixie/Release", "/dists/trixie/main/binary-amd64/Packages.gz",
+		"/dists/trixie/main/debian-installer/binary-amd64/Packages.gz", "/dists/trixie/main/debian-installer/binary-amd64/Packages"} {
+		if !strings.Contains(files, "'"+f+"'") {
+			t.Errorf("the offline medium lacks %s", f)
+		}
+	}
+	for _, re := range []string{`'/pool/main/l/live-installer/live-installer_[^']*\.udeb'`, `'/pool/main/g/grub2/grub-pc_[^']*\.deb'`,
+		`'/pool/main/s/shim-signed/shim-signed_[^']*\.deb'`, `'/pool/main/p/partman-base/partman-base_[^']*\.udeb'`} {
+		if !regexp.MustCompile(re).MatchString(files) {
+			t.Errorf("the pool lacks %s", re)
+		}
+	}
+	if got := isoExtract(t, iso, "/.disk/cd_type"); got != "live\n" {
+		t.Errorf(".disk/cd_type = %q", got)
+	}
+	if got := isoExtract(t, iso, "/.disk/udeb_include"); !strings.Contains(got, "live-installer\n") {
+		t.Errorf(".disk/udeb_include = %q", got)
+	}
+	release := isoExtract(t, iso, "/dists/trixie/Release")
+	for _, p := range []string{"main/debian-installer/binary-amd64/Packages", "main/binary-amd64/Packages.gz"} {
+		data := isoExtract(t, iso, "/dists/trixie/"+p)
+		sum := sha256.Sum256([]byte(data))
+		if want := fmt.Sprintf(" %x %8d %s\n", sum, len(data), p); !strings.Contains(release, want) {
+			t.Errorf("Release does not list %s as on the medium (%q):\n%s", p, want, release)
+		}
+	}
+	udebs := isoExtract(t, iso, "/dists/trixie/main/debian-installer/binary-amd64/Packages")
+	if !strings.Contains(udebs, "\nPackage: live-installer\n") && !strings.HasPrefix(udebs, "Package: live-installer\n") {
+		t.Error("the udeb index lacks live-installer")
+	}
+	sums := isoExtract(t, iso, "/md5sum.txt")
+	for _, f := range []string{"./install.amd/initrd.gz", "./dists/trixie/Release", "./.disk/info", "./live/filesystem.squashfs"} {
+		if !strings.Contains(sums, "  "+f+"\n") {
+			t.Errorf("md5sum.txt does not list %s", f)
+		}
+	}
+	rel := md5.Sum([]byte(release))
+	if !strings.Contains(sums, fmt.Sprintf("%x  ./dists/trixie/Release\n", rel)) {
+		t.Error("md5sum.txt's sum of dists/trixie/Release is not the file's")
+	}
 }
