@@ -23,7 +23,7 @@ import (
 // live entry to a login prompt.
 func TestLiveInstaller(t *testing.T) {
 	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
 	if o, err := exec.Command("cp", "-a", filepath.Join(repo(t), "configs")+"/.", dir).CombinedOutput(); err != nil {
