@@ -1,6 +1,7 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,7 +91,8 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		f, _ := freeSpace(outDir)
 		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, bytesize.Format(f), f, outDir)
 	}
-	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...))})
+	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...)),
+		Stdout: &squashfsProgress{log: log, lines: log.Writer(false)}})
 	if runErr != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("mksquashfs: %w", runErr)
@@ -160,7 +163,9 @@ func compressionOrDefault(c string) string {
 // contents of mount points are left out with "dir/*"-style patterns while
 // the mount point itself stays (the live system mounts proc, sys... on it).
 func squashfsArgs(rootfs, out string, o SquashfsOptions, excludes []string) []string {
-	args := []string{rootfs, out, "-noappend", "-comp", compressionOrDefault(o.Compression), "-no-progress"}
+	// mksquashfs's progress bar (its default) is read by squashfsProgress
+	// for the terminal; it never reaches the log.
+	args := []string{rootfs, out, "-noappend", "-comp", compressionOrDefault(o.Compression)}
 	if o.SourceDateEpoch > 0 {
 		t := strconv.FormatInt(o.SourceDateEpoch, 10)
 		// Reproducible is mksquashfs's default since 4.4; saying so keeps
@@ -356,4 +361,40 @@ func checkSuperblock(path string, size int64) error {
 		return fmt.Errorf("superblock says %d bytes are used, the file has %d", used, size)
 	}
 	return nil
+}
+
+// squashfsProgress reads mksquashfs's standard output: its progress bar
+// ("[===\\   ] 1200/3300  36%", redrawn after a carriage return) becomes
+// the log's progress counter, every other line goes to lines (the log).
+type squashfsProgress struct {
+	log   *buildlog.Log
+	lines io.Writer
+	buf   []byte
+}
+
+var squashfsBar = regexp.MustCompile(`\] +(\d+)/(\d+) +\d+%`)
+
+func (p *squashfsProgress) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexAny(p.buf, "\r\n")
+		if i < 0 {
+			break
+		}
+		p.segment(string(p.buf[:i]))
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+func (p *squashfsProgress) segment(s string) {
+	if m := squashfsBar.FindStringSubmatch(s); m != nil {
+		done, _ := strconv.Atoi(m[1])
+		total, _ := strconv.Atoi(m[2])
+		p.log.Progress("squashfs blocks compressed", done, total)
+		return
+	}
+	if s != "" {
+		p.lines.Write([]byte(s + "\n"))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"vmdeb/internal/buildlog"
 )
 
 func TestValidCompression(t *testing.T) {
@@ -32,13 +33,13 @@ func TestValidCompression(t *testing.T) {
 
 func TestSquashfsArgs(t *testing.T) {
 	got := squashfsArgs("/r", "/o.sqfs", SquashfsOptions{}, nil)
-	want := []string{"/r", "/o.sqfs", "-noappend", "-comp", "xz", "-no-progress"}
+	want := []string{"/r", "/o.sqfs", "-noappend", "-comp", "xz"}
 	if !slices.Equal(got, want) {
 		t.Errorf("default:\n got %q\nwant %q", got, want)
 	}
 
 	got = squashfsArgs("/r", "/o.sqfs", SquashfsOptions{Compression: "zstd", SourceDateEpoch: 1700000000}, []string{"boot", "proc/*"})
-	want = []string{"/r", "/o.sqfs", "-noappend", "-comp", "zstd", "-no-progress",
+	want = []string{"/r", "/o.sqfs", "-noappend", "-comp", "zstd",
 		"-reproducible", "-mkfs-time", "1700000000", "-all-time", "1700000000",
 		"-wildcards", "-e", "boot", "proc/*"}
 	if !slices.Equal(got, want) {
@@ -266,5 +267,21 @@ func TestMakeSquashfsNoSpace(t *testing.T) {
 	}
 	if names := dirNames(t, outDir); len(names) != 0 {
 		t.Errorf("left in the output directory: %q", names)
+	}
+}
+
+func TestSquashfsProgress(t *testing.T) {
+	var term, file bytes.Buffer
+	log := buildlog.New(&file, "log", &term)
+	p := &squashfsProgress{log: log, lines: log.Writer(false)}
+	for _, chunk := range []string{"Parallel mksquashfs: Using 2 processors\nCreating 4.0 filesystem on o.sqfs, block size 131072.\n",
+		"\r[====\\      ] 1650/3300  50%", "\r[==========|] 3300/3300 100%\n\nFilesystem size 64473.91 Kbytes\n"} {
+		p.Write([]byte(chunk))
+	}
+	if !strings.Contains(term.String(), "squashfs blocks compressed: 1650/3300") || !strings.Contains(term.String(), "3300/3300") {
+		t.Errorf("the terminal shows %q", term.String())
+	}
+	if strings.Contains(file.String(), "[==") || !strings.Contains(file.String(), "Filesystem size 64473.91 Kbytes") || !strings.Contains(file.String(), "Creating 4.0 filesystem") {
+		t.Errorf("the log has %q", file.String())
 	}
 }

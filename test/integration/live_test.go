@@ -120,6 +120,21 @@ func TestLiveMinimal(t *testing.T) {
 
 	checkSquashfs(t, iso, buildMirror, aptMirror)
 
+	// vmdeb shell runs a command in the ISO's root without booting it.
+	t.Run("shell", func(t *testing.T) {
+		for _, c := range [][]string{{"dpkg", "-l", "sudo"}, {"cat", "/etc/os-release"}} {
+			r := run(t, ctx, append([]string{"shell", iso, "--"}, c...)...)
+			if r.code != 0 {
+				t.Errorf("vmdeb shell %s -- %v: exit %d\n%s", iso, c, r.code, r.stderr)
+			}
+		}
+		r := run(t, ctx, "shell", iso, "--", "dpkg", "-l", "sudo")
+		if !strings.Contains(r.stdout, "ii  sudo") {
+			t.Errorf("dpkg -l sudo in the ISO's root: %s", r.stdout)
+		}
+		assertShellClean(t, out)
+	})
+
 	t.Run("boot-bios", func(t *testing.T) {
 		b := run(t, ctx, "boot", "--timeout", "8m", iso)
 		if b.code != 0 {
