@@ -122,6 +122,8 @@ func TestLiveMinimal(t *testing.T) {
 
 	// vmdeb shell runs a command in the ISO's root without booting it.
 	t.Run("shell", func(t *testing.T) {
+		shellMu.Lock()
+		defer shellMu.Unlock()
 		for _, c := range [][]string{{"dpkg", "-l", "sudo"}, {"cat", "/etc/os-release"}} {
 			r := run(t, ctx, append([]string{"shell", iso, "--"}, c...)...)
 			if r.code != 0 {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,9 +24,15 @@ const shellOutputs = `  - {type: tarball, path: ../out/debian-vm.tar.gz}
 // status is vmdeb's, --writable keeps a file on the qcow2 that a later
 // shell sees, a read-only shell's writes are discarded, and neither an
 // exit nor a SIGKILL of vmdeb leaves a mount, a process or a loop device.
+// shellMu keeps the tests' vmdeb shell sessions apart: each test's check
+// that no session of vmdeb shell is left would see another's.
+var shellMu sync.Mutex
+
 func TestShell(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
+	shellMu.Lock()
+	defer shellMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()
