@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"vmdeb/internal/bytesize"
+	"vmdeb/internal/disk"
 
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
@@ -25,45 +25,13 @@ type ext4Stage struct{ out config.Output }
 func (ext4Stage) Name() string { return "ext4" }
 
 // ext4Usage is what a tree takes on an ext4 file system with 4 KiB blocks.
-type ext4Usage struct{ Bytes, Inodes int64 }
+type ext4Usage = disk.Usage
 
-// measureExt4 walks root: file and directory blocks, rounded up to 4 KiB,
-// long symbolic links, and one inode per name (hard links counted once).
+// measureExt4 walks root as the disk output measures its partitions: file
+// and directory blocks, rounded up to 4 KiB, long symbolic links, and one
+// inode per name (hard links counted once).
 func measureExt4(ctx context.Context, root string) (ext4Usage, error) {
-	var u ext4Usage
-	seen := map[[2]uint64]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if u.Inodes%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !fi.IsDir() && st.Nlink > 1 {
-			k := [2]uint64{st.Dev, st.Ino}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		u.Inodes++
-		switch {
-		case fi.Mode().IsRegular():
-			u.Bytes += (fi.Size() + 4095) / 4096 * 4096
-		case fi.IsDir():
-			u.Bytes += max((fi.Size()+4095)/4096*4096, 4096)
-		case fi.Mode()&fs.ModeSymlink != 0 && fi.Size() >= 60:
-			u.Bytes += 4096
-		}
-		return nil
-	})
-	return u, err
+	return disk.Measure(ctx, root)
 }
 
 // ext4Inodes leaves a tenth more inodes than the tree has, and at least

@@ -693,10 +693,17 @@ func (b *builder) qcow2() (string, error) {
 	return q, os.Remove(filepath.Join(b.tmp, b.img))
 }
 
+// Measure is what the tree at dir takes on an ext file system with 4 KiB
+// blocks (the ext4 output sizes its image by it).
+func Measure(ctx context.Context, dir string) (Usage, error) {
+	u, _, err := measure(ctx, dir, false)
+	return u, err
+}
+
 // measure adds up what dir takes on an ext file system: files and
 // directories rounded to 4 KiB blocks (hard links once), long symbolic
 // links, and the inodes. With splitBoot, boot/ is measured on its own.
-func measure(ctx context.Context, dir string, splitBoot bool) (rootU, bootU usage, err error) {
+func measure(ctx context.Context, dir string, splitBoot bool) (rootU, bootU Usage, err error) {
 	seen := map[[2]uint64]bool{}
 	bootDir := filepath.Join(dir, "boot")
 	n := 0

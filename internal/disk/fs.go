@@ -19,7 +19,7 @@ import (
 )
 
 // fsFits reports whether a file system fs of part bytes holds u.
-func fsFits(u usage, part int64, fs string) bool {
+func fsFits(u Usage, part int64, fs string) bool {
 	switch fs {
 	case "btrfs":
 		return part > 0 && btrfsNeed(u) <= part
@@ -31,7 +31,7 @@ func fsFits(u usage, part int64, fs string) bool {
 
 // fsMinSize is the smallest partition, in whole MiB, whose file system fs
 // holds u.
-func fsMinSize(u usage, fs string) int64 {
+func fsMinSize(u Usage, fs string) int64 {
 	switch fs {
 	case "btrfs":
 		return roundUp(btrfsNeed(u), mib)
@@ -50,7 +50,7 @@ func fsMinSize(u usage, fs string) int64 {
 // metadata of 16 KiB per inode plus an eighth of the data, twice over for
 // DUP, and its minimal device): on a smaller file it would silently grow
 // the file past the partition.
-func btrfsNeed(u usage) int64 {
+func btrfsNeed(u Usage) int64 {
 	return u.Bytes + 2*(u.Inodes*16384+u.Bytes/8) + 128*mib
 }
 
@@ -60,7 +60,7 @@ const xfsMinPart = 300 * mib
 // xfsNeed estimates what an XFS of part bytes needs for u: the data, the
 // inodes (512 bytes each), the log (64 MiB from xfsprogs 5.19 on) and the
 // per-allocation-group headers and free-space trees.
-func xfsNeed(u usage, part int64) int64 {
+func xfsNeed(u Usage, part int64) int64 {
 	return u.Bytes + u.Bytes/20 + u.Inodes*512 + 64*mib + part/64 + 16*mib
 }
 

@@ -87,10 +87,10 @@ const gptBackup = 33
 // 1 MiB aligned; the root comes last and takes the rest, so that it can be
 // grown. It fails, saying how much is needed, when the root does not fit.
 func Plan(o Options, rootfsBytes int64) (Layout, error) {
-	return plan(o, usage{Bytes: rootfsBytes})
+	return plan(o, Usage{Bytes: rootfsBytes})
 }
 
-func plan(o Options, root usage) (Layout, error) {
+func plan(o Options, root Usage) (Layout, error) {
 	o, err := o.normalize()
 	if err != nil {
 		return Layout{}, err
@@ -186,9 +186,9 @@ func (e *TooSmallError) Error() string {
 		bytesize.Format(e.RootData), bytesize.Format(e.RootNeed), bytesize.Format(e.Given), e.Given, bytesize.Format(e.RootHave), bytesize.Format(e.Need), e.Need)
 }
 
-// usage is what a directory tree takes on an ext file system with 4 KiB
+// Usage is what a directory tree takes on an ext file system with 4 KiB
 // blocks: data and directory blocks, and inodes.
-type usage struct {
+type Usage struct {
 	Bytes  int64
 	Inodes int64
 }
@@ -196,7 +196,7 @@ type usage struct {
 // extInodes is the inode count for a file system of part bytes holding u:
 // mke2fs's default of one per 16 KiB, or more when the tree has many
 // small files.
-func extInodes(u usage, part int64) int64 {
+func extInodes(u Usage, part int64) int64 {
 	return max(part/16384, u.Inodes+u.Inodes/10+64)
 }
 
@@ -228,7 +228,7 @@ func journalBlocks(blocks int64) int64 {
 // hold u: the data with some slack for extent and directory blocks, the
 // journal, the inode tables, and the bitmaps, group descriptors and their
 // backups. mke2fs -d fails when this is too low, so it errs on the high side.
-func extNeed(u usage, part int64, fs string) int64 {
+func extNeed(u Usage, part int64, fs string) int64 {
 	n := u.Bytes + u.Bytes/50 + extInodes(u, part)*256 + part/128 + 2*mib
 	if fs != "ext2" {
 		n += journalBlocks(part/4096) * 4096
@@ -236,10 +236,10 @@ func extNeed(u usage, part int64, fs string) int64 {
 	return n
 }
 
-func extFits(u usage, part int64, fs string) bool { return part > 0 && extNeed(u, part, fs) <= part }
+func extFits(u Usage, part int64, fs string) bool { return part > 0 && extNeed(u, part, fs) <= part }
 
 // extMinSize is the smallest partition, in whole MiB, that holds u.
-func extMinSize(u usage, fs string) int64 {
+func extMinSize(u Usage, fs string) int64 {
 	p := roundUp(u.Bytes+u.Bytes/50+4*mib, mib)
 	for !extFits(u, p, fs) {
 		p += mib

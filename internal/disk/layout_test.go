@@ -247,7 +247,7 @@ func TestSfdiskScript(t *testing.T) {
 
 func TestExtMinSize(t *testing.T) {
 	for _, used := range []int64{0, 10 * mib, 500 * mib, 3 << 30} {
-		u := usage{Bytes: used, Inodes: used / 20000}
+		u := Usage{Bytes: used, Inodes: used / 20000}
 		m := extMinSize(u, "ext4")
 		if !extFits(u, m, "ext4") || extFits(u, m-mib, "ext4") && m > 5*mib {
 			t.Errorf("%d bytes: minimum %d is not the smallest fit", used, m)
@@ -257,7 +257,7 @@ func TestExtMinSize(t *testing.T) {
 		}
 	}
 	// Many small files need more inodes than the default ratio gives.
-	few, many := usage{Bytes: 100 * mib, Inodes: 100}, usage{Bytes: 100 * mib, Inodes: 200000}
+	few, many := Usage{Bytes: 100 * mib, Inodes: 100}, Usage{Bytes: 100 * mib, Inodes: 200000}
 	if extMinSize(many, "ext4") <= extMinSize(few, "ext4") {
 		t.Error("inodes are not counted")
 	}
@@ -300,14 +300,14 @@ func TestPlanBtrfsXFSSize(t *testing.T) {
 	amd64 := archOf(t, "amd64")
 	// A Debian root of 350 MiB in 12700 inodes: btrfs-progs 6.2 reserves
 	// 893 MiB for it before copying (measured), more than ext4 needs.
-	u := usage{Bytes: 350 * mib, Inodes: 12700}
+	u := Usage{Bytes: 350 * mib, Inodes: 12700}
 	if n := btrfsNeed(u); n < 893*mib || n > 1200*mib {
 		t.Errorf("btrfs estimate %s for %+v", bytesize.Format(n), u)
 	}
 	if fsMinSize(u, "btrfs") <= fsMinSize(u, "ext4") {
 		t.Error("btrfs needs less than ext4?")
 	}
-	if m := fsMinSize(usage{Bytes: mib, Inodes: 10}, "xfs"); m < xfsMinPart {
+	if m := fsMinSize(Usage{Bytes: mib, Inodes: 10}, "xfs"); m < xfsMinPart {
 		t.Errorf("xfs minimum %s, below mkfs.xfs's 300 MiB", bytesize.Format(m))
 	}
 	var ts *TooSmallError

@@ -156,17 +156,7 @@ func start(cmd *exec.Cmd) (func() (int, error), error) {
 		defer signal.Stop(sigs)
 		err := cmd.Wait()
 		close(done)
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-				return 128 + int(st.Signal()), nil
-			}
-			return ee.ExitCode(), nil
-		}
-		if err != nil {
-			return 1, err
-		}
-		return 0, nil
+		return run.ExitStatus(err)
 	}, nil
 }
 

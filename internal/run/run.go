@@ -165,3 +165,20 @@ func (w *LineWriter) Flush() {
 		w.Line(l)
 	}
 }
+
+// ExitStatus is a finished command's exit status as a shell gives it: its
+// own, or 128+N when signal N ended it; err is set only when the command
+// could not be run or waited for.
+func ExitStatus(err error) (int, error) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			return 128 + int(st.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	vrun "vmdeb/internal/run"
 
 	"golang.org/x/sys/unix"
 
@@ -124,23 +125,7 @@ func Run(ctx context.Context, t Target, o Options) (code int, err error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
-	return status(cmd.Run())
-}
-
-// status is a finished command's exit status: its own, or 128+N when
-// signal N ended it.
-func status(err error) (int, error) {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return 128 + int(st.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return 1, err
-	}
-	return 0, nil
+	return vrun.ExitStatus(cmd.Run())
 }
 
 // CommandLine is the host command that runs command (nil: a login shell)
