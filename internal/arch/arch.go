@@ -66,6 +66,10 @@ type Arch struct {
 	DeviceTrees bool
 	// Outputs lists the output types this architecture supports.
 	Outputs []OutputType
+	// BoardDisks: vmdeb's disk images for the architecture are board
+	// images, with no boot loader of vmdeb's (the board's u-boot is
+	// written by the image hook, as vmdebootstrap left it to --customize).
+	BoardDisks bool
 	// SecureBoot, where Debian signs the boot chain for the
 	// architecture, says where the signed loaders are.
 	SecureBoot *SecureBoot
@@ -154,14 +158,16 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
 		UEFIPackage: "qemu-efi-arm",
 		DeviceTrees: true,
-		Outputs:     []OutputType{Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4},
+		BoardDisks:  true,
 	},
 	"armel": {
 		Name: "armel", ELFMachine: "EM_ARM", QemuUser: "arm",
 		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
 		Kernel:      "linux-image-marvell",
 		DeviceTrees: true,
-		Outputs:     []OutputType{Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4},
+		BoardDisks:  true,
 	},
 	"ppc64el": {
 		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",

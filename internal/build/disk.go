@@ -24,6 +24,10 @@ func diskOptions(p *Plan, o config.Output, grubDir string) disk.Options {
 		Hostname: p.Spec.Hostname, Network: o.Network, GrowRoot: o.GrowRoot, Seed: p.Spec.Name,
 		SourceDateEpoch: p.SourceDateEpoch, DeviceTree: p.Spec.DeviceTree,
 	}
+	d.BootFS, d.PartitionOffset = o.BootFilesystem, o.PartitionOffset.Bytes
+	if o.ImageHook != "" {
+		d.Hook = &disk.Hook{Script: p.Spec.Path(o.ImageHook), Dir: p.Spec.Dir, Timeout: p.Spec.HookTimeout.Duration}
+	}
 	if grubDir != "" {
 		d.GrubDirs = map[string]string{p.Arch.GrubEFITarget: grubDir}
 	}
@@ -35,6 +39,9 @@ func (s diskStage) Run(ctx context.Context, st *State) error {
 	tmp := st.temp(out)
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
 	o.SecureBoot = diskSecureBoot(st.Plan.Spec, st.Plan.Arch)
+	if o.Hook != nil {
+		o.Hook.Env = HookEnv(st)
+	}
 	st.Log.Printf("writing %s (%s, %s)", out, o.Format, bytesize.Format(o.Size))
 	if err := disk.Build(ctx, st.Log, st.Rootfs, tmp, o); err != nil {
 		return fmt.Errorf("disk image %s: %w", out, err)

@@ -152,6 +152,11 @@ func Writes(s *config.Spec, logPath string, extra ...Written) (writes, reads []W
 	for i, c := range s.CustomPackages {
 		reads = append(reads, Written{What: fmt.Sprintf("custom-packages[%d]", i), Path: s.Path(c)})
 	}
+	for i, o := range s.Outputs {
+		if o.ImageHook != "" {
+			reads = append(reads, Written{What: fmt.Sprintf("outputs[%d].image-hook", i), Path: s.Path(o.ImageHook)})
+		}
+	}
 	return writes, reads
 }
 

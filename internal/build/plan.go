@@ -402,6 +402,10 @@ func rootlessOutputs(s *config.Spec) error {
 			return s.Errorf(fmt.Sprintf("outputs[%d].bootloader", i),
 				"extlinux installs through a loop-mounted file system, which a rootless build cannot mount (valid rootless: grub-bios, grub-uefi, grub-hybrid, none; or build as root or with isolation: vm)")
 		}
+		if o.Type == config.Disk && o.ImageHook != "" {
+			return s.Errorf(fmt.Sprintf("outputs[%d].image-hook", i),
+				"the image hook runs on the image's loop-mounted file systems, which a rootless build cannot mount (build as root or with isolation: vm)")
+		}
 	}
 	return nil
 }

@@ -136,7 +136,11 @@ func shares(s *config.Spec, cfgPath string, args BuildArgs, h Host) ([]Share, er
 	for _, f := range s.Includes {
 		ro(filepath.Dir(f))
 	}
-	for _, f := range append([]string{s.Customise, s.Keyring, s.Live.Splash, s.BinfmtHandler}, s.CustomPackages...) {
+	files := append([]string{s.Customise, s.Keyring, s.Live.Splash, s.BinfmtHandler}, s.CustomPackages...)
+	for _, o := range s.Outputs {
+		files = append(files, o.ImageHook)
+	}
+	for _, f := range files {
 		if f != "" {
 			ro(filepath.Dir(s.Path(f)))
 		}

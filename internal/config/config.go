@@ -131,11 +131,18 @@ type Output struct {
 	PartitionTable disk.PartitionTable `yaml:"partition-table"` // gpt | mbr
 	Filesystem     disk.Filesystem     `yaml:"filesystem"`      // ext4 | ext3 | ext2 | btrfs | xfs
 	BootSize       Size                `yaml:"boot-size"`       // separate /boot
-	SwapSize       Size                `yaml:"swap-size"`
-	ESPSize        Size                `yaml:"esp-size"`
-	Bootloader     disk.Bootloader     `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
-	Network        disk.Network        `yaml:"network"`    // networkd | ifupdown | none
-	GrowRoot       bool                `yaml:"grow-root"`
+	BootFilesystem disk.Filesystem     `yaml:"boot-filesystem"` // ext4 | ext3 | ext2 | vfat
+	// PartitionOffset is where the first partition starts (room for a
+	// board's boot loader before it); 0 is 1 MiB.
+	PartitionOffset Size `yaml:"partition-offset"`
+	// ImageHook runs as HOOK ROOTDIR IMAGE once the disk image is written,
+	// with the image's file systems mounted on ROOTDIR (disk.Hook).
+	ImageHook  string          `yaml:"image-hook"`
+	SwapSize   Size            `yaml:"swap-size"`
+	ESPSize    Size            `yaml:"esp-size"`
+	Bootloader disk.Bootloader `yaml:"bootloader"` // grub-bios | grub-uefi | grub-hybrid | extlinux | none
+	Network    disk.Network    `yaml:"network"`    // networkd | ifupdown | none
+	GrowRoot   bool            `yaml:"grow-root"`
 	// Mode is the output file's permissions, octal ("0644"); "" is the
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`

@@ -329,3 +329,38 @@ func TestExt4Output(t *testing.T) {
 		}
 	}
 }
+
+// Board images: armhf/armel disks with no boot loader of vmdeb's, a FAT
+// /boot after a gap, an image hook, no kernel.
+func TestBoardDisk(t *testing.T) {
+	board := func(arch, extra string) string {
+		return strings.Replace(strings.Replace(good, "architecture: amd64", "architecture: "+arch, 1),
+			"type: live-iso\n    path: out/test.iso", "type: disk\n    path: out/board.img\n    size: 2G\n    partition-table: mbr"+extra, 1)
+	}
+	s, err := Load(write(t, board("armhf", "\n    boot-size: 64M\n    boot-filesystem: vfat\n    partition-offset: 4M\n    image-hook: hook.sh")+"kernel: none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := s.Outputs[0]; o.BootFilesystem != "vfat" || o.PartitionOffset.Bytes != 4<<20 || o.ImageHook != "hook.sh" || s.KernelPackage() != "" {
+		t.Errorf("%+v kernel %q", o, s.KernelPackage())
+	}
+	for yaml, want := range map[string]string{
+		board("armel", "\n    bootloader: grub-uefi"):                                                 "outputs[0].bootloader: armel disks are board images",
+		board("armhf", "\n    boot-filesystem: vfat"):                                                 "outputs[0].boot-filesystem: applies to a separate /boot",
+		board("amd64", "\n    boot-size: 64M\n    boot-filesystem: vfat"):                             "a vfat /boot is for a board",
+		board("armhf", "\n    boot-size: 64M\n    boot-filesystem: xfs"):                              `outputs[0].boot-filesystem: "xfs" is not valid (valid: ext4, ext3, ext2, vfat)`,
+		board("armhf", "\n    partition-offset: 8K"):                                                  "outputs[0].partition-offset: 8192 bytes: a whole number of MiB",
+		board("armhf", "\n    image-hook: missing.sh"):                                                "outputs[0].image-hook: hook",
+		board("amd64", "") + "kernel: none\n":                                                         "outputs[0].bootloader: a disk with a boot loader needs a kernel",
+		strings.Replace(good, "path: out/test.iso", "path: out/test.iso\n    image-hook: hook.sh", 1): "apply to disk outputs only",
+	} {
+		p := write(t, yaml)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s\ngot %v, want an error naming %s and %q", yaml, err, p, want)
+		}
+	}
+	if _, err := Load(write(t, board("amd64", "\n    bootloader: none")+"kernel: none\n")); err != nil {
+		t.Errorf("amd64 disk without boot loader or kernel: %v", err)
+	}
+}

@@ -272,7 +272,7 @@ func (p *parser) strip(n *yaml.Node) *yaml.Node {
 
 // pathKeys are the keys whose values are paths relative to the config
 // file: "[]" marks a list of them, "outputs[].path" a key of each item.
-var pathKeys = []string{"binfmt-handler", "apt-auth", "keyring", "cache", "customise", "custom-packages[]", "live.splash", "outputs[].path"}
+var pathKeys = []string{"binfmt-handler", "apt-auth", "keyring", "cache", "customise", "custom-packages[]", "live.splash", "outputs[].path", "outputs[].image-hook"}
 
 // rebase rewrites the relative paths of an included file's doc (read
 // from dir) relative to the including config's directory, so that they

@@ -192,15 +192,9 @@ func (s *Spec) Validate() Errors {
 	if err := validHostname(s.Hostname); err != nil {
 		bad("hostname", "%v", err)
 	}
-	if s.Customise != "" {
-		p := s.Path(s.Customise)
-		if fi, err := os.Stat(p); err != nil && strings.ContainsAny(s.Customise, " \t") {
-			bad("customise", "%q: the hook takes no arguments (vmdeb runs it as HOOK ROOTFS); put options inside the hook, or in a wrapper script that calls it with them", s.Customise)
-		} else if err != nil {
-			bad("customise", "hook %s: %v", p, unwrapPath(err))
-		} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			bad("customise", "hook %s is not an executable file (chmod +x it)", p)
-		}
+	checkHook(s, "customise", s.Customise, "HOOK ROOTFS", bad)
+	for i, o := range s.Outputs {
+		checkHook(s, fmt.Sprintf("outputs[%d].image-hook", i), o.ImageHook, "HOOK ROOTDIR IMAGE", bad)
 	}
 	if !live.ValidCompression(s.Live.Compression) {
 		bad("live.compression", "unknown compressor %q (valid: %s)", s.Live.Compression, strings.Join(live.Compressions(), ", "))
@@ -247,12 +241,19 @@ func (s *Spec) Validate() Errors {
 		}
 		if o.Type == Disk {
 			validateDisk(o, key, bad)
+			if bl := o.Bootloader; o.BootFilesystem == disk.VFAT && a.Name != "" && bl != disk.NoBootloader && (bl != "" || disk.DefaultBootloader(a) != disk.NoBootloader) {
+				bad(key+".boot-filesystem", "a vfat /boot is for a board whose firmware reads it, with bootloader: none (GRUB and extlinux read vmdeb's ext /boot)")
+			}
+			if a.BoardDisks && o.Bootloader != "" && o.Bootloader != disk.NoBootloader {
+				bad(key+".bootloader", "%s disks are board images with no boot loader of vmdeb's: use none (the default), and write the board's u-boot with image-hook", a.Name)
+			}
 		} else if o.Type == Ext4 && o.Size.Bytes != 0 && o.Size.Bytes < MinExt4Size {
 			bad(key+".size", "%d bytes is too small for an ext4 file system of a root (at least 16M; leave size out for the content plus headroom)", o.Size.Bytes)
 		}
 		if o.Type != Disk && (o.Format != "" || (o.Size.Bytes != 0 && o.Type != Ext4) || o.PartitionTable != "" || o.Filesystem != "" || o.BootSize.Bytes != 0 ||
-			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0) {
-			bad(key, "format, size, partition-table, filesystem, boot-size, swap-size, esp-size, bootloader, network, grow-root and kernel-params apply to disk outputs only (size to ext4 outputs too)")
+			o.SwapSize.Bytes != 0 || o.ESPSize.Bytes != 0 || o.Bootloader != "" || o.Network != "" || o.GrowRoot || len(o.KernelParams) > 0 ||
+			o.BootFilesystem != "" || o.PartitionOffset.Bytes != 0 || o.ImageHook != "") {
+			bad(key, "format, size, partition-table, filesystem, boot-size, boot-filesystem, swap-size, esp-size, bootloader, partition-offset, image-hook, network, grow-root and kernel-params apply to disk outputs only (size to ext4 outputs too)")
 		}
 		if o.Mode != "" {
 			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
@@ -278,12 +279,32 @@ func (s *Spec) Validate() Errors {
 		}
 	}
 	s.checkDiskSpace(bad)
-	for _, t := range []OutputType{LiveISO, Disk, Squashfs} {
+	for _, t := range []OutputType{LiveISO, Squashfs} {
 		if s.Kernel == "none" && hasOutput(s, t) {
 			bad("kernel", "a %s output needs a kernel; remove kernel: none", t)
 		}
 	}
+	for i, o := range s.Outputs {
+		if s.Kernel == "none" && o.Type == Disk && (o.Bootloader != disk.NoBootloader && !a.BoardDisks) {
+			bad(fmt.Sprintf("outputs[%d].bootloader", i), "a disk with a boot loader needs a kernel for it to boot: with kernel: none use bootloader: none (the image-hook installs the kernel and the board's boot loader), or remove kernel: none")
+		}
+	}
 	return errs
+}
+
+// checkHook checks that hook, given by key, is an executable file.
+func checkHook(s *Spec, key, hook, how string, bad func(string, string, ...any)) {
+	if hook == "" {
+		return
+	}
+	p := s.Path(hook)
+	if fi, err := os.Stat(p); err != nil && strings.ContainsAny(hook, " \t") {
+		bad(key, "%q: the hook takes no arguments (vmdeb runs it as %s); put options inside the hook, or in a wrapper script that calls it with them", hook, how)
+	} else if err != nil {
+		bad(key, "hook %s: %v", p, unwrapPath(err))
+	} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		bad(key, "hook %s is not an executable file (chmod +x it)", p)
+	}
 }
 
 // validateDeviceTree checks the board's device tree: a name the boot
@@ -330,6 +351,13 @@ func validateDisk(o Output, key string, bad func(string, string, ...any)) {
 	checkChoice(bad, key+".partition-table", o.PartitionTable, disk.PartitionTables)
 	checkChoice(bad, key+".filesystem", o.Filesystem, disk.Filesystems)
 	checkChoice(bad, key+".bootloader", o.Bootloader, disk.Bootloaders)
+	checkChoice(bad, key+".boot-filesystem", o.BootFilesystem, disk.BootFilesystems)
+	if o.BootFilesystem != "" && o.BootSize.Bytes == 0 {
+		bad(key+".boot-filesystem", "applies to a separate /boot: add boot-size")
+	}
+	if b := o.PartitionOffset.Bytes; b != 0 && (b < 1<<20 || b%(1<<20) != 0) {
+		bad(key+".partition-offset", "%d bytes: a whole number of MiB, at least 1M (e.g. 1M, 4M, 16M)", b)
+	}
 	// Whether this host can make it (xfs from a directory needs a recent
 	// xfsprogs): said here, with the key, rather than as a missing tool.
 	if err := disk.CheckFS(o.Filesystem); oneOf(o.Filesystem, disk.Filesystems) && err != nil {

@@ -106,6 +106,9 @@ func Build(ctx context.Context, log *buildlog.Log, rootfs, out string, o Options
 	if !linksKept(string(o.RootFS)) {
 		hardlinks = false // a staging tree of links would give every file a link count of 2
 	}
+	if o.Hook != nil {
+		hardlinks = false // the hook may write into files, which must not reach rootfs
+	}
 	need := rootUse.Bytes + bootUse.Bytes + 16*mib
 	if !hardlinks {
 		need += rootUse.Bytes + bootUse.Bytes
@@ -179,9 +182,10 @@ func (b *builder) run(rootfs string, hardlinks bool) error {
 		{"writing the system's files", b.prepare},
 		{"adding GRUB's files", b.grubFiles},
 		{"writing extlinux's menu", b.extlinuxConf},
+		{"writing the partition table", b.partition},
+		{"running the image hook", b.runHook},
 		{"splitting /boot and the ESP", b.split},
 		{"fixing dates (SOURCE_DATE_EPOCH)", b.clampDates},
-		{"writing the partition table", b.partition},
 		{"making the file systems", b.filesystems},
 		{"installing the BIOS boot code", b.biosBoot},
 		{"installing extlinux", b.extlinuxInstall},
@@ -477,8 +481,13 @@ func (b *builder) filesystems() error {
 			b.log.Printf("%s: %s, %s", p.Mount, p.FS, bytesize.Format(p.Bytes()))
 			err = b.mkext(p, dir)
 		case "vfat":
-			b.log.Printf("%s: vfat (EFI system partition)", p.Mount)
-			err = b.mkvfat(p)
+			if p.Name == "boot" {
+				b.log.Printf("%s: vfat, %s", p.Mount, bytesize.Format(p.Bytes()))
+				err = b.mkvfat(p, b.bootDir, "BOOT")
+			} else {
+				b.log.Printf("%s: vfat (EFI system partition)", p.Mount)
+				err = b.mkvfat(p, b.espDir, "EFI")
+			}
 		case "btrfs", "xfs":
 			b.log.Printf("%s: %s, %s", p.Mount, p.FS, bytesize.Format(p.Bytes()))
 			err = b.mkfsFromFile(p, b.stage)
@@ -546,8 +555,12 @@ func (b *builder) mtoolsImage(p Part) string {
 
 var mtoolsEnv = []string{"MTOOLS_SKIP_CHECK=1"}
 
-// mkvfat makes the ESP's FAT in place and copies its tree in with mtools.
-func (b *builder) mkvfat(p Part) error {
+// fat32From is the partition size from which mkvfat makes FAT32.
+const fat32From = 64 * mib
+
+// mkvfat makes a FAT (the ESP's, or a board's /boot) in place, labelled
+// label, and copies dir's tree in with mtools.
+func (b *builder) mkvfat(p Part, dir, label string) error {
 	var args []string
 	if b.o.SourceDateEpoch > 0 {
 		// Fixed dates and serial; first, because it also sets the volume
@@ -555,8 +568,8 @@ func (b *builder) mkvfat(p Part) error {
 		args = append(args, "--invariant")
 	}
 	args = append(args, "--offset="+strconv.FormatInt(p.Start, 10), "-h", strconv.FormatInt(p.Start, 10),
-		"-i", strings.ReplaceAll(p.UUID, "-", ""), "-n", "EFI")
-	if p.Bytes() >= 64*mib {
+		"-i", strings.ReplaceAll(p.UUID, "-", ""), "-n", label)
+	if p.Bytes() >= fat32From {
 		// FAT32, the UEFI spec's FAT for an ESP, with clusters small enough
 		// for the 65525 a FAT32 must have: mtools reads it as FAT16 otherwise.
 		cluster := "8"
@@ -569,16 +582,19 @@ func (b *builder) mkvfat(p Part) error {
 	if err := b.runTool("mkfs.vfat", args); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(b.espDir)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
+	}
+	if len(ents) == 0 {
+		return nil
 	}
 	// No -m: the staged files' dates are the build's; with
 	// SOURCE_DATE_EPOCH in its environment mtools dates every entry it
 	// makes at the epoch.
 	cp := []string{"-s", "-Q", "-i", b.mtoolsImage(p)}
 	for _, e := range ents {
-		cp = append(cp, filepath.Join(b.espDir, e.Name()))
+		cp = append(cp, filepath.Join(dir, e.Name()))
 	}
 	return b.runTool("mcopy", append(cp, "::/"), mtoolsEnv...)
 }

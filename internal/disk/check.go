@@ -43,6 +43,9 @@ func (b *builder) check() error {
 				errs = append(errs, fmt.Errorf("%s file system: %w", p.Mount, err))
 			}
 		case "vfat":
+			if p.Name != "esp" {
+				break
+			}
 			if err := b.checkLoader(p); err != nil {
 				errs = append(errs, err)
 			}
@@ -99,13 +102,19 @@ func checkTable(js string, l Layout) error {
 		if l.Table == GPT {
 			g.Bootable = slices.Contains(strings.Fields(g.Attrs), "LegacyBIOSBootable")
 		}
-		if g.Start != p.Start || g.Size != p.Sectors || !strings.EqualFold(g.Type, p.Type) ||
+		if g.Start != p.Start || g.Size != p.Sectors || !sameType(g.Type, p.Type) ||
 			(l.Table == GPT && !strings.EqualFold(g.UUID, p.PartUUID)) || g.Bootable != p.Bootable {
 			return fmt.Errorf("partition %d (%s) reads back as start %d size %d type %s uuid %s bootable %v, want %d %d %s %s %v",
 				i+1, p.Name, g.Start, g.Size, g.Type, g.UUID, g.Bootable, p.Start, p.Sectors, p.Type, p.PartUUID, p.Bootable)
 		}
 	}
 	return nil
+}
+
+// sameType compares partition types as sfdisk prints them: GPT GUIDs in
+// any case, MBR types in hex without leading zeros ("e" for 0e).
+func sameType(got, want string) bool {
+	return strings.EqualFold(strings.TrimLeft(got, "0"), strings.TrimLeft(want, "0"))
 }
 
 // checkUUID probes p's signature with blkid: the type and UUID that fstab

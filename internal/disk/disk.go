@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 	"vmdeb/internal/bytesize"
 
 	"vmdeb/internal/arch"
@@ -24,15 +25,23 @@ import (
 
 // Options describe one disk image.
 type Options struct {
-	Size       int64          // bytes of the whole image (a multiple of 512)
-	Format     Format         // raw (default) | qcow2
-	Table      PartitionTable // gpt (default) | mbr
-	RootFS     Filesystem     // ext4 (default), ext3, ext2, btrfs, xfs
-	BootSize   int64          // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
-	SwapSize   int64          // >0: a swap partition of this size
-	ESPSize    int64          // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
-	Bootloader Bootloader     // grub-bios | grub-uefi | grub-hybrid | extlinux | none; default per architecture
-	Arch       arch.Arch
+	Size     int64          // bytes of the whole image (a multiple of 512)
+	Format   Format         // raw (default) | qcow2
+	Table    PartitionTable // gpt (default) | mbr
+	RootFS   Filesystem     // ext4 (default), ext3, ext2, btrfs, xfs
+	BootSize int64          // >0: a separate /boot partition of this size (ext4, or ext2 when RootFS is ext2)
+	// BootFS is the separate /boot's file system: "" for the default
+	// (ext4, or ext2 beside an ext2 root), or one of BootFilesystems;
+	// vfat is for boards whose firmware reads FAT, without vmdeb's GRUB.
+	BootFS Filesystem
+	// PartitionOffset is where the first partition starts: 1 MiB when 0,
+	// else a multiple of 1 MiB, leaving the room before it for a board's
+	// boot loader (written by the Hook).
+	PartitionOffset int64
+	SwapSize        int64      // >0: a swap partition of this size
+	ESPSize         int64      // EFI system partition when UEFI boots (default 256 MiB); >0 without UEFI is an error
+	Bootloader      Bootloader // grub-bios | grub-uefi | grub-hybrid | extlinux | none; default per architecture
+	Arch            arch.Arch
 	// KernelParams are appended to the kernel command line, after
 	// root=UUID=… ro and the consoles (tty0 and the architecture's serial
 	// console), which are always there.
@@ -58,6 +67,22 @@ type Options struct {
 	// /usr/lib/linux-image-VERSION/ (rockchip/rk3399-rockpro64.dtb): GRUB
 	// loads each kernel's copy from the root file system. "" loads none.
 	DeviceTree string
+	// Hook, when set, runs once the image is written and before it is
+	// checked, with the image's file systems mounted (see Hook).
+	Hook *Hook
+}
+
+// Hook is a script run on the image as vmdebootstrap ran its --customize
+// script: SCRIPT ROOTDIR IMAGE, where ROOTDIR is the image's root tree
+// (its /boot and /boot/efi in it) and IMAGE the raw image file, already
+// partitioned, into which it may write a board's boot loader before the
+// first partition (see builder.runHook). Run in a mount namespace of its
+// own, in Dir, with Env, for at most Timeout.
+type Hook struct {
+	Script  string
+	Dir     string
+	Env     []string
+	Timeout time.Duration
 }
 
 // The disk image's choices (a config's disk output keys), each a type
@@ -82,6 +107,7 @@ const (
 	Ext2  Filesystem = "ext2"
 	Btrfs Filesystem = "btrfs"
 	XFS   Filesystem = "xfs"
+	VFAT  Filesystem = "vfat" // a separate /boot only
 
 	GrubBIOS     Bootloader = "grub-bios"   // GRUB for PC BIOS
 	GrubUEFI     Bootloader = "grub-uefi"   // GRUB EFI
@@ -101,6 +127,7 @@ var (
 	Formats         = []Format{Raw, Qcow2}
 	PartitionTables = []PartitionTable{GPT, MBR}
 	Filesystems     = []Filesystem{Ext4, Ext3, Ext2, Btrfs, XFS}
+	BootFilesystems = []Filesystem{Ext4, Ext3, Ext2, VFAT}
 	Bootloaders     = []Bootloader{GrubBIOS, GrubUEFI, GrubHybrid, Extlinux, NoBootloader}
 	Networks        = []Network{Networkd, Ifupdown, NoNetwork}
 )
@@ -128,6 +155,9 @@ const (
 // when the config names none: GRUB for both firmwares where a has both,
 // else for the one it has.
 func DefaultBootloader(a arch.Arch) Bootloader {
+	if a.BoardDisks {
+		return NoBootloader
+	}
 	bios, uefi := a.HasFirmware(arch.BIOS), a.HasFirmware(arch.UEFI)
 	switch {
 	case bios && uefi:
@@ -138,6 +168,16 @@ func DefaultBootloader(a arch.Arch) Bootloader {
 		return GrubBIOS
 	}
 	return NoBootloader
+}
+
+// Bootloaders for a lists the boot loaders vmdeb installs on a's disks:
+// none only where the board's firmware (u-boot) is the image hook's to
+// write.
+func BootloadersFor(a arch.Arch) []Bootloader {
+	if a.BoardDisks {
+		return []Bootloader{NoBootloader}
+	}
+	return Bootloaders
 }
 
 // bios and uefi tell which firmwares GRUB serves; extlinux boots BIOS
@@ -172,6 +212,29 @@ func (o Options) normalize() (Options, error) {
 		choose(&o.Network, Networks, "network"),
 	); err != nil {
 		return o, err
+	}
+	if !slices.Contains(BootloadersFor(a), o.Bootloader) {
+		return o, fmt.Errorf("disk: boot loader %s: vmdeb writes %s disks as board images, with no boot loader of its own (bootloader: none; the image hook writes the board's u-boot)", o.Bootloader, a.Name)
+	}
+	if o.BootFS != "" {
+		if o.BootSize == 0 {
+			return o, fmt.Errorf("disk: a boot file system type (%s) needs a separate /boot (boot-size)", o.BootFS)
+		}
+		if !slices.Contains(BootFilesystems, o.BootFS) {
+			return o, fmt.Errorf("disk: /boot file system %q is not valid (valid: %s)", o.BootFS, Join(BootFilesystems))
+		}
+		if o.BootFS == VFAT && o.Bootloader != NoBootloader {
+			return o, fmt.Errorf("disk: a vfat /boot is for boards whose firmware reads it, with bootloader: none, not %s (GRUB and extlinux read vmdeb's ext /boot)", o.Bootloader)
+		}
+	}
+	if o.PartitionOffset == 0 {
+		o.PartitionOffset = mib
+	}
+	if o.PartitionOffset < mib || o.PartitionOffset%mib != 0 {
+		return o, fmt.Errorf("disk: the first partition's offset %d is not a whole number of MiB of at least 1 MiB", o.PartitionOffset)
+	}
+	if o.Hook != nil && (o.Hook.Script == "" || !filepath.IsAbs(o.Hook.Script)) {
+		return o, fmt.Errorf("disk: the image hook %q is not an absolute path", o.Hook.Script)
 	}
 	if (o.bios() || o.extlinux()) && !a.HasFirmware(arch.BIOS) {
 		return o, fmt.Errorf("disk: boot loader %s needs a PC BIOS, which %s does not have (use grub-uefi)", o.Bootloader, a.Name)
@@ -230,6 +293,8 @@ func (o Options) bootFS() string {
 	switch {
 	case o.BootSize == 0:
 		return string(o.RootFS)
+	case o.BootFS != "":
+		return string(o.BootFS)
 	case o.RootFS == Ext2:
 		return "ext2"
 	}
@@ -276,6 +341,13 @@ func CheckTools(o Options) []Missing {
 	}
 	if o.Format == Qcow2 {
 		bin("qemu-img", "qemu-utils")
+	}
+	if o.BootFS == VFAT {
+		bin("mkfs.vfat", "dosfstools")
+		bin("mcopy", "mtools")
+	}
+	if o.Hook != nil {
+		bin("unshare", "util-linux")
 	}
 	if o.grub() {
 		bin("grub-mkimage", "grub-common")

@@ -65,6 +65,8 @@ const (
 	gptESP      = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 	gptLinux    = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 	gptSwap     = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+	// A FAT /boot: Microsoft's basic data type, as parted gives FAT.
+	gptBasicData = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
 )
 
 var gptRoot = map[string]string{
@@ -74,6 +76,15 @@ var gptRoot = map[string]string{
 }
 
 var mbrType = map[string]string{"esp": "ef", "boot": "83", "swap": "82", "root": "83"}
+
+// fatMBRType is the MBR type of a FAT partition of size bytes as
+// mkvfat makes it: FAT32 (LBA) from 64 MiB, FAT16 (LBA) below.
+func fatMBRType(size int64) string {
+	if size >= fat32From {
+		return "0c"
+	}
+	return "0e"
+}
 
 // align is where partitions start and how their sizes round: 1 MiB, as
 // every partitioning tool does for today's disks.
@@ -102,7 +113,7 @@ func plan(o Options, root Usage) (Layout, error) {
 	} else {
 		l.DiskID = fmt.Sprintf("0x%08x", mbrID)
 	}
-	start := int64(align)
+	start := o.PartitionOffset / sector
 	add := func(p Part, size int64) {
 		p.Start = start
 		p.Sectors = roundUp(size, mib) / sector
@@ -114,10 +125,14 @@ func plan(o Options, root Usage) (Layout, error) {
 		add(Part{Name: "bios", Type: gptBIOSBoot}, biosBootSize)
 	}
 	if o.uefi() {
-		add(Part{Name: "esp", Type: gptESP, FS: "vfat", Mount: "/boot/efi", UUID: vfatID(o)}, o.ESPSize)
+		add(Part{Name: "esp", Type: gptESP, FS: "vfat", Mount: "/boot/efi", UUID: vfatID(o, "fs-esp")}, o.ESPSize)
 	}
 	if o.BootSize > 0 {
-		add(Part{Name: "boot", Type: gptLinux, FS: o.bootFS(), Mount: "/boot", UUID: newUUID(o, "fs-boot")}, o.BootSize)
+		p := Part{Name: "boot", Type: gptLinux, FS: o.bootFS(), Mount: "/boot", UUID: newUUID(o, "fs-boot")}
+		if p.FS == string(VFAT) {
+			p.Type, p.UUID = gptBasicData, vfatID(o, "fs-boot")
+		}
+		add(p, o.BootSize)
 	}
 	if o.SwapSize > 0 {
 		add(Part{Name: "swap", Type: gptSwap, FS: "swap", UUID: newUUID(o, "fs-swap")}, o.SwapSize)
@@ -150,6 +165,9 @@ func plan(o Options, root Usage) (Layout, error) {
 		p := &l.Parts[i]
 		if o.Table == MBR {
 			p.Type = mbrType[p.Name]
+			if p.Name == "boot" && p.FS == string(VFAT) {
+				p.Type = fatMBRType(p.Bytes())
+			}
 			p.PartUUID = fmt.Sprintf("%08x-%02d", mbrID, i+1)
 		} else {
 			p.PartUUID = newUUID(o, "part-"+p.Name)
@@ -280,8 +298,8 @@ func mbrDiskID(o Options) uint32 {
 }
 
 // vfatID is a FAT volume id as blkid and fstab write it: XXXX-XXXX.
-func vfatID(o Options) string {
-	b := idBytes(o, "fs-esp")
+func vfatID(o Options, what string) string {
+	b := idBytes(o, what)
 	return strings.ToUpper(fmt.Sprintf("%x-%x", b[0:2], b[2:4]))
 }
 

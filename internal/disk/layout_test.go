@@ -3,6 +3,7 @@ package disk
 import (
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"vmdeb/internal/bytesize"
@@ -96,6 +97,56 @@ func TestPlanMBRBootSwap(t *testing.T) {
 	}
 }
 
+// A board image as vmdebootstrap made one with --bootsize --boottype vfat
+// --bootoffset: MBR, the FAT /boot first from the offset (active), the
+// root after it, no boot loader.
+func TestPlanBoard(t *testing.T) {
+	for _, c := range []struct {
+		boot     int64
+		wantType string
+	}{{48 * mib, "0e"}, {128 * mib, "0c"}} {
+		o := Options{Size: 1 << 30, Arch: archOf(t, "armhf"), Table: "mbr", BootSize: c.boot, BootFS: "vfat", PartitionOffset: 4 * mib}
+		l, err := Plan(o, 300*mib)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Parts) != 2 {
+			t.Fatalf("partitions %+v", l.Parts)
+		}
+		boot, root := l.Parts[0], l.Parts[1]
+		if boot.Name != "boot" || boot.Start != 4*2048 || boot.Sectors != c.boot/sector || boot.Type != c.wantType || boot.FS != "vfat" || !boot.Bootable ||
+			!regexp.MustCompile(`^[0-9A-F]{4}-[0-9A-F]{4}$`).MatchString(boot.UUID) {
+			t.Errorf("boot %+v", boot)
+		}
+		if root.Name != "root" || root.Start != boot.Start+boot.Sectors || root.FS != "ext4" || root.Bootable {
+			t.Errorf("root %+v", root)
+		}
+	}
+	// GPT: FAT as parted types it.
+	o := Options{Size: 1 << 30, Arch: archOf(t, "armhf"), BootSize: 64 * mib, BootFS: "vfat"}
+	l, err := Plan(o, 300*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Parts[0].Type != gptBasicData || l.Parts[0].Start != 2048 {
+		t.Errorf("GPT boot %+v", l.Parts[0])
+	}
+	if DefaultBootloader(archOf(t, "armel")) != NoBootloader {
+		t.Error("armel disks default to a boot loader")
+	}
+}
+
+func TestHookArgs(t *testing.T) {
+	args := hookArgs(&Hook{Script: "/h"}, "/t/root", "/t/disk.raw")
+	i := slices.Index(args, "vmdeb-image-hook")
+	if i < 0 || !slices.Equal(args[:3], []string{"--mount", "--propagation", "private"}) {
+		t.Fatalf("args %q", args)
+	}
+	if got, want := args[i+1:], []string{"/t/root", "/t/disk.raw", "/h"}; !slices.Equal(got, want) {
+		t.Errorf("args %q, want %q", got, want)
+	}
+}
+
 func TestPlanTooSmall(t *testing.T) {
 	o := Options{Size: 256 * mib, Arch: archOf(t, "amd64")}
 	_, err := Plan(o, 500*mib)
@@ -150,7 +201,14 @@ func TestPlanInvalid(t *testing.T) {
 		{"unknown file system", Options{Arch: amd64, RootFS: "zfs"}, "valid: ext4, ext3, ext2, btrfs, xfs"},
 		{"unknown network", Options{Arch: amd64, Network: "nm"}, "valid: networkd, ifupdown, none"},
 		{"no architecture", Options{}, "no architecture"},
-		{"architecture without disks", Options{Arch: armhf, Bootloader: "none"}, "has no disk image output"},
+		{"architecture without disks", Options{Arch: archOf(t, "ppc64el"), Bootloader: "none"}, "has no disk image output"},
+		{"GRUB on a board", Options{Arch: armhf, Bootloader: "grub-uefi"}, "board images"},
+		{"boot file system without /boot", Options{Arch: amd64, BootFS: "vfat", Bootloader: "none"}, "needs a separate /boot"},
+		{"vfat /boot with GRUB", Options{Arch: amd64, BootFS: "vfat", BootSize: 64 * mib}, "bootloader: none"},
+		{"xfs /boot", Options{Arch: amd64, BootFS: "xfs", BootSize: 64 * mib}, "valid: ext4, ext3, ext2, vfat"},
+		{"offset under 1 MiB", Options{Arch: amd64, PartitionOffset: 8192}, "at least 1 MiB"},
+		{"offset not whole MiB", Options{Arch: amd64, PartitionOffset: 3*mib + 512}, "whole number of MiB"},
+		{"relative hook", Options{Arch: amd64, Hook: &Hook{Script: "hook.sh"}}, "not an absolute path"},
 		{"odd size", Options{Arch: amd64, Size: 1<<30 + 1}, "multiple of 512"},
 		{"MBR beyond 2 TiB", Options{Arch: amd64, Table: "mbr", Size: 3 << 40}, "use gpt"},
 	} {

@@ -256,6 +256,9 @@ func ConfigJSON(s *config.Spec) json.RawMessage {
 	c.Outputs = append([]config.Output(nil), s.Outputs...)
 	for i := range c.Outputs {
 		c.Outputs[i].Path = s.Path(c.Outputs[i].Path)
+		if c.Outputs[i].ImageHook != "" {
+			c.Outputs[i].ImageHook = s.Path(c.Outputs[i].ImageHook)
+		}
 	}
 	var b strings.Builder
 	writeValue(&b, reflect.ValueOf(c), "")

@@ -15,7 +15,9 @@ import (
 const (
 	ConfigName = "vmdebootstrap.yaml"
 	HookName   = "vmdebootstrap-hook.sh"
-	BootStage  = "boot" // --squash: the image's /boot files, copied by the hook
+	// ImageHookName is the image hook's file beside the config.
+	ImageHookName = "vmdebootstrap-image-hook.sh"
+	BootStage     = "boot" // --squash: the image's /boot files, copied by the hook
 )
 
 // Build is what a run makes from the settings: the vmdeb config, and the
@@ -23,6 +25,9 @@ const (
 // the same directory; "" when nothing needs it).
 type Build struct {
 	YAML, Hook string
+	// ImageHook is the disk's image hook (ImageHookName): with --image
+	// alone the --customize script runs on the image (disk.Hook).
+	ImageHook string
 }
 
 // Config makes the vmdeb config (for a file in dir) and its hook. cwd is
@@ -116,7 +121,7 @@ func (s *Settings) Config(cwd, dir string, environ []string) (*Build, error) {
 		add("root", map[string]any{"lock": true})
 	}
 	add("hostname", s.Str("hostname"))
-	hook, err := s.hook(cwd, dir, environ, emptyPW)
+	hook, imageHook, err := s.hook(cwd, dir, environ, emptyPW)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +130,11 @@ func (s *Settings) Config(cwd, dir string, environ []string) (*Build, error) {
 	}
 	var outs []map[string]any
 	if img := s.Str("image"); img != "" {
-		outs = append(outs, s.disk(abs(img)))
+		d := s.disk(abs(img))
+		if imageHook != "" {
+			d["image-hook"] = filepath.Join(dir, ImageHookName)
+		}
+		outs = append(outs, d)
 	}
 	if t := s.Str("tarball"); t != "" {
 		outs = append(outs, map[string]any{"type": "tarball", "path": abs(t)})
@@ -136,7 +145,7 @@ func (s *Settings) Config(cwd, dir string, environ []string) (*Build, error) {
 	add("outputs", outs)
 	s.otherNotes()
 	out, err := yaml.Marshal(&m)
-	return &Build{YAML: "# made by vmdeb vmdebootstrap\n" + string(out), Hook: hook}, err
+	return &Build{YAML: "# made by vmdeb vmdebootstrap\n" + string(out), Hook: hook, ImageHook: imageHook}, err
 }
 
 // disk is the --image output (_image_preparations, partition_image).
@@ -152,6 +161,16 @@ func (s *Settings) disk(path string) map[string]any {
 		d["boot-size"] = b
 		if !s.Given("boottype") {
 			s.note("/boot is %s (vmdebootstrap's default --boottype was ext2)", vmdebBootFS(s.Str("roottype")))
+		} else if fs := bootFS(s.Str("boottype")); fs != "" {
+			d["boot-filesystem"] = fs
+		}
+		// partition_image: the first partition starts at --bootoffset in
+		// whole MiB, at least 1.
+		if off, _ := s.Bytes("bootoffset"); off > 1<<20 {
+			d["partition-offset"] = off / (1 << 20) * (1 << 20)
+			if off%(1<<20) != 0 {
+				s.note("--bootoffset %s: the first partition starts at %d MiB, as vmdebootstrap rounded it", s.Str("bootoffset"), off>>20)
+			}
 		}
 	}
 	if sw, _ := s.Bytes("swap"); sw > 0 {
@@ -210,10 +229,11 @@ func shellQuote(v string) string { return "'" + strings.ReplaceAll(v, "'", `'\''
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// hook is the shell script vmdeb runs as its customisation hook: it does
-// what bin/vmdebootstrap's start_ops did from create_users to
-// list_installed_pkgs that vmdeb's config cannot say. "" when nothing.
-func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (string, error) {
+// hook is the shell scripts vmdeb runs as its customisation hook and as
+// the disk's image hook: they do what bin/vmdebootstrap's start_ops did
+// from create_users to list_installed_pkgs that vmdeb's config cannot
+// say. "" when nothing.
+func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (string, string, error) {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	image, squash := s.Str("image"), s.Str("squash")
@@ -242,28 +262,29 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 			}
 		}
 	}
+	// With --image alone, the script and what followed it run on the
+	// image, as vmdebootstrap ran them on the mounted image: vmdeb's
+	// image hook, given the image's tree and the partitioned image file.
+	onImage := image != "" && squash == "" && s.Str("tarball") == ""
+	pre := b.String()
+	if onImage {
+		b.Reset()
+	}
 	if s.Str("customize") != "" {
 		script, err := s.script(cwd)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		// base.customize: SCRIPT ROOTDIR IMAGE; IMAGE is empty for a
 		// tarball or a squashfs.
-		w("image=%s", shellQuote(image))
-		if image != "" {
-			w(`was=$(stat -c '%%s %%Y %%Z' -- "$image" 2>/dev/null || echo absent)`)
+		if onImage {
+			w(`image=$2`)
+		} else {
+			w("image=%s", shellQuote(image))
 		}
 		w(`%s "$root" "$image" || { rc=$?; printf '%%s failed (exit status %%s)\n' %s "$rc" >&2; exit "$rc"; }`, shellQuote(script), shellQuote(script))
-		if image != "" {
-			// vmdeb writes the disk image after the hook: what the script
-			// writes into it now would be lost.
-			w(`if [ "$(stat -c '%%s %%Y %%Z' -- "$image" 2>/dev/null || echo absent)" != "$was" ]; then`)
-			w(`  printf '%%s wrote to $2 (%%s): vmdeb writes the disk image after the --customize script, so that would be lost\n' %s "$image" >&2`, shellQuote(script))
-			w(`  exit 1`)
-			w(`fi`)
-		}
 	}
-	if b.Len() > 0 && s.Bool("update-initramfs") {
+	if (pre != "" || b.Len() > 0) && s.Bool("update-initramfs") {
 		// filesystem.update_initramfs, after the script: what it added
 		// to initramfs-tools' configuration reaches the initrd.
 		w(`if [ -x "$root/usr/sbin/update-initramfs" ]; then chroot "$root" /usr/sbin/update-initramfs -u; fi`)
@@ -279,7 +300,23 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 		w(`mkdir -p %s`, stage)
 		w(`for f in "$root"/boot/*; do if [ -f "$f" ] && [ ! -L "$f" ]; then cp -p -- "$f" %s/; fi; done`, stage)
 	}
-	if b.Len() == 0 {
+	post := b.String()
+	if onImage {
+		general, err := s.hookScript(pre, cwd, environ)
+		if err != nil {
+			return "", "", err
+		}
+		img, err := s.hookScript(post, cwd, environ)
+		return general, img, err
+	}
+	all, err := s.hookScript(post, cwd, environ)
+	return all, "", err
+}
+
+// hookScript is a hook script with body, in the caller's directory and
+// environment; "" for an empty body.
+func (s *Settings) hookScript(body, cwd string, environ []string) (string, error) {
+	if body == "" {
 		return "", nil
 	}
 	var h strings.Builder
@@ -295,7 +332,7 @@ func (s *Settings) hook(cwd, dir string, environ []string, emptyPW []string) (st
 		fmt.Fprintf(&h, "export %s=%s\n", k, shellQuote(v))
 	}
 	fmt.Fprintf(&h, "PATH=\"$PATH:/usr/sbin:/sbin\"\ncd %s\n", shellQuote(cwd))
-	return h.String() + b.String(), nil
+	return h.String() + body, nil
 }
 
 // INI writes the settings as cliapp's --dump-config did.

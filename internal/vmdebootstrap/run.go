@@ -96,8 +96,11 @@ func Run(ctx context.Context, args []string, r Runner) error {
 	if err := os.WriteFile(cfg, []byte(b.YAML), 0o600); err != nil {
 		return err
 	}
-	if b.Hook != "" {
-		if err := os.WriteFile(filepath.Join(dir, HookName), []byte(b.Hook), 0o700); err != nil {
+	for name, h := range map[string]string{HookName: b.Hook, ImageHookName: b.ImageHook} {
+		if h == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(h), 0o700); err != nil {
 			return err
 		}
 	}

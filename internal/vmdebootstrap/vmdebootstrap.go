@@ -249,23 +249,16 @@ func (s *Settings) Validate() error {
 	// What vmdeb cannot build (yet) from settings vmdebootstrap took.
 	if image != "" {
 		if x, err := arch.Lookup(a); err == nil && !x.Supports(arch.Disk) {
-			what := "disk images"
-			if a == "armhf" || a == "armel" {
-				what = "disk images (board images)"
-			}
-			bad("--image --arch %s: vmdeb cannot yet write %s %s; use --tarball or --squash (and partition the card from it)", a, a, what)
+			bad("--image --arch %s: vmdeb cannot yet write %s disk images; use --tarball or --squash (and partition the disk from it)", a, a)
 		}
-		if s.Bool("no-kernel") {
-			bad("--no-kernel with --image: vmdeb cannot yet write a disk image without a kernel package (a vendor kernel installed by the hook)")
+		if s.Bool("no-kernel") && s.bootloader() != "none" {
+			bad("--no-kernel with --image and a boot loader: nothing for it to boot; leave the boot loader to the --customize script (--no-extlinux without --grub), as board images do")
 		}
-		if boot > 0 && offset > 1<<20 {
-			bad("--bootoffset %s: vmdeb's first partition starts at 1 MiB and cannot yet leave more room before it", s.Str("bootoffset"))
+		if bt := s.Str("boottype"); boot > 0 && s.Given("boottype") && bootFS(bt) == "" {
+			bad("--boottype %s: vmdeb makes a /boot of ext2, ext3, ext4 or vfat", bt)
 		}
 		if f := s.Str("bootflag"); f != "" && f != "boot" {
 			bad("--bootflag %s: vmdeb cannot yet set partition flags besides boot", f)
-		}
-		if boot > 0 && s.Given("boottype") && s.Str("boottype") != vmdebBootFS(s.Str("roottype")) {
-			bad("--boottype %s: vmdeb's /boot partition is %s with this --roottype and cannot yet be another type", s.Str("boottype"), vmdebBootFS(s.Str("roottype")))
 		}
 		if p := s.Str("part-type"); p != "msdos" && p != "gpt" {
 			bad("--part-type %q: vmdeb writes msdos or gpt", p)
@@ -292,6 +285,18 @@ func (s *Settings) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bootFS is the boot-filesystem for vmdebootstrap's --boottype (the
+// type it gave mkfs -t), "" for one vmdeb does not make.
+func bootFS(t string) string {
+	switch t {
+	case "ext2", "ext3", "ext4", "vfat":
+		return t
+	case "fat", "msdos", "fat16", "fat32":
+		return "vfat"
+	}
+	return ""
 }
 
 // vmdebBootFS is the file system vmdeb makes a separate /boot with.

@@ -120,11 +120,28 @@ func TestOptionTable(t *testing.T) {
 				}
 				r.noted(t, "ext2")
 			}},
-		{"boottype other", "bin/vmdebootstrap:77, :247 mkfs boottype; vmdeb makes ext4", img("--bootsize", "100M", "--boottype", "vfat"), "--boottype vfat", nil},
+		{"boottype vfat", "bin/vmdebootstrap:77, :247 mkfs -t boottype", img("--bootsize", "100M", "--boottype", "vfat", "--no-extlinux"), "",
+			func(t *testing.T, r result) {
+				if d := r.disk(t); d.BootFilesystem != "vfat" || d.Bootloader != "none" {
+					t.Errorf("boot-filesystem %q bootloader %q", d.BootFilesystem, d.Bootloader)
+				}
+			}},
+		{"boottype unknown", "bin/vmdebootstrap:247 mkfs -t boottype", img("--bootsize", "100M", "--boottype", "jfs"), "--boottype jfs", nil},
 		{"boottype ext4", "bin/vmdebootstrap:77", img("--bootsize", "100M", "--boottype", "ext4"), "", nil},
 		{"bootflag", "bin/vmdebootstrap:78, :254 parted set 1 FLAG on", img("--bootflag", "lba"), "--bootflag lba", nil},
 		{"bootflag needs a value", "yarns/200-fast-tests.yarn 'bootflag requires argument'", []string{"--bootflag"}, "bootflag option requires an argument", nil},
-		{"bootoffset with bootsize", "bin/vmdebootstrap:79, :422 partoffset", img("--bootsize", "100M", "--bootoffset", "8M"), "--bootoffset 8M", nil},
+		{"bootoffset with bootsize", "bin/vmdebootstrap:79, :422 partoffset = bootoffset in whole MiB", img("--bootsize", "100M", "--bootoffset", "8MiB"), "",
+			func(t *testing.T, r result) {
+				if d := r.disk(t); d.PartitionOffset.Bytes != 8<<20 {
+					t.Errorf("partition-offset %d", d.PartitionOffset.Bytes)
+				}
+			}},
+		{"bootoffset small", "bin/vmdebootstrap:425 under 1 MiB: partoffset 1", img("--bootsize", "100M", "--bootoffset", "8K"), "",
+			func(t *testing.T, r result) {
+				if d := r.disk(t); d.PartitionOffset.Bytes != 0 {
+					t.Errorf("partition-offset %d (want the default, 1 MiB)", d.PartitionOffset.Bytes)
+				}
+			}},
 		{"bootoffset alone", "bin/vmdebootstrap:437 partoffset is used with bootsize only", img("--bootoffset", "8M"), "",
 			func(t *testing.T, r result) { r.noted(t, "--bootoffset: ignored") }},
 		{"use-uefi", "bin/vmdebootstrap:81, :268 install_grub_uefi", img("--use-uefi", "--grub"), "",
@@ -244,7 +261,22 @@ func TestOptionTable(t *testing.T) {
 					t.Errorf("%q", r.spec.Kernel)
 				}
 			}},
-		{"arch armhf image", "vmdeb has no armhf disk images yet", img("--arch", "armhf"), "board images", nil},
+		{"arch armhf image", "vmdebootstrap left a board's boot loader to --customize", img("--arch", "armhf"), "",
+			func(t *testing.T, r result) {
+				if d := r.disk(t); d.Bootloader != "none" {
+					t.Errorf("bootloader %q", d.Bootloader)
+				}
+				r.noted(t, "the --customize script writes the board's")
+			}},
+		{"board image without kernel", "bin/vmdebootstrap:118 --no-kernel; board images install a vendor kernel in the hook",
+			img("--arch", "armel", "--no-kernel", "--bootsize", "64M", "--boottype", "vfat", "--customize", hook), "",
+			func(t *testing.T, r result) {
+				d := r.disk(t)
+				if r.spec.Kernel != "none" || d.Bootloader != "none" || d.ImageHook != "/run/vmdeb-test/"+ImageHookName {
+					t.Errorf("kernel %q bootloader %q image-hook %q", r.spec.Kernel, d.Bootloader, d.ImageHook)
+				}
+			}},
+		{"no kernel with a boot loader", "vmdeb: nothing for GRUB to boot", img("--no-kernel", "--grub"), "--no-kernel with --image and a boot loader", nil},
 		{"arch arm64 image without use-uefi", "uefi.py:51 exclusive; yarns '--arch arm64 used with --image but without --use-uefi'", img("--arch", "arm64"), "Only UEFI is supported on arm64", nil},
 		{"arch arm64 tarball", "uefi.py:51 refused tarballs too; vmdeb needs no boot loader there", []string{"--tarball", "t.tar", "--arch", "arm64"}, "", nil},
 		{"distribution", "bin/vmdebootstrap:98, :522", img("--distribution", "trixie"), "",
@@ -316,18 +348,18 @@ func TestOptionTable(t *testing.T) {
 				}
 				r.noted(t, "root's password is locked")
 			}},
-		{"customize", "bin/vmdebootstrap:110; base.py:164 [script, rootdir, image], then filesystem.py:73 update-initramfs", img("--customize", hook), "",
+		{"customize", "bin/vmdebootstrap:110; base.py:164 [script, rootdir, image] on the mounted image, then filesystem.py:73 update-initramfs", img("--customize", hook), "",
 			func(t *testing.T, r result) {
-				if r.spec.Customise != "/run/vmdeb-test/"+HookName {
-					t.Errorf("%q", r.spec.Customise)
+				if d := r.disk(t); d.ImageHook != "/run/vmdeb-test/"+ImageHookName {
+					t.Errorf("image-hook %q", d.ImageHook)
 				}
-				for _, w := range []string{"image='vm.img'\n", "'" + hook + `' "$root" "$image"`, "cd '/work'\n", "export MY_BOARD='wandboard'\n", "update-initramfs -u"} {
-					if !strings.Contains(r.b.Hook, w) {
-						t.Errorf("hook lacks %q:\n%s", w, r.b.Hook)
+				for _, w := range []string{"image=$2\n", "'" + hook + `' "$root" "$image"`, "cd '/work'\n", "export MY_BOARD='wandboard'\n", "update-initramfs -u"} {
+					if !strings.Contains(r.b.ImageHook, w) {
+						t.Errorf("image hook lacks %q:\n%s", w, r.b.ImageHook)
 					}
 				}
-				if strings.Contains(r.b.Hook, "VMDEB_NAME") {
-					t.Errorf("the build's own variables are replaced:\n%s", r.b.Hook)
+				if strings.Contains(r.b.ImageHook, "VMDEB_NAME") || strings.Contains(r.b.Hook, hook) {
+					t.Errorf("hook:\n%s\nimage hook:\n%s", r.b.Hook, r.b.ImageHook)
 				}
 			}},
 		{"customize tarball", "base.py:164 settings['image'] is '' for a tarball", []string{"--tarball", "t.tar", "--customize", hook}, "",
@@ -404,8 +436,8 @@ func TestOptionTable(t *testing.T) {
 			func(t *testing.T, r result) { r.noted(t, "--sparse") }},
 		{"pkglist", "bin/vmdebootstrap:131; filesystem.py:256 dpkg.list in the working directory", img("--pkglist"), "",
 			func(t *testing.T, r result) {
-				if !strings.Contains(r.b.Hook, `dpkg-query -W "-f='\${Package}.deb\n'" >'/work/dpkg.list'`) {
-					t.Errorf("hook:\n%s", r.b.Hook)
+				if !strings.Contains(r.b.ImageHook, `dpkg-query -W "-f='\${Package}.deb\n'" >'/work/dpkg.list'`) {
+					t.Errorf("image hook:\n%s", r.b.ImageHook)
 				}
 			}},
 		{"no-acpid", "bin/vmdebootstrap:133; base.py:200", img("--no-acpid"), "",
