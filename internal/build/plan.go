@@ -404,7 +404,7 @@ func rootlessOutputs(s *config.Spec) error {
 		}
 		if o.Type == config.Disk && o.ImageHook != "" {
 			return s.Errorf(fmt.Sprintf("outputs[%d].image-hook", i),
-				"the image hook runs on the image's loop-mounted file systems, which a rootless build cannot mount (build as root or with isolation: vm)")
+				"the image hook is not supported in rootless builds yet (build as root or with isolation: vm)")
 		}
 	}
 	return nil

@@ -103,6 +103,12 @@ func TestShell(t *testing.T) {
 			t.Errorf("the qcow2 after --writable: qemu-img check %d", r.code)
 		}
 		assertShellClean(t, out)
+		// The booted system sees it too.
+		b := run(t, ctx, "boot", "--timeout", "10m", "--login", "user", "--password", "live",
+			"--run", "echo live | sudo -S cat /root/vmdeb-shell-test", qcow2)
+		if b.code != 0 || !strings.Contains(b.stdout, "kept") {
+			t.Errorf("a boot of the qcow2 does not see the file --writable wrote (%d):\n%s\n%s", b.code, b.stdout, b.stderr)
+		}
 	})
 	t.Run("sigkill", func(t *testing.T) {
 		for _, img := range []string{qcow2, images["directory"]} {
