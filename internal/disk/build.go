@@ -577,6 +577,11 @@ func (b *builder) mkvfat(p Part, dir, label string) error {
 			cluster = "1"
 		}
 		args = append(args, "-F", "32", "-s", cluster)
+	} else {
+		// Said, not left to mkfs.fat: it picks the FAT size from the
+		// whole file past the offset, FAT32 for a large image, and then
+		// refuses the small partition.
+		args = append(args, "-F", "16")
 	}
 	args = append(args, b.img, strconv.FormatInt(p.Bytes()/1024, 10))
 	if err := b.runTool("mkfs.vfat", args); err != nil {

@@ -39,7 +39,8 @@ func writeHook(t *testing.T, body string) string {
 // a 4 MiB gap, no boot loader, no kernel) whose image hook writes u-boot
 // into the gap and files into both file systems, and reads it all back.
 func TestBuildBoardHook(t *testing.T) {
-	o := Options{Size: 128 * mib, Arch: archOf(t, "armhf"), Table: "mbr", BootSize: 32 * mib, BootFS: "vfat",
+	// 1 GiB: mkfs.fat left to itself would pick FAT32 from the file size.
+	o := Options{Size: 1 << 30, Arch: archOf(t, "armhf"), Table: "mbr", BootSize: 32 * mib, BootFS: "vfat",
 		PartitionOffset: 4 * mib, Network: "none", Hook: &Hook{Script: writeHook(t, boardHook), Dir: t.TempDir()}}
 	needBuild(t, o)
 	root := fakeSystemd(t)
