@@ -121,7 +121,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if err := p.emulation(o.BinfmtDir); err != nil {
 		return nil, &PreflightError{err}
 	}
-	if (s.HasOutput(config.LiveISO) || s.HasOutput(config.Disk)) && a.HasFirmware(arch.UEFI) {
+	if needsGrubEFI(s, a) {
 		_, hostHas := live.HostGrubDir(a)
 		p.TargetGrub = !hostHas
 	}
@@ -393,6 +393,30 @@ func (p *Plan) MissingTools() []buildlog.Missing {
 	}
 	slices.SortFunc(out, func(a, b buildlog.Missing) int { return strings.Compare(a.What, b.What) })
 	return slices.CompactFunc(out, func(a, b buildlog.Missing) bool { return a == b })
+}
+
+// needsGrubEFI tells whether an output of s boots through GRUB for UEFI
+// on a: a live ISO, or a disk with grub-uefi or grub-hybrid (a board
+// image has no boot loader of vmdeb's).
+func needsGrubEFI(s *config.Spec, a arch.Arch) bool {
+	if !a.HasFirmware(arch.UEFI) {
+		return false
+	}
+	for _, o := range s.Outputs {
+		switch o.Type {
+		case config.LiveISO:
+			return true
+		case config.Disk:
+			b := o.Bootloader
+			if b == "" {
+				b = disk.DefaultBootloader(a)
+			}
+			if b == disk.GrubUEFI || b == disk.GrubHybrid {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // rootlessOutputs refuses what a user namespace cannot make.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdeb/internal/arch"
 	"vmdeb/internal/bootstrap"
 	"vmdeb/internal/config"
 )
@@ -168,5 +169,32 @@ Version: 13.8
 	m, err := Manifest(root, "amd64")
 	if err != nil || m != "base-files\t13.8\nlibc6:i386\t2.41\nzsh\t5.9-8\n" {
 		t.Errorf("%q %v", m, err)
+	}
+}
+
+// Only outputs that boot through GRUB for UEFI need its modules (fetched
+// from the target's archive when the host has none).
+func TestNeedsGrubEFI(t *testing.T) {
+	for _, c := range []struct {
+		arch string
+		outs []config.Output
+		want bool
+	}{
+		{"arm64", []config.Output{{Type: config.LiveISO}}, true},
+		{"arm64", []config.Output{{Type: config.Disk}}, true},
+		{"arm64", []config.Output{{Type: config.Disk, Bootloader: "none"}}, false},
+		{"amd64", []config.Output{{Type: config.Disk, Bootloader: "grub-bios"}}, false},
+		{"amd64", []config.Output{{Type: config.Tarball}, {Type: config.Disk, Bootloader: "grub-hybrid"}}, true},
+		{"armhf", []config.Output{{Type: config.Disk}}, false}, // a board image
+		{"armhf", []config.Output{{Type: config.Tarball}}, false},
+		{"ppc64el", []config.Output{{Type: config.LiveISO}}, false},
+	} {
+		a, err := arch.Lookup(c.arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := needsGrubEFI(&config.Spec{Outputs: c.outs}, a); got != c.want {
+			t.Errorf("%s %+v: %v, want %v", c.arch, c.outs, got, c.want)
+		}
 	}
 }

@@ -156,10 +156,31 @@ func TestVmdebootstrapCommandLine(t *testing.T) {
 	}
 	const aptMirror = "http://mirror.invalid/debian"
 	img := filepath.Join(dir, "t.img")
-	r := run(t, ctx, "vmdebootstrap", "--image="+img, "--size=3G", "--distribution=trixie", "--mirror="+host.Mirror,
-		"--configure-apt", "--apt-mirror="+aptMirror, "--user=user/live", "--sudo", "--lock-root-password",
-		"--enable-dhcp", "--serial-console", "--grub", "--use-uefi", "--esp-size=200M",
-		"--customize="+filepath.Join(dir, "hooks/minimal.sh"), "--convert-qcow2")
+	// Most settings from a vmdebootstrap config file, cliapp's own keys
+	// among them, the rest on the command line, as scripts did.
+	conf := filepath.Join(dir, "vm.conf")
+	ini := "[config]\nimage = " + img + "\nsize = 3G\ndistribution = trixie\nmirror = " + host.Mirror +
+		"\nconfigure-apt = yes\napt-mirror = " + aptMirror + "\nuser = user/live\nsudo = True\n" +
+		"lock-root-password = yes\nenable-dhcp = on\nserial-console = yes\n" +
+		"log = " + filepath.Join(dir, "vmdebootstrap.log") + "\nlog-level = debug\nlog-max = 10M\nlog-keep = 2\n" +
+		"dump-memory-profile = none\nverbose = True\n"
+	if err := os.WriteFile(conf, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The script adds a module to initramfs-tools' list; vmdebootstrap
+	// ran update-initramfs after it, so the initrd has the module. It
+	// checks $2 (the partitioned image) and a variable its caller exported.
+	custom := filepath.Join(dir, "custom.sh")
+	if err := os.WriteFile(custom, []byte("#!/bin/sh\nset -e\n"+
+		"test -n \"$HOOK_CALLER\" && sfdisk --dump \"$2\" >/dev/null\n"+
+		"echo dummy >>\"$1/etc/initramfs-tools/modules\"\n"+
+		"exec "+filepath.Join(dir, "hooks/minimal.sh")+" \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, vmdeb, "vmdebootstrap", "--config", conf, "--grub", "--use-uefi", "--esp-size=200M",
+		"--customize="+custom, "--convert-qcow2")
+	cmd.Env = append(os.Environ(), "HOOK_CALLER=test")
+	r := runCmd(t, cmd, "vmdeb vmdebootstrap --config vm.conf")
 	if r.code != 0 {
 		t.Fatalf("vmdebootstrap build failed (%d):\n%s", r.code, r.stderr)
 	}
@@ -175,9 +196,13 @@ func TestVmdebootstrapCommandLine(t *testing.T) {
 		t.Errorf("without --arch and --uefi, vmdeb boot would choose %s UEFI=%v (%v): %s", c.Arch.Name, c.UEFI, cerr, c.Why)
 	}
 	b := run(t, ctx, "boot", "--uefi", "--timeout", "10m", "--login", "user", "--password", "live",
-		"--run", "echo live | sudo -S true && echo SUDO-$((40+2)); cat /etc/vmdeb-hook; test -x /sbin/init && echo INIT-$((1+1)); grep -rh "+aptMirror+" /etc/apt/", img)
+		"--run", "echo live | sudo -S true && echo SUDO-$((40+2)); cat /etc/vmdeb-hook; test -x /sbin/init && echo INIT-$((1+1)); grep -rh "+aptMirror+" /etc/apt/; "+
+			"lsinitramfs /boot/initrd.img-$(uname -r) | grep -q '/dummy\\.ko' && echo MODULE-IN-INITRD", img)
 	if b.code != 0 || !strings.Contains(b.stdout, "SUDO-42") || !strings.Contains(b.stdout, "hook=minimal") || !strings.Contains(b.stdout, "INIT-2") {
 		t.Errorf("the image does not boot with the user with sudo, the hook's work and an init:\n%s\n%s", b.stdout, b.stderr)
+	}
+	if !strings.Contains(b.stdout, "MODULE-IN-INITRD") {
+		t.Errorf("the module the --customize script listed in /etc/initramfs-tools/modules is not in the initrd:\n%s", b.stdout)
 	}
 	if !strings.Contains(b.stdout, "URIs: "+aptMirror) {
 		t.Errorf("the image's apt sources do not name --apt-mirror %s:\n%s", aptMirror, b.stdout)
