@@ -85,10 +85,11 @@ fuzz:
 
 # Proofs longer than CI has time for, run by hand (as root) and recorded in
 # docs/ with the date and the load.
-# proof-foreign: the i386 live ISO built (through qemu-i386 where the kernel
-# runs no 32-bit programs) and booted with qemu-system-i386.
+# proof-foreign: the arm64 and i386 live ISOs built (through qemu-user, and
+# qemu-i386 where the kernel runs no 32-bit programs) and booted with
+# qemu-system-aarch64 (UEFI) and qemu-system-i386 (BIOS).
 proof-foreign: vmdeb
-	VMDEB_PROOF=proof-foreign $(GO) test -count=1 -timeout 120m -v -run '^TestI386Live$$' ./test/integration
+	VMDEB_PROOF=proof-foreign $(GO) test -count=1 -timeout 120m -v -run '^(TestForeignArm64|TestI386Live)$$' ./test/integration
 
 unit:
 	$(GO) test -count=1 -short ./...

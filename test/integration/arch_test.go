@@ -19,7 +19,11 @@ import (
 // qemu-user and boots it as a user would, without --arch: vmdeb boot must
 // read the architecture from the ISO's EFI loader and pick
 // qemu-system-aarch64 with UEFI.
+// A proof, not a CI test (make proof-foreign): the build through
+// qemu-user takes over 20 minutes here; CI keeps a foreign build in
+// TestBoardImage (armhf) and TestI386.
 func TestForeignArm64(t *testing.T) {
+	proof(t, "proof-foreign")
 	foreign(t, "arm64", elf.EM_AARCH64, "arm64 (qemu-system-aarch64) with UEFI")
 }
 

@@ -23,6 +23,7 @@ import (
 // live entry to a login prompt.
 func TestLiveInstaller(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // long and independent: overlap it with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	dir, out, work := t.TempDir(), t.TempDir(), t.TempDir()

@@ -48,6 +48,7 @@ func TestPackageCopyright(t *testing.T) {
 // `vmdeb check` of the shipped example.
 func TestPackageInstall(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // long and independent: overlap it with the others
 	for _, tool := range []string{"dpkg-buildpackage", "dh", "lintian", "debootstrap", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (make deps installs it)", tool)

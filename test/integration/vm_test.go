@@ -39,6 +39,7 @@ func TestBuilderVM(t *testing.T) {
 		t.Skip("no qemu-system-x86_64")
 	}
 	uid, gid, bin := unprivileged(t)
+	t.Parallel() // long and independent: overlap it with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir := userDir(t, uid, gid)
