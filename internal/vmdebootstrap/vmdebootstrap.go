@@ -257,8 +257,11 @@ func (s *Settings) Validate() error {
 		if bt := s.Str("boottype"); boot > 0 && s.Given("boottype") && bootFS(bt) == "" {
 			bad("--boottype %s: vmdeb makes a /boot of ext2, ext3, ext4 or vfat", bt)
 		}
-		if f := s.Str("bootflag"); f != "" && f != "boot" {
-			bad("--bootflag %s: vmdeb cannot yet set partition flags besides boot", f)
+		// parted's lba flag turns a FAT partition's type into its LBA
+		// form, which vmdeb's FAT /boot has already.
+		fatBoot := boot > 0 && bootFS(s.Str("boottype")) == "vfat"
+		if f := s.Str("bootflag"); f != "" && f != "boot" && (f != "lba" || !fatBoot) {
+			bad("--bootflag %s: vmdeb cannot yet set partition flags besides boot (and lba on a vfat /boot)", f)
 		}
 		if p := s.Str("part-type"); p != "msdos" && p != "gpt" {
 			bad("--part-type %q: vmdeb writes msdos or gpt", p)

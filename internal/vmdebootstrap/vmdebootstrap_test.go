@@ -129,6 +129,13 @@ func TestOptionTable(t *testing.T) {
 		{"boottype unknown", "bin/vmdebootstrap:247 mkfs -t boottype", img("--bootsize", "100M", "--boottype", "jfs"), "--boottype jfs", nil},
 		{"boottype ext4", "bin/vmdebootstrap:77", img("--bootsize", "100M", "--boottype", "ext4"), "", nil},
 		{"bootflag", "bin/vmdebootstrap:78, :254 parted set 1 FLAG on", img("--bootflag", "lba"), "--bootflag lba", nil},
+		{"bootflag lba on FAT", "bin/vmdebootstrap:254 parted set 1 lba on: a FAT type's LBA form", img("--bootsize", "64M", "--boottype", "vfat", "--no-extlinux", "--bootflag", "lba"), "",
+			func(t *testing.T, r result) {
+				if d := r.disk(t); d.BootFilesystem != "vfat" {
+					t.Errorf("boot-filesystem %q", d.BootFilesystem)
+				}
+			}},
+		{"bootflag esp", "bin/vmdebootstrap:254", img("--bootsize", "64M", "--boottype", "vfat", "--no-extlinux", "--bootflag", "esp"), "--bootflag esp", nil},
 		{"bootflag needs a value", "yarns/200-fast-tests.yarn 'bootflag requires argument'", []string{"--bootflag"}, "bootflag option requires an argument", nil},
 		{"bootoffset with bootsize", "bin/vmdebootstrap:79, :422 partoffset = bootoffset in whole MiB", img("--bootsize", "100M", "--bootoffset", "8MiB"), "",
 			func(t *testing.T, r result) {
