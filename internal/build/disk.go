@@ -63,11 +63,7 @@ func diskPackages(s *config.Spec, o config.Output) []string {
 	if err != nil || o.Type != config.Disk || !diskSecureBoot(s, a) {
 		return nil
 	}
-	b := o.Bootloader
-	if b == "" {
-		b = disk.DefaultBootloader(a)
-	}
-	if b != disk.GrubUEFI && b != disk.GrubHybrid {
+	if b := o.DiskBootloader(a); b != disk.GrubUEFI && b != disk.GrubHybrid {
 		return nil
 	}
 	return disk.ImagePackages(a)

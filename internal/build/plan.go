@@ -407,11 +407,7 @@ func needsGrubEFI(s *config.Spec, a arch.Arch) bool {
 		case config.LiveISO:
 			return true
 		case config.Disk:
-			b := o.Bootloader
-			if b == "" {
-				b = disk.DefaultBootloader(a)
-			}
-			if b == disk.GrubUEFI || b == disk.GrubHybrid {
+			if b := o.DiskBootloader(a); b == disk.GrubUEFI || b == disk.GrubHybrid {
 				return true
 			}
 		}

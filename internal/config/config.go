@@ -135,8 +135,9 @@ type Output struct {
 	// PartitionOffset is where the first partition starts (room for a
 	// board's boot loader before it); 0 is 1 MiB.
 	PartitionOffset Size `yaml:"partition-offset"`
-	// ImageHook runs as HOOK ROOTDIR IMAGE once the disk image is written,
-	// with the image's file systems mounted on ROOTDIR (disk.Hook).
+	// ImageHook runs as HOOK ROOTDIR IMAGE once the disk image is
+	// partitioned and before its file systems are made from ROOTDIR
+	// (disk.Hook).
 	ImageHook  string          `yaml:"image-hook"`
 	SwapSize   Size            `yaml:"swap-size"`
 	ESPSize    Size            `yaml:"esp-size"`

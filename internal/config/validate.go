@@ -241,7 +241,7 @@ func (s *Spec) Validate() Errors {
 		}
 		if o.Type == Disk {
 			validateDisk(o, key, bad)
-			if bl := o.Bootloader; o.BootFilesystem == disk.VFAT && a.Name != "" && bl != disk.NoBootloader && (bl != "" || disk.DefaultBootloader(a) != disk.NoBootloader) {
+			if o.BootFilesystem == disk.VFAT && a.Name != "" && o.DiskBootloader(a) != disk.NoBootloader {
 				bad(key+".boot-filesystem", "a vfat /boot is for a board whose firmware reads it, with bootloader: none (GRUB and extlinux read vmdeb's ext /boot)")
 			}
 			if a.BoardDisks && o.Bootloader != "" && o.Bootloader != disk.NoBootloader {
@@ -285,7 +285,7 @@ func (s *Spec) Validate() Errors {
 		}
 	}
 	for i, o := range s.Outputs {
-		if s.Kernel == "none" && o.Type == Disk && (o.Bootloader != disk.NoBootloader && !a.BoardDisks) {
+		if s.Kernel == "none" && o.Type == Disk && a.Name != "" && o.DiskBootloader(a) != disk.NoBootloader {
 			bad(fmt.Sprintf("outputs[%d].bootloader", i), "a disk with a boot loader needs a kernel for it to boot: with kernel: none use bootloader: none (the image-hook installs the kernel and the board's boot loader), or remove kernel: none")
 		}
 	}
@@ -380,6 +380,15 @@ func validateDisk(o Output, key string, bad func(string, string, ...any)) {
 			bad(fmt.Sprintf("%s.kernel-params[%d]", key, i), "%q: one parameter per list item, no spaces or quotes", kp)
 		}
 	}
+}
+
+// DiskBootloader is the disk output's boot loader on architecture a: the
+// config's, else a's default.
+func (o Output) DiskBootloader(a arch.Arch) disk.Bootloader {
+	if o.Bootloader != "" {
+		return o.Bootloader
+	}
+	return disk.DefaultBootloader(a)
 }
 
 // DiskFormat is the disk output's image format: the config's, else from

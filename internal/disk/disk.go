@@ -67,8 +67,8 @@ type Options struct {
 	// /usr/lib/linux-image-VERSION/ (rockchip/rk3399-rockpro64.dtb): GRUB
 	// loads each kernel's copy from the root file system. "" loads none.
 	DeviceTree string
-	// Hook, when set, runs once the image is written and before it is
-	// checked, with the image's file systems mounted (see Hook).
+	// Hook, when set, runs once the image file is partitioned and before
+	// its file systems are made (see Hook).
 	Hook *Hook
 }
 

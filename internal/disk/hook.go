@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/chroot"
 )
 
 // hookScript runs the hook as HOOK ROOTDIR IMAGE in a mount namespace of
@@ -57,6 +58,11 @@ func (b *builder) runHook() error {
 	b.log.Printf("running the image hook %s %s %s", h.Script, b.stage, img)
 	env := append(append(b.epochEnv(), h.Env...), "VMDEB_ROOTFS="+b.stage, "VMDEB_IMAGE="+img)
 	err := b.log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("unshare"), Args: hookArgs(h, b.stage, img), Dir: h.Dir, Env: env, Echo: true})
+	// A daemon the hook started in the tree (chroot "$1" …) must not
+	// outlive it, as the customise hook's do not.
+	if kerr := chroot.KillProcesses(b.stage, b.log); kerr != nil {
+		return fmt.Errorf("the image hook %s: %w", h.Script, errors.Join(err, kerr))
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && b.ctx.Err() == nil {
 			return fmt.Errorf("the image hook %s did not finish within %s (hook-timeout)", h.Script, h.Timeout)
