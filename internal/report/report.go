@@ -65,6 +65,20 @@ type Build struct {
 	Outputs       []File          `json:"outputs"`
 	Log           string          `json:"log,omitempty"`
 	Error         *Error          `json:"error,omitempty"`
+	// Job is the job of a plan this build made (vmdeb build --plan FILE
+	// --job ID); absent for a build not started from a plan.
+	Job *JobRef `json:"job,omitempty"`
+}
+
+// JobRef names the job of a plan (vmdeb plan) that a build made, and the
+// plan's other jobs, so that the outputs of all jobs can be gathered and
+// checked for completeness without the plan file (vmdeb publish).
+type JobRef struct {
+	ID string `json:"id"`
+	// PlanSHA256 is the SHA256 of the plan document the job was taken from.
+	PlanSHA256 string `json:"plan_sha256"`
+	// PlanJobs are the ids of every job of that plan, this one included.
+	PlanJobs []string `json:"plan_jobs"`
 }
 
 // Plan is what the build resolved from the config and the host.
