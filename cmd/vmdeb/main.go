@@ -242,6 +242,7 @@ type buildFlags struct {
 	run             build.RunOptions
 	logPath, outDir string
 	cache           cacheFlags
+	remote          remoteFlags
 	isolation       string
 	inVM            bool
 	report          reportFlags
@@ -285,6 +286,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVarP(&f.outDir, "outdir", "o", "", "write the outputs into this directory (keeping their file names)")
 	c.Flags().BoolVar(&f.cache.off, "no-cache", false, "build every stage; neither reuse nor keep stage results")
 	c.Flags().StringVar(&f.cache.path, "stage-cache", "", "stage cache directory (default $VMDEB_STAGE_CACHE or "+stagecache.DefaultDir+", for an ordinary user ~/.cache/vmdeb/stages; \"off\" disables it)")
+	f.remote.register(c)
 	c.Flags().StringVar(&f.isolation, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
@@ -320,6 +322,9 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 		if f.run.Cache, err = f.cache.open(); err != nil {
 			return rep.finish(&exitError{exitFailed, err})
 		}
+		if f.run.Remote, err = f.remote.open(); err != nil {
+			return rep.finish(err)
+		}
 		return buildInside(s, f.run, f.logPath, rep)
 	}
 	var rep *buildReporter
@@ -339,6 +344,9 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 // are checked and each built in a process of its own.
 func buildOuter(ctx context.Context, a []string, f buildFlags, rep *buildReporter) error {
 	if _, err := f.cache.dir(); err != nil {
+		return err
+	}
+	if err := f.remote.export(); err != nil {
 		return err
 	}
 	configs, err := expandConfigs(a)

@@ -192,6 +192,7 @@ func (b *buildReporter) document(err error, end time.Time) report.Build {
 	r.Cache.Stages = []report.CacheResult{}
 	if b.st != nil {
 		r.Cache.Stages = append(r.Cache.Stages, b.st.Cache...)
+		r.Cache.Remote = b.st.Remote
 	}
 	r.Outputs = []report.File{}
 	if err == nil {

@@ -42,7 +42,28 @@ type Cache struct {
 	// Notef receives one line per notable event (a partial or corrupt
 	// file replaced). May be nil.
 	Notef func(format string, a ...any)
+	// Remote, if set, is asked for a package before the mirror and told
+	// of every package the cache gets from elsewhere (OpenCache sets it
+	// to SharedRemote).
+	Remote Remote
 }
+
+// Remote is a second store of package files, shared between machines (an
+// OCI registry: internal/remotecache). It is trusted no more than the
+// mirror: what it gives is checked against the index like a download.
+type Remote interface {
+	// FetchDeb writes the file with this size and SHA256 to w. Any error
+	// means "not from here": the cache then downloads it from the mirror.
+	FetchDeb(ctx context.Context, name string, want FileInfo, w io.Writer) error
+	// StoreDeb is told of a verified package file the cache got from the
+	// mirror, to keep it remotely as well; it must not block for long.
+	StoreDeb(name string, want FileInfo, path string)
+}
+
+// SharedRemote is the remote store every package cache opened in this
+// process uses: the one build a build process runs sets it before its
+// bootstrapper opens the cache.
+var SharedRemote Remote
 
 // OpenCache creates the cache's directories if needed and removes what
 // interrupted builds left: partial downloads and staging directories
@@ -52,7 +73,7 @@ func OpenCache(dir string, notef func(string, ...any)) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{Dir: abs, Notef: notef}
+	c := &Cache{Dir: abs, Notef: notef, Remote: SharedRemote}
 	for _, d := range []string{"sha256", "by-name", "derived", "tmp", "staging"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
 			return nil, fmt.Errorf("package cache: %w", err)
@@ -160,8 +181,24 @@ func Verify(path, name string, want FileInfo) error {
 // name is how the archive calls it (for messages and the name index; ""
 // for none). The file at the returned path is never rewritten: hard-link
 // or read it.
+// With a Remote, a file the cache lacks is asked of it first, and a file
+// downloaded from u is handed to it.
 func (c *Cache) Get(ctx context.Context, cl *Client, u, name string, want FileInfo) (string, error) {
-	return c.store(ctx, name, want, func(w io.Writer) error {
+	if c.Remote != nil && IsSHA256(want.SHA256) && strings.HasSuffix(name, ".deb") {
+		path, err := c.store(ctx, name, want, func(w io.Writer) error {
+			return c.Remote.FetchDeb(ctx, name, want, io.Writer(w))
+		}, false)
+		if err == nil || ctx.Err() != nil {
+			return path, err
+		}
+		var he *HashError
+		if errors.As(err, &he) {
+			c.notef("%s: the remote cache's copy was refused (%v); downloading it", name, err)
+		}
+	}
+	fetched := false
+	path, err := c.store(ctx, name, want, func(w io.Writer) error {
+		fetched = true
 		return cl.Fetch(ctx, u, func(r io.Reader) error {
 			if err := w.(*hashWriter).reset(); err != nil {
 				return err
@@ -170,6 +207,10 @@ func (c *Cache) Get(ctx context.Context, cl *Client, u, name string, want FileIn
 			return err
 		})
 	}, true)
+	if err == nil && fetched && c.Remote != nil && strings.HasSuffix(name, ".deb") && !strings.Contains(name, "/") {
+		c.Remote.StoreDeb(name, want, path)
+	}
+	return path, err
 }
 
 // Put stores content that the caller made (an index it decompressed)
@@ -521,6 +562,9 @@ func (s *Staging) Ingest() (int, error) {
 			return n, err
 		}
 		s.cache.index(final, e.Name())
+		if s.cache.Remote != nil {
+			s.cache.Remote.StoreDeb(e.Name(), FileInfo{Size: size, SHA256: sum}, final)
+		}
 		n++
 	}
 	return n, nil

@@ -15,6 +15,7 @@ import (
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
+	"vmdeb/internal/remotecache"
 	"vmdeb/internal/report"
 	"vmdeb/internal/sbom"
 	"vmdeb/internal/stagecache"
@@ -55,6 +56,8 @@ type State struct {
 	// Cache is what the stage cache did for each cached stage (nothing
 	// when the cache is off).
 	Cache []report.CacheResult
+	// Remote is what the remote cache did (nil when there is none).
+	Remote *report.RemoteCache
 }
 
 // Result is one written output.
@@ -69,6 +72,9 @@ type RunOptions struct {
 	KeepWork bool   // keep the work directory for debugging
 	// Cache keeps and reuses stage results (nil: every stage runs).
 	Cache *stagecache.Cache
+	// Remote is a remote cache of stages and packages (nil: none): see
+	// remote.go.
+	Remote *remotecache.Client
 	// host does what needs root (nil: the real one); tests replace it.
 	host host
 }

@@ -117,6 +117,10 @@ func Run(ctx context.Context, p *Plan, stages []Stage, log *buildlog.Log, o RunO
 	defer lock.Close()
 	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs"), Backend: p.Bootstrap.ForBuild()}
 	r := &runner{st: st, stages: stages, host: h, cache: o.Cache}
+	if o.Remote != nil {
+		r.remote = newRemoteUse(st, o.Remote)
+		defer r.remote.wait()
+	}
 	log.Logf("work directory %s", work)
 	for _, n := range p.Notes {
 		log.Printf("%s", n)
@@ -140,7 +144,8 @@ type runner struct {
 	stages []Stage
 	host   host
 	cache  *stagecache.Cache
-	chroot io.Closer // the chroot, while it is up
+	remote *remoteUse // nil: no remote cache
+	chroot io.Closer  // the chroot, while it is up
 	// first and last are the indices of the first and the last stage
 	// that need the chroot (-1: none does).
 	first, last int
@@ -156,6 +161,9 @@ func (r *runner) run(ctx context.Context) error {
 	var points []cachePoint
 	if r.cache != nil {
 		points = cachePoints(r.st.Plan, r.stages)
+		if r.remote != nil {
+			r.remote.pull(ctx, r.cache, points)
+		}
 		var err error
 		if start, err = restoreFromCache(ctx, r.st, r.cache, points); err != nil {
 			log.Done()
@@ -266,7 +274,13 @@ func (r *runner) save(ctx context.Context, pt cachePoint) error {
 	if err := r.closeChroot(); err != nil {
 		return fmt.Errorf("teardown before saving the stage: %w", err)
 	}
-	return saveToCache(ctx, r.st, r.cache, pt)
+	if err := saveToCache(ctx, r.st, r.cache, pt); err != nil {
+		return err
+	}
+	if r.remote != nil {
+		r.remote.push(ctx, r.cache, pt)
+	}
+	return nil
 }
 
 // cleanup ends the build: chroot down, temporary directories removed, the

@@ -108,6 +108,51 @@ type Cache struct {
 	Enabled bool          `json:"enabled"`
 	Dir     string        `json:"dir,omitempty"`
 	Stages  []CacheResult `json:"stages"`
+	// Remote is what the remote cache (--remote-cache) did; absent when
+	// none is set.
+	Remote *RemoteCache `json:"remote,omitempty"`
+}
+
+// RemoteCache is what the build fetched from and stored in an OCI
+// registry (docs/remote-cache.md).
+type RemoteCache struct {
+	URL string `json:"url"` // oci://HOST[:PORT]/REPOSITORY
+	// Stages has one record per cached stage looked up or pushed, in
+	// the order it happened.
+	Stages []RemoteStage `json:"stages"`
+	// Debs counts the package files of the native bootstrapper.
+	Debs RemoteDebs `json:"debs"`
+	// Warning is the registry failure the build went on without (the
+	// first one), if any.
+	Warning string `json:"warning,omitempty"`
+}
+
+// Remote cache actions.
+const (
+	RemotePulled     = "pulled"      // fetched, verified and put in the local cache
+	RemotePullFailed = "pull-failed" // the registry failed, or what it held was refused
+	RemoteMiss       = "miss"        // the registry does not have it
+	RemotePushed     = "pushed"      // stored in the registry after the stage ran
+	RemotePresent    = "present"     // the registry had it already; nothing sent
+	RemotePushFailed = "push-failed" // storing it failed; the build went on
+)
+
+// RemoteStage is one stage entry looked up in or sent to the registry.
+type RemoteStage struct {
+	Stage  string `json:"stage"`
+	Key    string `json:"key"`
+	Action string `json:"action"`
+	// Digest is the artifact's manifest digest (sha256:...), when known.
+	Digest string `json:"digest,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// RemoteDebs counts package files pulled from and pushed to the registry.
+type RemoteDebs struct {
+	Pulled     int `json:"pulled"`
+	Pushed     int `json:"pushed"`
+	PullFailed int `json:"pull_failed"`
+	PushFailed int `json:"push_failed"`
 }
 
 // Cache actions.
