@@ -23,6 +23,7 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
+	"vmdeb/internal/jobplan"
 	"vmdeb/internal/ns"
 	"vmdeb/internal/qemu"
 	"vmdeb/internal/report"
@@ -93,7 +94,8 @@ that cannot run the build (nothing was created).`,
 		return &usageError{fmt.Errorf("%v (see vmdeb %s --help)", err, c.Name())}
 	})
 	build.Version = Version
-	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd(), shellCmd(), genDocsCmd())
+	root.AddCommand(buildCmd(), checkCmd(), bootCmd(), cacheCmd(), vmdebootstrapCmd(), metapackageCmd(), shellCmd(), publishCmd(), genDocsCmd())
+	root.AddCommand(planCmd())
 	return root
 }
 
@@ -246,6 +248,11 @@ type buildFlags struct {
 	isolation       string
 	inVM            bool
 	report          reportFlags
+	// planFile and jobID: build one job of a plan (vmdeb plan); job is
+	// that job once read, and jobRef what the report says of it.
+	planFile, jobID string
+	job             *jobplan.Job
+	jobRef          string
 }
 
 func buildCmd() *cobra.Command { return newBuildCmd(&buildFlags{}) }
@@ -270,6 +277,12 @@ they are written; --json prints the same report on stdout, and the
 messages that would go there go to stderr. A build refused before it
 starts (exit status 2) writes no report file; --json prints the error.`,
 		Args: func(cmd *cobra.Command, a []string) error {
+			if f.jobID != "" || f.planFile != "" {
+				if len(a) > 0 {
+					return &usageError{fmt.Errorf("--job builds the config its plan names: no config argument with it (%s)", strings.Join(a, " "))}
+				}
+				return nil
+			}
 			if len(a) == 0 {
 				return &usageError{fmt.Errorf("build needs a config file or a directory of them (see vmdeb build --help)")}
 			}
@@ -292,6 +305,10 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
 	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
 	c.Flags().BoolVar(&f.report.json, "json", false, "print the JSON report on stdout; messages go to stderr")
+	c.Flags().StringVar(&f.planFile, "plan", "", "the plan (vmdeb plan --format json) whose --job to build")
+	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")
+	c.Flags().StringVar(&f.jobRef, "job-ref", "", "")
+	c.Flags().MarkHidden("job-ref")
 	return c
 }
 
@@ -307,12 +324,21 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 	if f.report.json {
 		prose = os.Stderr
 	}
+	if !ns.Inside() && (f.jobID != "" || f.planFile != "") {
+		var err error
+		if a, err = f.fromPlan(); err != nil {
+			return err
+		}
+	}
 	if ns.Inside() {
 		var rep *buildReporter
 		if f.report.json || f.report.path != "" {
 			rep = newBuildReporter(a[0], f.report.path, nil)
 			if f.report.json {
 				rep.stdout = os.Stdout
+			}
+			if err := rep.setJob(f.jobRef); err != nil {
+				return rep.finish(&usageError{err})
 			}
 		}
 		s, err := loadForBuild(a[0], f.outDir)
@@ -437,7 +463,7 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 		if f.report.json {
 			return &usageError{errors.New("--json: a build in a builder VM (isolation vm) cannot print its report on stdout (the VM's console is there); use --report FILE")}
 		}
-		return buildInVM(ctx, path, s, f.run, f.logPath, f.outDir, f.report.path)
+		return buildInVM(ctx, path, s, f.run, f.logPath, f.outDir, f.report.path, f.jobRef)
 	}
 	// Check everything before the namespaced process starts, so bad input
 	// is reported once and nothing is created.
@@ -447,6 +473,11 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 	}
 	if rep != nil {
 		rep.plan, rep.isolation = p, string(where)
+	}
+	if f.job != nil {
+		if d := f.job.KeysDiffer(build.StageKeys(p)); len(d) > 0 {
+			fmt.Fprintf(prose, "vmdeb: job %s: the stage keys of %s differ from the plan's (the mirror's Release, vmdeb or the host's tools changed since it was made): the build goes on with its own\n", f.job.ID, strings.Join(d, ", "))
+		}
 	}
 	workParent := f.run.WorkDir
 	if workParent == "" {
@@ -463,7 +494,7 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 func (f buildFlags) inner(path string) buildervm.BuildArgs {
 	stageCache, _ := f.cache.dir()
 	return buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
-		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path}
+		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path, JobRef: f.jobRef}
 }
 
 // reexec runs the build (argv) in a vmdeb process of its own, in the

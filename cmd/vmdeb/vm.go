@@ -22,7 +22,7 @@ import (
 // image of the chosen release (made and cached on first use), booted in
 // qemu with the config, the caches and the output directories shared,
 // runs this same vmdeb as root; its exit status is the build's.
-func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOptions, logPath, outDir, reportPath string) error {
+func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOptions, logPath, outDir, reportPath, jobRef string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	a, err := buildervm.HostArch()
@@ -38,7 +38,7 @@ func buildInVM(ctx context.Context, path string, s *config.Spec, o build.RunOpti
 	}
 	host := buildervm.ThisHost()
 	job, err := buildervm.PlanJob(buildervm.Request{Spec: s, Config: path, Binary: self, WorkDir: o.WorkDir,
-		Log: logPath, Report: reportPath, OutDir: outDir, Host: host})
+		Log: logPath, Report: reportPath, OutDir: outDir, JobRef: jobRef, Host: host})
 	var se *buildervm.ShareError
 	if errors.As(err, &se) {
 		return &build.PreflightError{Err: err}

@@ -17,6 +17,9 @@ type BuildArgs struct {
 	// StageCache is --stage-cache DIR; "" is --no-cache.
 	StageCache string
 	Config     string // the config file
+	// JobRef is the plan job the build makes, as JSON (report.JobRef),
+	// for its report; "" = none.
+	JobRef string
 }
 
 // Argv is the arguments of the vmdeb that builds (without the binary).
@@ -35,6 +38,7 @@ func (b BuildArgs) Argv() []string {
 	opt("--log", b.Log)
 	opt("--outdir", b.OutDir)
 	opt("--report", b.Report)
+	opt("--job-ref", b.JobRef)
 	if b.JSON {
 		a = append(a, "--json")
 	}

@@ -66,6 +66,7 @@ type Request struct {
 	Log     string // --log ("" = beside the first output)
 	Report  string // --report, an absolute path ("" = none)
 	OutDir  string // --outdir ("" = none)
+	JobRef  string // the plan job, for the report (BuildArgs.JobRef)
 	Host    Host
 }
 
@@ -94,7 +95,7 @@ func PlanJob(r Request) (Job, error) {
 	if err != nil {
 		return j, err
 	}
-	args := BuildArgs{Isolation: config.Host, WorkDir: GuestWorkDir, Report: r.Report, Config: cfgPath}
+	args := BuildArgs{Isolation: config.Host, WorkDir: GuestWorkDir, Report: r.Report, Config: cfgPath, JobRef: r.JobRef}
 	if r.Log != "" {
 		if args.Log, err = filepath.Abs(r.Log); err != nil {
 			return j, err
