@@ -71,10 +71,24 @@ var simpleName = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
 
 // stemExts are the output extensions that the names of an output's
 // package manifest and SBOMs replace (as vmdeb build names them:
-// NAME.iso beside NAME.packages).
+// NAME.iso beside NAME.packages), for an output whose report lists no
+// manifest to take the stem from.
 var stemExts = []string{".iso", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst", ".tar", ".img", ".qcow2", ".ext4"}
 
-func stem(name string) string {
+// stem is the name an output's companions take: that of the manifest
+// the report lists beside it (NAME.packages for NAME.EXT; the longest
+// when several match), else the name less a known extension.
+func stem(name string, byName map[string]report.File) string {
+	best := ""
+	for n, f := range byName {
+		s, ok := strings.CutSuffix(n, ".packages")
+		if ok && f.Type == "manifest" && strings.HasPrefix(name, s+".") && len(s) > len(best) {
+			best = s
+		}
+	}
+	if best != "" {
+		return best
+	}
 	for _, e := range stemExts {
 		if s, ok := strings.CutSuffix(name, e); ok {
 			return s
@@ -135,7 +149,7 @@ func layout(jobs []*Job) ([]*item, []Skipped, []error) {
 				continue
 			}
 			items = append(items, add...)
-			if log := logItem(j, dir, stem(name)); log != nil {
+			if log := logItem(j, dir, stem(name, byName)); log != nil {
 				items = append(items, log)
 			}
 		}
@@ -147,7 +161,7 @@ func layout(jobs []*Job) ([]*item, []Skipped, []error) {
 // SBOMs (found by its stem among the report's outputs) and its file list.
 func fileItems(j *Job, dir string, o report.File, byName map[string]report.File) ([]*item, error) {
 	name := filepath.Base(o.Path)
-	s := stem(name)
+	s := stem(name, byName)
 	main := &item{Path: path.Join(dir, name), Type: o.Type, Job: j, Src: filepath.Join(j.Dir, name), Size: o.Size, SHA256: o.SHA256}
 	items := []*item{main}
 	for _, c := range []struct{ suffix, typ string }{

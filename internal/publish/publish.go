@@ -162,10 +162,12 @@ func Publish(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := t.write(ctx, s, items, existing, o); err != nil {
-		return s, errors.Join(err, t.discard())
+	err = t.write(ctx, s, items, existing, o)
+	if err == nil {
+		err = t.commit(o.Add)
 	}
-	if err := t.commit(o.Add); err != nil {
+	if err != nil {
+		s.Files, s.Directories = []File{}, []Directory{} // none of them is published
 		return s, errors.Join(err, t.discard())
 	}
 	sort.Slice(s.Files, func(a, b int) bool { return s.Files[a].Path < s.Files[b].Path })

@@ -169,7 +169,7 @@ func makeJob(t *testing.T, root string, j fakeJob, allIDs []string) string {
 			doc.Outputs = append(doc.Outputs, f)
 		default:
 			add(o.typ, o.name, o.data)
-			s := stem(o.name)
+			s := stem(o.name, nil)
 			if _, err := os.Stat(filepath.Join(dir, s+".packages")); err != nil {
 				add("manifest", s+".packages", manifest)
 				add("sbom-spdx", s+".spdx.json", []byte(`{"spdxVersion":"SPDX-2.3","name":"`+s+`"}`))
@@ -254,6 +254,7 @@ func TestPublishTree(t *testing.T) {
 			{"disk", "debian-trixie-amd64.img", []byte("raw disk")},
 			{"disk", "debian-trixie-amd64.qcow2", []byte("QFI\xfb qcow2")},
 			{"ext4", "root-amd64.ext4", []byte("ext4 fs")},
+			{"oci", "container-amd64.oci.tar", []byte("an output type publish does not know")},
 		}},
 		{id: "netboot-amd64", arch: "amd64", outputs: []fakeOutput{{"squashfs", "netboot", sq}, {"directory", "rootdir", nil}}},
 	})
@@ -273,6 +274,9 @@ func TestPublishTree(t *testing.T) {
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.cdx.json", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.contents",
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.iso", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.log",
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.packages", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.spdx.json",
+		"amd64/oci/SHA256SUMS", "amd64/oci/SHA512SUMS",
+		"amd64/oci/container-amd64.oci.cdx.json", "amd64/oci/container-amd64.oci.log", "amd64/oci/container-amd64.oci.packages",
+		"amd64/oci/container-amd64.oci.spdx.json", "amd64/oci/container-amd64.oci.tar",
 		"amd64/tarball/SHA256SUMS", "amd64/tarball/SHA512SUMS",
 		"amd64/tarball/rootfs-amd64.cdx.json", "amd64/tarball/rootfs-amd64.contents", "amd64/tarball/rootfs-amd64.log",
 		"amd64/tarball/rootfs-amd64.packages", "amd64/tarball/rootfs-amd64.spdx.json", "amd64/tarball/rootfs-amd64.tar.gz",
@@ -321,7 +325,7 @@ func TestPublishTree(t *testing.T) {
 	if !strings.HasPrefix(string(sums), wantSums) || strings.Count(string(sums), "\n") != 6 {
 		t.Errorf("amd64/disk/SHA256SUMS:\n%s", sums)
 	}
-	for _, d := range []string{"amd64/disk", "amd64/ext4", "amd64/iso-hybrid", "amd64/tarball", "amd64/webboot", "arm64/iso-hybrid"} {
+	for _, d := range []string{"amd64/disk", "amd64/ext4", "amd64/oci", "amd64/iso-hybrid", "amd64/tarball", "amd64/webboot", "arm64/iso-hybrid"} {
 		for _, tool := range []string{"sha256sum", "sha512sum"} {
 			cmd := exec.Command(tool, "--strict", "-c", strings.ToUpper(strings.TrimSuffix(tool, "sum"))+"SUMS")
 			cmd.Dir = filepath.Join(to, d)
@@ -331,7 +335,7 @@ func TestPublishTree(t *testing.T) {
 		}
 	}
 	// The summary.
-	if s.To != to || len(s.Jobs) != 4 || len(s.Directories) != 6 || s.PlanSHA256 != strings.Repeat("ab", 32) {
+	if s.To != to || len(s.Jobs) != 4 || len(s.Directories) != 7 || s.PlanSHA256 != strings.Repeat("ab", 32) {
 		t.Errorf("summary: to %s, %d jobs, %d directories, plan %s", s.To, len(s.Jobs), len(s.Directories), s.PlanSHA256)
 	}
 	if len(s.Skipped) != 1 || s.Skipped[0].Type != "directory" || s.Skipped[0].Job != "netboot-amd64" {
@@ -567,6 +571,22 @@ func TestUnquote(t *testing.T) {
 	for _, bad := range []string{`/bare`, `'open`, `$'\n'`} {
 		if _, ok := unquote(bad); ok {
 			t.Errorf("unquote(%s) accepted", bad)
+		}
+	}
+}
+
+// An output's companions are named as the build named its manifest,
+// whatever its extension.
+func TestStem(t *testing.T) {
+	m := map[string]report.File{
+		"a.packages": {Type: "manifest"}, "a.b.packages": {Type: "manifest"}, "img.packages": {Type: "manifest"},
+		"c.packages": {Type: "sbom-spdx"},
+	}
+	for name, want := range map[string]string{
+		"a.b.tar.gz": "a.b", "a.iso": "a", "img.sif": "img", "c.qcow2": "c", "d.tar.zst": "d", "e.unknown": "e.unknown",
+	} {
+		if got := stem(name, m); got != want {
+			t.Errorf("stem(%s) = %s, want %s", name, got, want)
 		}
 	}
 }
