@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"vmdeb/internal/publish"
 	"vmdeb/internal/report"
 )
 
@@ -71,6 +75,7 @@ func TestPublishJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	validatePublish(t, out.Bytes())
 	var doc publishDoc
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out.String())
@@ -96,6 +101,7 @@ func TestPublishJSON(t *testing.T) {
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "b.report.json: the build failed (exit status 1: stage disk failed)") {
 		t.Errorf("a failed job: exit status %d: %v", exitCode(err), err)
 	}
+	validatePublish(t, out.Bytes())
 	doc = publishDoc{}
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out.String())
@@ -119,5 +125,66 @@ func TestPublishProse(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("prose lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// validatePublish checks a publish document against the schema.
+func validatePublish(t *testing.T, data []byte) {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema(t).Validate(v); err != nil {
+		t.Errorf("the publish document does not match the schema: %v\n%s", err, data)
+	}
+}
+
+// The schema's publish document has the fields of publish.Summary, no
+// more, no fewer.
+func TestPublishSchemaMatchesTypes(t *testing.T) {
+	data, err := os.ReadFile("../../docs/vmdeb-report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root struct {
+		Defs map[string]json.RawMessage `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+		Items      *struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"items"`
+	}
+	var top node
+	if err := json.Unmarshal(root.Defs["publish"], &top); err != nil {
+		t.Fatal(err)
+	}
+	compare := func(where string, typ reflect.Type, props map[string]json.RawMessage) {
+		fields := map[string]bool{}
+		for i := 0; i < typ.NumField(); i++ {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			fields[name] = true
+			if _, ok := props[name]; !ok {
+				t.Errorf("%s.%s (%s.%s) is not in the schema", where, name, typ.Name(), typ.Field(i).Name)
+			}
+		}
+		for name := range props {
+			if !fields[name] {
+				t.Errorf("the schema's %s.%s is no field of %s", where, name, typ.Name())
+			}
+		}
+	}
+	compare("publish", reflect.TypeOf(publish.Summary{}), top.Properties)
+	for name, typ := range map[string]reflect.Type{"jobs": reflect.TypeOf(publish.JobSummary{}), "files": reflect.TypeOf(publish.File{}),
+		"directories": reflect.TypeOf(publish.Directory{}), "skipped": reflect.TypeOf(publish.Skipped{})} {
+		var n node
+		if err := json.Unmarshal(top.Properties[name], &n); err != nil || n.Items == nil {
+			t.Fatalf("publish.%s: %v", name, err)
+		}
+		compare("publish."+name, typ, n.Items.Properties)
 	}
 }
