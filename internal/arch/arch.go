@@ -29,11 +29,12 @@ const (
 	Directory OutputType = "directory" // the root file system as a directory
 	Squashfs  OutputType = "squashfs"  // filesystem.squashfs, vmlinuz and initrd.img
 	Ext4      OutputType = "ext4"      // the root file system as a bare ext4 image
+	OCI       OutputType = "oci"       // a container image (OCI image layout in a tar)
 )
 
 // OutputTypes are the output types vmdeb knows, in the order the
 // documentation and messages give them.
-var OutputTypes = []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4}
+var OutputTypes = []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4, OCI}
 
 // Arch is one row of the table.
 type Arch struct {
@@ -105,7 +106,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 		UEFIPackage: "ovmf",
-		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4, OCI},
 		SecureBoot: &SecureBoot{
 			Packages: []string{"shim-signed", "grub-efi-amd64-signed"},
 			Shim:     "usr/lib/shim/shimx64.efi.signed",
@@ -125,7 +126,7 @@ var table = map[string]Arch{
 		UEFICode:    []string{"/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"},
 		UEFIVars:    []string{"/usr/share/OVMF/OVMF32_VARS_4M.fd"},
 		UEFIPackage: "ovmf-ia32",
-		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4, OCI},
 	},
 	"arm64": {
 		Name: "arm64", ELFMachine: "EM_AARCH64", QemuUser: "aarch64",
@@ -137,7 +138,7 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF_VARS.fd"},
 		UEFIPackage: "qemu-efi-aarch64",
 		DeviceTrees: true,
-		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{LiveISO, Disk, Tarball, Directory, Squashfs, Ext4, OCI},
 		SecureBoot: &SecureBoot{
 			Packages: []string{"shim-signed", "grub-efi-arm64-signed"},
 			Shim:     "usr/lib/shim/shimaa64.efi.signed",
@@ -158,7 +159,7 @@ var table = map[string]Arch{
 		UEFIVars:    []string{"/usr/share/AAVMF/AAVMF32_VARS.fd"},
 		UEFIPackage: "qemu-efi-arm",
 		DeviceTrees: true,
-		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4, OCI},
 		BoardDisks:  true,
 	},
 	"armel": {
@@ -166,27 +167,27 @@ var table = map[string]Arch{
 		QemuSystem: "qemu-system-arm", QemuMachine: "versatilepb", Console: "ttyAMA0",
 		Kernel:      "linux-image-marvell",
 		DeviceTrees: true,
-		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{Disk, Tarball, Directory, Squashfs, Ext4, OCI},
 		BoardDisks:  true,
 	},
 	"ppc64el": {
 		Name: "ppc64el", ELFMachine: "EM_PPC64", QemuUser: "ppc64le",
 		QemuSystem: "qemu-system-ppc64", QemuMachine: "pseries", Console: "hvc0",
 		Kernel:  "linux-image-powerpc64le",
-		Outputs: []OutputType{Tarball, Directory, Squashfs, Ext4},
+		Outputs: []OutputType{Tarball, Directory, Squashfs, Ext4, OCI},
 	},
 	"riscv64": {
 		Name: "riscv64", ELFMachine: "EM_RISCV", QemuUser: "riscv64",
 		QemuSystem: "qemu-system-riscv64", QemuMachine: "virt", Console: "ttyS0",
 		Kernel:      "linux-image-riscv64",
 		DeviceTrees: true,
-		Outputs:     []OutputType{Tarball, Directory, Squashfs, Ext4},
+		Outputs:     []OutputType{Tarball, Directory, Squashfs, Ext4, OCI},
 	},
 	"s390x": {
 		Name: "s390x", ELFMachine: "EM_S390", QemuUser: "s390x",
 		QemuSystem: "qemu-system-s390x", QemuMachine: "s390-ccw-virtio", Console: "ttysclp0",
 		Kernel:  "linux-image-s390x",
-		Outputs: []OutputType{Tarball, Directory, Squashfs, Ext4},
+		Outputs: []OutputType{Tarball, Directory, Squashfs, Ext4, OCI},
 	},
 }
 

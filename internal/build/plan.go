@@ -111,6 +111,9 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 	if n := initNote(s, p.Packages); n != "" {
 		p.Notes = append(p.Notes, n)
 	}
+	if n := ociKernelNote(s); n != "" {
+		p.Notes = append(p.Notes, n)
+	}
 	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

@@ -70,6 +70,8 @@ func Stages(p *Plan) []Stage {
 			s = append(s, diskStage{out: o})
 		case config.Ext4:
 			s = append(s, ext4Stage{out: o})
+		case config.OCI:
+			s = append(s, ociStage{out: o})
 		}
 	}
 	return append(s, reportStage{})

@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,20 +149,42 @@ type Output struct {
 	// default of its type (OutputMode).
 	Mode         string   `yaml:"mode"`
 	KernelParams []string `yaml:"kernel-params"`
+
+	// The container image's (type oci): Tag names it (NAME[:TAG]; the
+	// default is the config's name), the others are the defaults of the
+	// containers run from it.
+	Tag        string   `yaml:"tag"`
+	Cmd        []string `yaml:"cmd"`
+	Entrypoint []string `yaml:"entrypoint"`
+	Env        []string `yaml:"env"`
+	Labels     Labels   `yaml:"labels"`
+}
+
+// Labels are a container image's labels, name to value.
+type Labels map[string]string
+
+// MarshalJSON writes no labels as {} (the config's JSON in reports has
+// [] for a list not given, and {} for a mapping).
+func (l Labels) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(map[string]string(l))
 }
 
 // OutputMode is the permissions an output file is created with, before
 // the umask: mode when the config gives one; 0600 for the outputs that
 // hold the image's files as they are, /etc/shadow's password hashes
 // included, readable by whoever can read the file (tarball, disk image,
-// the squashfs output's file system, an ext4 image); 0644 for a live ISO, made to be
-// published. A directory output keeps the image's own modes.
+// the squashfs output's file system, an ext4 image, a container image);
+// 0644 for a live ISO, made to be published. A directory output keeps the
+// image's own modes.
 func (o Output) OutputMode() os.FileMode {
 	if m, err := strconv.ParseUint(o.Mode, 8, 32); o.Mode != "" && err == nil {
 		return os.FileMode(m)
 	}
 	switch o.Type {
-	case Tarball, Disk, Squashfs, Ext4:
+	case Tarball, Disk, Squashfs, Ext4, OCI:
 		return 0o600
 	}
 	return 0o644
@@ -214,7 +237,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // that act on them.
 
 // OutputType is an output's type: live-iso, disk, tarball, directory,
-// squashfs or ext4.
+// squashfs, ext4 or oci.
 type OutputType = arch.OutputType
 
 const (
@@ -224,6 +247,7 @@ const (
 	Directory = arch.Directory
 	Squashfs  = arch.Squashfs
 	Ext4      = arch.Ext4
+	OCI       = arch.OCI
 )
 
 // OutputTypes are the output types vmdeb knows.

@@ -320,7 +320,7 @@ func TestExt4Output(t *testing.T) {
 		"{type: ext4, path: a.ext4, size: 1M}":                "outputs[0].size: 1048576 bytes is too small",
 		"{type: ext4, path: a.ext4, bootloader: grub-bios}":   "apply to disk outputs only",
 		"{type: ext4, path: a.ext4, filesystem: ext3}":        "apply to disk outputs only",
-		"{type: ext5, path: a.ext4}":                          `unknown output type "ext5" (valid: live-iso, disk, tarball, directory, squashfs, ext4)`,
+		"{type: ext5, path: a.ext4}":                          `unknown output type "ext5" (valid: live-iso, disk, tarball, directory, squashfs, ext4, oci)`,
 		"{type: ext4, path: a.ext4, size: 2G, format: qcow2}": "apply to disk outputs only",
 	} {
 		p := write(t, strings.Replace(good, "  - type: live-iso\n    path: out/test.iso\n", "  - "+yaml+"\n", 1))

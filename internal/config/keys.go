@@ -90,9 +90,9 @@ var keyText = map[string]keyDoc{
 	"live.installer":             {def: "false", text: "Put debian-installer on the ISO (Install, Graphical install, Install with speech synthesis), fetched from the mirror and verified against the archive's signed Release."},
 	"live.locales":               {def: "[]", text: "A localisation submenu: locale names, or all."},
 	"outputs":                    {required: true, text: "What the build writes: a list of mappings, each with the keys under OUTPUTS below."},
-	"outputs[].type":             {required: true, text: "The output's type: live-iso (a hybrid ISO), disk (a bootable VM disk image), tarball (compressed by the file name's extension), directory, squashfs (a directory with filesystem.squashfs, vmlinuz and initrd.img), or ext4 (the root file system as a bare ext4 image, for a kernel booted directly, a container or dd onto a partition)."},
+	"outputs[].type":             {required: true, text: "The output's type: live-iso (a hybrid ISO), disk (a bootable VM disk image), tarball (compressed by the file name's extension), directory, squashfs (a directory with filesystem.squashfs, vmlinuz and initrd.img), ext4 (the root file system as a bare ext4 image, for a kernel booted directly, a container or dd onto a partition), or oci (a container image: an OCI image layout in a tar file, which podman load, docker load and skopeo's oci-archive: read; see tag, cmd, entrypoint, env and labels)."},
 	"outputs[].path":             {required: true, text: "Where the output is written, relative to the config file (or to --outdir)."},
-	"outputs[].mode":             {def: "0600 for tarball, disk, squashfs and ext4; 0644 for live-iso", text: "The output file's permissions, in octal (quote it: \"0644\"), before the umask. Tarballs, disk images, squashfs and ext4 file systems hold /etc/shadow readably; a directory output keeps the image's own modes."},
+	"outputs[].mode":             {def: "0600 for tarball, disk, squashfs, ext4 and oci; 0644 for live-iso", text: "The output file's permissions, in octal (quote it: \"0644\"), before the umask. Tarballs, disk images, squashfs and ext4 file systems and container images hold /etc/shadow readably; a directory output keeps the image's own modes."},
 	"outputs[].size":             {disk: true, required: true, text: "The whole image's size, e.g. 4G; too small is an error naming the size needed. An ext4 output takes it too (optional there: the file system's size, by default its content plus a quarter and 64M)."},
 	"outputs[].format":           {disk: true, def: "from the extension (.qcow2, else raw)", text: "The image file's format; both are sparse."},
 	"outputs[].partition-table":  {disk: true, def: string(disk.GPT), text: "The partition table."},
@@ -107,6 +107,11 @@ var keyText = map[string]keyDoc{
 	"outputs[].network":          {disk: true, def: string(disk.Networkd), text: "DHCP on the first interface with systemd-networkd (and systemd-resolved) or ifupdown, or none."},
 	"outputs[].grow-root":        {disk: true, def: "false", text: "Grow the root partition and file system to the disk's end on first boot."},
 	"outputs[].kernel-params":    {disk: true, def: "[]", text: "Added to the kernel command line, one per list item (root by UUID and the serial console are always there)."},
+	"outputs[].tag":              {def: "the config's name, :latest", text: "An oci output's image name, NAME or NAME:TAG (e.g. vmdeb:1.0, or HOST:PORT/tools/vmdeb:1.0 for a registry), as docker tag takes it; :latest when no tag is given. podman load and docker load name the image so."},
+	"outputs[].cmd":              {def: "[/bin/bash], or none with entrypoint", text: "An oci output's default command (the image config's Cmd): the program and its arguments, one per list item; docker run IMAGE ARGS replaces it."},
+	"outputs[].entrypoint":       {def: "[]", text: "An oci output's entry point (the image config's Entrypoint), one item per argument: the program every container runs, with cmd (or the arguments of docker run IMAGE ARGS) after it."},
+	"outputs[].env":              {def: "a PATH of /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin and /bin", text: "An oci output's environment, NAME=VALUE per item; the default PATH comes first unless a PATH is given."},
+	"outputs[].labels":           {def: "{}", text: "An oci output's labels (the image config's Labels), a mapping of names to values, e.g. org.opencontainers.image.source: URL."},
 	"isolation":                  {def: "host for root, userns for anybody else", text: "Where the build runs: host (as root on this machine), userns (an ordinary user's user namespace with the subordinate ids of /etc/subuid and /etc/subgid) or vm (a builder VM of a chosen Debian release; needs only qemu). vmdeb build --isolation overrides it."},
 	"secure-boot":                {def: "auto", text: "Whether outputs that boot on UEFI (live ISOs, disks with grub-uefi or grub-hybrid) go through Debian's signed chain: shim (signed by Microsoft's UEFI CA), the signed GRUB and the signed kernel, fetched from the build's mirror and verified through its signed Release, so PCs with Secure Boot on start them. auto: where Debian signs them (amd64, arm64, buster on); true: an error where it does not; false: vmdeb's own, unsigned GRUB image."},
 	"builder":                    {text: "The builder VM of isolation: vm (the keys under BUILDER VM below)."},
@@ -197,6 +202,8 @@ func walkKeys(t reflect.Type, prefix string, add func(path, typ string, ft refle
 			walkKeys(ft.Elem(), path+"[].", add)
 		case ft.Kind() == reflect.Slice:
 			add(path, "list of strings", ft)
+		case ft.Kind() == reflect.Map:
+			add(path, "mapping of strings", ft)
 		case ft.Kind() == reflect.Bool:
 			add(path, "boolean", ft)
 		case ft.Kind() == reflect.Int:

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -21,6 +22,7 @@ import (
 	"vmdeb/internal/archive"
 	"vmdeb/internal/disk"
 	"vmdeb/internal/live"
+	"vmdeb/internal/oci"
 )
 
 var (
@@ -255,6 +257,11 @@ func (s *Spec) Validate() Errors {
 			o.BootFilesystem != "" || o.PartitionOffset.Bytes != 0 || o.ImageHook != "") {
 			bad(key, "format, size, partition-table, filesystem, boot-size, boot-filesystem, swap-size, esp-size, bootloader, partition-offset, image-hook, network, grow-root and kernel-params apply to disk outputs only (size to ext4 outputs too)")
 		}
+		if o.Type == OCI {
+			validateOCI(s, o, key, bad)
+		} else if o.Tag != "" || o.Cmd != nil || o.Entrypoint != nil || o.Env != nil || o.Labels != nil {
+			bad(key, "tag, cmd, entrypoint, env and labels apply to oci outputs only (this output is %s)", o.Type)
+		}
 		if o.Mode != "" {
 			if m, err := strconv.ParseUint(o.Mode, 8, 32); err != nil || m > 0o777 {
 				bad(key+".mode", "%q is not a file mode: octal permissions such as \"0644\", at most 0777)", o.Mode)
@@ -380,6 +387,60 @@ func validateDisk(o Output, key string, bad func(string, string, ...any)) {
 			bad(fmt.Sprintf("%s.kernel-params[%d]", key, i), "%q: one parameter per list item, no spaces or quotes", kp)
 		}
 	}
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validateOCI checks a container image output's keys.
+func validateOCI(s *Spec, o Output, key string, bad func(string, string, ...any)) {
+	if o.Tag != "" {
+		if err := oci.ValidRef(o.Tag); err != nil {
+			bad(key+".tag", "%v", err)
+		}
+	} else if s.Name != "" && !oci.ValidName(s.Name) {
+		bad(key+".tag", "missing, and the config's name %q cannot name an image (lower case letters and digits, single . _ or - between them): give one, e.g. tag: %s:latest", s.Name, imageName(s.Name))
+	}
+	for _, l := range []struct {
+		name string
+		args []string
+	}{{"cmd", o.Cmd}, {"entrypoint", o.Entrypoint}} {
+		if len(l.args) > 0 && l.args[0] == "" {
+			bad(fmt.Sprintf("%s.%s[0]", key, l.name), "empty: the first item is the program to run, e.g. [/bin/bash] or [/usr/local/bin/vmdeb, --help]")
+		}
+	}
+	seen := map[string]bool{}
+	for i, e := range o.Env {
+		name, _, ok := strings.Cut(e, "=")
+		switch {
+		case !ok || !envNameRE.MatchString(name):
+			bad(fmt.Sprintf("%s.env[%d]", key, i), "%q: write NAME=VALUE, NAME of letters, digits and _ (not starting with a digit)", e)
+		case seen[name]:
+			bad(fmt.Sprintf("%s.env[%d]", key, i), "%s is given twice", name)
+		}
+		seen[name] = true
+	}
+	for k := range o.Labels {
+		if strings.TrimSpace(k) == "" {
+			bad(key+".labels", "a label has an empty name (labels are NAME: VALUE, e.g. org.opencontainers.image.source: URL)")
+		}
+	}
+}
+
+// imageName is name made into a valid image name, for a message's example.
+func imageName(name string) string {
+	n := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(name, "-"), "-")
+	if n == "" {
+		return "image"
+	}
+	return n
+}
+
+// ImageRef is the oci output's image name: tag, else the config's name.
+func (o Output) ImageRef(s *Spec) string {
+	if o.Tag != "" {
+		return o.Tag
+	}
+	return s.Name
 }
 
 // DiskBootloader is the disk output's boot loader on architecture a: the
@@ -521,6 +582,13 @@ func controlChars(s *Spec, bad func(string, string, ...any)) {
 		case reflect.Slice:
 			for i := 0; i < v.Len(); i++ {
 				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case reflect.Map:
+			keys := v.MapKeys()
+			sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+			for _, k := range keys {
+				walk(k, path)
+				walk(v.MapIndex(k), join(path, k.String()))
 			}
 		case reflect.Struct:
 			t := v.Type()
