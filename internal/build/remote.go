@@ -69,7 +69,9 @@ func (u *remoteUse) warn(what string, err error) {
 // the deepest one the local cache has: the first the registry has is
 // pulled into the local cache, where restoreFromCache then finds it.
 // A refused pull (corrupt, wrong key) is logged and the next shallower
-// stage is tried.
+// stage is tried. The stages before the one pulled that the local cache
+// lacks are pulled too, in the background while the build goes on: a
+// later build that changes only the packages starts from the bootstrap.
 func (u *remoteUse) pull(ctx context.Context, c *stagecache.Cache, points []cachePoint) {
 	for j := len(points) - 1; j >= 0; j-- {
 		pt := points[j]
@@ -79,31 +81,43 @@ func (u *remoteUse) pull(ctx context.Context, c *stagecache.Cache, points []cach
 		if ctx.Err() != nil {
 			return
 		}
-		t := time.Now()
-		dg, err := u.c.PullStage(ctx, pt.key, pt.stage, c)
-		rec := report.RemoteStage{Stage: pt.stage, Key: pt.key, Digest: dg}
-		switch {
-		case err == nil:
-			rec.Action = report.RemotePulled
-			size := ""
-			if e, ok := c.Lookup(pt.key); ok {
-				size = ", " + bytesize.Format(e.Size)
+		if u.pullOne(ctx, c, pt) {
+			for _, before := range points[:j] {
+				if _, ok := c.Lookup(before.key); !ok {
+					u.queue.Go(func() { u.pullOne(ctx, c, before) })
+				}
 			}
-			u.log.Printf("remote cache: %s pulled (key %s, %s%s, %.1fs)", pt.stage, pt.key[:12], dg, size, time.Since(t).Seconds())
-			u.record(rec)
 			return
-		case errors.Is(err, remotecache.ErrMiss):
-			rec.Action = report.RemoteMiss
-			u.log.Printf("remote cache: %s not there (key %s)", pt.stage, pt.key[:12])
-		case errors.Is(err, remotecache.ErrRefused):
-			rec.Action, rec.Reason = report.RemotePullFailed, err.Error()
-			u.log.Printf("WARNING: remote cache: %s refused (%s): %v", pt.stage, dg, err)
-		default:
-			rec.Action, rec.Reason = report.RemotePullFailed, err.Error()
-			u.warn("pulling "+pt.stage, err)
 		}
-		u.record(rec)
 	}
+}
+
+// pullOne pulls one stage's entry into the local cache and records what
+// happened; it reports whether the entry is now there.
+func (u *remoteUse) pullOne(ctx context.Context, c *stagecache.Cache, pt cachePoint) bool {
+	t := time.Now()
+	dg, err := u.c.PullStage(ctx, pt.key, pt.stage, c)
+	rec := report.RemoteStage{Stage: pt.stage, Key: pt.key, Digest: dg}
+	switch {
+	case err == nil:
+		rec.Action = report.RemotePulled
+		size := ""
+		if e, ok := c.Lookup(pt.key); ok {
+			size = ", " + bytesize.Format(e.Size)
+		}
+		u.log.Printf("remote cache: %s pulled (key %s, %s%s, %.1fs)", pt.stage, pt.key[:12], dg, size, time.Since(t).Seconds())
+	case errors.Is(err, remotecache.ErrMiss):
+		rec.Action = report.RemoteMiss
+		u.log.Printf("remote cache: %s not there (key %s)", pt.stage, pt.key[:12])
+	case errors.Is(err, remotecache.ErrRefused):
+		rec.Action, rec.Reason = report.RemotePullFailed, err.Error()
+		u.log.Printf("WARNING: remote cache: %s not used, it will be built: %v", pt.stage, err)
+	default:
+		rec.Action, rec.Reason = report.RemotePullFailed, err.Error()
+		u.warn("pulling "+pt.stage, err)
+	}
+	u.record(rec)
+	return err == nil
 }
 
 // push queues the upload of a stage the build has just saved; the build
@@ -145,7 +159,7 @@ func (u *remoteUse) wait() {
 	t := time.Now()
 	u.queue.Wait()
 	if d := time.Since(t); d > time.Second {
-		u.log.Printf("remote cache: waited %.1fs for the pushes to finish", d.Seconds())
+		u.log.Printf("remote cache: waited %.1fs for the transfers to finish", d.Seconds())
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -48,6 +48,17 @@ var ErrMiss = errors.New("not in the remote cache")
 // ErrRefused is an artifact that fails verification.
 var ErrRefused = errors.New("refused")
 
+// refusal is an artifact refused, and why: errors.Is(err, ErrRefused).
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == ErrRefused }
+
+// refuse makes a refusal of what the tag holds.
+func refuse(tag, format string, a ...any) error {
+	return &refusal{tag + ": " + fmt.Sprintf(format, a...) + " (refused)"}
+}
+
 // Client reads and writes one repository. Once the registry has failed to
 // answer, the client is down: it tries nothing more, so that a build
 // waits for a dead registry once, not per stage and package.
@@ -176,26 +187,26 @@ func (c *Client) manifest(ctx context.Context, tag, artifactType string) (ocispe
 		return d, m, err
 	}
 	if d.MediaType != ocispec.MediaTypeImageManifest || d.Size > maxManifest {
-		return d, m, fmt.Errorf("%w: %s is a %s of %d bytes, not a vmdeb artifact", ErrRefused, tag, d.MediaType, d.Size)
+		return d, m, refuse(tag, "a %s of %d bytes, not a vmdeb artifact", d.MediaType, d.Size)
 	}
 	data, err := content.FetchAll(ctx, c.target, d)
 	if err != nil {
-		return d, m, verifyErr(tag+" manifest", err)
+		return d, m, verifyErr(tag, "its manifest", err)
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return d, m, fmt.Errorf("%w: the manifest of %s: %v", ErrRefused, tag, err)
+		return d, m, refuse(tag, "its manifest: %v", err)
 	}
 	if m.ArtifactType != artifactType || len(m.Layers) != 1 {
-		return d, m, fmt.Errorf("%w: %s is not a %s artifact with one layer", ErrRefused, tag, artifactType)
+		return d, m, refuse(tag, "not a %s artifact with one layer", artifactType)
 	}
 	return d, m, nil
 }
 
 // verifyErr makes a verification failure of oras (a digest or size
 // mismatch) a refusal, and leaves other errors (the registry) alone.
-func verifyErr(what string, err error) error {
+func verifyErr(tag, what string, err error) error {
 	if errors.Is(err, content.ErrMismatchedDigest) || errors.Is(err, content.ErrTrailingData) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %s: %v", ErrRefused, what, err)
+		return refuse(tag, "%s does not match its digest: %v", what, err)
 	}
 	return err
 }
@@ -220,15 +231,15 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 	}
 	dg := d.Digest.String()
 	if m.Config.MediaType != StageEntryType || m.Config.Size > maxEntry || m.Layers[0].MediaType != StageArchiveType {
-		return dg, fmt.Errorf("%w: %s: unexpected media types", ErrRefused, tag)
+		return dg, refuse(tag, "unexpected media types")
 	}
 	data, err := content.FetchAll(ctx, c.target, m.Config)
 	if err != nil {
-		return dg, verifyErr(tag+" entry", err)
+		return dg, verifyErr(tag, "its entry.json", err)
 	}
 	e, err := CheckEntry(data, key, stage, m.Layers[0])
 	if err != nil {
-		return dg, fmt.Errorf("%w: %s: %v", ErrRefused, tag, err)
+		return dg, refuse(tag, "%v", err)
 	}
 	rc, err := c.target.Fetch(ctx, m.Layers[0])
 	if err != nil {
@@ -239,8 +250,11 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 	// checked before the entry takes its name.
 	vr := &verifying{vr: content.NewVerifyReader(rc, m.Layers[0])}
 	if err := local.Import(ctx, e, vr); err != nil {
-		if errors.Is(err, stagecache.ErrCorrupt) || vr.failed != nil {
-			return dg, fmt.Errorf("%w: %s: %v", ErrRefused, tag, err)
+		if vr.failed != nil {
+			return dg, refuse(tag, "its archive does not match its digest %s", m.Layers[0].Digest)
+		}
+		if errors.Is(err, stagecache.ErrCorrupt) {
+			return dg, refuse(tag, "%v", err)
 		}
 		return dg, err
 	}
@@ -283,7 +297,7 @@ func (v *verifying) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		if verr := v.vr.Verify(); verr != nil {
 			v.failed = verr
-			return n, fmt.Errorf("%w: %v", ErrRefused, verr)
+			return n, verr
 		}
 	} else if err != nil && errors.Is(err, content.ErrMismatchedDigest) {
 		v.failed = err
@@ -389,7 +403,7 @@ func (c *Client) PullDeb(ctx context.Context, sha string, size int64, w io.Write
 		}
 		l := m.Layers[0]
 		if l.MediaType != DebType || l.Digest != digest.NewDigestFromEncoded(digest.SHA256, sha) || l.Size != size {
-			return fmt.Errorf("%w: %s: its layer is %s, %d bytes, not the package the index names", ErrRefused, tag, l.Digest, l.Size)
+			return refuse(tag, "its layer is %s, %d bytes, not the package the index names", l.Digest, l.Size)
 		}
 		rc, err := c.target.Fetch(ctx, l)
 		if err != nil {
@@ -397,7 +411,7 @@ func (c *Client) PullDeb(ctx context.Context, sha string, size int64, w io.Write
 		}
 		defer rc.Close()
 		if _, err := io.Copy(w, &verifying{vr: content.NewVerifyReader(rc, l)}); err != nil {
-			return verifyErr(tag, err)
+			return verifyErr(tag, "the package", err)
 		}
 		return nil
 	})
@@ -433,7 +447,6 @@ func (c *Client) PushDeb(ctx context.Context, name, sha string, size int64, path
 // Queue runs pushes one at a time in the background, so that a build
 // does not wait for them between its stages; Wait waits for them all.
 type Queue struct {
-	mu   sync.Mutex
 	jobs chan func()
 	wg   sync.WaitGroup
 	once sync.Once
