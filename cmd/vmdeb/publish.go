@@ -155,5 +155,8 @@ func publishProse(s *publish.Summary) string {
 	for _, k := range s.Skipped {
 		fmt.Fprintf(&b, "not published: %s's %s output %s: %s\n", k.Job, k.Type, k.Path, k.Reason)
 	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
 	return b.String()
 }

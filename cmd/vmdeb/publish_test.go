@@ -117,11 +117,15 @@ func TestPublishJSON(t *testing.T) {
 func TestPublishProse(t *testing.T) {
 	root := t.TempDir()
 	dir := publishJob(t, root, "a", []string{"a"}, true)
+	if err := os.Chmod(filepath.Join(dir, "a.img"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var out, progress bytes.Buffer
 	if err := runPublish(context.Background(), &out, &progress, []string{dir}, publishFlags{to: filepath.Join(root, "rel")}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"published 1 job(s) of plan 000000000000 into " + filepath.Join(root, "rel"), "  amd64/disk/ (1 files)", "    a.img\n", "    SHA512SUMS\n"} {
+	for _, want := range []string{"published 1 job(s) of plan 000000000000 into " + filepath.Join(root, "rel"), "  amd64/disk/ (1 files)", "    a.img\n", "    SHA512SUMS\n",
+		"note: amd64/disk/a.img is not readable by all (mode 0600"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("prose lacks %q:\n%s", want, out.String())
 		}

@@ -101,11 +101,13 @@ func stem(name string, byName map[string]report.File) string {
 // package manifest, the SBOMs, the medium's file list and the build log,
 // named by the output's stem. Outputs that cannot be published are
 // skipped, with the reason.
-func layout(jobs []*Job) ([]*item, []Skipped, []error) {
+func layout(jobs []*Job) ([]*item, []Skipped, []string, []error) {
 	var items []*item
 	var skipped []Skipped
+	var notes []string
 	var errs []error
 	for _, j := range jobs {
+		logNoted := false
 		if !simpleName.MatchString(j.Arch) {
 			errs = append(errs, fmt.Errorf("%s: architecture %q is not a Debian architecture name", j.Report, j.Arch))
 			continue
@@ -151,10 +153,13 @@ func layout(jobs []*Job) ([]*item, []Skipped, []error) {
 			items = append(items, add...)
 			if log := logItem(j, dir, stem(name, byName)); log != nil {
 				items = append(items, log)
+			} else if !logNoted && j.Doc.Log != "" {
+				logNoted = true
+				notes = append(notes, fmt.Sprintf("job %s: its build log %s is not in %s: published without it", j.ID, filepath.Base(j.Doc.Log), j.Dir))
 			}
 		}
 	}
-	return items, skipped, errs
+	return items, skipped, notes, errs
 }
 
 // fileItems are an output file's items: the file, its manifest and

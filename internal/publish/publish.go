@@ -60,9 +60,12 @@ type Summary struct {
 	Files []File `json:"files"`
 	// Directories are the tree's directories that got files (and so
 	// new checksum files).
-	Directories []Directory   `json:"directories"`
-	Skipped     []Skipped     `json:"skipped"`
-	Error       *report.Error `json:"error,omitempty"`
+	Directories []Directory `json:"directories"`
+	Skipped     []Skipped   `json:"skipped"`
+	// Notes are what a person should know of the tree: a job's log that
+	// was missing, files not readable by all, signatures removed.
+	Notes []string      `json:"notes"`
+	Error *report.Error `json:"error,omitempty"`
 }
 
 // JobSummary is one job whose outputs were gathered.
@@ -111,7 +114,7 @@ type Directory struct {
 // run got.
 func Publish(ctx context.Context, o Options) (*Summary, error) {
 	s := &Summary{SchemaVersion: report.SchemaVersion, Kind: Kind, Add: o.Add, SignKey: o.SignKey,
-		Jobs: []JobSummary{}, Files: []File{}, Directories: []Directory{}, Skipped: []Skipped{}}
+		Jobs: []JobSummary{}, Files: []File{}, Directories: []Directory{}, Skipped: []Skipped{}, Notes: []string{}}
 	if o.To == "" {
 		return s, &RefusedError{errors.New("no --to directory given")}
 	}
@@ -128,8 +131,10 @@ func Publish(ctx context.Context, o Options) (*Summary, error) {
 	for _, j := range jobs {
 		s.Jobs = append(s.Jobs, JobSummary{j.ID, j.Dir, j.Report, j.Arch})
 	}
-	items, skipped, errs := layout(jobs)
+	items, skipped, notes, errs := layout(jobs)
 	s.Skipped = append(s.Skipped, skipped...)
+	s.Notes = append(s.Notes, notes...)
+	notes = s.Notes[:len(s.Notes):len(s.Notes)]
 	items, cerrs := dedupe(items)
 	errs = append(errs, cerrs...)
 	existing, err := existingTree(to, o.Add)
@@ -167,7 +172,7 @@ func Publish(ctx context.Context, o Options) (*Summary, error) {
 		err = t.commit(o.Add)
 	}
 	if err != nil {
-		s.Files, s.Directories = []File{}, []Directory{} // none of them is published
+		s.Files, s.Directories, s.Notes = []File{}, []Directory{}, notes // none of them is published
 		return s, errors.Join(err, t.discard())
 	}
 	sort.Slice(s.Files, func(a, b int) bool { return s.Files[a].Path < s.Files[b].Path })

@@ -258,6 +258,15 @@ func TestPublishTree(t *testing.T) {
 		}},
 		{id: "netboot-amd64", arch: "amd64", outputs: []fakeOutput{{"squashfs", "netboot", sq}, {"directory", "rootdir", nil}}},
 	})
+	// Tarballs are 0600 unless the config says otherwise: published so,
+	// with a note.
+	if err := os.Chmod(filepath.Join(dirs[0], "rootfs-amd64.tar.gz"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A job directory without its log: published without it.
+	if err := os.Remove(filepath.Join(dirs[2], "cloud-amd64.build.log")); err != nil {
+		t.Fatal(err)
+	}
 	to := filepath.Join(root, "release")
 	var progress bytes.Buffer
 	s, err := Publish(context.Background(), Options{Dirs: dirs, To: to, Progress: &progress})
@@ -266,16 +275,16 @@ func TestPublishTree(t *testing.T) {
 	}
 	want := []string{
 		"amd64/disk/SHA256SUMS", "amd64/disk/SHA512SUMS",
-		"amd64/disk/debian-trixie-amd64.cdx.json", "amd64/disk/debian-trixie-amd64.img", "amd64/disk/debian-trixie-amd64.log",
+		"amd64/disk/debian-trixie-amd64.cdx.json", "amd64/disk/debian-trixie-amd64.img",
 		"amd64/disk/debian-trixie-amd64.packages", "amd64/disk/debian-trixie-amd64.qcow2", "amd64/disk/debian-trixie-amd64.spdx.json",
 		"amd64/ext4/SHA256SUMS", "amd64/ext4/SHA512SUMS",
-		"amd64/ext4/root-amd64.cdx.json", "amd64/ext4/root-amd64.ext4", "amd64/ext4/root-amd64.log", "amd64/ext4/root-amd64.packages", "amd64/ext4/root-amd64.spdx.json",
+		"amd64/ext4/root-amd64.cdx.json", "amd64/ext4/root-amd64.ext4", "amd64/ext4/root-amd64.packages", "amd64/ext4/root-amd64.spdx.json",
 		"amd64/iso-hybrid/SHA256SUMS", "amd64/iso-hybrid/SHA512SUMS",
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.cdx.json", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.contents",
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.iso", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.log",
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.packages", "amd64/iso-hybrid/debian-live-trixie-amd64-xfce.spdx.json",
 		"amd64/oci/SHA256SUMS", "amd64/oci/SHA512SUMS",
-		"amd64/oci/container-amd64.oci.cdx.json", "amd64/oci/container-amd64.oci.log", "amd64/oci/container-amd64.oci.packages",
+		"amd64/oci/container-amd64.oci.cdx.json", "amd64/oci/container-amd64.oci.packages",
 		"amd64/oci/container-amd64.oci.spdx.json", "amd64/oci/container-amd64.oci.tar",
 		"amd64/tarball/SHA256SUMS", "amd64/tarball/SHA512SUMS",
 		"amd64/tarball/rootfs-amd64.cdx.json", "amd64/tarball/rootfs-amd64.contents", "amd64/tarball/rootfs-amd64.log",
@@ -300,7 +309,7 @@ func TestPublishTree(t *testing.T) {
 		"amd64/iso-hybrid/debian-live-trixie-amd64-xfce.iso": "live-xfce-amd64/debian-live-trixie-amd64-xfce.iso",
 		"amd64/webboot/netboot.squashfs":                     "netboot-amd64/netboot/filesystem.squashfs",
 		"amd64/webboot/netboot.packages":                     "netboot-amd64/netboot/filesystem.packages",
-		"amd64/disk/debian-trixie-amd64.log":                 "cloud-amd64/cloud-amd64.build.log",
+		"amd64/webboot/netboot.log":                          "netboot-amd64/netboot-amd64.build.log",
 	} {
 		a, _ := os.Stat(filepath.Join(to, rel))
 		b, _ := os.Stat(filepath.Join(root, src))
@@ -322,7 +331,7 @@ func TestPublishTree(t *testing.T) {
 	sums, _ := os.ReadFile(filepath.Join(to, "amd64/disk/SHA256SUMS"))
 	wantSums := sum([]byte(`{"bomFormat":"CycloneDX","name":"debian-trixie-amd64"}`)) + "  debian-trixie-amd64.cdx.json\n" +
 		sum([]byte("raw disk")) + "  debian-trixie-amd64.img\n"
-	if !strings.HasPrefix(string(sums), wantSums) || strings.Count(string(sums), "\n") != 6 {
+	if !strings.HasPrefix(string(sums), wantSums) || strings.Count(string(sums), "\n") != 5 {
 		t.Errorf("amd64/disk/SHA256SUMS:\n%s", sums)
 	}
 	for _, d := range []string{"amd64/disk", "amd64/ext4", "amd64/oci", "amd64/iso-hybrid", "amd64/tarball", "amd64/webboot", "arm64/iso-hybrid"} {
@@ -353,6 +362,13 @@ func TestPublishTree(t *testing.T) {
 	}
 	if f := byPath["amd64/webboot/SHA256SUMS"]; f.Type != "sha256sums" || f.Method != "generated" {
 		t.Errorf("SHA256SUMS in the summary: %+v", f)
+	}
+	wantNotes := []string{
+		"job cloud-amd64: its build log cloud-amd64.build.log is not in " + dirs[2] + ": published without it",
+		`amd64/tarball/rootfs-amd64.tar.gz is not readable by all (mode 0600, as its job wrote it): set mode: "0644" on the output in the config to publish it readable`,
+	}
+	if !slices.Equal(s.Notes, wantNotes) {
+		t.Errorf("notes:\n%s\nwant:\n%s", strings.Join(s.Notes, "\n"), strings.Join(wantNotes, "\n"))
 	}
 	if !strings.Contains(progress.String(), "listing the files of amd64/iso-hybrid/debian-live-trixie-amd64-xfce.iso") {
 		t.Errorf("progress:\n%s", progress.String())
@@ -549,6 +565,33 @@ func TestPublishSigned(t *testing.T) {
 		if out, err := exec.Command("gpgv", "--keyring", keyring, filepath.Join(dir, f+".sign"), filepath.Join(dir, f)).CombinedOutput(); err != nil {
 			t.Errorf("gpgv %s.sign: %v\n%s", f, err, out)
 		}
+	}
+	// Another job added without --sign-key: the directory's checksum
+	// files change, so their signatures go, with a note.
+	_, dirs2 := makeJobs(t, []fakeJob{{id: "b", arch: "amd64", plan: strings.Repeat("cd", 32), outputs: []fakeOutput{{"tarball", "b.tar.gz", tarball(t, "./etc/motd")}}}})
+	s, err = Publish(context.Background(), Options{Dirs: dirs2, To: to, Add: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Notes) != 2 || !strings.Contains(s.Notes[0], "amd64/tarball/SHA256SUMS.sign was removed: the checksum file it signed changed") ||
+		s.Directories[0].Signed {
+		t.Errorf("notes %q, directories %+v", s.Notes, s.Directories)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "SHA256SUMS.sign")); !os.IsNotExist(err) {
+		t.Errorf("the stale signature is still there: %v", err)
+	}
+	// Signed again with --add --sign-key.
+	_, dirs3 := makeJobs(t, []fakeJob{{id: "c", arch: "amd64", plan: strings.Repeat("ef", 32), outputs: []fakeOutput{{"tarball", "c.tar.gz", tarball(t, "./etc/issue")}}}})
+	if _, err = Publish(context.Background(), Options{Dirs: dirs3, To: to, Add: true, SignKey: "test@example.invalid"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"SHA256SUMS", "SHA512SUMS"} {
+		if out, err := exec.Command("gpgv", "--keyring", keyring, filepath.Join(dir, f+".sign"), filepath.Join(dir, f)).CombinedOutput(); err != nil {
+			t.Errorf("gpgv %s.sign after --add: %v\n%s", f, err, out)
+		}
+	}
+	if sums, _ := os.ReadFile(filepath.Join(dir, "SHA512SUMS")); strings.Count(string(sums), "\n") != 18 {
+		t.Errorf("SHA512SUMS after two --add:\n%s", sums)
 	}
 	// A signature does not vouch for another file.
 	other := filepath.Join(t.TempDir(), "SHA256SUMS")

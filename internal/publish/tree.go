@@ -142,7 +142,7 @@ func (t *tree) write(ctx context.Context, s *Summary, items []*item, existing ma
 		if it.Src == "" {
 			continue
 		}
-		f, err := t.place(it)
+		f, err := t.place(it, s)
 		if err != nil {
 			var m *mismatchError
 			if errors.As(err, &m) {
@@ -178,7 +178,7 @@ func (t *tree) write(ctx context.Context, s *Summary, items []*item, existing ma
 	}
 	sort.Strings(dirs)
 	for _, d := range dirs {
-		files, err := t.writeSums(ctx, s, d, existing)
+		files, err := t.writeSums(ctx, s, d, existing, o)
 		if err != nil {
 			return err
 		}
@@ -230,7 +230,7 @@ type mismatchError struct{ error }
 
 // place puts a job's file into the tree and checks the tree's copy
 // against what the job's report recorded.
-func (t *tree) place(it *item) (File, error) {
+func (t *tree) place(it *item, s *Summary) (File, error) {
 	dst := t.abs(it.Path)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return File{}, err
@@ -256,6 +256,9 @@ func (t *tree) place(it *item) (File, error) {
 			it.Job.ID, it.Src, d.size, d.sha256, recorder(it), want)}
 	}
 	t.sums[it.Path] = d
+	if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm()&0o004 == 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("%s is not readable by all (mode %04o, as its job wrote it): set mode: \"0644\" on the output in the config to publish it readable", it.Path, fi.Mode().Perm()))
+	}
 	return File{Path: it.Path, Type: it.Type, Job: it.Job.ID, Source: it.Src, Size: d.size, SHA256: d.sha256, SHA512: d.sha512, Method: method}, nil
 }
 
@@ -284,7 +287,7 @@ func (t *tree) generate(rel string, data []byte) (File, error) {
 // sha512sum write them, for every file in it. Files of the tree it adds
 // to are checked against the checksum files they had; their signatures
 // are dropped (the files they signed change).
-func (t *tree) writeSums(ctx context.Context, s *Summary, dir string, existing map[string]bool) (int, error) {
+func (t *tree) writeSums(ctx context.Context, s *Summary, dir string, existing map[string]bool, o Options) (int, error) {
 	old256, _ := readSums(filepath.Join(t.to, filepath.FromSlash(dir), SHA256Sums))
 	old512, _ := readSums(filepath.Join(t.to, filepath.FromSlash(dir), SHA512Sums))
 	ents, err := os.ReadDir(t.abs(dir))
@@ -294,6 +297,9 @@ func (t *tree) writeSums(ctx context.Context, s *Summary, dir string, existing m
 	var names []string
 	for _, e := range ents {
 		if reserved(e.Name()) {
+			if strings.HasSuffix(e.Name(), SignSuffix) && o.SignKey == "" {
+				s.Notes = append(s.Notes, fmt.Sprintf("%s/%s was removed: the checksum file it signed changed (give --sign-key to sign again)", dir, e.Name()))
+			}
 			if err := os.Remove(filepath.Join(t.abs(dir), e.Name())); err != nil {
 				return 0, err
 			}
