@@ -81,12 +81,26 @@ type RunOptions struct {
 
 const lockName = ".vmdeb-lock"
 
+// newLockName is the lock file while it is being made: it takes lockName
+// only once locked, so that a sweep never sees a work directory's lock
+// free in the moment between its creation and its flock (a concurrent
+// build's sweep removed a fresh work directory so).
+const newLockName = lockName + ".new"
+
+// newLockAge is how old a work directory with only a newLockName (its
+// build killed while locking it) must be before a sweep removes it.
+const newLockAge = 10 * time.Minute
+
 func lockWork(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, newLockName), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := os.Rename(filepath.Join(dir, newLockName), filepath.Join(dir, lockName)); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -111,7 +125,16 @@ func sweepStale(private string, log *buildlog.Log) {
 		}
 		fd, err := unix.Openat(dfd, e.Name()+"/"+lockName, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			continue // not a work directory, or one just being made
+			// Not a work directory, or one being made: its lock still
+			// has its new name, left so only by a build killed then.
+			var st unix.Stat_t
+			if unix.Fstatat(dfd, e.Name()+"/"+newLockName, &st, unix.AT_SYMLINK_NOFOLLOW) != nil ||
+				time.Since(time.Unix(st.Mtim.Unix())) < newLockAge {
+				continue
+			}
+			if fd, err = unix.Openat(dfd, e.Name()+"/"+newLockName, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+				continue
+			}
 		}
 		d := filepath.Join(private, e.Name())
 		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {

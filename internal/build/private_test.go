@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -132,5 +133,70 @@ func TestCheckPrivateDirMakesNothing(t *testing.T) {
 	os.Symlink(t.TempDir(), filepath.Join(p, fmt.Sprintf("vmdeb-%d", os.Geteuid())))
 	if err := CheckPrivateDir(p); err == nil || !strings.Contains(err.Error(), "not a directory of vmdeb's") {
 		t.Errorf("a link at the private directory: %v", err)
+	}
+}
+
+// TestSweepSparesWorkBeingLocked: a build's sweep never removes the work
+// directory another build is making, in the moment between its lock's
+// creation and its flock (the lock takes its name only once held).
+func TestSweepSparesWorkBeingLocked(t *testing.T) {
+	private := t.TempDir()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				sweepStale(private, buildlog.Discard())
+			}
+		}
+	}()
+	var held []*os.File
+	for i := 0; i < 300; i++ {
+		work, err := os.MkdirTemp(private, "vmdeb-race-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := lockWork(work)
+		if err != nil {
+			t.Fatalf("lock %d: %v", i, err)
+		}
+		held = append(held, f)
+		if err := os.Mkdir(filepath.Join(work, "rootfs"), 0o755); err != nil {
+			t.Fatalf("a concurrent sweep removed a locked work directory (%d): %v", i, err)
+		}
+	}
+	close(stop)
+	<-done
+	for _, f := range held {
+		f.Close()
+	}
+	// Unlocked now: the next sweep removes them all.
+	sweepStale(private, buildlog.Discard())
+	if ents, _ := os.ReadDir(private); len(ents) != 0 {
+		t.Errorf("%d work directories left after their builds ended", len(ents))
+	}
+}
+
+// TestSweepNewLock: a work directory whose build was killed while locking
+// it (its lock still under the new name) is removed once old, not before.
+func TestSweepNewLock(t *testing.T) {
+	private := t.TempDir()
+	work := filepath.Join(private, "vmdeb-killed-1")
+	os.MkdirAll(filepath.Join(work, "rootfs"), 0o755)
+	lock := filepath.Join(work, newLockName)
+	os.WriteFile(lock, nil, 0o600)
+	sweepStale(private, buildlog.Discard())
+	if _, err := os.Stat(work); err != nil {
+		t.Fatalf("a fresh work directory being locked was removed: %v", err)
+	}
+	old := time.Now().Add(-newLockAge - time.Minute)
+	os.Chtimes(lock, old, old)
+	sweepStale(private, buildlog.Discard())
+	if _, err := os.Lstat(work); err == nil {
+		t.Error("an old work directory whose build died while locking it was left")
 	}
 }
