@@ -33,7 +33,7 @@ out as Debian publishes its images:
 
   ARCH/iso-hybrid/  live ISOs           ARCH/disk/     disk images
   ARCH/webboot/     squashfs outputs    ARCH/tarball/  root file system tarballs
-  ARCH/ext4/        ext4 file systems
+  ARCH/ext4/        ext4 file systems   ARCH/oci/      container images
 
 each output beside its package manifest (NAME.packages), its SBOMs, the
 list of the files on it (NAME.contents: ISOs, tarballs, squashfs), its

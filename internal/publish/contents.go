@@ -20,7 +20,8 @@ import (
 //
 // Disk images and ext4 file systems get none: listing them means
 // mounting or parsing a partitioned image, and their .packages says
-// what is in them.
+// what is in them. Nor does an oci archive, whose members are blobs
+// named by digest.
 
 // listerFor is how a type's file list is made; nil: it has none.
 func listerFor(typ string) func(context.Context, string) ([]byte, error) {

@@ -24,6 +24,7 @@ var Sections = map[string]string{
 	"tarball":  "tarball",
 	"ext4":     "ext4",
 	"squashfs": "webboot",
+	"oci":      "oci",
 }
 
 // Names the tree reserves in every section.
