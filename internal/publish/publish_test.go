@@ -633,3 +633,17 @@ func TestStem(t *testing.T) {
 		}
 	}
 }
+
+// An interrupted publish leaves nothing: no tree, no temporary one.
+func TestPublishCancelled(t *testing.T) {
+	root, dirs := makeJobs(t, []fakeJob{{id: "a", arch: "amd64", outputs: []fakeOutput{{"disk", "a.img", []byte("disk a")}}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Publish(ctx, Options{Dirs: dirs, To: filepath.Join(root, "release")})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish: %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 1 {
+		t.Errorf("entries beside the job: %v", ents)
+	}
+}
