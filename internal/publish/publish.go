@@ -137,6 +137,13 @@ func Publish(ctx context.Context, o Options) (*Summary, error) {
 	notes = s.Notes[:len(s.Notes):len(s.Notes)]
 	items, cerrs := dedupe(items)
 	errs = append(errs, cerrs...)
+	if o.Add {
+		unlock, err := lockTree(to)
+		if err != nil {
+			return s, err
+		}
+		defer unlock()
+	}
 	existing, err := existingTree(to, o.Add)
 	if err != nil {
 		errs = append(errs, err)

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"vmdeb/internal/report"
 )
 
@@ -499,6 +501,19 @@ func TestPublishAdd(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(root1, "pub", ".release.publish-*")); len(m) > 0 {
 		t.Errorf("left behind: %v", m)
 	}
+	// A second publish --add while one holds the tree is refused.
+	held, err := os.Open(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(held.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	_, dirs4 := makeJobs(t, []fakeJob{{id: "d", arch: "amd64", outputs: []fakeOutput{{"disk", "d.img", []byte("disk d")}}}})
+	if _, err := Publish(context.Background(), Options{Dirs: dirs4, To: to, Add: true}); err == nil || !strings.Contains(err.Error(), "another vmdeb publish --add is changing this tree") {
+		t.Errorf("publish --add on a locked tree: %v", err)
+	}
+	held.Close()
 	// Again: b.img is there already.
 	before := treeFiles(t, to)
 	if _, err := Publish(context.Background(), Options{Dirs: dirs2, To: to, Add: true}); err == nil || !strings.Contains(err.Error(), "amd64/disk/b.img, which the tree already has") {

@@ -65,6 +65,35 @@ func existingTree(to string, add bool) (map[string]bool, error) {
 	return files, nil
 }
 
+// lockTree keeps a second vmdeb publish --add from changing the tree at
+// to while this one does (each would replace the tree with its own
+// additions, losing the other's): an flock(2) on the tree's directory,
+// taken before it is read and held until the new tree replaced it. A
+// tree swapped out meanwhile is a new directory, which is checked.
+func lockTree(to string) (unlock func(), err error) {
+	f, err := os.Open(to)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--to %s: %w", to, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("--to %s: another vmdeb publish --add is changing this tree; try again when it is done", to)
+		}
+		return nil, fmt.Errorf("--to %s: lock: %w", to, err)
+	}
+	held, err1 := f.Stat()
+	now, err2 := os.Stat(to)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		f.Close()
+		return nil, fmt.Errorf("--to %s: the tree was replaced by another vmdeb publish as this one started; try again", to)
+	}
+	return func() { f.Close() }, nil
+}
+
 // tree is the release tree being made in a directory beside its final
 // name.
 type tree struct {
