@@ -8,7 +8,8 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
 	btrfs-progs extlinux uidmap fdisk groff-base \
-	debhelper dpkg-dev lintian gpg gpg-agent gpgv
+	debhelper dpkg-dev lintian gpg gpg-agent gpgv \
+	docker-registry
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
