@@ -2,14 +2,18 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-# Debian packages vmdeb uses on the build host (and its tests).
+# Debian packages vmdeb uses on the build host (and its tests: podman,
+# runc, skopeo and umoci load, run and read the oci output's images).
 DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools e2fsprogs \
 	qemu-system-x86 ovmf qemu-utils debian-archive-keyring ca-certificates \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
 	btrfs-progs extlinux uidmap fdisk groff-base \
 	debhelper dpkg-dev lintian gpg gpg-agent gpgv \
-	docker-registry
+	docker-registry git rsync nodejs npm \
+	podman runc skopeo umoci
+
+GITLAB_CI_LOCAL = 4.65.1
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -52,6 +56,9 @@ deb:
 deps:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+	@# GitLab CI run locally, for the test of vmdeb plan's child pipeline
+	@# (4.65 is the newest that runs on the Node.js of Debian stable).
+	[ "$$(gitlab-ci-local --version 2>/dev/null)" = $(GITLAB_CI_LOCAL) ] || npm install -g --no-fund --no-audit gitlab-ci-local@$(GITLAB_CI_LOCAL)
 	@# Foreign architectures run through the kernel's binfmt_misc; a host
 	@# without systemd does not mount it or register the handlers by itself.
 	[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
