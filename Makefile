@@ -10,7 +10,7 @@ DEB_PACKAGES = debootstrap squashfs-tools xorriso isolinux syslinux-common \
 	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
 	btrfs-progs extlinux uidmap fdisk groff-base \
 	debhelper dpkg-dev lintian gpg gpg-agent gpgv \
-	docker-registry git rsync nodejs npm \
+	docker-registry git rsync nodejs \
 	podman runc skopeo umoci
 
 GITLAB_CI_LOCAL = 4.65.1
