@@ -280,7 +280,7 @@ func configPage(date time.Time) []byte {
 	p(".RE")
 	p(".fi")
 	p(".SH DESCRIPTION")
-	p("%s", roff(`One YAML file describes one image: its Debian release and architecture, the packages, users and hook that make its root file system, and the outputs the build writes (live ISO, disk image, tarball, directory, squashfs, bare ext4 file system image). vmdeb check validates it; vmdeb build builds it.`))
+	p("%s", roff(`One YAML file describes one image: its Debian release and architecture, the packages, users and hook that make its root file system, and the outputs the build writes (live ISO, disk image, tarball, directory, squashfs, bare ext4 file system image, container image). vmdeb check validates it; vmdeb build builds it.`))
 	p(".PP")
 	p("%s", roff(`The file is decoded strictly: an unknown key, a key given twice or a value of the wrong type is an error, and every error names the file, the line and the key, and says what would be valid. Relative paths are relative to the file that gives them (an included file's to that file). A key not given takes its default. Sizes are written with binary units (4G, 512M, 300MiB); durations as 90s, 30m, 1h.`))
 	sections := []struct{ title, prefix string }{
