@@ -157,16 +157,61 @@ func (c *Client) fail(err error) bool {
 }
 
 // guard runs op unless the registry is down; a failure that says it is
-// unreachable marks it down. first says this call found it so.
-func (c *Client) guard(op func() error) (err error, first bool) {
+// unreachable marks it down. first says this call found it so. op's
+// context ends when no data has moved for StallTimeout (see touching).
+func (c *Client) guard(ctx context.Context, op func(context.Context) error) (err error, first bool) {
 	if d := c.Down(); d != nil {
 		return fmt.Errorf("registry unreachable: %w", d), false
 	}
-	err = op()
-	if err != nil && !errors.Is(err, ErrMiss) && !errors.Is(err, ErrRefused) {
+	wctx, stop := withWatchdog(ctx)
+	err = op(wctx)
+	stop()
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(wctx), errStalled) {
+		err = fmt.Errorf("%w: no data moved for %s (%v)", errStalled, StallTimeout, err)
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrMiss) && !errors.Is(err, ErrRefused) {
 		return err, c.fail(err)
 	}
 	return err, false
+}
+
+// StallTimeout is how long a transfer may move no data before it is
+// given up: a registry that accepts a connection and then stalls.
+var StallTimeout = 60 * time.Second
+
+var errStalled = errors.New("the registry stalled")
+
+type watchdogKey struct{}
+
+// withWatchdog is ctx, cancelled (cause errStalled) when StallTimeout
+// passes without touching(ctx, ...) readers moving data.
+func withWatchdog(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(StallTimeout, func() { cancel(errStalled) })
+	ctx = context.WithValue(ctx, watchdogKey{}, t)
+	return ctx, func() { t.Stop(); cancel(nil) }
+}
+
+// touching is r, each read of which resets ctx's watchdog.
+func touching(ctx context.Context, r io.Reader) io.Reader {
+	t, _ := ctx.Value(watchdogKey{}).(*time.Timer)
+	if t == nil {
+		return r
+	}
+	return &touchReader{r, t}
+}
+
+type touchReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (r *touchReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.Reset(StallTimeout)
+	}
+	return n, err
 }
 
 // resolve finds the manifest under tag; a missing tag is ErrMiss.
@@ -216,7 +261,7 @@ func verifyErr(tag, what string, err error) error {
 // when what it holds fails verification (nothing is then stored), another
 // error when the registry fails. It returns the manifest's digest.
 func (c *Client) PullStage(ctx context.Context, key, stage string, local *stagecache.Cache) (dg string, err error) {
-	err, _ = c.guard(func() error {
+	err, _ = c.guard(ctx, func(ctx context.Context) error {
 		dg, err = c.pullStage(ctx, key, stage, local)
 		return err
 	})
@@ -248,7 +293,7 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 	defer rc.Close()
 	// The layer's digest (oras) and the entry's SHA256 (Import) are both
 	// checked before the entry takes its name.
-	vr := &verifying{vr: content.NewVerifyReader(rc, m.Layers[0])}
+	vr := &verifying{vr: content.NewVerifyReader(touching(ctx, rc), m.Layers[0])}
 	if err := local.Import(ctx, e, vr); err != nil {
 		if vr.failed != nil {
 			return dg, refuse(tag, "its archive does not match its digest %s", m.Layers[0].Digest)
@@ -309,7 +354,7 @@ func (v *verifying) Read(p []byte) (int, error) {
 // path) under its key. It returns the manifest's digest and whether the
 // registry had it already (then nothing was sent).
 func (c *Client) PushStage(ctx context.Context, e *stagecache.Entry, path string) (dg string, present bool, err error) {
-	err, _ = c.guard(func() error {
+	err, _ = c.guard(ctx, func(ctx context.Context) error {
 		dg, present, err = c.pushStage(ctx, e, path)
 		return err
 	})
@@ -383,7 +428,7 @@ func (c *Client) pushFile(ctx context.Context, d ocispec.Descriptor, path string
 		return err
 	}
 	defer f.Close()
-	err = c.target.Push(ctx, d, content.NewVerifyReader(f, d))
+	err = c.target.Push(ctx, d, content.NewVerifyReader(touching(ctx, f), d))
 	if errors.Is(err, errdef.ErrAlreadyExists) {
 		return nil
 	}
@@ -395,7 +440,7 @@ func (c *Client) pushFile(ctx context.Context, d ocispec.Descriptor, path string
 // the index as it does for a download). ErrMiss when the registry lacks
 // it.
 func (c *Client) PullDeb(ctx context.Context, sha string, size int64, w io.Writer) error {
-	err, _ := c.guard(func() error {
+	err, _ := c.guard(ctx, func(ctx context.Context) error {
 		tag := DebTag(sha)
 		_, m, err := c.manifest(ctx, tag, DebArtifactType)
 		if err != nil {
@@ -410,7 +455,7 @@ func (c *Client) PullDeb(ctx context.Context, sha string, size int64, w io.Write
 			return err
 		}
 		defer rc.Close()
-		if _, err := io.Copy(w, &verifying{vr: content.NewVerifyReader(rc, l)}); err != nil {
+		if _, err := io.Copy(w, &verifying{vr: content.NewVerifyReader(touching(ctx, rc), l)}); err != nil {
 			return verifyErr(tag, "the package", err)
 		}
 		return nil
@@ -421,7 +466,7 @@ func (c *Client) PullDeb(ctx context.Context, sha string, size int64, w io.Write
 // PushDeb stores the package file at path (name: its file name; sha and
 // size: its verified SHA256 and size) unless the registry has it.
 func (c *Client) PushDeb(ctx context.Context, name, sha string, size int64, path string) (pushed bool, err error) {
-	err, _ = c.guard(func() error {
+	err, _ = c.guard(ctx, func(ctx context.Context) error {
 		tag := DebTag(sha)
 		if _, err := c.resolve(ctx, tag); err == nil {
 			return nil

@@ -376,3 +376,56 @@ func TestRegistryRefuses(t *testing.T) {
 		})
 	}
 }
+
+// stalling is a registry that sends part of one blob, then nothing.
+type stalling struct {
+	oras.Target
+	dg digest.Digest
+}
+
+func (s stalling) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := s.Target.Fetch(ctx, d)
+	if err != nil || d.Digest != s.dg {
+		return rc, err
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	return io.NopCloser(io.MultiReader(bytes.NewReader(b[:len(b)/2]), stalled{ctx})), nil
+}
+
+// stalled blocks until its context ends, as a connection does once
+// cancelled.
+type stalled struct{ ctx context.Context }
+
+func (s stalled) Read([]byte) (int, error) {
+	<-s.ctx.Done()
+	return 0, s.ctx.Err()
+}
+
+func TestStallGivenUp(t *testing.T) {
+	old := StallTimeout
+	StallTimeout = 200 * time.Millisecond
+	defer func() { StallTimeout = old }()
+	key := strings.Repeat("9d", 32)
+	src, e := localEntry(t, key, "packages", bytes.Repeat([]byte("x"), 100000))
+	store := memory.New()
+	push(t, NewWithTarget(testRef, store), src, e)
+	cl := NewWithTarget(testRef, stalling{store, digest.NewDigestFromEncoded(digest.SHA256, e.SHA256)})
+	dst, _ := stagecache.Open(t.TempDir())
+	start := time.Now()
+	_, err := cl.PullStage(context.Background(), key, "packages", dst)
+	if err == nil || !strings.Contains(err.Error(), "the registry stalled: no data moved for 200ms") || cl.Down() == nil {
+		t.Fatalf("stalled pull: %v (down: %v)", err, cl.Down())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+	noTemps(t, dst)
+	// A context the caller cancels is not the registry's fault.
+	cl2 := NewWithTarget(testRef, stalling{store, digest.NewDigestFromEncoded(digest.SHA256, e.SHA256)})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := cl2.PullStage(ctx, key, "packages", dst); err == nil || cl2.Down() != nil {
+		t.Errorf("cancelled pull: %v, down %v", err, cl2.Down())
+	}
+}
