@@ -21,6 +21,7 @@ import (
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
+	"vmdeb/internal/jobplan"
 	"vmdeb/internal/report"
 )
 
@@ -426,4 +427,5 @@ func TestSchemaMatchesTypes(t *testing.T) {
 	}
 	walk(reflect.TypeOf(report.Check{}), defs["check"].(map[string]any), "check")
 	walk(reflect.TypeOf(report.Build{}), defs["build"].(map[string]any), "build")
+	walk(reflect.TypeOf(jobplan.Document{}), defs["job_plan"].(map[string]any), "plan")
 }
