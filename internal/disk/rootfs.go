@@ -79,7 +79,86 @@ func prepareRootfs(rootfs string, l Layout, o Options) (notes []string, err erro
 	if err := r.defaultGrub(l, o); err != nil {
 		return nil, err
 	}
+	if o.SecureBoot {
+		if err := r.forceExtraRemovable(); err != nil {
+			return nil, err
+		}
+	}
 	return notes, nil
+}
+
+// debconfDB is the image's debconf database of answers.
+const debconfDB = "var/cache/debconf/config.dat"
+
+// forceExtraRemovable answers debconf's grub2/force_efi_extra_removable
+// with true in the image's database, as the installer's preseeding can:
+// the ESP carries shim and GRUB under the removable-media path too, and
+// grub-efi-ARCH's postinst refreshes that copy on upgrades only when the
+// answer is true. Without the question (no grub-efi-ARCH in the image)
+// nothing changes. The file is edited as debconf-set-selections would,
+// without running anything in the image.
+func (r root) forceExtraRemovable() error {
+	cur, err := r.read(debconfDB)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	out, ok := setDebconfAnswer(cur, "grub2/force_efi_extra_removable", "true")
+	if !ok {
+		return nil
+	}
+	return r.write(debconfDB, out, 0o644)
+}
+
+// setDebconfAnswer sets the value of question name in a debconf
+// config.dat (stanzas of Field: value lines, blank-line separated) and
+// marks it seen, as debconf-set-selections does. ok is false when the
+// database has no such question.
+func setDebconfAnswer(db, name, value string) (string, bool) {
+	stanzas := strings.Split(db, "\n\n")
+	for i, st := range stanzas {
+		lines := strings.Split(st, "\n")
+		if !slices.Contains(lines, "Name: "+name) {
+			continue
+		}
+		var out []string
+		valueSet, flagsSet := false, false
+		for _, l := range lines {
+			switch {
+			case strings.HasPrefix(l, "Value:"):
+				l, valueSet = "Value: "+value, true
+			case strings.HasPrefix(l, "Flags:"):
+				flags := strings.Fields(strings.TrimPrefix(l, "Flags:"))
+				if !slices.Contains(flags, "seen") {
+					flags = append(flags, "seen")
+				}
+				l, flagsSet = "Flags: "+strings.Join(flags, " "), true
+			}
+			out = append(out, l)
+		}
+		// In debconf's order: Name, Template, Value, Owners, Flags.
+		if !valueSet {
+			out = insertAfter(out, "Template:", "Value: "+value)
+		}
+		if !flagsSet {
+			out = insertAfter(out, "Owners:", "Flags: seen")
+		}
+		stanzas[i] = strings.Join(out, "\n")
+		return strings.Join(stanzas, "\n\n"), true
+	}
+	return db, false
+}
+
+// insertAfter puts line after the first line starting with prefix (at the
+// end when there is none).
+func insertAfter(lines []string, prefix, line string) []string {
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return slices.Insert(lines, i+1, line)
+		}
+	}
+	return append(lines, line)
 }
 
 // root is a root file system on the host; its methods take paths relative

@@ -274,3 +274,55 @@ func TestTemplateOf(t *testing.T) {
 		}
 	}
 }
+
+func TestSetDebconfAnswer(t *testing.T) {
+	db := "Name: man-db/install-setuid\nTemplate: man-db/install-setuid\nValue: false\nOwners: man-db\nFlags: seen\n\n" +
+		"Name: grub2/force_efi_extra_removable\nTemplate: grub2/force_efi_extra_removable\nOwners: grub-efi-amd64\n\n" +
+		"Name: tzdata/Areas\nTemplate: tzdata/Areas\nValue: Etc\nOwners: tzdata\nFlags: seen\n"
+	got, ok := setDebconfAnswer(db, "grub2/force_efi_extra_removable", "true")
+	want := strings.Replace(db, "Template: grub2/force_efi_extra_removable\nOwners: grub-efi-amd64\n",
+		"Template: grub2/force_efi_extra_removable\nValue: true\nOwners: grub-efi-amd64\nFlags: seen\n", 1)
+	if !ok || got != want {
+		t.Errorf("unanswered question:\n%s\nwant\n%s", got, want)
+	}
+	// Answered false before, flagged otherwise: replaced, seen added.
+	db2 := strings.Replace(db, "Owners: grub-efi-amd64\n", "Value: false\nOwners: grub-efi-amd64\nFlags: triggered\n", 1)
+	got, ok = setDebconfAnswer(db2, "grub2/force_efi_extra_removable", "true")
+	if !ok || !strings.Contains(got, "Name: grub2/force_efi_extra_removable\nTemplate: grub2/force_efi_extra_removable\nValue: true\nOwners: grub-efi-amd64\nFlags: triggered seen\n\n") {
+		t.Errorf("answered question:\n%s", got)
+	}
+	if !strings.Contains(got, "Name: man-db/install-setuid\nTemplate: man-db/install-setuid\nValue: false\n") {
+		t.Error("another question changed")
+	}
+	if _, ok := setDebconfAnswer(db, "grub2/nothing", "true"); ok {
+		t.Error("a question the database lacks was found")
+	}
+}
+
+func TestForceExtraRemovable(t *testing.T) {
+	dir := t.TempDir()
+	r := root(dir)
+	// No debconf database, or no GRUB for UEFI in it: nothing written.
+	if err := r.forceExtraRemovable(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, debconfDB)); err == nil {
+		t.Error("a debconf database was made")
+	}
+	os.MkdirAll(filepath.Join(dir, "var/cache/debconf"), 0o755)
+	other := "Name: tzdata/Areas\nTemplate: tzdata/Areas\nValue: Etc\nOwners: tzdata\nFlags: seen\n"
+	os.WriteFile(filepath.Join(dir, debconfDB), []byte(other), 0o644)
+	if err := r.forceExtraRemovable(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, debconfDB)); string(b) != other {
+		t.Errorf("database without the question changed:\n%s", b)
+	}
+	os.WriteFile(filepath.Join(dir, debconfDB), []byte(other+"\nName: grub2/force_efi_extra_removable\nTemplate: grub2/force_efi_extra_removable\nValue: false\nOwners: grub-efi-arm64\nFlags: seen\n"), 0o644)
+	if err := r.forceExtraRemovable(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, debconfDB)); !strings.Contains(string(b), "Template: grub2/force_efi_extra_removable\nValue: true\n") {
+		t.Errorf("not answered:\n%s", b)
+	}
+}

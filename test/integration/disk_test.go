@@ -89,7 +89,7 @@ func TestDiskImage(t *testing.T) {
 	}{
 		{nil, health},
 		{[]string{"--secure-boot", "--writable"}, health + "; echo live | sudo -S sh -c '" +
-			espList + " | sed s/^/before:/ && grub-install --uefi-secure-boot --force-extra-removable --no-nvram && update-grub && echo grub-$((40+2)) && " +
+			espList + " | sed s/^/before:/ && debconf-show grub-efi-amd64 | grep -q \"force_efi_extra_removable: true\" && echo removable-$((40+2)) && grub-install --uefi-secure-boot --force-extra-removable --no-nvram && update-grub && echo grub-$((40+2)) && " +
 			espList + " | sed s/^/after:/ && sync'"},
 		{[]string{"--secure-boot"}, health + "; grep -q 'BEGIN /etc/grub.d/10_linux' /boot/grub/grub.cfg && grep -qw quiet /proc/cmdline && echo menu-$((6*7)); cat /proc/cmdline"},
 	}
@@ -110,6 +110,9 @@ func TestDiskImage(t *testing.T) {
 		}
 		switch i {
 		case 1:
+			if !strings.Contains(b.stdout, "removable-42") {
+				t.Errorf("debconf's grub2/force_efi_extra_removable is not true in the image: upgrades of grub-efi-amd64 would leave the removable path's loaders behind")
+			}
 			if !strings.Contains(b.stdout, "grub-42") {
 				t.Fatalf("grub-install and update-grub in the booted image failed:\n%s", b.stdout)
 			}
