@@ -18,6 +18,7 @@ import (
 // hook, and its image holds the same files as a full build of that config.
 func TestStageCache(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // four builds of the live example: overlap them with the others
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir, out, work, cache := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
