@@ -16,7 +16,10 @@ command -v docker-registry >/dev/null || { echo "docker-registry is missing (mak
 work=$(mktemp -d /var/tmp/vmdeb-bench-rc-XXXXXX)
 reg_pid=
 cleanup() {
-	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+	if [ -n "$reg_pid" ]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
