@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vmdeb/internal/build"
 	"vmdeb/internal/jobplan"
 	"vmdeb/internal/report"
 )
@@ -112,7 +113,7 @@ func runPlan(cmd *cobra.Command, a []string, f planFlags) error {
 		return err
 	}
 	if f.format != "json" {
-		if err := writeAtomic(f.ci.PlanPath, planJSON); err != nil {
+		if err := build.WriteReplacing(f.ci.PlanPath, planJSON); err != nil {
 			return err
 		}
 	}
@@ -120,7 +121,7 @@ func runPlan(cmd *cobra.Command, a []string, f planFlags) error {
 		_, err = cmd.OutOrStdout().Write(data)
 		return err
 	}
-	return writeAtomic(f.out, data)
+	return build.WriteReplacing(f.out, data)
 }
 
 func contains(list []string, s string) bool {
@@ -130,30 +131,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// writeAtomic writes data to path through a new file renamed into place.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // fromPlan resolves --plan and --job: the job's config is the one to
