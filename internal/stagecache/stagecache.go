@@ -161,6 +161,32 @@ func Open(dir string) (*Cache, error) {
 	return c, nil
 }
 
+// newTemp makes a temporary entry directory for key, its lock held. The
+// lock file takes its name only once locked, so that a sweep by another
+// build never sees it free in the moment between its creation and its
+// flock (a directory without it is swept only when old).
+func (c *Cache) newTemp(key string) (string, *os.File, error) {
+	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+key[:12]+"-")
+	if err != nil {
+		return "", nil, fmt.Errorf("stage cache: %w", err)
+	}
+	newLock := filepath.Join(tmp, lockName+".new")
+	lock, err := os.OpenFile(newLock, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err == nil {
+		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			err = os.Rename(newLock, filepath.Join(tmp, lockName))
+		}
+		if err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, err
+	}
+	return tmp, lock, nil
+}
+
 // sweep removes temporary entries whose writer is gone (its lock is free).
 func (c *Cache) sweep() {
 	tmps, _ := filepath.Glob(filepath.Join(c.Dir, tmpPrefix+"*"))
@@ -271,23 +297,16 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 	if _, ok := c.Lookup(e.Key); ok {
 		return nil // another build stored it meanwhile
 	}
-	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+e.Key[:12]+"-")
+	tmp, lock, err := c.newTemp(e.Key)
 	if err != nil {
-		return fmt.Errorf("stage cache: %w", err)
+		return err
 	}
+	defer lock.Close()
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
 		}
 	}()
-	lock, err := os.OpenFile(filepath.Join(tmp, lockName), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return err
-	}
 	if Reflinks(filepath.Dir(root), tmp) {
 		e.Format = "reflink"
 		if err := copyTree(ctx, root, filepath.Join(tmp, treeName)); err != nil {

@@ -358,3 +358,40 @@ func TestReflinkEntry(t *testing.T) {
 		t.Errorf("List: %v", l)
 	}
 }
+
+// TestSweepSparesEntryBeingLocked: another build's sweep never removes a
+// temporary entry in the moment between its lock's creation and flock.
+func TestSweepSparesEntryBeingLocked(t *testing.T) {
+	c, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.sweep()
+			}
+		}
+	}()
+	var locks []*os.File
+	for i := 0; i < 300; i++ {
+		tmp, lock, err := c.newTemp(strings.Repeat("a", 64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		locks = append(locks, lock)
+		if err := os.WriteFile(filepath.Join(tmp, "x"), nil, 0o600); err != nil {
+			t.Fatalf("a concurrent sweep removed a locked temporary entry (%d): %v", i, err)
+		}
+	}
+	close(stop)
+	<-done
+	for _, l := range locks {
+		l.Close()
+	}
+}

@@ -27,23 +27,16 @@ func (c *Cache) Import(ctx context.Context, e *Entry, r io.Reader) (err error) {
 	if _, ok := c.Lookup(e.Key); ok {
 		return nil
 	}
-	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+e.Key[:12]+"-")
+	tmp, lock, err := c.newTemp(e.Key)
 	if err != nil {
-		return fmt.Errorf("stage cache: %w", err)
+		return err
 	}
+	defer lock.Close()
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
 		}
 	}()
-	lock, err := os.OpenFile(filepath.Join(tmp, lockName), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return err
-	}
 	f, err := os.Create(filepath.Join(tmp, archiveName))
 	if err != nil {
 		return err
