@@ -142,6 +142,7 @@ const (
 	archiveName = "rootfs.tar"
 	metaName    = "entry.json"
 	tmpPrefix   = ".tmp-"
+	newPrefix   = ".new-"
 	lockName    = ".lock"
 )
 
@@ -161,41 +162,49 @@ func Open(dir string) (*Cache, error) {
 	return c, nil
 }
 
-// newTemp makes a temporary entry directory for key, its lock held. The
-// lock file takes its name only once locked, so that a sweep by another
-// build never sees it free in the moment between its creation and its
-// flock (a directory without it is swept only when old).
-func (c *Cache) newTemp(key string) (string, *os.File, error) {
-	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+key[:12]+"-")
+// newTemp makes a temporary entry directory named after label, its lock
+// held. The directory is made under a name the sweep leaves alone while
+// it is young (newPrefix), and takes its temporary name only once its
+// lock is held: a sweep by another build never finds a temporary entry
+// whose lock is free while its writer lives, and a writer killed at any
+// moment leaves a directory the next sweep removes.
+func (c *Cache) newTemp(label string) (string, *os.File, error) {
+	made, err := os.MkdirTemp(c.Dir, newPrefix+label+"-")
 	if err != nil {
 		return "", nil, fmt.Errorf("stage cache: %w", err)
 	}
-	newLock := filepath.Join(tmp, lockName+".new")
-	lock, err := os.OpenFile(newLock, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	tmp := filepath.Join(c.Dir, tmpPrefix+strings.TrimPrefix(filepath.Base(made), newPrefix))
+	lock, err := os.OpenFile(filepath.Join(made, lockName), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err == nil {
 		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			err = os.Rename(newLock, filepath.Join(tmp, lockName))
+			err = os.Rename(made, tmp)
 		}
 		if err != nil {
 			lock.Close()
 		}
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
-		return "", nil, err
+		os.RemoveAll(made)
+		return "", nil, fmt.Errorf("stage cache: %w", err)
 	}
 	return tmp, lock, nil
 }
 
-// sweep removes temporary entries whose writer is gone (its lock is free).
+// newAge is the age past which a directory still under its new name is
+// surely abandoned: its writer was killed between making it and locking
+// it, which takes a moment.
+const newAge = 10 * time.Minute
+
+// sweep removes temporary entries whose writer is gone (its lock is free),
+// and directories left by a writer killed before it could lock one.
 func (c *Cache) sweep() {
 	tmps, _ := filepath.Glob(filepath.Join(c.Dir, tmpPrefix+"*"))
 	for _, t := range tmps {
 		f, err := os.OpenFile(filepath.Join(t, lockName), os.O_RDWR, 0)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				// Made but not yet locked, or the lock file never got
-				// written: only old ones are surely abandoned.
+				// Made by an older vmdeb, whose lock came after
+				// the directory: only old ones are surely abandoned.
 				if fi, serr := os.Stat(t); serr == nil && time.Since(fi.ModTime()) > time.Hour {
 					os.RemoveAll(t)
 				}
@@ -206,6 +215,12 @@ func (c *Cache) sweep() {
 			os.RemoveAll(t)
 		}
 		f.Close()
+	}
+	news, _ := filepath.Glob(filepath.Join(c.Dir, newPrefix+"*"))
+	for _, n := range news {
+		if fi, err := os.Stat(n); err == nil && time.Since(fi.ModTime()) > newAge {
+			os.RemoveAll(n)
+		}
 	}
 }
 
@@ -297,7 +312,7 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 	if _, ok := c.Lookup(e.Key); ok {
 		return nil // another build stored it meanwhile
 	}
-	tmp, lock, err := c.newTemp(e.Key)
+	tmp, lock, err := c.newTemp(e.Key[:12])
 	if err != nil {
 		return err
 	}

@@ -380,7 +380,7 @@ func TestSweepSparesEntryBeingLocked(t *testing.T) {
 	}()
 	var locks []*os.File
 	for i := 0; i < 300; i++ {
-		tmp, lock, err := c.newTemp(strings.Repeat("a", 64))
+		tmp, lock, err := c.newTemp(strings.Repeat("a", 12))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,5 +393,45 @@ func TestSweepSparesEntryBeingLocked(t *testing.T) {
 	<-done
 	for _, l := range locks {
 		l.Close()
+	}
+}
+
+// A writer killed between making its directory and locking it leaves a
+// directory under its new name: spared while young (another writer may be
+// about to lock it), removed once old.
+func TestSweepRemovesOldUnlockedNew(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	young := filepath.Join(dir, newPrefix+"aaaaaaaaaaaa-1")
+	old := filepath.Join(dir, newPrefix+"aaaaaaaaaaaa-2")
+	for _, d := range []string{young, old} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * newAge)
+	os.Chtimes(old, past, past)
+	c.sweep()
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a young directory being made was removed: %v", err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an abandoned directory was kept: %v", err)
+	}
+	// A writer's temporary entry, once its writer is killed, goes at once.
+	tmp, lock, err := c.newTemp("bbbbbbbbbbbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(filepath.Base(tmp), tmpPrefix) {
+		t.Fatalf("temporary entry %s", tmp)
+	}
+	lock.Close()
+	c.sweep()
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead writer's entry was kept: %v", err)
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // Import stores an entry that came from elsewhere (a remote cache): e is
@@ -27,7 +25,7 @@ func (c *Cache) Import(ctx context.Context, e *Entry, r io.Reader) (err error) {
 	if _, ok := c.Lookup(e.Key); ok {
 		return nil
 	}
-	tmp, lock, err := c.newTemp(e.Key)
+	tmp, lock, err := c.newTemp(e.Key[:12])
 	if err != nil {
 		return err
 	}
@@ -106,23 +104,13 @@ func (c *Cache) Export(ctx context.Context, e *Entry) (out *Entry, path string, 
 	if e.Format != "reflink" {
 		return nil, "", nil, fmt.Errorf("stage cache: entry %s has an unknown format %q", e.Key, e.Format)
 	}
-	tmp, err := os.MkdirTemp(c.Dir, tmpPrefix+"export-")
+	tmp, lock, err := c.newTemp("export")
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("stage cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(tmp, lockName), os.O_CREATE|os.O_RDWR, 0o600)
-	if err == nil {
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		return nil, "", nil, err
 	}
 	done = func() {
 		os.RemoveAll(tmp)
-		if lock != nil {
-			lock.Close()
-		}
-	}
-	if err != nil {
-		done()
-		return nil, "", nil, err
+		lock.Close()
 	}
 	cp.Format = "tar"
 	path = filepath.Join(tmp, archiveName)
