@@ -210,6 +210,57 @@ func TestNativeMatchesDebootstrap(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(nat, "var/cache/apt/archives")); len(ents) > 2 {
 		t.Errorf("native: packages left in the image's apt cache: %d entries", len(ents))
 	}
+
+	debootstrapServesChroot(t, log, deb)
+}
+
+// debootstrapServesChroot: a build's debootstrap runs the chroot's dpkg
+// as the native backend does, on a tmpfs without syncs, and puts the
+// database back on disk, with what was installed meanwhile.
+func debootstrapServesChroot(t *testing.T, log *buildlog.Log, root string) {
+	ctx := context.Background()
+	b := Debootstrap{}.ForBuild()
+	c, err := chroot.Setup(root, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := b.ShareCache(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := chroot.MountsUnder(filepath.Join(root, "var/lib/dpkg")); len(m) != 1 {
+		t.Errorf("debootstrap: dpkg's database is not on its own tmpfs in the chroot: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(root, unsafeIOConf)); err != nil {
+		t.Errorf("debootstrap: no unsafe-io in the chroot: %v", err)
+	}
+	for _, args := range [][]string{{"-q", "update"}, {"-y", "-q", "--no-install-recommends", "install", "hello"}} {
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: args}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.UnshareCache(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UnshareCache(); err != nil {
+		t.Errorf("a second UnshareCache: %v", err)
+	}
+	if m, _ := chroot.MountsUnder(filepath.Join(root, "var/lib/dpkg")); len(m) != 0 {
+		t.Errorf("debootstrap: dpkg's database is still mounted: %v", m)
+	}
+	for _, f := range []string{unsafeIOConf, "var/lib/dpkg.vmdeb-disk"} {
+		if _, err := os.Lstat(filepath.Join(root, f)); err == nil {
+			t.Errorf("debootstrap: %s left after UnshareCache", f)
+		}
+	}
+	if out, err := inTarget(t, root, "dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "hello"); err != nil || strings.TrimSpace(out) != "ii" {
+		t.Errorf("debootstrap: hello, installed in the chroot, is not in the database on disk: %q %v", out, err)
+	}
+	checkSystem(t, root)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mountsLeft(t, root)
 }
 
 func diff(a, b []string) string {
