@@ -153,16 +153,23 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
 		return err
 	}
+	env, err := putOffInitramfs(st)
+	if err != nil {
+		return err
+	}
 	if len(st.Plan.Packages) > 0 {
 		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
 		pw := buildlog.NewPackageProgress(st.Log, 0)
-		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Line: pw.Line}); err != nil {
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Env: env, Line: pw.Line}); err != nil {
 			return err
 		}
 	}
 	// Local packages are installed whether or not the config lists any
 	// from the archive.
-	return installCustom(ctx, st, auth)
+	if err := installCustom(ctx, st, auth, env); err != nil {
+		return err
+	}
+	return makeInitramfs(ctx, st)
 }
 
 // targetGrubStage fetches the target's GRUB EFI modules when the host has
@@ -175,7 +182,7 @@ func (targetGrubStage) Run(ctx context.Context, st *State) error { return fetchT
 
 // installCustom installs the config's local .deb files with apt, so their
 // dependencies come from the mirror.
-func installCustom(ctx context.Context, st *State, auth []string) error {
+func installCustom(ctx context.Context, st *State, auth, env []string) error {
 	s := st.Plan.Spec
 	if len(s.CustomPackages) == 0 {
 		return nil
@@ -205,7 +212,7 @@ func installCustom(ctx context.Context, st *State, auth []string) error {
 		inside = append(inside, "/tmp/vmdeb-debs/"+filepath.Base(d))
 	}
 	st.Log.Printf("installing %d local packages: %s", len(inside), strings.Join(inside, " "))
-	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside, auth...)})
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside, auth...), Env: env})
 }
 
 // fetchTargetGrub downloads the target's GRUB EFI package with the
