@@ -19,12 +19,15 @@ import (
 // cryptsetup, plymouth...) asks for it to be made again (`update-
 // initramfs -u`, run by initramfs-tools' trigger). Each costs seconds to
 // minutes, more under qemu-user. While the packages stage installs,
-// update-initramfs is therefore a stand-in, first on the PATH of apt and
-// of the maintainer scripts it runs, that only writes down what was asked;
+// update-initramfs is therefore a stand-in, first on the PATH apt gives
+// dpkg and its maintainer scripts (DPkg::Path), that only writes down
+// what was asked;
 // once every package is configured, each kernel asked for gets its
 // initramfs made once, by the image's own update-initramfs, with every
 // hook in place. The stand-in lives on the chroot's /run (a tmpfs): the
-// image never has it, and nothing of dpkg's (no diversion) is changed.
+// image never has it, and nothing of dpkg's (no diversion) is changed. A
+// wrapper that a package puts in update-initramfs's place (live-tools'
+// diversion) still runs, at the end.
 // Deleting an initramfs (-d, a kernel's removal) is not put off.
 
 const (
@@ -33,20 +36,29 @@ const (
 	updateInitramfs   = "/usr/sbin/update-initramfs"
 )
 
-// initramfsStandIn is the stand-in's script.
+// initramfsStandIn is the stand-in's script. It writes down a create or
+// an update (-c, -u); anything else (a deletion, --version, help) goes to
+// the real update-initramfs at once.
 const initramfsStandIn = `#!/bin/sh
 # vmdeb: the initramfs is made once every package is installed.
+put_off=
 for a do
 	case $a in
-	-*d*) exec ` + updateInitramfs + ` "$@" ;;
+	--* | -*[dh?]*) put_off= ; break ;;
+	-*[cu]*) put_off=1 ;;
 	esac
 done
+[ "$put_off" ] || exec ` + updateInitramfs + ` "$@"
 printf '%s\n' "$*" >> ` + initramfsRequests + `
 echo "update-initramfs: put off by vmdeb until every package is installed"
 `
 
-// putOffInitramfs installs the stand-in and returns the environment that
-// puts it first on the PATH of commands run in the chroot.
+// dpkgPath is apt's default DPkg::Path, the PATH apt gives dpkg and so
+// every maintainer script.
+const dpkgPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// putOffInitramfs installs the stand-in and returns the apt options that
+// put it first on the PATH of dpkg and its maintainer scripts.
 func putOffInitramfs(st *State) ([]string, error) {
 	r, err := imgroot.Open(st.Rootfs)
 	if err != nil {
@@ -59,18 +71,7 @@ func putOffInitramfs(st *State) ([]string, error) {
 	if err := r.WriteFile(strings.TrimPrefix(initramfsDir, "/")+"/update-initramfs", []byte(initramfsStandIn), 0o755); err != nil {
 		return nil, err
 	}
-	return []string{"PATH=" + initramfsDir + ":" + chrootPath()}, nil
-}
-
-// chrootPath is the PATH commands in the chroot run with.
-func chrootPath() string {
-	p := ""
-	for _, e := range buildlog.BaseEnv() {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			p = v
-		}
-	}
-	return p
+	return []string{"-o", "DPkg::Path=" + initramfsDir + ":" + dpkgPath}, nil
 }
 
 // initramfsRequest is one call of update-initramfs that was put off.

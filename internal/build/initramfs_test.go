@@ -82,8 +82,13 @@ func TestInitramfsStandIn(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "requests")); string(got) != "-c -k 6.12 -b /boot\n-u\n" {
 		t.Errorf("requests: %q", got)
 	}
-	out, err := exec.Command(filepath.Join(dir, "stand-in"), "-d", "-k", "6.1").CombinedOutput()
-	if err != nil || string(out) != "real -d -k 6.1\n" {
-		t.Errorf("a deletion was not passed on: %q %v", out, err)
+	for _, args := range [][]string{{"-d", "-k", "6.1"}, {"--version"}, {"-h"}, {"-k", "6.1"}} {
+		out, err := exec.Command(filepath.Join(dir, "stand-in"), args...).CombinedOutput()
+		if want := "real " + strings.Join(args, " ") + "\n"; err != nil || string(out) != want {
+			t.Errorf("%v was not passed on: %q %v", args, out, err)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "requests")); string(got) != "-c -k 6.12 -b /boot\n-u\n" {
+		t.Errorf("requests after what is passed on: %q", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -153,20 +154,21 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
 		return err
 	}
-	env, err := putOffInitramfs(st)
+	putOff, err := putOffInitramfs(st)
 	if err != nil {
 		return err
 	}
+	opts := slices.Concat(auth, putOff)
 	if len(st.Plan.Packages) > 0 {
 		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
 		pw := buildlog.NewPackageProgress(st.Log, 0)
-		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, auth...), Env: env, Line: pw.Line}); err != nil {
+		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, opts...), Line: pw.Line}); err != nil {
 			return err
 		}
 	}
 	// Local packages are installed whether or not the config lists any
 	// from the archive.
-	if err := installCustom(ctx, st, auth, env); err != nil {
+	if err := installCustom(ctx, st, opts); err != nil {
 		return err
 	}
 	return makeInitramfs(ctx, st)
@@ -181,8 +183,8 @@ func (targetGrubStage) Name() string { return "target-grub" }
 func (targetGrubStage) Run(ctx context.Context, st *State) error { return fetchTargetGrub(ctx, st) }
 
 // installCustom installs the config's local .deb files with apt, so their
-// dependencies come from the mirror.
-func installCustom(ctx context.Context, st *State, auth, env []string) error {
+// dependencies come from the mirror; opts are more apt options.
+func installCustom(ctx context.Context, st *State, opts []string) error {
 	s := st.Plan.Spec
 	if len(s.CustomPackages) == 0 {
 		return nil
@@ -212,7 +214,7 @@ func installCustom(ctx context.Context, st *State, auth, env []string) error {
 		inside = append(inside, "/tmp/vmdeb-debs/"+filepath.Base(d))
 	}
 	st.Log.Printf("installing %d local packages: %s", len(inside), strings.Join(inside, " "))
-	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside, auth...), Env: env})
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(inside, opts...)})
 }
 
 // fetchTargetGrub downloads the target's GRUB EFI package with the

@@ -117,6 +117,14 @@ func TestLiveMinimal(t *testing.T) {
 	if !strings.Contains(string(log), "Setting up live-boot") {
 		t.Error("the build log does not show apt's package steps")
 	}
+	// One initramfs per kernel: the kernel's own request and live-boot's
+	// were put off and made into one (and the image boots with it below).
+	if n := strings.Count(string(log), "update-initramfs: Generating /boot/initrd.img-"); n != 1 {
+		t.Errorf("the initramfs was made %d times, not once", n)
+	}
+	if !strings.Contains(string(log), "update-initramfs: put off by vmdeb") {
+		t.Error("the build log shows no request for an initramfs put off")
+	}
 
 	checkSquashfs(t, iso, buildMirror, aptMirror)
 
