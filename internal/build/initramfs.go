@@ -53,6 +53,44 @@ printf '%s\n' "$*" >> ` + initramfsRequests + `
 echo "update-initramfs: put off by vmdeb until every package is installed"
 `
 
+// hookAptConf is the apt configuration that puts the stand-in first on
+// dpkg's PATH for the apt runs of the config's hook (chroot ROOTFS apt-get
+// ...), whose command lines vmdeb does not write. It is there only while
+// the hook runs.
+const hookAptConf = "etc/apt/apt.conf.d/00vmdeb-build-initramfs"
+
+// putOffHookInitramfs puts the initramfs off while the hook runs: the
+// function it returns removes the apt configuration (call it once the
+// hook ends, then makeInitramfs).
+func putOffHookInitramfs(st *State) (func() error, error) {
+	if _, err := putOffInitramfs(st); err != nil {
+		return nil, err
+	}
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	conf := "// vmdeb: for the build only (removed once the hook ends)\nDPkg::Path \"" + initramfsDir + ":" + dpkgPath + "\";\n"
+	if err := r.MkdirAll(path.Dir(hookAptConf), 0o755); err != nil {
+		return nil, err
+	}
+	if err := r.WriteFile(hookAptConf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return func() error {
+		r, err := imgroot.Open(st.Rootfs)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if err := r.Remove(hookAptConf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}, nil
+}
+
 // dpkgPath is apt's default DPkg::Path, the PATH apt gives dpkg and so
 // every maintainer script.
 const dpkgPath = "/usr/sbin:/usr/bin:/sbin:/bin"

@@ -455,8 +455,17 @@ func (hookStage) Run(ctx context.Context, st *State) error {
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st.Log.Printf("running %s %s", hook, st.Rootfs)
+	// What the packages the hook installs ask of update-initramfs is
+	// made once, when it ends (see initramfs.go).
+	restore, err := putOffHookInitramfs(st)
+	if err != nil {
+		return err
+	}
 	before := buildMountFiles(st.Rootfs)
-	err := st.Log.Run(hctx, buildlog.Cmd{Name: hook, Args: []string{st.Rootfs}, Env: HookEnv(st), Dir: st.Plan.Spec.Dir, Echo: true})
+	err = st.Log.Run(hctx, buildlog.Cmd{Name: hook, Args: []string{st.Rootfs}, Env: HookEnv(st), Dir: st.Plan.Spec.Dir, Echo: true})
+	if rerr := restore(); rerr != nil {
+		return errors.Join(err, rerr)
+	}
 	if lost := newFiles(before, buildMountFiles(st.Rootfs)); len(lost) > 0 {
 		if len(lost) > 10 {
 			lost = append(lost[:10], "...")
@@ -469,7 +478,7 @@ func (hookStage) Run(ctx context.Context, st *State) error {
 		}
 		return fmt.Errorf("hook %s failed: %w", hook, err)
 	}
-	return nil
+	return makeInitramfs(ctx, st)
 }
 
 // buildMounts are the chroot's file systems that exist for the build only.
@@ -496,7 +505,8 @@ func buildMountFiles(root string) map[string]bool {
 func newFiles(before, after map[string]bool) []string {
 	var l []string
 	for p := range after {
-		if !before[p] {
+		// The initramfs stand-in's own files are the build's.
+		if !before[p] && p != initramfsDir && !strings.HasPrefix(p, initramfsDir+"/") {
 			l = append(l, p)
 		}
 	}

@@ -70,6 +70,12 @@ func TestLiveMinimal(t *testing.T) {
 	const aptMirror = "http://debian.invalid/debian"
 	data, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, append(data, []byte("apt-mirror: "+aptMirror+"\n")...), 0o644)
+	// The hook installs, in two apt runs, two packages that each add to
+	// the initramfs: their requests are put off until the hook ends, and
+	// the initramfs is made once more, with both.
+	hook := filepath.Join(dir, "hooks", "minimal.sh")
+	data, _ = os.ReadFile(hook)
+	os.WriteFile(hook, append(data, []byte("chroot \"$1\" apt-get install -y -q dmsetup\nchroot \"$1\" apt-get install -y -q lvm2\n")...), 0o755)
 
 	chk := run(t, ctx, "check", "--json", cfg)
 	if chk.code != 0 {
@@ -117,13 +123,15 @@ func TestLiveMinimal(t *testing.T) {
 	if !strings.Contains(string(log), "Setting up live-boot") {
 		t.Error("the build log does not show apt's package steps")
 	}
-	// One initramfs per kernel: the kernel's own request and live-boot's
-	// were put off and made into one (and the image boots with it below).
-	if n := strings.Count(string(log), "update-initramfs: Generating /boot/initrd.img-"); n != 1 {
-		t.Errorf("the initramfs was made %d times, not once", n)
+	// One initramfs per kernel and apt-running stage: the kernel's own
+	// request and live-boot's were put off and made into one at the end
+	// of the packages stage, the hook's two into one when it ended (and
+	// the image boots with it below).
+	if n := strings.Count(string(log), "update-initramfs: Generating /boot/initrd.img-"); n != 2 {
+		t.Errorf("the initramfs was made %d times, not twice (once after the packages, once after the hook)", n)
 	}
-	if !strings.Contains(string(log), "update-initramfs: put off by vmdeb") {
-		t.Error("the build log shows no request for an initramfs put off")
+	if n := strings.Count(string(log), "update-initramfs: put off by vmdeb"); n < 4 {
+		t.Errorf("the build log shows %d requests for an initramfs put off, not at least 4", n)
 	}
 
 	checkSquashfs(t, iso, buildMirror, aptMirror)
@@ -141,6 +149,15 @@ func TestLiveMinimal(t *testing.T) {
 		r := run(t, ctx, "shell", iso, "--", "dpkg", "-l", "sudo")
 		if !strings.Contains(r.stdout, "ii  sudo") {
 			t.Errorf("dpkg -l sudo in the ISO's root: %s", r.stdout)
+		}
+		// The initramfs made after the hook has what the hook's
+		// packages add to it.
+		r = run(t, ctx, "shell", iso, "--", "sh", "-c", "lsinitramfs /boot/initrd.img-*")
+		if !strings.Contains(r.stdout, "sbin/lvm") || !strings.Contains(r.stdout, "sbin/dmsetup") {
+			t.Errorf("the initramfs lacks lvm or dmsetup, which the hook installed (exit %d): %s", r.code, tail(r.stdout+r.stderr, 20))
+		}
+		if r := run(t, ctx, "shell", iso, "--", "ls", "/etc/apt/apt.conf.d"); strings.Contains(r.stdout, "vmdeb") {
+			t.Errorf("the build's apt configuration is left in the image: %s", r.stdout)
 		}
 		assertShellClean(t, out)
 	})
