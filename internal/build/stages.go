@@ -160,6 +160,9 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	}
 	opts := slices.Concat(auth, putOff)
 	if len(st.Plan.Packages) > 0 {
+		if err := prefetch(ctx, st, st.Plan.Packages, opts); err != nil {
+			return err
+		}
 		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
 		pw := buildlog.NewPackageProgress(st.Log, 0)
 		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, opts...), Line: pw.Line}); err != nil {

@@ -162,6 +162,25 @@ func (r *Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
+// Create makes name a new, empty regular file with mode perm (less the
+// umask) and opens it for writing; whatever was at name (a file, a link)
+// is removed first, never written through. The directory must exist.
+func (r *Root) Create(name string, perm fs.FileMode) (*os.File, error) {
+	dfd, base, err := r.parent(name)
+	if err != nil {
+		return nil, r.err("create", name, err)
+	}
+	defer unix.Close(dfd)
+	if err := unix.Unlinkat(dfd, base, 0); err != nil && err != unix.ENOENT {
+		return nil, r.err("create", name, err)
+	}
+	fd, err := unix.Openat(dfd, base, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
+	if err != nil {
+		return nil, r.err("create", name, err)
+	}
+	return os.NewFile(uintptr(fd), path.Join(r.path, clean(name))), nil
+}
+
 // Remove removes name (a file, a link itself, or an empty directory).
 func (r *Root) Remove(name string) error {
 	dfd, base, err := r.parent(name)

@@ -103,6 +103,12 @@ func TestEscapesContained(t *testing.T) {
 	r.Symlink("x", "var/lib/reldir/planted")
 	r.Walk("", func(rel string, e Entry) error { return e.Lutimes(time.Now(), time.Now()) })
 	r.Walk("usr/share/fonts", func(rel string, e Entry) error { return e.Lutimes(time.Now(), time.Now()) })
+	for _, n := range names {
+		if f, err := r.Create(n, 0o644); err == nil {
+			f.WriteString("created\n")
+			f.Close()
+		}
+	}
 	if after := snapshot(t, host); !equal(before, after) {
 		t.Errorf("host files changed:\nbefore %v\nafter  %v", before, after)
 	}
@@ -244,5 +250,22 @@ func TestRemoveAllAndGlob(t *testing.T) {
 	}
 	if m, err := r.Glob("nothing/*"); err != nil || m != nil {
 		t.Errorf("Glob of a missing dir = %v, %v", m, err)
+	}
+}
+
+func TestCreateReplacesLink(t *testing.T) {
+	r, img, _ := setup(t)
+	f, err := r.Create("etc/abs", 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("new\n")
+	f.Close()
+	fi, err := os.Lstat(filepath.Join(img, "etc/abs"))
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Errorf("etc/abs after Create: %v, %v; want a regular file, mode 0600", fi, err)
+	}
+	if data, _ := r.ReadFile("etc/abs"); string(data) != "new\n" {
+		t.Errorf("etc/abs: %q", data)
 	}
 }
