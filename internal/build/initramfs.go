@@ -38,7 +38,9 @@ const (
 
 // initramfsStandIn is the stand-in's script. It writes down a create or
 // an update (-c, -u); anything else (a deletion, --version, help) goes to
-// the real update-initramfs at once.
+// the real update-initramfs at once, or does nothing while initramfs-tools
+// is not unpacked yet (a script that looked for update-initramfs on the
+// PATH found the stand-in, where it would have found nothing).
 const initramfsStandIn = `#!/bin/sh
 # vmdeb: the initramfs is made once every package is installed.
 put_off=
@@ -48,7 +50,10 @@ for a do
 	-*[cu]*) put_off=1 ;;
 	esac
 done
-[ "$put_off" ] || exec ` + updateInitramfs + ` "$@"
+if [ -z "$put_off" ]; then
+	[ -x ` + updateInitramfs + ` ] || exit 0
+	exec ` + updateInitramfs + ` "$@"
+fi
 printf '%s\n' "$*" >> ` + initramfsRequests + `
 echo "update-initramfs: put off by vmdeb until every package is installed"
 `

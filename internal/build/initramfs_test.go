@@ -91,4 +91,9 @@ func TestInitramfsStandIn(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "requests")); string(got) != "-c -k 6.12 -b /boot\n-u\n" {
 		t.Errorf("requests after what is passed on: %q", got)
 	}
+	// Before initramfs-tools is unpacked there is nothing to pass on to.
+	os.Remove(filepath.Join(dir, "real"))
+	if out, err := exec.Command(filepath.Join(dir, "stand-in"), "--version").CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("--version without the real update-initramfs: %q %v", out, err)
+	}
 }
