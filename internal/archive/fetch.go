@@ -258,16 +258,34 @@ func (c *Client) Get(ctx context.Context, u string, limit int64) ([]byte, error)
 // once verified; a file that does not match is removed and gives a
 // *HashError naming it as name (the archive's name for it).
 func (c *Client) Download(ctx context.Context, u, dst, name string, want FileInfo) error {
-	if !IsSHA256(want.SHA256) {
-		return fmt.Errorf("%s: no SHA256 to check it against", name)
-	}
 	part := dst + ".part"
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
+	err = c.DownloadTo(ctx, u, f, name, want)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(part, dst)
+	}
+	if err != nil {
+		os.Remove(part)
+	}
+	return err
+}
+
+// DownloadTo fetches u into f (an empty file open for writing, truncated
+// again if the transfer is retried) and checks what it wrote against want
+// as Download does. The caller closes f and gives it its final name, or
+// removes it on error.
+func (c *Client) DownloadTo(ctx context.Context, u string, f *os.File, name string, want FileInfo) error {
+	if !IsSHA256(want.SHA256) {
+		return fmt.Errorf("%s: no SHA256 to check it against", name)
+	}
 	hw := &hashWriter{f: f, h: sha256.New()}
-	err = c.Fetch(ctx, u, func(r io.Reader) error {
+	err := c.Fetch(ctx, u, func(r io.Reader) error {
 		if err := hw.reset(); err != nil {
 			return err
 		}
@@ -277,21 +295,13 @@ func (c *Client) Download(ctx context.Context, u, dst, name string, want FileInf
 		_, err := io.Copy(hw, r)
 		return err
 	})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if got := hex.EncodeToString(hw.h.Sum(nil)); got != want.SHA256 || want.Size >= 0 && hw.n != want.Size {
-			err = &HashError{File: name, Want: want.SHA256, Got: got, WantSize: want.Size, GotSize: hw.n, Downloaded: true}
-		}
-	}
-	if err == nil {
-		err = os.Rename(part, dst)
-	}
 	if err != nil {
-		os.Remove(part)
+		return err
 	}
-	return err
+	if got := hex.EncodeToString(hw.h.Sum(nil)); got != want.SHA256 || want.Size >= 0 && hw.n != want.Size {
+		return &HashError{File: name, Want: want.SHA256, Got: got, WantSize: want.Size, GotSize: hw.n, Downloaded: true}
+	}
+	return nil
 }
 
 // joinURL appends path elements to a mirror URL.

@@ -45,17 +45,20 @@ type debootstrapRun struct {
 }
 
 func (d *debootstrapRun) Bootstrap(ctx context.Context, log *buildlog.Log, r Request) error {
-	d.mu.Lock()
-	d.log = log
-	d.mu.Unlock()
+	d.setLog(log)
 	return d.Debootstrap.Bootstrap(ctx, log, r)
 }
 
 func (d *debootstrapRun) Attach(_ context.Context, log *buildlog.Log, _ Request) error {
-	d.mu.Lock()
-	d.log = log
-	d.mu.Unlock()
+	d.setLog(log)
 	return nil
+}
+
+// setLog keeps the build's log for ShareCache's message.
+func (d *debootstrapRun) setLog(log *buildlog.Log) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.log = log
 }
 
 // ShareCache makes the chroot's dpkg run without syncs until

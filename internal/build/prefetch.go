@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -213,40 +210,21 @@ func toPrefetch(ctx context.Context, st *State, pkgs, opts []string) ([]prefetch
 
 // fetchInto fetches one package into apt's cache in the image: written
 // under a temporary name in partial/, checked, then renamed into place.
-func fetchInto(ctx context.Context, cl *archive.Client, r *imgroot.Root, it prefetchItem) (err error) {
+func fetchInto(ctx context.Context, cl *archive.Client, r *imgroot.Root, it prefetchItem) error {
 	part := aptArchives + "/partial/" + it.Name + ".vmdeb-part"
 	f, err := r.Create(part, 0o644)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		f.Close()
-		if err != nil {
-			r.Remove(part)
-		}
-	}()
-	h := sha256.New()
-	var n int64
-	err = cl.Fetch(ctx, it.URL, func(body io.Reader) error {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		if err := f.Truncate(0); err != nil {
-			return err
-		}
-		h.Reset()
-		var err error
-		n, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(body, it.Want.Size+1))
-		return err
-	})
+	err = cl.DownloadTo(ctx, it.URL, f, it.Name, it.Want)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.Rename(part, aptArchives+"/"+it.Name)
+	}
 	if err != nil {
-		return err
+		r.Remove(part)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != it.Want.SHA256 || n != it.Want.Size {
-		return &archive.HashError{File: it.Name, Want: it.Want.SHA256, Got: got, WantSize: it.Want.Size, GotSize: n, Downloaded: true}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return r.Rename(part, aptArchives+"/"+it.Name)
+	return err
 }
