@@ -165,18 +165,14 @@ func (e *StageError) StageName() string { return e.Stage }
 // The tools' own temporary files land in it too. Those left by a killed
 // build of the same output are removed first (the build holds the
 // output's lock), without following links.
-func (st *State) temp(out string) string {
-	dir, base := filepath.Dir(out), filepath.Base(out)
-	prefix := tempname.Prefix(out)
+func (st *State) temp(out string) (string, error) {
 	removeStale(out)
-	t, err := newTempDir(dir, prefix)
+	t, err := newTempDir(filepath.Dir(out), tempname.Prefix(out))
 	if err != nil {
-		// The stage's tool reports the unwritable directory.
-		st.Log.Logf("temporary directory for %s: %v", out, err)
-		return filepath.Join(dir, prefix+"-unwritable", base)
+		return "", fmt.Errorf("a temporary directory for %s: %w", out, err)
 	}
 	st.temps = append(st.temps, t)
-	return t.Path(base)
+	return t.Path(filepath.Base(out)), nil
 }
 
 // removeStale removes the temporary siblings of out (tempname.Leftovers)

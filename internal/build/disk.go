@@ -36,7 +36,10 @@ func diskOptions(p *Plan, o config.Output, grubDir string) disk.Options {
 
 func (s diskStage) Run(ctx context.Context, st *State) error {
 	out := st.Plan.Spec.Path(s.out.Path)
-	tmp := st.temp(out)
+	tmp, err := st.temp(out)
+	if err != nil {
+		return err
+	}
 	o := diskOptions(st.Plan, s.out, st.GrubDir)
 	o.SecureBoot = diskSecureBoot(st.Plan.Spec, st.Plan.Arch)
 	if o.Hook != nil {

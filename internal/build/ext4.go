@@ -114,7 +114,10 @@ func ext4DateScript(ctx context.Context, root string, epoch int64) (string, erro
 
 func (s ext4Stage) Run(ctx context.Context, st *State) error {
 	out := st.Plan.Spec.Path(s.out.Path)
-	tmp := st.temp(out)
+	tmp, err := st.temp(out)
+	if err != nil {
+		return err
+	}
 	u, err := measureExt4(ctx, st.Rootfs)
 	if err != nil {
 		return err

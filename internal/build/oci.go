@@ -23,7 +23,10 @@ func (ociStage) Name() string { return "oci" }
 func (s ociStage) Run(ctx context.Context, st *State) error {
 	p := st.Plan
 	out := p.Spec.Path(s.out.Path)
-	tmp := st.temp(out)
+	tmp, err := st.temp(out)
+	if err != nil {
+		return err
+	}
 	created := st.sbomTime()
 	// The layer goes first into a file of its own beside the archive
 	// (in the build's temporary directory): the archive's entries need

@@ -167,9 +167,9 @@ func TestTempIsPrivateAndCleansWithoutFollowing(t *testing.T) {
 	os.Symlink(victimDir, filepath.Join(dir, ".x.tar.vmdeb-tmp"))
 	os.Symlink(victim, filepath.Join(dir, ".x.tar.vmdeb-tmp.tar"))
 	st := &State{}
-	tmp := st.temp(out)
-	if len(st.temps) != 1 {
-		t.Fatalf("temp(%s) = %s made no temporary directory", out, tmp)
+	tmp, err := st.temp(out)
+	if err != nil || len(st.temps) != 1 {
+		t.Fatalf("temp(%s) = %s, %v made no temporary directory", out, tmp, err)
 	}
 	defer st.temps[0].Remove()
 	if b, err := os.ReadFile(victim); err != nil || string(b) != "victim" {

@@ -103,7 +103,10 @@ func (s *fakeStage) Run(ctx context.Context, st *State) error {
 		}
 	}
 	if s.out != "" {
-		tmp := st.temp(s.out)
+		tmp, err := st.temp(s.out)
+		if err != nil {
+			return err
+		}
 		ents, _ := os.ReadDir(st.Rootfs)
 		var names []string
 		for _, e := range ents {

@@ -689,9 +689,12 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	inst := stagedInstaller(st)
 	locales, _ := live.LookupLocales(p.Spec.Live.Locales)
 	info := fmt.Sprintf("%s %s %s - %s", p.Spec.Live.Title, p.Spec.Suite, p.Arch.Name, p.Spec.Name)
-	tmp := st.temp(s.out)
+	tmp, err := st.temp(s.out)
+	if err != nil {
+		return err
+	}
 	st.Log.Printf("assembling %s", s.out)
-	err := live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
+	err = live.BuildISO(ctx, st.Log, st.Rootfs, sq, tmp, live.ISOOptions{
 		Arch: p.Arch, Title: p.Spec.Live.Title, VolumeID: p.Spec.Live.VolumeID, Splash: p.Spec.Path(p.Spec.Live.Splash),
 		Info: info, KernelParams: p.Spec.Live.KernelParams, GrubDir: st.GrubDir, SecureBoot: st.isoSigned(), SourceDateEpoch: p.SourceDateEpoch,
 		Installer: inst, Locales: locales, DeviceTree: p.Spec.DeviceTree,
@@ -712,7 +715,10 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 	if ents, err := os.ReadDir(s.out); err == nil && len(ents) > 0 {
 		return fmt.Errorf("%s exists and is not empty", s.out)
 	}
-	tmp := st.temp(s.out)
+	tmp, err := st.temp(s.out)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
@@ -758,7 +764,10 @@ func TarArgs(root, out string, epoch int64) []string {
 }
 
 func (s tarballStage) Run(ctx context.Context, st *State) error {
-	tmp := st.temp(s.out)
+	tmp, err := st.temp(s.out)
+	if err != nil {
+		return err
+	}
 	// tar picks the compressor from the name it writes: keep the extension.
 	tmpExt := tmp + extension(s.out)
 	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "tar", Args: TarArgs(st.Rootfs, tmpExt, st.Plan.SourceDateEpoch)}); err != nil {
@@ -785,7 +794,10 @@ func (s directoryStage) Run(ctx context.Context, st *State) error {
 	if _, err := os.Lstat(s.out); err == nil {
 		return fmt.Errorf("%s already exists; remove it or choose another path", s.out)
 	}
-	tmp := st.temp(s.out)
+	tmp, err := st.temp(s.out)
+	if err != nil {
+		return err
+	}
 	if err := st.Log.Run(ctx, buildlog.Cmd{Name: "cp", Args: []string{"-a", "--reflink=auto", st.Rootfs, tmp}}); err != nil {
 		chroot.RemoveAll(tmp)
 		return err

@@ -31,39 +31,84 @@ type tempDir struct {
 	dev, ino uint64
 }
 
-// newTempDir makes a new directory named prefix-RANDOM in outDir.
+// tempDirTries is how many new names newTempDir tries when the directory
+// it made is taken from under it before it could open it.
+const tempDirTries = 20
+
+// afterMkdir, when set (tests), runs between making a temporary directory
+// and opening it: the moment another user can swap it.
+var afterMkdir func(outDir, name string)
+
+// newTempDir makes a new directory named prefix-RANDOM in outDir. Whoever
+// owns outDir can rename the new directory away and put something else in
+// its place before it is opened; what is then opened is refused, and a
+// new name is tried, tempDirTries times: a neighbour racing with the build
+// makes it slower, and fail only if it wins every time.
 func newTempDir(outDir, prefix string) (*tempDir, error) {
 	pfd, err := unix.Open(outDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: outDir, Err: err}
 	}
-	t := &tempDir{parent: os.NewFile(uintptr(pfd), outDir)}
+	parent := os.NewFile(uintptr(pfd), outDir)
+	var first error
+	for i := 0; i < tempDirTries; i++ {
+		t, err := makeTempDir(parent, prefix)
+		if err == nil {
+			return t, nil
+		}
+		var sw *swappedError
+		if !errors.As(err, &sw) {
+			parent.Close()
+			return nil, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	parent.Close()
+	return nil, fmt.Errorf("%s: another user replaced each of the %d directories vmdeb made there before it could open them; the first: %w",
+		outDir, tempDirTries, first)
+}
+
+// swappedError is a new temporary directory found replaced as it was
+// opened.
+type swappedError struct{ err error }
+
+func (e *swappedError) Error() string { return e.err.Error() }
+func (e *swappedError) Unwrap() error { return e.err }
+
+// makeTempDir makes one new directory named prefix-RANDOM in parent and
+// opens it; a *swappedError says it was replaced before it was opened.
+func makeTempDir(parent *os.File, prefix string) (*tempDir, error) {
+	pfd, outDir := int(parent.Fd()), parent.Name()
 	var b [8]byte
 	rand.Read(b[:])
-	t.name = prefix + "-" + hex.EncodeToString(b[:])
-	if err := unix.Mkdirat(pfd, t.name, 0o700); err != nil {
-		t.parent.Close()
-		return nil, &os.PathError{Op: "mkdir", Path: filepath.Join(outDir, t.name), Err: err}
+	name := prefix + "-" + hex.EncodeToString(b[:])
+	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
+		return nil, &os.PathError{Op: "mkdir", Path: filepath.Join(outDir, name), Err: err}
 	}
-	fd, err := unix.Openat(pfd, t.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if afterMkdir != nil {
+		afterMkdir(outDir, name)
+	}
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOENT) {
+			err = &swappedError{fmt.Errorf("replaced as it was made: %w", err)}
+		}
+		return nil, fmt.Errorf("%s: %w", filepath.Join(outDir, name), err)
+	}
 	var st unix.Stat_t
-	if err == nil {
-		err = unix.Fstat(fd, &st)
-		// Swapped between mkdir and open for a directory of someone
-		// else's: nobody but this user makes one it owns with mode 0700.
-		if err == nil && !madeHere(fd, pfd, &st) {
-			err = fmt.Errorf("replaced by another user's directory (uid %d, mode %o) as it was made", st.Uid, st.Mode&0o7777)
-		}
-		if err != nil {
-			unix.Close(fd)
-		}
+	err = unix.Fstat(fd, &st)
+	// Swapped between mkdir and open for a directory of someone
+	// else's: nobody but this user makes one it owns with mode 0700.
+	if err == nil && !madeHere(fd, pfd, &st) {
+		err = &swappedError{fmt.Errorf("replaced by another user's directory (uid %d, mode %o) as it was made", st.Uid, st.Mode&0o7777)}
 	}
 	if err != nil {
-		t.parent.Close()
-		return nil, fmt.Errorf("%s: %w", filepath.Join(outDir, t.name), err)
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(outDir, name), err)
 	}
-	t.dir, t.dev, t.ino = os.NewFile(uintptr(fd), filepath.Join(outDir, t.name)), st.Dev, st.Ino
-	return t, nil
+	return &tempDir{parent: parent, name: name, dir: os.NewFile(uintptr(fd), filepath.Join(outDir, name)), dev: st.Dev, ino: st.Ino}, nil
 }
 
 // madeHere tells whether st, the directory just made and opened as fd in

@@ -120,3 +120,49 @@ func TestMountinfoType(t *testing.T) {
 		t.Errorf("no mount type for a temporary directory")
 	}
 }
+
+// A neighbour who swaps the new directory for a link (or takes it away)
+// between its mkdir and its open makes vmdeb try another name; one who
+// wins every time gets a refusal naming the directory, and nothing is
+// written through the link.
+func TestTempDirSwappedAsMade(t *testing.T) {
+	out, victim := t.TempDir(), t.TempDir()
+	swaps := 0
+	afterMkdir = func(dir, name string) {
+		if swaps >= 3 {
+			return
+		}
+		swaps++
+		os.Rename(filepath.Join(dir, name), filepath.Join(dir, "stolen-"+name))
+		if swaps != 2 { // the second one is only taken away
+			os.Symlink(victim, filepath.Join(dir, name))
+		}
+	}
+	defer func() { afterMkdir = nil }()
+	td, err := newTempDir(out, ".z.vmdeb-tmp")
+	if err != nil {
+		t.Fatalf("after %d swaps: %v", swaps, err)
+	}
+	if err := os.WriteFile(td.Path("z"), []byte("image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(out, td.name)); err != nil || swaps != 3 {
+		t.Errorf("the fourth directory: %v (swaps %d)", err, swaps)
+	}
+	td.Remove()
+	if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+		t.Errorf("written through the neighbour's link: %v", ents)
+	}
+
+	afterMkdir = func(dir, name string) {
+		os.Rename(filepath.Join(dir, name), filepath.Join(dir, "stolen-"+name))
+		os.Symlink(victim, filepath.Join(dir, name))
+	}
+	_, err = newTempDir(out, ".z.vmdeb-tmp")
+	if err == nil || !strings.Contains(err.Error(), out+": another user replaced each of the 20 directories") || !strings.Contains(err.Error(), "replaced as it was made") {
+		t.Errorf("a neighbour who always wins: %v", err)
+	}
+	if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+		t.Errorf("written through the neighbour's link: %v", ents)
+	}
+}
