@@ -63,6 +63,13 @@ func loginSector(t *testing.T) string {
 	return bootSector(t, "31 C0 8E D8 BA F8 03 BE 15 7C AC 84 C0 74 03 EE EB F8 F4 EB FD", "debian login: \n\x00")
 }
 
+// panicSector prints a Linux kernel's panic line on COM1 and halts, as a
+// panicked kernel does.
+func panicSector(t *testing.T) string {
+	return bootSector(t, "31 C0 8E D8 BA F8 03 BE 15 7C AC 84 C0 74 03 EE EB F8 F4 EB FD",
+		"[    2.880826] Kernel panic - not syncing: Fatal exception in interrupt\n\x00")
+}
+
 // silentSector halts at once and prints nothing.
 func silentSector(t *testing.T) string {
 	return bootSector(t, "F4 EB FD")
@@ -199,6 +206,42 @@ func TestBootTCG(t *testing.T) {
 	}
 	if con.String() != "debian login: \n" {
 		t.Errorf("console got %q", con.String())
+	}
+	noQemuLeft(t, img)
+}
+
+// A guest kernel's panic ends the attempt at once instead of after the
+// timeout. Under TCG the boot is tried once more (qemu's emulation can
+// make a kernel panic), and a second panic fails it, saying so; a boot
+// that lets the guest write to its disk is not repeated.
+func TestBootKernelPanic(t *testing.T) {
+	a := amd64(t)
+	img := panicSector(t)
+	for _, writable := range []bool{false, true} {
+		var logs []string
+		var mu sync.Mutex
+		logf := func(format string, x ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			logs = append(logs, fmt.Sprintf(format, x...))
+		}
+		start := time.Now()
+		_, err := Boot(context.Background(), Options{Image: img, Kind: KindRaw, Arch: a, Accel: "tcg", Memory: 128, Timeout: 5 * time.Minute, Writable: writable, Log: logf})
+		took := time.Since(start)
+		if err == nil {
+			t.Fatal("a panicking guest booted")
+		}
+		if took > 90*time.Second {
+			t.Errorf("writable %v: the panic was noticed after %s", writable, took)
+		}
+		retried := strings.Contains(strings.Join(logs, "\n"), "panicked under TCG")
+		twice := strings.Contains(err.Error(), "panicked on two boots under TCG")
+		if retried == writable || twice == writable {
+			t.Errorf("writable %v: retried %v, error %v; log:\n%s", writable, retried, err, strings.Join(logs, "\n"))
+		}
+		if !strings.Contains(err.Error(), `the guest's kernel panicked ("[    2.880826] Kernel panic - not syncing: Fatal exception in interrupt")`) {
+			t.Errorf("writable %v: error %v", writable, err)
+		}
 	}
 	noQemuLeft(t, img)
 }

@@ -99,6 +99,11 @@ var (
 	quietWait = 300 * time.Millisecond
 	// kvmError is what qemu prints on stderr when KVM cannot run the guest.
 	kvmError = regexp.MustCompile(`KVM internal error|emulation failure`)
+	// kernelPanic is the line a Linux guest prints when it panics.
+	kernelPanic = regexp.MustCompile(`Kernel panic - not syncing`)
+	// panicGather is how long the console is still read after a panic's
+	// line, for the rest of its report, before the attempt ends.
+	panicGather = 3 * time.Second
 )
 
 // kvmVerdict remembers for the whole process whether KVM proved usable, so
@@ -192,18 +197,31 @@ func Boot(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	o.Log("qemu: booting %s (%s, %s) with %s%s", filepath.Base(o.Image), o.Kind, firmwareName(o.UEFI), accel, note)
-	first := b.attempt(ctx, accel, probe)
-	if first.kvmBroken == "" {
-		return first.res, first.err
+	out := b.attempt(ctx, accel, probe)
+	if out.kvmBroken != "" {
+		first := out
+		if first.kvmCertain {
+			setVerdict(false, first.kvmBroken)
+		}
+		o.Log("qemu: KVM is not usable here (%s); restarting with TCG", first.kvmBroken)
+		out = b.attempt(ctx, "tcg", false)
+		if out.err == nil && !first.kvmCertain {
+			// The same image boots under TCG: the failure was KVM's.
+			setVerdict(false, first.kvmBroken)
+		}
 	}
-	if first.kvmCertain {
-		setVerdict(false, first.kvmBroken)
-	}
-	o.Log("qemu: KVM is not usable here (%s); restarting with TCG", first.kvmBroken)
-	out := b.attempt(ctx, "tcg", false)
-	if out.err == nil && !first.kvmCertain {
-		// The same image boots under TCG: the failure was KVM's.
-		setVerdict(false, first.kvmBroken)
+	if out.panicked != "" && out.accel == "tcg" && !o.Writable && o.Disk == "" && ctx.Err() == nil {
+		// qemu's emulation of a multi-processor guest can break a kernel
+		// that runs fine on hardware (code patched on one virtual CPU
+		// while another runs it). One panic under TCG may be qemu's; the
+		// same panic twice is the image's. Not when the guest may have
+		// written to a disk: the second boot would not start afresh.
+		o.Log("qemu: the guest's kernel panicked under TCG (%s); TCG's emulation can cause that, booting once more", out.panicked)
+		second := b.attempt(ctx, "tcg", false)
+		if second.panicked != "" {
+			second.err = fmt.Errorf("the guest's kernel panicked on two boots under TCG: %w", second.err)
+		}
+		out = second
 	}
 	return out.res, out.err
 }
@@ -313,14 +331,17 @@ type booter struct {
 type outcome struct {
 	res        Result
 	err        error
+	accel      string
 	kvmBroken  string
 	kvmCertain bool
+	panicked   string // the guest kernel's panic line, when it panicked
 }
 
 // attempt runs qemu once and watches it until the session is finished, the
 // attempt times out, or ctx is cancelled. qemu is dead when it returns.
 func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out outcome) {
 	o := b.o
+	out.accel = accel
 	fw := b.fw
 	if o.UEFI {
 		// A fresh copy of the variable store each time: the firmware
@@ -371,6 +392,14 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 		defer t.Stop()
 		silence = t.C
 	}
+	// panicC fires panicGather after the guest kernel's panic line.
+	var panicC <-chan time.Time
+	var panicLine string
+	defer func() {
+		if out.err != nil && panicLine != "" {
+			out.panicked = panicLine
+		}
+	}()
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	defer quiet.Stop()
@@ -470,6 +499,8 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 			if s.stage == finished {
 				return out
 			}
+		case <-panicC:
+			return fail("the guest's kernel panicked (%q)", panicLine)
 		case <-silence:
 			out.kvmBroken = fmt.Sprintf("no console output in %s", kvmProbeWait)
 			return out
@@ -500,6 +531,14 @@ func (b *booter) attempt(ctx context.Context, accel string, probe bool) (out out
 				o.Console.Write(chunk)
 			}
 			for _, l := range con.write(chunk) {
+				if panicLine == "" && s.stage != waitOutput && s.stage != finished && kernelPanic.MatchString(l) {
+					// Not while a command's output is read: it may
+					// print such a line itself.
+					panicLine = strings.TrimSpace(l)
+					t := time.NewTimer(panicGather)
+					defer t.Stop()
+					panicC = t.C
+				}
 				before := s.stage
 				send, err := s.line(l)
 				if react(before, send, err) {
