@@ -8,8 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vmdeb/internal/build"
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
+	"vmdeb/internal/squashfs"
 	"vmdeb/internal/stagecache"
 )
 
@@ -126,11 +128,14 @@ func cacheCmd() *cobra.Command {
 				fmt.Printf("removed %s %s %s (%s)\n", e.Key[:12], e.Config, e.Stage, bytesize.Format(e.Size))
 			}
 			fmt.Printf("%d entries removed, %s freed\n", len(removed), bytesize.Format(freed))
-			return err
+			blocks := squashfs.Cache{Dir: build.BlockCacheDir(cache.Dir)}
+			n, bfreed, berr := blocks.Prune(olderThan, limit)
+			fmt.Printf("squashfs block cache: %d blocks removed, %s freed\n", n, bytesize.Format(bfreed))
+			return errors.Join(err, berr)
 		},
 	}
 	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "remove entries not used for this long (0: no age limit)")
-	prune.Flags().StringVar(&maxSize, "max-size", "", "then keep at most this much, most recently used first (e.g. 10G)")
+	prune.Flags().StringVar(&maxSize, "max-size", "", "then keep at most this much, most recently used first (e.g. 10G; the stage entries and the squashfs block cache each)")
 	prune.Flags().BoolVar(&all, "all", false, "remove every entry")
 	c.AddCommand(list, prune, builderCacheCmd())
 	return c

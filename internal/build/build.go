@@ -15,6 +15,7 @@ import (
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/config"
+	"vmdeb/internal/live"
 	"vmdeb/internal/remotecache"
 	"vmdeb/internal/report"
 	"vmdeb/internal/sbom"
@@ -58,6 +59,29 @@ type State struct {
 	Cache []report.CacheResult
 	// Remote is what the remote cache did (nil when there is none).
 	Remote *report.RemoteCache
+	// BlockCache is the directory of compressed squashfs blocks kept
+	// between builds ("" when the stage cache is off): inside the stage
+	// cache, in blockCacheName.
+	BlockCache string
+	// Blocks is what the block cache did for each squashfs made.
+	Blocks []*live.BlockReport
+}
+
+// blockCacheName is the block cache's directory in the stage cache's.
+const blockCacheName = "squashfs-blocks"
+
+// BlockCacheDir is the squashfs block cache of the stage cache in dir.
+func BlockCacheDir(stageCache string) string { return filepath.Join(stageCache, blockCacheName) }
+
+// squashfsOptions are the options of the image's squashfs, its use of
+// the block cache recorded in st.Blocks.
+func (st *State) squashfsOptions() live.SquashfsOptions {
+	o := live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression, SourceDateEpoch: st.Plan.SourceDateEpoch, BlockCache: st.BlockCache}
+	if o.BlockCache != "" {
+		o.Blocks = &live.BlockReport{}
+		st.Blocks = append(st.Blocks, o.Blocks)
+	}
+	return o
 }
 
 // Result is one written output.

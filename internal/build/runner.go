@@ -116,6 +116,9 @@ func Run(ctx context.Context, p *Plan, stages []Stage, log *buildlog.Log, o RunO
 	}
 	defer lock.Close()
 	st = &State{Plan: p, Log: log, WorkDir: work, Rootfs: filepath.Join(work, "rootfs"), Backend: p.Bootstrap.ForBuild()}
+	if o.Cache != nil {
+		st.BlockCache = BlockCacheDir(o.Cache.Dir)
+	}
 	r := &runner{st: st, stages: stages, host: h, cache: o.Cache}
 	if o.Remote != nil {
 		r.remote = newRemoteUse(st, o.Remote)

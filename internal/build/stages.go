@@ -682,7 +682,7 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 	sq := filepath.Join(st.WorkDir, "filesystem.squashfs")
 	if _, err := os.Stat(sq); err != nil {
 		st.Log.Printf("making the squashfs (%s)", p.Spec.Live.Compression)
-		if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, sq, live.SquashfsOptions{Compression: p.Spec.Live.Compression, SourceDateEpoch: p.SourceDateEpoch}); err != nil {
+		if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, sq, st.squashfsOptions()); err != nil {
 			return err
 		}
 	}
@@ -722,8 +722,7 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, filepath.Join(tmp, "filesystem.squashfs"),
-		live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression, SourceDateEpoch: st.Plan.SourceDateEpoch}); err != nil {
+	if err := live.MakeSquashfs(ctx, st.Log, st.Rootfs, filepath.Join(tmp, "filesystem.squashfs"), st.squashfsOptions()); err != nil {
 		return err
 	}
 	k, err := live.FindKernels(st.Rootfs)

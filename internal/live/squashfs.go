@@ -41,6 +41,12 @@ type SquashfsOptions struct {
 	// SourceDateEpoch > 0 makes the image reproducible: every time stamp in
 	// it is set to this time. 0 keeps the files' own times.
 	SourceDateEpoch int64
+	// BlockCache, when set, is a directory of compressed blocks kept
+	// between builds (internal/squashfs): only the blocks no earlier
+	// build compressed are compressed (makeWithBlockCache).
+	BlockCache string
+	// Blocks, when set, receives what the block cache did.
+	Blocks *BlockReport
 }
 
 // minSquashfs is the size below which an image is junk rather than a root
@@ -91,8 +97,29 @@ func MakeSquashfs(ctx context.Context, log *buildlog.Log, rootfs, out string, o 
 		f, _ := freeSpace(outDir)
 		return fmt.Errorf("%s: a full disk is the likely cause (%s (%d bytes) free now in %s)", what, bytesize.Format(f), f, outDir)
 	}
-	runErr := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, append(excl, mountExcludes(tree.mounts)...)),
-		Stdout: &squashfsProgress{log: log, lines: log.Writer(false)}})
+	excludes := append(excl, mountExcludes(tree.mounts)...)
+	cached := false
+	if o.BlockCache != "" {
+		why, err := makeWithBlockCache(ctx, log, rootfs, out, o, excludes, tree)
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("squashfs: %w", ctx.Err())
+		case err != nil:
+			why = err.Error()
+		}
+		cached = why == ""
+		if !cached {
+			log.Printf("squashfs: the block cache is not used (%s); mksquashfs compresses it all", why)
+		}
+		if o.Blocks != nil {
+			o.Blocks.Image, o.Blocks.Used, o.Blocks.Why = out, cached, why
+		}
+	}
+	var runErr error
+	if !cached {
+		runErr = log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: squashfsArgs(rootfs, out, o, excludes),
+			Stdout: &squashfsProgress{log: log, lines: log.Writer(false)}})
+	}
 	if runErr != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("mksquashfs: %w", runErr)

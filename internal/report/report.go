@@ -111,6 +111,23 @@ type Cache struct {
 	// Remote is what the remote cache (--remote-cache) did; absent when
 	// none is set.
 	Remote *RemoteCache `json:"remote,omitempty"`
+	// Squashfs is what the squashfs block cache (inside the stage cache)
+	// did for each squashfs the build made; absent when none was made or
+	// the cache is off.
+	Squashfs []SquashfsBlocks `json:"squashfs_blocks,omitempty"`
+}
+
+// SquashfsBlocks is what the block cache did for one squashfs: how many
+// data and fragment blocks it has, how many distinct ones were taken from
+// the cache and how many compressed.
+type SquashfsBlocks struct {
+	Image      string `json:"image"`
+	Used       bool   `json:"used"`
+	Reason     string `json:"reason,omitempty"` // why it was not used
+	Blocks     int    `json:"blocks"`
+	Reused     int    `json:"reused"`
+	Compressed int    `json:"compressed"`
+	Damaged    int    `json:"damaged"` // entries refused as damaged (and compressed again)
 }
 
 // RemoteCache is what the build fetched from and stored in an OCI
