@@ -65,13 +65,15 @@ func makeWithBlockCache(ctx context.Context, log *buildlog.Log, rootfs, out stri
 		}
 	}
 	log.Printf("laying the squashfs out uncompressed, to compress only what the block cache lacks")
-	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: args, Stdout: &squashfsProgress{log: log, lines: log.Writer(false)}}); err != nil {
+	if err := log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: args, Stdout: &squashfsProgress{log: log, lines: log.Writer(false), what: "squashfs blocks laid out"}}); err != nil {
 		return "", fmt.Errorf("mksquashfs (layout): %w", err)
 	}
 	run := func(ctx context.Context, args []string, stdin io.Reader) error {
 		return log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: args, Stdin: stdin})
 	}
-	st, err := squashfs.Rebuild(ctx, run, layout, out, filepath.Dir(out), []string{"-comp", comp}, c)
+	st, err := squashfs.Rebuild(ctx, run, layout, out, filepath.Dir(out), []string{"-comp", comp}, c, func(done, total int) {
+		log.Progress("squashfs blocks compressed", done, total)
+	})
 	if o.Blocks != nil {
 		o.Blocks.Stats = st
 	}

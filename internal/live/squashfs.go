@@ -396,6 +396,7 @@ func checkSuperblock(path string, size int64) error {
 type squashfsProgress struct {
 	log   *buildlog.Log
 	lines io.Writer
+	what  string // what the counter counts ("" = squashfs blocks compressed)
 	buf   []byte
 }
 
@@ -418,7 +419,11 @@ func (p *squashfsProgress) segment(s string) {
 	if m := squashfsBar.FindStringSubmatch(s); m != nil {
 		done, _ := strconv.Atoi(m[1])
 		total, _ := strconv.Atoi(m[2])
-		p.log.Progress("squashfs blocks compressed", done, total)
+		what := p.what
+		if what == "" {
+			what = "squashfs blocks compressed"
+		}
+		p.log.Progress(what, done, total)
 		return
 	}
 	if s != "" {

@@ -25,8 +25,10 @@ type Stats struct {
 // -X arguments, whose metadata compressor must be Supported): each block
 // is taken from c when it holds it, the others are compressed by one
 // mksquashfs run (run) and added to c. tmp is a directory for that run's
-// image. The same layout gives the same bytes whatever the cache held.
-func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []string, c *Cache) (Stats, error) {
+// image. progress, if set, hears how many of the missing blocks went to
+// the compressor. The same layout gives the same bytes whatever the cache
+// held.
+func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []string, c *Cache, progress func(done, total int)) (Stats, error) {
 	var st Stats
 	if len(comp) < 2 || comp[0] != "-comp" || !Supported(comp[1]) {
 		return st, fmt.Errorf("squashfs: compressor arguments %q: not one whose metadata can be compressed here", comp)
@@ -81,6 +83,9 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 		b, err := l.ReadBlock(missing[n], buf)
 		buf = b
 		n++
+		if progress != nil && (n%64 == 0 || n == len(missing)) {
+			progress(n, len(missing))
+		}
 		return b, err
 	}
 	h, err := compressBlocks(ctx, run, tmp, comp, l.sb.BlockSize, next, func(i int, s Stored) error {

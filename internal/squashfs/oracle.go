@@ -104,13 +104,22 @@ func readBlocks(path string, count int, got func(i int, s Stored) error) (Header
 		return h, fmt.Errorf("directory table: %w", err)
 	}
 	at := func(x ref) int { return int(x.block()/layoutBlockStep*metadataSize + x.offset()) }
+	// The root directory: a basic inode, or an extended one (a listing
+	// over 8 KiB has an index).
 	root := at(ref(sb.RootInode))
-	if root+32 > len(inodes) || le.Uint16(inodes[root:]) != typeDir {
+	var listing, end int
+	switch {
+	case root+32 <= len(inodes) && le.Uint16(inodes[root:]) == typeDir:
+		b := inodes[root+16:]
+		listing = at(mkref(uint64(le.Uint32(b)), uint64(le.Uint16(b[10:]))))
+		end = listing + int(le.Uint16(b[8:])) - 3
+	case root+40 <= len(inodes) && le.Uint16(inodes[root:]) == typeExtDir:
+		b := inodes[root+16:]
+		listing = at(mkref(uint64(le.Uint32(b[8:])), uint64(le.Uint16(b[18:]))))
+		end = listing + int(le.Uint32(b[4:])) - 3
+	default:
 		return h, fmt.Errorf("the root inode is not a directory")
 	}
-	rb := inodes[root+16:]
-	listing := at(mkref(uint64(le.Uint32(rb)), uint64(le.Uint16(rb[10:]))))
-	end := listing + int(le.Uint16(rb[8:])) - 3
 	if count == 0 {
 		return h, nil
 	}

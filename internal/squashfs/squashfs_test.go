@@ -58,6 +58,7 @@ func testTree(t *testing.T) string {
 	must(os.WriteFile(filepath.Join(root, "usr/big"), big.Bytes(), 0o644))
 	must(os.WriteFile(filepath.Join(root, "usr/big-copy"), big.Bytes(), 0o644))
 	must(os.WriteFile(filepath.Join(root, "usr/random"), randomBytes(300_000), 0o755))
+	must(os.WriteFile(filepath.Join(root, "usr/random-big"), randomBytes(2_500_000)[300_000:], 0o644))
 	for i := 0; i < 700; i++ {
 		must(os.WriteFile(filepath.Join(root, "usr/share/doc", fmt.Sprintf("a-rather-long-file-name-for-the-index-%04d", i)), []byte(strings.Repeat(fmt.Sprintf("doc %d\n", i), i%50+1)), 0o644))
 	}
@@ -90,15 +91,15 @@ func randomBytes(n int) []byte {
 var timeArgs = []string{"-reproducible", "-mkfs-time", "1700000000", "-all-time", "1700000000"}
 
 // build makes the layout of root and rebuilds it with comp through c.
-func build(t *testing.T, root, out string, comp []string, c *Cache) Stats {
+func build(t *testing.T, root, out string, comp []string, c *Cache, extra ...string) Stats {
 	t.Helper()
 	tmp := t.TempDir()
 	layout := filepath.Join(tmp, "layout.sqfs")
-	args := append(append([]string{root, layout, "-noappend", "-quiet", "-no-progress"}, timeArgs...), "-noD", "-noF", "-noI", "-noX")
+	args := append(append(append([]string{root, layout, "-noappend", "-quiet", "-no-progress"}, timeArgs...), extra...), "-noD", "-noF", "-noI", "-noX")
 	if err := runMksquashfs(context.Background(), args, nil); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Rebuild(context.Background(), runMksquashfs, layout, out, tmp, comp, c)
+	st, err := Rebuild(context.Background(), runMksquashfs, layout, out, tmp, comp, c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,17 +135,26 @@ func unsquashfs(t *testing.T, args ...string) string {
 func TestRebuildMatchesMksquashfs(t *testing.T) {
 	needMksquashfs(t)
 	root := testTree(t)
-	for _, comp := range []string{"xz", "zstd", "gzip"} {
-		t.Run(comp, func(t *testing.T) {
+	for _, tc := range []struct {
+		comp  string
+		extra []string
+	}{
+		{"xz", nil}, {"zstd", nil}, {"gzip", nil},
+		// Small blocks: over a thousand of them, so that the run which
+		// compresses them has a root directory with an index.
+		{"zstd", []string{"-b", "4096"}},
+	} {
+		comp, extra := tc.comp, tc.extra
+		t.Run(strings.Join(append([]string{comp}, extra...), " "), func(t *testing.T) {
 			dir := t.TempDir()
 			direct := filepath.Join(dir, "direct.sqfs")
-			args := append([]string{root, direct, "-noappend", "-quiet", "-no-progress", "-comp", comp}, timeArgs...)
+			args := append(append([]string{root, direct, "-noappend", "-quiet", "-no-progress", "-comp", comp}, timeArgs...), extra...)
 			if err := runMksquashfs(context.Background(), args, nil); err != nil {
 				t.Fatal(err)
 			}
 			c := &Cache{Dir: filepath.Join(dir, "cache"), Ident: "test " + comp}
 			cold := filepath.Join(dir, "cold.sqfs")
-			st := build(t, root, cold, []string{"-comp", comp}, c)
+			st := build(t, root, cold, []string{"-comp", comp}, c, extra...)
 			t.Logf("cold: %+v", st)
 			if st.Reused != 0 || st.Compressed == 0 || st.Blocks < st.Compressed {
 				t.Errorf("cold build: %+v", st)
@@ -185,7 +195,7 @@ func TestRebuildMatchesMksquashfs(t *testing.T) {
 			}
 
 			warm := filepath.Join(dir, "warm.sqfs")
-			st = build(t, root, warm, []string{"-comp", comp}, c)
+			st = build(t, root, warm, []string{"-comp", comp}, c, extra...)
 			if st.Compressed != 0 || st.Reused == 0 {
 				t.Errorf("warm build: %+v", st)
 			}
@@ -205,7 +215,7 @@ func TestRebuildMatchesMksquashfs(t *testing.T) {
 			b[len(b)-1] ^= 0xff
 			os.WriteFile(victim, b, 0o644)
 			again := filepath.Join(dir, "again.sqfs")
-			st = build(t, root, again, []string{"-comp", comp}, c)
+			st = build(t, root, again, []string{"-comp", comp}, c, extra...)
 			if st.Damaged != 1 || st.Compressed != 1 {
 				t.Errorf("with a damaged entry: %+v", st)
 			}
