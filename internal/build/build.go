@@ -60,8 +60,8 @@ type State struct {
 	// Remote is what the remote cache did (nil when there is none).
 	Remote *report.RemoteCache
 	// BlockCache is the directory of compressed squashfs blocks kept
-	// between builds ("" when the stage cache is off): inside the stage
-	// cache, in blockCacheName.
+	// between builds, inside the stage cache's ("" when the stage cache is
+	// off: then one in the work directory serves this build alone).
 	BlockCache string
 	// Blocks is what the block cache did for each squashfs made.
 	Blocks []*live.BlockReport
@@ -77,10 +77,14 @@ func BlockCacheDir(stageCache string) string { return filepath.Join(stageCache, 
 // the block cache recorded in st.Blocks.
 func (st *State) squashfsOptions() live.SquashfsOptions {
 	o := live.SquashfsOptions{Compression: st.Plan.Spec.Live.Compression, SourceDateEpoch: st.Plan.SourceDateEpoch, BlockCache: st.BlockCache}
-	if o.BlockCache != "" {
-		o.Blocks = &live.BlockReport{}
-		st.Blocks = append(st.Blocks, o.Blocks)
+	if o.BlockCache == "" {
+		// The same path without a stage cache, through a cache that goes
+		// with the work directory: the image's bytes do not depend on
+		// whether a cache was kept.
+		o.BlockCache = filepath.Join(st.WorkDir, blockCacheName)
 	}
+	o.Blocks = &live.BlockReport{}
+	st.Blocks = append(st.Blocks, o.Blocks)
 	return o
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +33,9 @@ func TestStageCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	reportFile := filepath.Join(t.TempDir(), "report.json")
 	build := func(args ...string) result {
-		a := append([]string{"build", "--stage-cache", cache, "--outdir", out, "--workdir", work}, args...)
+		a := append([]string{"build", "--stage-cache", cache, "--outdir", out, "--workdir", work, "--report", reportFile}, args...)
 		return run(t, ctx, append(a, cfg)...)
 	}
 	iso := filepath.Join(out, "debian-live-minimal-amd64.iso")
@@ -85,6 +87,10 @@ func TestStageCache(t *testing.T) {
 		t.Errorf("hook one's mark: %q", got)
 	}
 	full := imageListing(t, iso)
+	cold := squashfsBlocks(t, reportFile)
+	if cold.Reused != 0 || cold.Compressed < 1000 || cold.Blocks < cold.Compressed {
+		t.Errorf("the full build's squashfs blocks (the block cache empty): %+v", cold)
+	}
 
 	// 3. Hook changed: bootstrap and packages reused, the new hook ran.
 	setHook("two")
@@ -104,6 +110,11 @@ func TestStageCache(t *testing.T) {
 	if got := imageFile(t, iso, "etc/vmdeb-cache-test"); got != "two\n" {
 		t.Errorf("the changed hook's mark: %q", got)
 	}
+	// Only the blocks the hook changed are compressed: its mark's
+	// fragment, and what a changed file shifts in the fragments after it.
+	if b := squashfsBlocks(t, reportFile); b.Compressed < 1 || b.Compressed > 10 || b.Reused < cold.Compressed-10 {
+		t.Errorf("the hook-only rebuild's squashfs blocks: %+v (the full build's: %+v)", b, cold)
+	}
 
 	// 4. Back to hook "one", from the cache: the same files as the full build.
 	setHook("one")
@@ -117,6 +128,9 @@ func TestStageCache(t *testing.T) {
 	if inc := imageListing(t, iso); inc != full {
 		t.Errorf("the incremental image's files differ from the full build's:\n%s", diffLines(full, inc))
 	}
+	if b := squashfsBlocks(t, reportFile); b.Compressed > 10 || b.Reused < cold.Compressed-10 {
+		t.Errorf("hook one's image is in the block cache (but for what a build writes afresh), yet: %+v (the full build's: %+v)", b, cold)
+	}
 
 	// 5. The cache as a user sees it, and pruning it.
 	l := run(t, ctx, "cache", "list", "--stage-cache", cache)
@@ -127,6 +141,32 @@ func TestStageCache(t *testing.T) {
 	if p.code != 0 || !strings.Contains(p.stdout, "2 entries removed") {
 		t.Errorf("cache prune --all:\n%s%s", p.stdout, p.stderr)
 	}
+}
+
+// blocks is a build report's record of its squashfs's blocks.
+type blocks struct {
+	Used                                bool
+	Reason                              string
+	Blocks, Reused, Compressed, Damaged int
+}
+
+// squashfsBlocks reads what the block cache did for a build's one
+// squashfs from its --report.
+func squashfsBlocks(t *testing.T, report string) blocks {
+	t.Helper()
+	var rep struct {
+		Cache struct {
+			Squashfs []blocks `json:"squashfs_blocks"`
+		}
+	}
+	data, err := os.ReadFile(report)
+	if err == nil {
+		err = json.Unmarshal(data, &rep)
+	}
+	if err != nil || len(rep.Cache.Squashfs) != 1 || !rep.Cache.Squashfs[0].Used {
+		t.Fatalf("build report: want one squashfs made through the block cache; %v\n%s", err, data)
+	}
+	return rep.Cache.Squashfs[0]
 }
 
 // imageSquashfs extracts the live ISO's squashfs into a temp dir.

@@ -100,6 +100,11 @@ func TestLiveMinimal(t *testing.T) {
 	checkReport(t, reportFile, out, map[string]string{iso: "live-iso", stem + ".packages": "manifest",
 		stem + ".spdx.json": "sbom-spdx", stem + ".cdx.json": "sbom-cyclonedx"})
 	checkSBOMs(t, stem)
+	// Its squashfs was made through the block cache (the boot below reads
+	// it with the guest's kernel).
+	if b := squashfsBlocks(t, reportFile); b.Blocks < 1000 || b.Reused+b.Compressed == 0 {
+		t.Errorf("the squashfs's blocks: %+v", b)
+	}
 	for _, f := range []string{iso, filepath.Join(out, "debian-live-minimal-amd64.packages"), filepath.Join(out, "SHA256SUMS"), filepath.Join(out, "debian-live-minimal.build.log")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("missing output: %v", err)
