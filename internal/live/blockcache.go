@@ -72,7 +72,7 @@ func makeWithBlockCache(ctx context.Context, log *buildlog.Log, rootfs, out stri
 		return log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: args, Stdin: stdin})
 	}
 	st, err := squashfs.Rebuild(ctx, run, layout, out, filepath.Dir(out), []string{"-comp", comp}, c, func(done, total int) {
-		log.Progress("squashfs blocks compressed", done, total)
+		log.Progress("squashfs blocks hashed, compressed or reused", done, total)
 	})
 	if o.Blocks != nil {
 		o.Blocks.Stats = st

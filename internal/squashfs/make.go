@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
-	"sync"
 )
 
 // Stats says what a Rebuild did with the image's blocks.
@@ -25,8 +23,8 @@ type Stats struct {
 // -X arguments, whose metadata compressor must be Supported): each block
 // is taken from c when it holds it, the others are compressed by one
 // mksquashfs run (run) and added to c. tmp is a directory for that run's
-// image. progress, if set, hears how many of the missing blocks went to
-// the compressor. The same layout gives the same bytes whatever the cache
+// image. progress, if set, hears how many of the blocks were hashed and
+// found in the cache or sent to the compressor. The same layout gives the same bytes whatever the cache
 // held.
 func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []string, c *Cache, progress func(done, total int)) (Stats, error) {
 	var st Stats
@@ -44,53 +42,54 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 	defer l.Close()
 	st.Blocks = len(l.Blocks)
 
-	keys, err := l.keys(ctx, c)
-	if err != nil {
-		return st, err
-	}
-	// What the cache lacks, each content once, in image order.
+	// One pass over the layout: each block is hashed as it is read, and
+	// what the cache lacks (each content once) goes to the compressor.
+	keys := make([]string, len(l.Blocks))
 	var missing []int
 	seen := map[string]bool{}
-	for i, k := range keys {
-		st.RawBytes += uint64(l.Blocks[i].Size)
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		_, err := c.Get(k)
-		switch {
-		case err == nil:
-			st.Reused++
-		case errors.Is(err, ErrCorrupt):
-			st.Damaged++
-			missing = append(missing, i)
-		case errors.Is(err, fs.ErrNotExist):
-			missing = append(missing, i)
-		default:
-			return st, err
-		}
-	}
-	st.Compressed = len(missing)
-	n := 0
+	i := 0
 	var buf []byte
 	next := func() ([]byte, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		for i < len(l.Blocks) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			b, err := l.ReadBlock(i, buf)
+			if err != nil {
+				return nil, err
+			}
+			buf = b
+			k := c.Key(b)
+			keys[i] = k
+			st.RawBytes += uint64(len(b))
+			at := i
+			i++
+			if progress != nil && (i%256 == 0 || i == len(l.Blocks)) {
+				progress(i, len(l.Blocks))
+			}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			_, err = c.Get(k)
+			switch {
+			case err == nil:
+				st.Reused++
+				continue
+			case errors.Is(err, ErrCorrupt):
+				st.Damaged++
+			case !errors.Is(err, fs.ErrNotExist):
+				return nil, err
+			}
+			missing = append(missing, at)
+			return b, nil
 		}
-		if n == len(missing) {
-			return nil, nil
-		}
-		b, err := l.ReadBlock(missing[n], buf)
-		buf = b
-		n++
-		if progress != nil && (n%64 == 0 || n == len(missing)) {
-			progress(n, len(missing))
-		}
-		return b, err
+		return nil, nil
 	}
 	h, err := compressBlocks(ctx, run, tmp, comp, l.sb.BlockSize, next, func(i int, s Stored) error {
 		return c.Put(keys[missing[i]], s)
 	})
+	st.Compressed = len(missing)
 	if err != nil {
 		return st, err
 	}
@@ -113,35 +112,4 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 		err = cerr
 	}
 	return st, err
-}
-
-// keys computes every block's cache key, reading the layout with as
-// many workers as there are CPUs.
-func (l *Layout) keys(ctx context.Context, c *Cache) ([]string, error) {
-	keys := make([]string, len(l.Blocks))
-	workers := runtime.NumCPU()
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			var buf []byte
-			for i := w; i < len(l.Blocks); i += workers {
-				if i%256 == w && ctx.Err() != nil {
-					errs[w] = ctx.Err()
-					return
-				}
-				b, err := l.ReadBlock(i, buf)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				buf = b
-				keys[i] = c.Key(b)
-			}
-		}(w)
-	}
-	wg.Wait()
-	return keys, errors.Join(errs...)
 }

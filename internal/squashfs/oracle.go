@@ -21,7 +21,8 @@ type RunFunc func(ctx context.Context, args []string, stdin io.Reader) error
 // data block that the image's inode table locates. A block's compressed
 // bytes depend only on its contents and those options, so they are the
 // ones a direct mksquashfs run would have written. got receives each
-// block's result in order. It returns the compressor's header (its id
+// block's result in order; next is called from another goroutine, and
+// never again once compressBlocks returns. It returns the compressor's header (its id
 // and options block) for the final image, also when there is no block.
 func compressBlocks(ctx context.Context, run RunFunc, tmp string, comp []string, blockSize uint32,
 	next func() ([]byte, error), got func(i int, s Stored) error) (Header, error) {
@@ -29,7 +30,9 @@ func compressBlocks(ctx context.Context, run RunFunc, tmp string, comp []string,
 	defer os.Remove(out)
 	pr, pw := io.Pipe()
 	count := 0
+	fed := make(chan struct{})
 	go func() {
+		defer close(fed)
 		tw := tar.NewWriter(pw)
 		var err error
 		for {
@@ -56,6 +59,7 @@ func compressBlocks(ctx context.Context, run RunFunc, tmp string, comp []string,
 		"-reproducible", "-mkfs-time", "0", "-all-time", "0", "-all-root")
 	err := run(ctx, args, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // the writer stops if mksquashfs did not read it all
+	<-fed                               // and next is not called again
 	if err != nil {
 		return Header{}, fmt.Errorf("mksquashfs compressing %d blocks: %w", count, err)
 	}
