@@ -45,7 +45,7 @@ func makeWithBlockCache(ctx context.Context, log *buildlog.Log, rootfs, out stri
 	if free, err := freeSpace(filepath.Dir(out)); err != nil || free < need {
 		return fmt.Sprintf("%s free in %s, %s needed for the uncompressed layout besides the image", bytesize.Format(free), filepath.Dir(out), bytesize.Format(need)), nil
 	}
-	ident, err := compressorIdent(comp)
+	ident, err := compressorIdent()
 	if err != nil {
 		return fmt.Sprintf("cannot tell which mksquashfs and libraries compress: %v", err), nil
 	}
@@ -93,11 +93,12 @@ func damaged(n int) string {
 	return fmt.Sprintf("; %d damaged cache entries refused and made again", n)
 }
 
-// compressorIdent names what decides a compressed block's bytes: the
-// compressor and its options, and the mksquashfs program and the shared
-// libraries it runs with (by their contents: a new liblzma may compress
-// differently), so that a block cached by one never serves another.
-func compressorIdent(comp string) (string, error) {
+// compressorIdent names the mksquashfs program and the shared libraries
+// it runs with, by their contents (a new liblzma may compress
+// differently), so that a block one compressed never serves another; the
+// compressor, its options and the block size are added by
+// squashfs.Rebuild.
+func compressorIdent() (string, error) {
 	bin, err := buildlog.LookPath("mksquashfs")
 	if err != nil {
 		return "", err
@@ -117,7 +118,7 @@ func compressorIdent(comp string) (string, error) {
 	}
 	sort.Strings(libs)
 	h := sha256.New()
-	fmt.Fprintf(h, "squashfs block cache 1\x00-comp %s\x00", comp)
+	fmt.Fprintf(h, "squashfs block cache 1\x00")
 	for _, f := range append(files, libs...) {
 		data, err := os.ReadFile(f)
 		if err != nil {

@@ -403,30 +403,45 @@ func (l *Layout) parseDirs() error {
 	return nil
 }
 
-// parseXattrKV walks the xattr key/value stream: a key (type, name size,
-// name) and a value (size, bytes); a value stored out of line is an
-// 8-byte reference to an earlier value in the stream.
+// parseXattrKV walks the xattr key/value stream from each xattr id's
+// list: count entries of a key (type, name size, name) and a value (size,
+// bytes). A value stored out of line (mksquashfs does so for big and for
+// repeated values) is an 8-byte reference to a value record elsewhere in
+// the stream, written before the lists; those records hold no reference.
 func (l *Layout) parseXattrKV() error {
 	s := l.xattrKV.stream
-	for at := 0; at < len(s); {
-		if len(s)-at < 4 {
-			return fmt.Errorf("key at %d is cut short", at)
+	done := map[int]bool{}
+	for id := 0; id < int(l.xattrCount); id++ {
+		e := l.xattrIDs.stream[16*id:]
+		r, count := ref(le.Uint64(e)), int(le.Uint32(e[8:]))
+		if r.block()%layoutBlockStep != 0 {
+			return fmt.Errorf("xattr id %d refers to %d, not a metadata block's start", id, r.block())
 		}
-		typ := le.Uint16(s[at:])
-		at += 4 + int(le.Uint16(s[at+2:]))
-		if len(s)-at < 4 {
-			return fmt.Errorf("value at %d is cut short", at)
+		at := int(r.block()/layoutBlockStep*metadataSize + r.offset())
+		if done[at] {
+			continue
 		}
-		vsize := int(le.Uint32(s[at:]))
-		if typ&0x100 != 0 {
-			if vsize != 8 || len(s)-at < 12 {
-				return fmt.Errorf("out-of-line value at %d is not a reference", at)
+		done[at] = true
+		for k := 0; k < count; k++ {
+			if at < 0 || len(s)-at < 4 {
+				return fmt.Errorf("xattr id %d: key at %d is cut short", id, at)
 			}
-			l.xattrKV.patches = append(l.xattrKV.patches, patch{pos: at + 4, width: 8, kind: xattrKVRef, old: le.Uint64(s[at+4:])})
-		}
-		at += 4 + vsize
-		if at > len(s) {
-			return fmt.Errorf("the last value runs past the table's end")
+			typ := le.Uint16(s[at:])
+			at += 4 + int(le.Uint16(s[at+2:]))
+			if len(s)-at < 4 {
+				return fmt.Errorf("xattr id %d: value at %d is cut short", id, at)
+			}
+			vsize := int(le.Uint32(s[at:]))
+			if typ&0x100 != 0 {
+				if vsize != 8 || len(s)-at < 12 {
+					return fmt.Errorf("xattr id %d: out-of-line value at %d is not a reference", id, at)
+				}
+				l.xattrKV.patches = append(l.xattrKV.patches, patch{pos: at + 4, width: 8, kind: xattrKVRef, old: le.Uint64(s[at+4:])})
+			}
+			at += 4 + vsize
+			if at > len(s) {
+				return fmt.Errorf("xattr id %d: a value runs past the table's end", id)
+			}
 		}
 	}
 	return nil

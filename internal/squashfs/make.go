@@ -21,7 +21,8 @@ type Stats struct {
 // at layout (made by mksquashfs with -noD -noF -noI -noX and otherwise
 // the image's own options), compressed with comp (mksquashfs's -comp and
 // -X arguments, whose metadata compressor must be Supported): each block
-// is taken from c when it holds it, the others are compressed by one
+// is taken from c when it holds it (under a key of its bytes, c.Ident, comp
+// and the block size), the others are compressed by one
 // mksquashfs run (run) and added to c. tmp is a directory for that run's
 // image. progress, if set, hears how many of the blocks were hashed and
 // found in the cache or sent to the compressor. The same layout gives the same bytes whatever the cache
@@ -41,6 +42,9 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 	}
 	defer l.Close()
 	st.Blocks = len(l.Blocks)
+	// The key covers what else decides a block's compressed bytes: the
+	// compressor's arguments and the block size (xz's dictionary).
+	c = &Cache{Dir: c.Dir, Ident: fmt.Sprintf("%s\x00%q\x00-b %d", c.Ident, comp, l.sb.BlockSize)}
 
 	// One pass over the layout: each block is hashed as it is read, and
 	// what the cache lacks (each content once) goes to the compressor.
