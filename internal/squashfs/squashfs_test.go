@@ -287,3 +287,33 @@ func treeDigest(t *testing.T, root string) string {
 	}
 	return fmt.Sprintf("%d entries, %d with xattrs\n%s", strings.Count(b.String(), "\n"), xattrs, b.String())
 }
+
+// A block's key follows its bytes, the compressor's arguments and the
+// block size, and nothing else: the same file under another name, in
+// another directory of another tree, takes its blocks from the cache;
+// another block size or compressor level takes none.
+func TestRebuildKeys(t *testing.T) {
+	needMksquashfs(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	data := randomBytes(8 * 131072)
+	os.MkdirAll(filepath.Join(a, "usr/lib"), 0o755)
+	os.MkdirAll(filepath.Join(b, "opt/elsewhere/deeper"), 0o755)
+	os.WriteFile(filepath.Join(a, "usr/lib/data"), data, 0o644)
+	os.WriteFile(filepath.Join(b, "opt/elsewhere/deeper/renamed"), data, 0o600)
+	os.WriteFile(filepath.Join(b, "first"), []byte("a file before it"), 0o644)
+	c := &Cache{Dir: filepath.Join(dir, "cache"), Ident: "test"}
+	out := filepath.Join(dir, "out.sqfs")
+	if st := build(t, a, out, []string{"-comp", "gzip"}, c); st.Compressed != 8 {
+		t.Fatalf("first tree: %+v", st)
+	}
+	if st := build(t, b, out, []string{"-comp", "gzip"}, c); st.Reused != 8 || st.Compressed != 1 {
+		t.Errorf("the same data elsewhere: %+v", st)
+	}
+	if st := build(t, a, out, []string{"-comp", "gzip"}, c, "-b", "65536"); st.Reused != 0 {
+		t.Errorf("another block size: %+v", st)
+	}
+	if st := build(t, a, out, []string{"-comp", "gzip", "-Xcompression-level", "1"}, c); st.Reused != 0 {
+		t.Errorf("another compression level: %+v", st)
+	}
+}
