@@ -8,6 +8,9 @@ import (
 	"os"
 )
 
+// chunkBytes is how much a run of the compressor takes at most.
+var chunkBytes uint64 = 512 << 20
+
 // Stats says what a Rebuild did with the image's blocks.
 type Stats struct {
 	Blocks     int    // stored data and fragment blocks in the image
@@ -47,14 +50,17 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 	c = &Cache{Dir: c.Dir, Ident: fmt.Sprintf("%s\x00%q\x00-b %d", c.Ident, comp, l.sb.BlockSize)}
 
 	// One pass over the layout: each block is hashed as it is read, and
-	// what the cache lacks (each content once) goes to the compressor.
+	// what the cache lacks (each content once) goes to the compressor, in
+	// runs of at most chunkBytes, each one's blocks stored in the cache
+	// when it ends: a build stopped half way keeps what it compressed.
 	keys := make([]string, len(l.Blocks))
 	var missing []int
 	seen := map[string]bool{}
 	i := 0
 	var buf []byte
+	var chunk uint64
 	next := func() ([]byte, error) {
-		for i < len(l.Blocks) {
+		for i < len(l.Blocks) && chunk < chunkBytes {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -86,16 +92,22 @@ func Rebuild(ctx context.Context, run RunFunc, layout, out, tmp string, comp []s
 				return nil, err
 			}
 			missing = append(missing, at)
+			chunk += uint64(len(b))
 			return b, nil
 		}
 		return nil, nil
 	}
-	h, err := compressBlocks(ctx, run, tmp, comp, l.sb.BlockSize, next, func(i int, s Stored) error {
-		return c.Put(keys[missing[i]], s)
-	})
-	st.Compressed = len(missing)
-	if err != nil {
-		return st, err
+	var h Header
+	for first := true; first || i < len(l.Blocks); first = false {
+		chunk = 0
+		from := len(missing)
+		h, err = compressBlocks(ctx, run, tmp, comp, l.sb.BlockSize, next, func(k int, s Stored) error {
+			return c.Put(keys[missing[from+k]], s)
+		})
+		st.Compressed = len(missing)
+		if err != nil {
+			return st, err
+		}
 	}
 
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

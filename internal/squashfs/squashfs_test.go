@@ -317,3 +317,22 @@ func TestRebuildKeys(t *testing.T) {
 		t.Errorf("another compression level: %+v", st)
 	}
 }
+
+// Blocks compressed in several runs of the compressor (a run ends after
+// chunkBytes, and its blocks are stored then) make the same image as one
+// run.
+func TestRebuildInRuns(t *testing.T) {
+	needMksquashfs(t)
+	root := testTree(t)
+	dir := t.TempDir()
+	one, many := filepath.Join(dir, "one.sqfs"), filepath.Join(dir, "many.sqfs")
+	build(t, root, one, []string{"-comp", "zstd"}, &Cache{Dir: filepath.Join(dir, "a"), Ident: "t"})
+	defer func(n uint64) { chunkBytes = n }(chunkBytes)
+	chunkBytes = 200 << 10
+	st := build(t, root, many, []string{"-comp", "zstd"}, &Cache{Dir: filepath.Join(dir, "b"), Ident: "t"})
+	a, _ := os.ReadFile(one)
+	b, _ := os.ReadFile(many)
+	if !bytes.Equal(a, b) || st.Compressed < 10 {
+		t.Errorf("in runs of 200 KiB: %+v, same bytes %v", st, bytes.Equal(a, b))
+	}
+}
