@@ -167,6 +167,31 @@ func TestLiveMinimal(t *testing.T) {
 		assertShellClean(t, out)
 	})
 
+	// A hook-only rebuild, from the stage cache this build filled: its
+	// squashfs takes most blocks from the block cache (the hook's new
+	// file, and the initramfs its packages make again, are compressed
+	// anew), lists the same files as the full build's but for the hook's
+	// new one, and is what the boots below start.
+	full := imageListing(t, iso)
+	os.WriteFile(hook, append(append(data, []byte("chroot \"$1\" apt-get install -y -q dmsetup\nchroot \"$1\" apt-get install -y -q lvm2\n")...),
+		[]byte("echo rebuilt > \"$1/etc/vmdeb-rebuilt\"\n")...), 0o755)
+	rebuildReport := filepath.Join(t.TempDir(), "rebuild.json")
+	if r := run(t, ctx, "build", "--outdir", out, "--workdir", work, "--report", rebuildReport, cfg); r.code != 0 {
+		t.Fatalf("hook-only rebuild failed (%d):\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(readFile(t, filepath.Join(out, "debian-live-minimal.build.log")), "stage cache: packages restored") {
+		t.Errorf("the hook-only rebuild did not start from the cached packages stage")
+	}
+	if b := squashfsBlocks(t, rebuildReport); b.Reused < b.Blocks/2 || b.Compressed == 0 || b.Compressed > b.Blocks/4 {
+		t.Errorf("the hook-only rebuild's squashfs blocks: %+v", b)
+	}
+	if got := imageFile(t, iso, "etc/vmdeb-rebuilt"); got != "rebuilt\n" {
+		t.Errorf("the rebuilt hook's mark: %q", got)
+	}
+	if d := diffLines(full, imageListing(t, iso)); strings.Contains(d, "- ") || !strings.Contains(d, "+ -rw-r--r-- 0/0 squashfs-root/etc/vmdeb-rebuilt") {
+		t.Errorf("the rebuilt image lacks files of the full build's, or the hook's mark:\n%s", d)
+	}
+
 	t.Run("boot-bios", func(t *testing.T) {
 		b := run(t, ctx, "boot", "--timeout", "8m", iso)
 		if b.code != 0 {
@@ -177,13 +202,16 @@ func TestLiveMinimal(t *testing.T) {
 	// Microsoft's keys, through Debian's signed shim, GRUB and kernel.
 	t.Run("boot-uefi-secure-boot", func(t *testing.T) {
 		b := run(t, ctx, "boot", "--secure-boot", "--timeout", "8m", "--login", "user", "--password", "live",
-			"--run", "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", iso)
+			"--run", "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c; cat /etc/vmdeb-rebuilt", iso)
 		if b.code != 0 {
 			t.Fatalf("the Secure Boot boot did not reach a login prompt:\n%s", b.stderr)
 		}
 		// The variable's attributes (4 bytes), then its value: 1 = on.
 		if !regexp.MustCompile(`(?m)^\s*\d+\s+\d+\s+\d+\s+\d+\s+1\s*$`).MatchString(b.stdout) {
 			t.Errorf("the booted system does not see Secure Boot on:\n%s", b.stdout)
+		}
+		if !regexp.MustCompile(`(?m)^rebuilt\s*$`).MatchString(b.stdout) {
+			t.Errorf("the booted system is not the hook-only rebuild's (no /etc/vmdeb-rebuilt):\n%s", b.stdout)
 		}
 	})
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vmdeb/internal/squashfs"
 )
 
 const reproConfig = `name: repro
@@ -202,22 +204,40 @@ func killMatrix(t *testing.T, ctx context.Context, dir, cfg, cache, work, out st
 	data, _ := os.ReadFile(cfg)
 	more := filepath.Join(dir, "more.yaml")
 	os.WriteFile(more, []byte(strings.Replace(string(data), "variant: minbase\n", "variant: minbase\npackages: [less]\n", 1)), 0o644)
+	blocks := filepath.Join(cache, "squashfs-blocks")
 	stages := []struct {
 		name, config, trigger string
 		delay                 time.Duration
 		args                  []string
+		// before, when set, runs before the build; wait, when set, after
+		// the trigger and the delay, before the signal.
+		before, wait func(t *testing.T)
 	}{
-		{"bootstrap", cfg, "==> bootstrap", 3 * time.Second, []string{"--no-cache"}},
-		{"apt", more, "installing", 2 * time.Second, []string{"--stage-cache", cache}},
-		{"hook", cfg, "running ", time.Second, []string{"--stage-cache", cache}},
-		{"disk", cfg, "==> disk", 2 * time.Second, []string{"--stage-cache", cache}},
-		{"mksquashfs", cfg, "making the squashfs", time.Second, []string{"--stage-cache", cache}},
-		{"xorriso", cfg, "assembling", 300 * time.Millisecond, []string{"--stage-cache", cache}},
+		{"bootstrap", cfg, "==> bootstrap", 3 * time.Second, []string{"--no-cache"}, nil, nil},
+		{"apt", more, "installing", 2 * time.Second, []string{"--stage-cache", cache}, nil, nil},
+		{"hook", cfg, "running ", time.Second, []string{"--stage-cache", cache}, nil, nil},
+		{"disk", cfg, "==> disk", 2 * time.Second, []string{"--stage-cache", cache}, nil, nil},
+		{"mksquashfs", cfg, "making the squashfs", time.Second, []string{"--stage-cache", cache}, nil, nil},
+		{"xorriso", cfg, "assembling", 300 * time.Millisecond, []string{"--stage-cache", cache}, nil, nil},
+		// Killed while it adds compressed blocks to an emptied block cache.
+		{"block-cache", cfg, "laying the squashfs out", 0, []string{"--stage-cache", cache},
+			func(t *testing.T) { os.RemoveAll(blocks) },
+			func(t *testing.T) {
+				for i := 0; i < 1200 && blockEntries(t, blocks) < 50; i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if n := blockEntries(t, blocks); n < 50 {
+					t.Errorf("only %d blocks in the cache after a minute", n)
+				}
+			}},
 	}
 	devBefore, _ := os.ReadDir("/dev")
 	for _, st := range stages {
 		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
 			t.Run(st.name+"/"+sig.String(), func(t *testing.T) {
+				if st.before != nil {
+					st.before(t)
+				}
 				args := append(append([]string{"build", "--outdir", out, "--workdir", work}, st.args...), st.config)
 				cmd := exec.CommandContext(ctx, vmdeb, args...)
 				cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
@@ -234,6 +254,9 @@ func killMatrix(t *testing.T, ctx context.Context, dir, cfg, cache, work, out st
 					seen = append(seen, sc.Text())
 					if !sent && strings.Contains(sc.Text(), st.trigger) {
 						time.Sleep(st.delay)
+						if st.wait != nil {
+							st.wait(t)
+						}
 						cmd.Process.Signal(sig)
 						sent = true
 					}
@@ -263,6 +286,9 @@ func killMatrix(t *testing.T, ctx context.Context, dir, cfg, cache, work, out st
 						t.Errorf("temporary outputs left: %v", tmps)
 					}
 				}
+				// Every block entry a killed build left is whole: the
+				// build after the kills takes its blocks from them.
+				checkBlockEntries(t, blocks)
 				if l := loopDevices(out, work); l != "" {
 					t.Errorf("loop devices of the build remain: %s", l)
 				}
@@ -281,6 +307,34 @@ func killMatrix(t *testing.T, ctx context.Context, dir, cfg, cache, work, out st
 			})
 		}
 	}
+}
+
+// blockEntries counts the entries of a squashfs block cache (not the
+// temporary files of entries being written).
+func blockEntries(t *testing.T, dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// checkBlockEntries reads every entry of a squashfs block cache as a
+// build does (its checksum verified): none may be damaged.
+func checkBlockEntries(t *testing.T, dir string) {
+	t.Helper()
+	c := &squashfs.Cache{Dir: dir}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+			if _, err := c.Get(d.Name()); err != nil {
+				t.Errorf("block cache entry: %v", err)
+			}
+		}
+		return nil
+	})
 }
 
 // loopDevices lists the loop devices backed by a file under one of dirs.
