@@ -410,6 +410,7 @@ func xattrFill(r string, must func(error), large bool) {
 		must(unix.Setxattr(many, fmt.Sprintf("user.name-%03d-%s", i, strings.Repeat("n", 40)), []byte(fmt.Sprint(i)), 0))
 	}
 	must(unix.Setxattr(filepath.Join(r, "d"), "user.dir", []byte("a directory's"), 0))
+	must(unix.Setxattr(r, "user.root", []byte("the root's"), 0))
 	must(os.Symlink("d/file-001", filepath.Join(r, "link")))
 	// security.* (and trusted.*) are the namespaces a symbolic link can take.
 	if err := unix.Lsetxattr(filepath.Join(r, "link"), "trusted.link", []byte("a link's"), 0); err != nil && os.Geteuid() == 0 {
@@ -812,5 +813,47 @@ func TestEdgeDamagedLayout(t *testing.T) {
 			b[at] = byte(rnd(256))
 		}
 		try(fmt.Sprint("changed ", i), b)
+	}
+}
+
+// Runs of one block each, with the cache partly filled (the last runs
+// find nothing to compress) and an entry damaged: the image is the
+// direct run's all the same.
+func TestEdgeOneBlockRuns(t *testing.T) {
+	needMksquashfs(t)
+	defer func(n uint64) { chunkBytes = n }(chunkBytes)
+	chunkBytes = 1
+	root := edgeTree(t, func(r string, must func(error)) {
+		sizesTree(4096)(r, must)
+		must(os.WriteFile(filepath.Join(r, "copy"), textBytes(3*4096+1, 6), 0o644))
+	})
+	dir := t.TempDir()
+	direct, cold, again := filepath.Join(dir, "direct.sqfs"), filepath.Join(dir, "cold.sqfs"), filepath.Join(dir, "again.sqfs")
+	comp, extra := []string{"-comp", "zstd"}, []string{"-b", "4096"}
+	directImage(t, root, direct, comp, extra...)
+	c := &Cache{Dir: filepath.Join(dir, "cache"), Ident: "test"}
+	st, err := layoutAndRebuild(root, cold, comp, c, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold: %+v", st)
+	compareImages(t, direct, cold)
+	entries, _ := c.entries()
+	sort.Slice(entries, func(i, j int) bool { return entries[i].path < entries[j].path })
+	if len(entries) < 3 {
+		t.Fatalf("%d entries", len(entries))
+	}
+	os.Remove(entries[0].path)
+	os.WriteFile(entries[1].path, []byte("damaged"), 0o644)
+	st, err = layoutAndRebuild(root, again, comp, c, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Compressed != 2 || st.Damaged != 1 {
+		t.Errorf("again: %+v", st)
+	}
+	_, cb := readSuper(t, cold)
+	if _, ab := readSuper(t, again); !bytes.Equal(ab, cb) {
+		t.Errorf("the image made again differs")
 	}
 }
