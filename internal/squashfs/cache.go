@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,15 +21,27 @@ import (
 // version, the compression libraries' versions and the compressor's
 // options, any of which can change the bytes) and the block's own bytes.
 // An entry is its stored bytes with their SHA256, checked whenever it is
-// read: a damaged entry is removed and counts as missing.
+// read: a damaged entry is removed and counts as missing. The checksum
+// covers the key too, so an entry copied over another is refused.
 type Cache struct {
 	Dir   string
 	Ident string
 }
 
 // entryMagic begins every entry: a version, then a flags byte (bit 0: the
-// block is stored uncompressed), the stored bytes' SHA256 and the bytes.
-const entryMagic = "vmdeb-sqfs-block-1\n"
+// block is stored uncompressed), the SHA256 of the key and the stored
+// bytes (entrySum), and the bytes.
+const entryMagic = "vmdeb-sqfs-block-2\n"
+
+// entrySum is what an entry's checksum covers: its key, then its bytes.
+func entrySum(key string, data []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(key))
+	h.Write(data)
+	var s [sha256.Size]byte
+	h.Sum(s[:0])
+	return s
+}
 
 // Key is the cache key of a block with these uncompressed bytes.
 func (c *Cache) Key(raw []byte) string {
@@ -47,21 +60,46 @@ var ErrCorrupt = errors.New("damaged cache entry")
 // Get reads the entry for key. A missing entry is fs.ErrNotExist; a
 // damaged one is removed and reported as ErrCorrupt.
 func (c *Cache) Get(key string) (Stored, error) {
-	b, err := os.ReadFile(c.path(key))
+	p := c.path(key)
+	f, err := os.Open(p)
 	if err != nil {
 		return Stored{}, err
 	}
-	s, err := parseEntry(b)
+	defer f.Close()
+	b, err := io.ReadAll(f)
 	if err != nil {
-		os.Remove(c.path(key))
-		return Stored{}, fmt.Errorf("%s: %w", c.path(key), err)
+		return Stored{}, err
 	}
-	if fi, err := os.Stat(c.path(key)); err == nil && time.Since(fi.ModTime()) > time.Hour {
+	s, err := parseEntry(b, key)
+	if err != nil {
+		// Removed only if the name still holds what was read: another
+		// build may have just put a good entry there.
+		if fi, ferr := f.Stat(); ferr == nil {
+			if now, serr := os.Stat(p); serr == nil && os.SameFile(fi, now) {
+				os.Remove(p)
+			}
+		}
+		return Stored{}, fmt.Errorf("%s: %w", p, err)
+	}
+	if fi, err := f.Stat(); err == nil && time.Since(fi.ModTime()) > time.Hour {
 		// Its time says when it was last used, for Prune.
 		now := time.Now()
-		os.Chtimes(c.path(key), now, now)
+		os.Chtimes(p, now, now)
 	}
 	return s, nil
+}
+
+func parseEntry(b []byte, key string) (Stored, error) {
+	n := len(entryMagic)
+	if len(b) < n+1+sha256.Size+1 || string(b[:n]) != entryMagic || b[n]&^1 != 0 {
+		return Stored{}, ErrCorrupt
+	}
+	data := b[n+1+sha256.Size:]
+	sum := entrySum(key, data)
+	if !bytes.Equal(sum[:], b[n+1:n+1+sha256.Size]) {
+		return Stored{}, ErrCorrupt
+	}
+	return Stored{Data: data, Uncompressed: b[n]&1 != 0}, nil
 }
 
 // entryInfo is one entry on disk.
@@ -123,19 +161,6 @@ func (c *Cache) Prune(olderThan time.Duration, maxBytes int64) (removed int, fre
 	return removed, freed, nil
 }
 
-func parseEntry(b []byte) (Stored, error) {
-	n := len(entryMagic)
-	if len(b) < n+1+sha256.Size+1 || string(b[:n]) != entryMagic || b[n]&^1 != 0 {
-		return Stored{}, ErrCorrupt
-	}
-	data := b[n+1+sha256.Size:]
-	sum := sha256.Sum256(data)
-	if !bytes.Equal(sum[:], b[n+1:n+1+sha256.Size]) {
-		return Stored{}, ErrCorrupt
-	}
-	return Stored{Data: data, Uncompressed: b[n]&1 != 0}, nil
-}
-
 // Put stores s under key: written under a temporary name in the entry's
 // directory and renamed into place, so a reader never sees half of it and
 // a killed writer leaves only a temporary file (Sweep removes those).
@@ -151,7 +176,7 @@ func (c *Cache) Put(key string, s Stored) error {
 	if s.Uncompressed {
 		flags = 1
 	}
-	sum := sha256.Sum256(s.Data)
+	sum := entrySum(key, s.Data)
 	b := make([]byte, 0, len(entryMagic)+1+len(sum)+len(s.Data))
 	b = append(append(append(append(b, entryMagic...), flags), sum[:]...), s.Data...)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

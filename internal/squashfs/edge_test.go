@@ -539,11 +539,10 @@ func TestEdgeCacheSubstitution(t *testing.T) {
 	// blocks, all a block long).
 	for _, uncompressed := range []bool{false, true} {
 		t.Run(fmt.Sprint("another block's entry, uncompressed ", uncompressed), func(t *testing.T) {
-			t.Skip("known bug: an entry is checked against its own checksum only, not against its key; another block's valid entry copied over it goes into the image unnoticed")
 			var from, to string
 			for _, e := range entries {
 				b, _ := os.ReadFile(e.path)
-				if s, err := parseEntry(b); err == nil && s.Uncompressed == uncompressed {
+				if s, err := parseEntry(b, filepath.Base(e.path)); err == nil && s.Uncompressed == uncompressed {
 					if from == "" {
 						from = e.path
 					} else if to == "" {
@@ -688,9 +687,6 @@ func TestEdgeRefused(t *testing.T) {
 		{halfLayout, []string{"-Xbcj", "x86"}, "compressor arguments"},
 	} {
 		t.Run(fmt.Sprint(filepath.Base(tc.layout), tc.comp), func(t *testing.T) {
-			if filepath.Base(tc.layout) == "f0-1" {
-				t.Skip("known bug: a layout shorter than a superblock gives a bare EOF (layout.go readLayout returns ReadAt's error as it is)")
-			}
 			out := filepath.Join(dir, "out.sqfs")
 			_, err := Rebuild(context.Background(), runMksquashfs, tc.layout, out, dir, tc.comp, c, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -98,8 +98,8 @@ func (l *Layout) BlockSize() uint32 { return l.sb.BlockSize }
 
 func readLayout(f *os.File) (*Layout, error) {
 	hdr := make([]byte, superSize)
-	if _, err := f.ReadAt(hdr, 0); err != nil {
-		return nil, err
+	if n, err := f.ReadAt(hdr, 0); n < superSize {
+		return nil, fmt.Errorf("not a squashfs image (%d bytes, shorter than a superblock): %v", n, err)
 	}
 	sb, err := parseSuperblock(hdr)
 	if err != nil {
