@@ -315,6 +315,9 @@ func LockOutputs(s *config.Spec, logPath string, extra ...Written) (*Locks, erro
 			return nil, fmt.Errorf("%s (%s): %w", w.Path, w.What, err)
 		}
 		l.files = append(l.files, f)
+		// What a killed build of this path left goes now, not only when
+		// this build gets to write it: it may stop before that.
+		removeStale(r)
 	}
 	return l, nil
 }

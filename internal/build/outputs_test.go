@@ -191,9 +191,21 @@ func TestLockOutputs(t *testing.T) {
 	defer func() { lockDir = old }()
 	dir := t.TempDir()
 	s := specIn(t, dir, "  - {type: tarball, path: a.tar}\n")
+	// A killed build's leftovers go when the next build locks the output;
+	// a link among them is removed, never followed.
+	victim := t.TempDir()
+	os.WriteFile(filepath.Join(victim, "keep"), []byte("keep"), 0o644)
+	os.MkdirAll(filepath.Join(dir, ".a.tar.vmdeb-tmp-0123", "sub"), 0o700)
+	os.Symlink(victim, filepath.Join(dir, ".a.tar.vmdeb-tmp-link"))
 	l, err := LockOutputs(s, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".a.tar.vmdeb-tmp*")); len(left) > 0 {
+		t.Errorf("a killed build's leftovers remain after the lock: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(victim, "keep")); err != nil {
+		t.Errorf("a link's target was removed: %v", err)
 	}
 	// The same output through another spelling, from another config.
 	other := t.TempDir()
