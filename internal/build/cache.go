@@ -104,7 +104,8 @@ func (bootstrapStage) CacheInputs(p *Plan) stagecache.Inputs {
 }
 
 // CacheInputs of the packages: the package list, the local .deb files'
-// content and SOURCE_DATE_EPOCH (on top of the bootstrap's key).
+// content, the debconf answers and SOURCE_DATE_EPOCH (on top of the
+// bootstrap's key).
 func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 	var pk stagecache.Inputs
 	pk.Add("packages", strings.Join(p.Packages, " "))
@@ -112,6 +113,11 @@ func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 		pk.AddFile("custom-packages "+d, p.Spec.Path(d))
 	}
 	pk.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
+	// Only when given, so that the keys of configs without answers stay
+	// what they were.
+	if len(p.Spec.Debconf) > 0 {
+		pk.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
+	}
 	return pk
 }
 

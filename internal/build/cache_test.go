@@ -91,6 +91,9 @@ func TestCacheKeys(t *testing.T) {
 			os.WriteFile(filepath.Join(p.Spec.Dir, "local.deb"), []byte(localDeb("2")), 0o644)
 		}, false, true},
 		{"SOURCE_DATE_EPOCH", func(p *Plan) { p.SourceDateEpoch = 1700000000 }, false, true},
+		{"debconf answers", func(p *Plan) {
+			p.Spec.Debconf = []string{"firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true"}
+		}, false, true},
 		{"vmdeb version", func(p *Plan) { Version = "other" }, true, true},
 		// What later stages read never touches the cached stages' keys.
 		{"hook content", func(p *Plan) { os.WriteFile(filepath.Join(p.Spec.Dir, "hook.sh"), []byte("#!/bin/sh\necho\n"), 0o755) }, false, false},

@@ -154,6 +154,9 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
 		return err
 	}
+	if err := setDebconf(ctx, st); err != nil {
+		return err
+	}
 	putOff, err := putOffInitramfs(st)
 	if err != nil {
 		return err
@@ -175,6 +178,21 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	return makeInitramfs(ctx, st)
+}
+
+// setDebconf gives debconf the config's answers (debconf:) before any
+// package is installed, as debconf-set-selections in the image.
+func setDebconf(ctx context.Context, st *State) error {
+	sel := st.Plan.Spec.Debconf
+	if len(sel) == 0 {
+		return nil
+	}
+	st.Log.Printf("debconf: %d answers from the config", len(sel))
+	in := strings.Join(sel, "\n") + "\n"
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "debconf-set-selections", Stdin: strings.NewReader(in)}); err != nil {
+		return fmt.Errorf("debconf: %w", err)
+	}
+	return nil
 }
 
 // targetGrubStage fetches the target's GRUB EFI modules when the host has

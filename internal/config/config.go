@@ -49,13 +49,17 @@ type Spec struct {
 	DeviceTree     string   `yaml:"device-tree"`
 	Packages       []string `yaml:"packages"`
 	CustomPackages []string `yaml:"custom-packages"`
-	Users          []User   `yaml:"users"`
-	Root           Root     `yaml:"root"`
-	Hostname       string   `yaml:"hostname"`
-	Customise      string   `yaml:"customise"`
-	HookTimeout    Duration `yaml:"hook-timeout"`
-	Live           Live     `yaml:"live"`
-	Outputs        []Output `yaml:"outputs"`
+	// Debconf are answers given to debconf before the packages are
+	// installed, one debconf-set-selections line each: OWNER QUESTION
+	// TYPE VALUE (a licence to accept, a default to change).
+	Debconf     []string `yaml:"debconf"`
+	Users       []User   `yaml:"users"`
+	Root        Root     `yaml:"root"`
+	Hostname    string   `yaml:"hostname"`
+	Customise   string   `yaml:"customise"`
+	HookTimeout Duration `yaml:"hook-timeout"`
+	Live        Live     `yaml:"live"`
+	Outputs     []Output `yaml:"outputs"`
 	// Isolation is where the build runs: host (as root), userns (an
 	// ordinary user's user namespace) or vm (a builder VM). "" means host
 	// for root and userns for anybody else.

@@ -92,6 +92,14 @@ func TestLoadErrors(t *testing.T) {
 			[]string{":2: suite: unknown suite \"trixy\"", "bookworm"}},
 		{"bad package", strings.Replace(good, "wpasupplicant", "Bad_Pkg", 1),
 			[]string{":4: packages[1]:", "Bad_Pkg"}},
+		{"debconf too short", strings.Replace(good, "users:", "debconf: [\"firmware-ipw2x00 firmware-ipw2x00/license/accepted\"]\nusers:", 1),
+			[]string{":5: debconf[0]:", "OWNER QUESTION TYPE VALUE"}},
+		{"debconf unknown type", strings.Replace(good, "users:", "debconf:\n  - man-db man-db/auto-update bool false\nusers:", 1),
+			[]string{":6: debconf[0]:", `type "bool"`, "boolean"}},
+		{"debconf boolean value", strings.Replace(good, "users:", "debconf:\n  - man-db man-db/auto-update boolean no\nusers:", 1),
+			[]string{":6: debconf[0]:", "true or false"}},
+		{"debconf question", strings.Replace(good, "users:", "debconf:\n  - man-db auto-update boolean false\nusers:", 1),
+			[]string{":6: debconf[0]:", "has no /"}},
 		{"missing hook", strings.Replace(good, "hook.sh", "nohook.sh", 1),
 			[]string{":9: customise:", "nohook.sh", "no such file"}},
 		{"root user", strings.Replace(good, "name: user", "name: root", 1),
@@ -362,5 +370,29 @@ func TestBoardDisk(t *testing.T) {
 	}
 	if _, err := Load(write(t, board("amd64", "\n    bootloader: none")+"kernel: none\n")); err != nil {
 		t.Errorf("amd64 disk without boot loader or kernel: %v", err)
+	}
+}
+
+// TestDebconfLines: what debconf-set-selections takes is accepted, the
+// value being the rest of the line (and possibly empty).
+func TestDebconfLines(t *testing.T) {
+	for _, line := range []string{
+		"firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true",
+		"keyboard-configuration keyboard-configuration/layoutcode string de",
+		"tzdata tzdata/Areas select Europe",
+		"locales locales/locales_to_be_generated multiselect en_US.UTF-8 UTF-8, de_DE.UTF-8 UTF-8",
+		"d-i passwd/root-password password",
+	} {
+		if msg := debconfLineError(line); msg != "" {
+			t.Errorf("%q refused: %s", line, msg)
+		}
+	}
+	p := write(t, strings.Replace(good, "users:", "debconf:\n  - tzdata tzdata/Areas select Europe\nusers:", 1))
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Debconf) != 1 || s.Debconf[0] != "tzdata tzdata/Areas select Europe" {
+		t.Errorf("debconf = %q", s.Debconf)
 	}
 }

@@ -67,6 +67,7 @@ var keyText = map[string]keyDoc{
 	"device-tree":                {text: "The board's device tree for the boot loader to load, relative to the kernel's /usr/lib/linux-image-VERSION/, e.g. rockchip/rk3399-rockpro64.dtb (architectures that use device trees only, with a live-iso or disk output)."},
 	"packages":                   {def: "[]", text: "Packages installed with apt in the chroot, Recommends included: NAME, NAME=VERSION or NAME/SUITE."},
 	"custom-packages":            {def: "[]", text: "Local .deb files installed with apt, their dependencies from the mirror."},
+	"debconf":                    {def: "[]", text: "Answers given to debconf before the packages are installed, one debconf-set-selections(1) line each: OWNER QUESTION TYPE VALUE, e.g. firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true."},
 	"users":                      {def: "[]", text: "Accounts created in the image, each a mapping of the keys under USERS below."},
 	"users[].name":               {required: true, text: "The user's login name."},
 	"users[].password":           {text: "The password in clear, hashed at build time."},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -151,6 +152,11 @@ func (s *Spec) Validate() Errors {
 			bad(key, "%v (a .deb made by dpkg-deb --build)", err)
 		} else if a.Name != "" && info.Architecture != "all" && info.Architecture != a.Name {
 			bad(key, "%s is package %s for %s, and the image is %s", s.Path(d), info.Package, info.Architecture, a.Name)
+		}
+	}
+	for i, line := range s.Debconf {
+		if msg := debconfLineError(line); msg != "" {
+			bad(fmt.Sprintf("debconf[%d]", i), "%q: %s", line, msg)
 		}
 	}
 	seen := map[string]bool{}
@@ -708,4 +714,28 @@ func existingDir(dir string) string {
 		}
 		dir = parent
 	}
+}
+
+// debconfTypes are the question types debconf knows (debconf-devel(7)).
+var debconfTypes = []string{"boolean", "error", "multiselect", "note", "password", "select", "string", "text", "title"}
+
+// debconfLineError says what is wrong with a debconf-set-selections line
+// (OWNER QUESTION TYPE VALUE, the value being the rest of the line and
+// possibly empty), or "" when nothing is.
+func debconfLineError(line string) string {
+	f := strings.Fields(line)
+	const want = "a debconf-set-selections line, OWNER QUESTION TYPE VALUE (e.g. firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true)"
+	switch {
+	case strings.ContainsAny(line, "\n\r"):
+		return "one line only: " + want
+	case len(f) < 3:
+		return "expected " + want
+	case !strings.Contains(f[1], "/"):
+		return fmt.Sprintf("question %q has no /: expected OWNER QUESTION TYPE VALUE, the question named as OWNER/NAME", f[1])
+	case !slices.Contains(debconfTypes, f[2]):
+		return fmt.Sprintf("type %q is not a debconf type (%s)", f[2], strings.Join(debconfTypes, ", "))
+	case f[2] == "boolean" && (len(f) != 4 || (f[3] != "true" && f[3] != "false")):
+		return "a boolean's value is true or false"
+	}
+	return ""
 }
