@@ -7,5 +7,3 @@ rootfs="$1"
 
 mark_image "$rootfs" ci
 set_motd "$rootfs" ci
-add_wireless "$rootfs"
-add_firmware "$rootfs"

@@ -7,6 +7,5 @@ rootfs="$1"
 . "$(dirname "$0")/lib/live.sh"
 
 live_common "$rootfs" gnome
-add_graphical_installer "$rootfs"
 # GNOME's first-login wizard: a live session has nobody to answer it.
 rm -f "$rootfs/etc/xdg/autostart/gnome-initial-setup-first-login.desktop"

@@ -7,4 +7,3 @@ rootfs="$1"
 . "$(dirname "$0")/lib/live.sh"
 
 live_common "$rootfs" mate
-add_graphical_installer "$rootfs"

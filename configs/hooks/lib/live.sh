@@ -57,41 +57,6 @@ has_component() {
 	grep -hqs "^deb .* $2\( \|\$\)" "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/*.list
 }
 
-# add_firmware ROOTFS: the firmware Debian's live images carry, when the
-# config enables non-free-firmware; nothing otherwise.
-add_firmware() {
-	if ! has_component "$1" non-free-firmware; then
-		echo "hook: non-free-firmware is not among the components; no firmware added"
-		return 0
-	fi
-	# firmware-ipw2x00 asks to accept Intel's licence and fails to unpack
-	# without an answer; Debian's live images accept it the same way.
-	echo "firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true" |
-		in_chroot "$1" debconf-set-selections
-	case "$VMDEB_ARCH" in
-	amd64|i386)
-		install_available "$1" live-task-non-free-firmware-pc ;;
-	*)
-		# live-task-non-free-firmware-pc would pull x86 microcode; on
-		# other architectures take its firmware without it.
-		install_available "$1" firmware-linux-nonfree firmware-misc-nonfree \
-			firmware-atheros firmware-brcm80211 firmware-iwlwifi \
-			firmware-realtek firmware-libertas bluez-firmware ;;
-	esac
-}
-
-# add_wireless ROOTFS: what a live system needs to join a wireless
-# network from a console (a desktop adds NetworkManager's applet).
-add_wireless() {
-	install_available "$1" wpasupplicant iw wireless-regdb
-}
-
-# add_graphical_installer ROOTFS: Calamares with Debian's settings, the
-# "Install Debian" launcher of the desktop images.
-add_graphical_installer() {
-	install_available "$1" calamares-settings-debian
-}
-
 # enable_service ROOTFS UNIT...: enable systemd units offline.
 enable_service() {
 	_root="$1"; shift
@@ -132,11 +97,11 @@ Log in as "user" with the password "live"; sudo works.
 MOTD
 }
 
-# live_common ROOTFS FLAVOUR: what every image type does.
+# live_common ROOTFS FLAVOUR: what every image type does. The wireless
+# tools, the firmware and Calamares are in the configs' packages
+# (base/live.yaml, base/firmware.yaml), where the stage cache keeps them.
 live_common() {
 	mark_image "$1" "$2"
 	set_motd "$1" "$2"
-	add_wireless "$1"
-	add_firmware "$1"
 	set_default_locale "$1" en_US.UTF-8
 }
