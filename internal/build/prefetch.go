@@ -202,7 +202,9 @@ func toPrefetch(ctx context.Context, st *State, pkgs, opts []string) ([]prefetch
 		return nil, err
 	}
 	out.Reset()
-	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-cache", Args: showArgs(items), Stdout: &out}); err != nil {
+	show := buildlog.Cmd{Name: "apt-cache", Args: showArgs(items), Stdout: &out,
+		Brief: fmt.Sprintf("show NAME[:ARCH]=VERSION… (the %d packages apt would fetch)", len(items))}
+	if err := st.Chroot.Run(ctx, show); err != nil {
 		return nil, err
 	}
 	return shaFor(items, out.Bytes())

@@ -279,6 +279,9 @@ type Cmd struct {
 	// Secret hides the arguments in the log (for example a password on stdin
 	// is never in the arguments, but a command line may still be sensitive).
 	Secret bool
+	// Brief, when set, is logged in place of the arguments (a list of
+	// thousands of package names summarised); errors still carry them.
+	Brief string
 	// Root, when set, is the directory the command runs chrooted into
 	// (Name is looked up on the PATH inside it).
 	Root string
@@ -338,8 +341,11 @@ func Tool(name string) string {
 // log's path.
 func (l *Log) Run(ctx context.Context, c Cmd) error {
 	line := c.Name + " " + strings.Join(c.Args, " ")
-	if c.Secret {
+	switch {
+	case c.Secret:
 		line = c.Name + " (arguments hidden)"
+	case c.Brief != "":
+		line = c.Name + " " + c.Brief
 	}
 	if c.Root != "" {
 		line = "(in " + c.Root + ") " + line

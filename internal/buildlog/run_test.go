@@ -128,3 +128,20 @@ func TestBarAndDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestRunBrief: a Brief command line is logged in place of the arguments,
+// which still reach the command and, on failure, the error.
+func TestRunBrief(t *testing.T) {
+	var file bytes.Buffer
+	l := New(&file, "build.log", nil)
+	args := []string{"-c", `echo "$#"; exit 1`, "sh", "pkg-a", "pkg-b", "pkg-c"}
+	err := l.Run(context.Background(), Cmd{Name: "sh", Args: args, Brief: "(3 packages)"})
+	var ce *CommandError
+	if !errors.As(err, &ce) || strings.Join(ce.Args, " ") != strings.Join(args, " ") {
+		t.Fatalf("error %v, want a CommandError with every argument", err)
+	}
+	f := file.String()
+	if !strings.Contains(f, "$ sh (3 packages)\n") || strings.Contains(f, "pkg-a") || !strings.Contains(f, "\n3\n") {
+		t.Errorf("log file:\n%s", f)
+	}
+}
