@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +113,7 @@ func TestShell(t *testing.T) {
 	})
 	t.Run("sigkill", func(t *testing.T) {
 		for _, img := range []string{qcow2, images["directory"]} {
-			cmd := exec.CommandContext(ctx, vmdeb, "shell", "--writable", img, "--", "sleep", "600")
+			cmd := exec.CommandContext(ctx, vmdeb, "shell", "--writable", img, "--", "sleep", shellSleep)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func TestShell(t *testing.T) {
 			deadline := time.Now().Add(2 * time.Minute)
 			for !sleeping() {
 				if time.Now().After(deadline) {
-					t.Fatal("the shell's sleep 600 never started")
+					t.Fatalf("the shell's sleep %s never started", shellSleep)
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
@@ -134,12 +135,18 @@ func TestShell(t *testing.T) {
 	})
 }
 
-// sleeping says whether a sleep 600 of the test runs.
+// shellSleep is how long the command the test leaves running in a shell
+// sleeps: a number of seconds nobody else's sleep on the machine is likely
+// to have (a `sleep 600` of the person running the tests once passed for
+// one the shell had left).
+var shellSleep = fmt.Sprintf("600.%04d", os.Getpid()%10000)
+
+// sleeping says whether the test's sleep runs.
 func sleeping() bool {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if string(cl) == "sleep\x00600\x00" {
+		if string(cl) == "sleep\x00"+shellSleep+"\x00" {
 			return true
 		}
 	}
@@ -152,7 +159,7 @@ func assertShellClean(t *testing.T, out string) {
 	t.Helper()
 	waitNoProcess(t, "processes of vmdeb shell left running", func(cmdline, root string) bool {
 		return (strings.Contains(cmdline, "\x00shell\x00") && strings.Contains(cmdline, vmdeb)) ||
-			strings.Contains(cmdline, out) || strings.Contains(cmdline, "vmdeb-shell-") || cmdline == "sleep\x00600\x00"
+			strings.Contains(cmdline, out) || strings.Contains(cmdline, "vmdeb-shell-") || cmdline == "sleep\x00"+shellSleep+"\x00"
 	})
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
