@@ -69,7 +69,9 @@ func makeWithBlockCache(ctx context.Context, log *buildlog.Log, rootfs, out stri
 		return "", fmt.Errorf("mksquashfs (layout): %w", err)
 	}
 	run := func(ctx context.Context, args []string, stdin io.Reader) error {
-		return log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: args, Stdin: stdin})
+		// -mem does not change what is written (so it is not part of
+		// the blocks' keys), only how much memory the run may hold.
+		return log.Run(ctx, buildlog.Cmd{Name: buildlog.Tool("mksquashfs"), Args: append(args, "-mem", squashfsMemory()), Stdin: stdin})
 	}
 	st, err := squashfs.Rebuild(ctx, run, layout, out, filepath.Dir(out), []string{"-comp", comp}, c, func(done, total int) {
 		log.Progress("squashfs blocks hashed, compressed or reused", done, total)

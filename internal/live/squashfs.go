@@ -14,9 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/bytesize"
 )
@@ -192,7 +194,7 @@ func compressionOrDefault(c string) string {
 func squashfsArgs(rootfs, out string, o SquashfsOptions, excludes []string) []string {
 	// mksquashfs's progress bar (its default) is read by squashfsProgress
 	// for the terminal; it never reaches the log.
-	args := []string{rootfs, out, "-noappend", "-comp", compressionOrDefault(o.Compression)}
+	args := []string{rootfs, out, "-noappend", "-comp", compressionOrDefault(o.Compression), "-mem", squashfsMemory()}
 	if o.SourceDateEpoch > 0 {
 		t := strconv.FormatInt(o.SourceDateEpoch, 10)
 		// Reproducible is mksquashfs's default since 4.4; saying so keeps
@@ -205,6 +207,35 @@ func squashfsArgs(rootfs, out string, o SquashfsOptions, excludes []string) []st
 		args = append(args, excludes...)
 	}
 	return args
+}
+
+// maxSquashfsMemory bounds what mksquashfs may use for its queues and
+// caches. Its own default is a quarter of the machine's memory, and the
+// caches fill as the tree is read: the layout of the xfce image's 8.8 GB
+// root reached 2.8 GiB on a 24 GiB machine. Bounded, its output is the
+// same bytes and no slower (docs/benchmarks.md, "Peak memory").
+const maxSquashfsMemory = 512 << 20
+
+// squashfsMemory is mksquashfs's -mem for this machine.
+var squashfsMemory = sync.OnceValue(func() string {
+	var si unix.Sysinfo_t
+	total := uint64(0)
+	if unix.Sysinfo(&si) == nil {
+		total = uint64(si.Totalram) * uint64(si.Unit)
+	}
+	return memoryFor(total)
+})
+
+// memoryFor is the -mem argument for a machine of total bytes (0:
+// unknown): a quarter of it, as mksquashfs would take, at most
+// maxSquashfsMemory, at least 64 MiB.
+func memoryFor(total uint64) string {
+	m := total / 4
+	if total == 0 || m > maxSquashfsMemory {
+		m = maxSquashfsMemory
+	}
+	m = max(m>>20, 64)
+	return strconv.FormatUint(m, 10) + "M"
 }
 
 // wildcardEscape makes a literal path safe under -wildcards (fnmatch with

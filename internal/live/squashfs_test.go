@@ -33,13 +33,14 @@ func TestValidCompression(t *testing.T) {
 
 func TestSquashfsArgs(t *testing.T) {
 	got := squashfsArgs("/r", "/o.sqfs", SquashfsOptions{}, nil)
-	want := []string{"/r", "/o.sqfs", "-noappend", "-comp", "xz"}
+	mem := squashfsMemory()
+	want := []string{"/r", "/o.sqfs", "-noappend", "-comp", "xz", "-mem", mem}
 	if !slices.Equal(got, want) {
 		t.Errorf("default:\n got %q\nwant %q", got, want)
 	}
 
 	got = squashfsArgs("/r", "/o.sqfs", SquashfsOptions{Compression: "zstd", SourceDateEpoch: 1700000000}, []string{"boot", "proc/*"})
-	want = []string{"/r", "/o.sqfs", "-noappend", "-comp", "zstd",
+	want = []string{"/r", "/o.sqfs", "-noappend", "-comp", "zstd", "-mem", mem,
 		"-reproducible", "-mkfs-time", "1700000000", "-all-time", "1700000000",
 		"-wildcards", "-e", "boot", "proc/*"}
 	if !slices.Equal(got, want) {
@@ -49,6 +50,26 @@ func TestSquashfsArgs(t *testing.T) {
 		if a == "-processors" || a == "-progress" {
 			t.Errorf("unexpected %s", a)
 		}
+	}
+}
+
+func TestMemoryFor(t *testing.T) {
+	for _, c := range []struct {
+		total uint64
+		want  string
+	}{
+		{0, "512M"},        // unknown: the bound
+		{24 << 30, "512M"}, // a quarter would be 6 GiB
+		{2 << 30, "512M"},
+		{1 << 30, "256M"}, // a quarter, as mksquashfs would take
+		{100 << 20, "64M"},
+	} {
+		if got := memoryFor(c.total); got != c.want {
+			t.Errorf("memoryFor(%d MiB) = %s, want %s", c.total>>20, got, c.want)
+		}
+	}
+	if m := squashfsMemory(); m == "" || m[len(m)-1] != 'M' {
+		t.Errorf("squashfsMemory() = %q", m)
 	}
 }
 
