@@ -38,6 +38,10 @@ type Plan struct {
 	Packages  []string
 	// Bootstrap is the backend with the config's settings.
 	Bootstrap bootstrap.Bootstrapper
+	// PackageCache is the package cache shared by the machine's builds:
+	// the native bootstrapper's, and where the packages stage fetches
+	// what apt will install, whatever the backend (prefetch).
+	PackageCache string
 	// Interpreter is a qemu-user binary on the host that must be inside
 	// the root file system at InterpreterAt while the build runs (a
 	// foreign architecture whose handler is not registered with flag F,
@@ -104,6 +108,7 @@ func NewPlan(ctx context.Context, s *config.Spec, o Options) (*Plan, error) {
 			p.Notes = append(p.Notes, "rootless: the base system is made by the native bootstrapper (debootstrap needs real root)")
 		}
 	}
+	p.PackageCache = packageCacheDir(s, o.Rootless)
 	if p.Bootstrap, err = newBackend(s, backend, o.Rootless); err != nil {
 		return nil, &PreflightError{s.Errorf("bootstrap", "%v", err)}
 	}
@@ -218,15 +223,24 @@ func newBackend(s *config.Spec, name config.Backend, rootless bool) (bootstrap.B
 		return bootstrap.New(string(name))
 	}
 	n := bootstrap.NewNative()
-	n.CacheDir, n.Insecure = s.Path(s.Cache), s.Insecure
+	n.CacheDir, n.Insecure = packageCacheDir(s, rootless), s.Insecure
 	if len(s.Auth) > 0 {
 		n.Client = archive.NewClient()
 		n.Client.Auth = s.Auth
 	}
-	if s.Cache == "" && rootless {
-		n.CacheDir = UserCacheDir("debs")
-	}
 	return n, nil
+}
+
+// packageCacheDir is the config's package cache: its cache key, else
+// the machine's (root's) or, for a rootless build, the user's.
+func packageCacheDir(s *config.Spec, rootless bool) string {
+	switch {
+	case s.Cache != "":
+		return s.Path(s.Cache)
+	case rootless:
+		return UserCacheDir("debs")
+	}
+	return archive.DefaultCacheDir
 }
 
 // emulation decides how the target's programs run on this host: natively,

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"vmdeb/internal/archive"
@@ -24,10 +28,14 @@ import (
 // image). Before it installs, the packages stage asks apt which packages
 // it would fetch (--print-uris: their URLs, names and sizes; apt-cache
 // show: their SHA256, from the indices apt verified against the signed
-// Release), fetches them
-// prefetchJobs at a time into apt's own cache in the chroot, each checked
-// against its SHA256 before it takes its name there, and lets apt find
-// them. A package that fails to come is left to apt, which says why.
+// Release), fetches them prefetchJobs at a time into the machine's
+// package cache (Plan.PackageCache, shared by every build and backend:
+// what an earlier build or another image of a set fetched is not fetched
+// again, and the remote cache serves it when there is one), each checked
+// against its SHA256, and puts them in apt's own cache in the chroot
+// (hard links when on the same file system, else copies) for apt to find.
+// A package that fails to come is left to apt, which says why. Without a
+// usable package cache they are fetched into the chroot alone.
 
 // prefetchJobs is how many packages are fetched at once.
 const prefetchJobs = 4
@@ -143,6 +151,11 @@ func prefetch(ctx context.Context, st *State, pkgs, opts []string) error {
 	for _, it := range items {
 		total += it.Want.Size
 	}
+	cache, err := archive.OpenCache(st.Plan.PackageCache, st.Log.Printf)
+	if err != nil {
+		st.Log.Printf("package cache %s not used (%v): the packages are fetched into the image alone", st.Plan.PackageCache, err)
+		cache = nil
+	}
 	st.Log.Printf("fetching %d packages (%s), %d at a time", len(items), bytesize.Format(total), prefetchJobs)
 	cl := archive.NewClient()
 	cl.Auth = st.Plan.Spec.Auth
@@ -152,17 +165,36 @@ func prefetch(ctx context.Context, st *State, pkgs, opts []string) error {
 		failed []string
 		wg     sync.WaitGroup
 		next   = make(chan prefetchItem)
+		copied int
+		reused int
 	)
 	for range prefetchJobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range next {
-				if err := fetchInto(ctx, cl, r, it); err != nil {
-					mu.Lock()
-					failed = append(failed, fmt.Sprintf("%s (%v)", it.Name, err))
-					mu.Unlock()
+				var err error
+				linked, had := true, false
+				if cache != nil {
+					// Whether it was there already, for the log: Get
+					// checks its content.
+					fi, serr := os.Stat(cache.Path(it.Want.SHA256))
+					had = serr == nil && fi.Size() == it.Want.Size
+					linked, err = fetchCached(ctx, cl, cache, r, it)
+				} else {
+					err = fetchInto(ctx, cl, r, it)
 				}
+				mu.Lock()
+				switch {
+				case err != nil:
+					failed = append(failed, fmt.Sprintf("%s (%v)", it.Name, err))
+				case !linked:
+					copied++
+				}
+				if err == nil && had {
+					reused++
+				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -181,6 +213,12 @@ feed:
 	}
 	secs := time.Since(start).Seconds()
 	st.Log.Printf("fetched %d packages in %.1fs (%s/s)", len(items)-len(failed), secs, bytesize.Format(int64(float64(total)/max(secs, 0.001))))
+	if cache != nil {
+		st.Log.Printf("package cache %s: %d of them were in it, %d downloaded into it", st.Plan.PackageCache, reused, len(items)-len(failed)-reused)
+	}
+	if copied > 0 {
+		st.Log.Printf("%d of them copied from the package cache into the image (another file system than %s)", copied, st.Plan.PackageCache)
+	}
 	if len(failed) > 0 {
 		if len(failed) > 5 {
 			failed = append(failed[:5], fmt.Sprintf("and %d more", len(failed)-5))
@@ -208,6 +246,50 @@ func toPrefetch(ctx context.Context, st *State, pkgs, opts []string) ([]prefetch
 		return nil, err
 	}
 	return shaFor(items, out.Bytes())
+}
+
+// fetchCached puts one package into apt's cache in the image from the
+// package cache, which fetches it first if it lacks it (checking its
+// SHA256 either way): a hard link to the cached file (read-only; apt-get
+// clean only unlinks it, and the cache checks a file again before each
+// use), or a copy across file systems. linked says which.
+func fetchCached(ctx context.Context, cl *archive.Client, cache *archive.Cache, r *imgroot.Root, it prefetchItem) (linked bool, err error) {
+	path, err := cache.Get(ctx, cl, it.URL, it.Name, it.Want)
+	if err != nil {
+		return false, err
+	}
+	dst := aptArchives + "/" + it.Name
+	err = r.LinkFrom(path, dst)
+	if err == nil || !errors.Is(err, syscall.EXDEV) {
+		return err == nil, err
+	}
+	return false, copyInto(r, path, it.Name)
+}
+
+// copyInto copies the cached file src into apt's cache in the image as
+// name: written under a temporary name in partial/, then renamed.
+func copyInto(r *imgroot.Root, src, name string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	part := aptArchives + "/partial/" + name + ".vmdeb-part"
+	f, err := r.Create(part, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, in)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.Rename(part, aptArchives+"/"+name)
+	}
+	if err != nil {
+		r.Remove(part)
+	}
+	return err
 }
 
 // fetchInto fetches one package into apt's cache in the image: written

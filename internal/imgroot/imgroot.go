@@ -181,6 +181,26 @@ func (r *Root) Create(name string, perm fs.FileMode) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path.Join(r.path, clean(name))), nil
 }
 
+// LinkFrom makes name a hard link to the host file src (a path outside
+// the image, whose final component is not followed if it is a link).
+// Whatever was at name (a file, a link) is replaced, never written
+// through; the directory must exist. Across file systems it fails with
+// an error that errors.Is reports as syscall.EXDEV.
+func (r *Root) LinkFrom(src, name string) error {
+	dfd, base, err := r.parent(name)
+	if err != nil {
+		return r.err("link", name, err)
+	}
+	defer unix.Close(dfd)
+	if err := unix.Unlinkat(dfd, base, 0); err != nil && err != unix.ENOENT {
+		return r.err("link", name, err)
+	}
+	if err := unix.Linkat(unix.AT_FDCWD, src, dfd, base, 0); err != nil {
+		return r.err("link", name, err)
+	}
+	return nil
+}
+
 // Remove removes name (a file, a link itself, or an empty directory).
 func (r *Root) Remove(name string) error {
 	dfd, base, err := r.parent(name)

@@ -269,3 +269,33 @@ func TestCreateReplacesLink(t *testing.T) {
 		t.Errorf("etc/abs: %q", data)
 	}
 }
+
+// LinkFrom puts a host file into the image as a hard link, replacing a
+// link planted at the name instead of writing through it, and refuses a
+// name whose directory leads out of the image.
+func TestLinkFrom(t *testing.T) {
+	r, img, host := setup(t)
+	src := filepath.Join(t.TempDir(), "pkg.deb")
+	if err := os.WriteFile(src, []byte("deb\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, host)
+	for _, n := range []string{"etc/abs", "etc/rel", "etc/new"} {
+		if err := r.LinkFrom(src, n); err != nil {
+			t.Fatalf("LinkFrom(%s): %v", n, err)
+		}
+		fi, err := os.Lstat(filepath.Join(img, n))
+		if err != nil || !fi.Mode().IsRegular() || fi.Sys().(*syscall.Stat_t).Nlink < 2 {
+			t.Errorf("%s after LinkFrom: %v, %v; want a hard link to the host file", n, fi, err)
+		}
+	}
+	for _, n := range []string{"var/lib/dir/victim", "/etc/../../host/victim"} {
+		r.LinkFrom(src, n)
+	}
+	if after := snapshot(t, host); !equal(before, after) {
+		t.Errorf("host files changed:\nbefore %v\nafter  %v", before, after)
+	}
+	if data, _ := os.ReadFile(src); string(data) != "deb\n" {
+		t.Errorf("the linked file was changed: %q", data)
+	}
+}
