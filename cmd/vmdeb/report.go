@@ -193,6 +193,7 @@ func (b *buildReporter) document(err error, end time.Time) report.Build {
 	if b.st != nil {
 		r.Cache.Stages = append(r.Cache.Stages, b.st.Cache...)
 		r.Cache.Remote = b.st.Remote
+		r.Cache.Packages = b.st.PackageCache
 		for _, bl := range b.st.Blocks {
 			r.Cache.Squashfs = append(r.Cache.Squashfs, report.SquashfsBlocks{Image: bl.Image, Used: bl.Used, Reason: bl.Why,
 				Blocks: bl.Blocks, Reused: bl.Reused, Compressed: bl.Compressed, Damaged: bl.Damaged})

@@ -65,6 +65,9 @@ type State struct {
 	BlockCache string
 	// Blocks is what the block cache did for each squashfs made.
 	Blocks []*live.BlockReport
+	// PackageCache is what the package cache did for the packages the
+	// packages stage fetched ahead of apt (nil when it fetched none).
+	PackageCache *report.PackageCache
 }
 
 // blockCacheName is the block cache's directory in the stage cache's.

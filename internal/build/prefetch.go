@@ -19,6 +19,7 @@ import (
 	"vmdeb/internal/buildlog"
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/imgroot"
+	"vmdeb/internal/report"
 )
 
 // Packages fetched several at a time. apt fetches the packages of an
@@ -214,7 +215,8 @@ feed:
 	secs := time.Since(start).Seconds()
 	st.Log.Printf("fetched %d packages in %.1fs (%s/s)", len(items)-len(failed), secs, bytesize.Format(int64(float64(total)/max(secs, 0.001))))
 	if cache != nil {
-		st.Log.Printf("package cache %s: %d of them were in it, %d downloaded into it", st.Plan.PackageCache, reused, len(items)-len(failed)-reused)
+		st.PackageCache = &report.PackageCache{Dir: st.Plan.PackageCache, Reused: reused, Downloaded: len(items) - len(failed) - reused}
+		st.Log.Printf("package cache %s: %d of them were in it, %d downloaded into it", st.Plan.PackageCache, reused, st.PackageCache.Downloaded)
 	}
 	if copied > 0 {
 		st.Log.Printf("%d of them copied from the package cache into the image (another file system than %s)", copied, st.Plan.PackageCache)

@@ -115,6 +115,20 @@ type Cache struct {
 	// did for each squashfs the build made; absent when none was made or
 	// the cache is off.
 	Squashfs []SquashfsBlocks `json:"squashfs_blocks,omitempty"`
+	// Packages is what the package cache did for the packages the
+	// packages stage fetched ahead of apt; absent when it fetched none
+	// (the stage came from the cache, or apt had nothing to fetch).
+	Packages *PackageCache `json:"packages,omitempty"`
+}
+
+// PackageCache is what the machine's package cache did for a build's
+// packages: how many it held already and how many were downloaded into
+// it (a package that could not be fetched is left to apt and counted in
+// neither).
+type PackageCache struct {
+	Dir        string `json:"dir"`
+	Reused     int    `json:"reused"`
+	Downloaded int    `json:"downloaded"`
 }
 
 // SquashfsBlocks is what the block cache did for one squashfs: how many

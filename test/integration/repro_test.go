@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"vmdeb/internal/report"
 	"vmdeb/internal/squashfs"
 )
 
@@ -72,7 +74,16 @@ func TestKillsAndReproducible(t *testing.T) {
 	first, second, third := t.TempDir(), t.TempDir(), t.TempDir()
 	build(first, "--stage-cache", cache)
 	t.Run("kills", func(t *testing.T) { killMatrix(t, ctx, dir, cfg, cache, work, third) })
-	build(second, "--no-cache")
+	// The second build, with no stage cache, installs the same packages:
+	// the machine's package cache, which the first filled, serves them all.
+	secondReport := filepath.Join(dir, "second.json")
+	build(second, "--no-cache", "--report", secondReport)
+	var rep report.Build
+	if data, err := os.ReadFile(secondReport); err != nil || json.Unmarshal(data, &rep) != nil {
+		t.Errorf("the second build's report: %v", err)
+	} else if p := rep.Cache.Packages; p == nil || p.Reused == 0 || p.Downloaded != 0 {
+		t.Errorf("the second build's packages, from the package cache: %+v; want all reused, none downloaded", p)
+	}
 	// In the directory the killed builds wrote to: their leftovers go.
 	build(third, "--stage-cache", cache)
 	if tmps, _ := filepath.Glob(filepath.Join(third, ".*vmdeb-tmp*")); len(tmps) > 0 {
