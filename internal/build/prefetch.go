@@ -269,45 +269,42 @@ func fetchCached(ctx context.Context, cl *archive.Client, cache *archive.Cache, 
 }
 
 // copyInto copies the cached file src into apt's cache in the image as
-// name: written under a temporary name in partial/, then renamed.
+// name (putInArchives).
 func copyInto(r *imgroot.Root, src, name string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	return putInArchives(r, name, func(f *os.File) error {
+		_, err := io.Copy(f, in)
+		return err
+	})
+}
+
+// fetchInto fetches one package into apt's cache in the image, checked
+// against its size and SHA256 (putInArchives).
+func fetchInto(ctx context.Context, cl *archive.Client, r *imgroot.Root, it prefetchItem) error {
+	return putInArchives(r, it.Name, func(f *os.File) error {
+		return cl.DownloadTo(ctx, it.URL, f, it.Name, it.Want)
+	})
+}
+
+// putInArchives writes name in apt's cache in the image with fill: under
+// a temporary name in partial/, renamed into place once fill and the
+// close succeeded, removed otherwise.
+func putInArchives(r *imgroot.Root, name string, fill func(*os.File) error) error {
 	part := aptArchives + "/partial/" + name + ".vmdeb-part"
 	f, err := r.Create(part, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, in)
+	err = fill(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		err = r.Rename(part, aptArchives+"/"+name)
-	}
-	if err != nil {
-		r.Remove(part)
-	}
-	return err
-}
-
-// fetchInto fetches one package into apt's cache in the image: written
-// under a temporary name in partial/, checked, then renamed into place.
-func fetchInto(ctx context.Context, cl *archive.Client, r *imgroot.Root, it prefetchItem) error {
-	part := aptArchives + "/partial/" + it.Name + ".vmdeb-part"
-	f, err := r.Create(part, 0o644)
-	if err != nil {
-		return err
-	}
-	err = cl.DownloadTo(ctx, it.URL, f, it.Name, it.Want)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = r.Rename(part, aptArchives+"/"+it.Name)
 	}
 	if err != nil {
 		r.Remove(part)
