@@ -213,7 +213,8 @@ func squashfsArgs(rootfs, out string, o SquashfsOptions, excludes []string) []st
 // caches. Its own default is a quarter of the machine's memory, and the
 // caches fill as the tree is read: the layout of the xfce image's 8.8 GB
 // root reached 2.8 GiB on a 24 GiB machine. Bounded, its output is the
-// same bytes and no slower (docs/benchmarks.md, "Peak memory").
+// same bytes and no slower (docs/benchmarks.md, "configs/xfce.yaml, and
+// mksquashfs's memory").
 const maxSquashfsMemory = 512 << 20
 
 // squashfsMemory is mksquashfs's -mem for this machine.
