@@ -15,6 +15,7 @@ func TestInnerBuildArgs(t *testing.T) {
 		"--workdir /big --keep-work --log /l/b.log -o out --report /r/b.json --json --stage-cache /sc",
 		"--stage-cache /sc --log=--json",
 		"--isolation userns --outdir o --stage-cache off",
+		"--turn /s/turn --turn-ready /s/3.ready --no-cache",
 	} {
 		var f buildFlags
 		c := newBuildCmd(&f)
@@ -32,7 +33,7 @@ func TestInnerBuildArgs(t *testing.T) {
 		}
 		fd, _ := f.cache.dir()
 		gd, _ := g.cache.dir()
-		if f.run != g.run || f.logPath != g.logPath || f.outDir != g.outDir || f.report != g.report || fd != gd {
+		if f.run.WorkDir != g.run.WorkDir || f.run.KeepWork != g.run.KeepWork || f.turn != g.turn || f.logPath != g.logPath || f.outDir != g.outDir || f.report != g.report || fd != gd {
 			t.Errorf("%s: argv %q parses to %+v, want %+v", line, argv, g, f)
 		}
 		// Isolation was decided by now: the inner build is told nothing of it.

@@ -21,7 +21,6 @@ import (
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildervm"
 	"vmdeb/internal/buildlog"
-	"vmdeb/internal/bytesize"
 	"vmdeb/internal/config"
 	"vmdeb/internal/jobplan"
 	"vmdeb/internal/ns"
@@ -253,6 +252,10 @@ type buildFlags struct {
 	planFile, jobID string
 	job             *jobplan.Job
 	jobRef          string
+	// sequential: a set builds one image at a time; turn: this image's
+	// place in a set that overlaps (set.go).
+	sequential bool
+	turn       setTurn
 }
 
 func buildCmd() *cobra.Command { return newBuildCmd(&buildFlags{}) }
@@ -309,6 +312,11 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")
 	c.Flags().StringVar(&f.jobRef, "job-ref", "", "")
 	c.Flags().MarkHidden("job-ref")
+	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default the next image starts while the one before writes its outputs)")
+	c.Flags().StringVar(&f.turn.lock, "turn", "", "")
+	c.Flags().StringVar(&f.turn.ready, "turn-ready", "", "")
+	c.Flags().MarkHidden("turn")
+	c.Flags().MarkHidden("turn-ready")
 	return c
 }
 
@@ -350,6 +358,9 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 		}
 		if f.run.Remote, err = f.remote.open(); err != nil {
 			return rep.finish(err)
+		}
+		if f.turn.lock != "" {
+			f.run.Turn = f.turn.take
 		}
 		return buildInside(s, f.run, f.logPath, rep)
 	}
@@ -486,7 +497,7 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 	if err := build.CheckPrivateDir(workParent); err != nil {
 		return &build.PreflightError{Err: err}
 	}
-	return reexec(path, where, f.inner(path).Argv(), rep)
+	return reexec(path, where, f.inner(path).Argv(), f.turn.std, rep)
 }
 
 // inner is the command line of the build of path in its namespaces: the
@@ -494,12 +505,13 @@ func buildOne(ctx context.Context, path string, f buildFlags, rep *buildReporter
 func (f buildFlags) inner(path string) buildervm.BuildArgs {
 	stageCache, _ := f.cache.dir()
 	return buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
-		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path, JobRef: f.jobRef}
+		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path, JobRef: f.jobRef,
+		Turn: f.turn.lock, TurnReady: f.turn.ready}
 }
 
 // reexec runs the build (argv) in a vmdeb process of its own, in the
 // namespaces of isolation where, and returns its status.
-func reexec(path string, where config.Isolation, argv []string, rep *buildReporter) error {
+func reexec(path string, where config.Isolation, argv []string, std ns.Stdio, rep *buildReporter) error {
 	var code int
 	var err error
 	if where == config.Userns {
@@ -510,67 +522,23 @@ func reexec(path string, where config.Isolation, argv []string, rep *buildReport
 		if rep != nil {
 			rep.launched = true
 		}
-		fmt.Fprintf(prose, "vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
-		code, err = ns.ReexecUserns(up, argv)
+		out := prose
+		if std.Out != nil {
+			out = std.Out
+		}
+		fmt.Fprintf(out, "vmdeb: building rootless, as %s in a user namespace (subordinate ids %d-%d)\n", up.User, up.SubUID.Start, up.SubUID.Start+ns.MinSubIDs-2)
+		code, err = ns.ReexecUserns(up, argv, std)
 	} else {
 		if rep != nil {
 			rep.launched = true
 		}
-		code, err = ns.Reexec(argv)
+		code, err = ns.Reexec(argv, std)
 	}
 	if err != nil {
 		return &exitError{exitFailed, err}
 	}
 	if code != 0 {
 		return &exitError{code, fmt.Errorf("building %s failed", path)}
-	}
-	return nil
-}
-
-// buildSet builds several images one after the other; a failure does not
-// stop the others. The table at the end says how each went.
-func buildSet(ctx context.Context, configs []string, f buildFlags) error {
-	type row struct {
-		config, result, size string
-		took                 time.Duration
-	}
-	var rows []row
-	failed := 0
-	for _, c := range configs {
-		if ctx.Err() != nil {
-			break
-		}
-		fmt.Printf("\n### %s\n", c)
-		start := time.Now()
-		err := buildOne(ctx, c, f, nil)
-		r := row{config: c, result: "ok", took: time.Since(start)}
-		var ee *exitError
-		if errors.As(err, &ee) && ee.code >= 128 {
-			// Interrupted (Ctrl-C, SIGTERM): stop the whole set.
-			rows = append(rows, row{config: c, result: "STOPPED", took: time.Since(start)})
-			break
-		}
-		if err != nil {
-			failed++
-			r.result = "FAILED"
-			fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
-		} else if s, lerr := loadForBuild(c, f.outDir); lerr == nil {
-			var total int64
-			for _, out := range s.Outputs {
-				if fi, err := os.Stat(s.Path(out.Path)); err == nil {
-					total += fi.Size()
-				}
-			}
-			r.size = bytesize.Format(total)
-		}
-		rows = append(rows, r)
-	}
-	fmt.Printf("\n%-50s %-7s %10s %8s\n", "CONFIG", "RESULT", "SIZE", "TIME")
-	for _, r := range rows {
-		fmt.Printf("%-50s %-7s %10s %8s\n", r.config, r.result, r.size, r.took.Round(time.Second))
-	}
-	if failed > 0 || len(rows) < len(configs) {
-		return &exitError{exitFailed, fmt.Errorf("%d of %d images failed", failed+len(configs)-len(rows), len(configs))}
 	}
 	return nil
 }

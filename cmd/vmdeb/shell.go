@@ -101,7 +101,7 @@ func runShell(ctx context.Context, arg string, command []string, f shellFlags) e
 	argv := shellArgv(t, command, f)
 	var code int
 	if os.Geteuid() == 0 {
-		code, err = ns.Reexec(argv)
+		code, err = ns.Reexec(argv, ns.Stdio{})
 	} else {
 		if !t.Rootless() {
 			return &usageError{fmt.Errorf("%s: a %s opens only as root (its loop device and file system mount need it); as an ordinary user vmdeb shell opens a directory output or a tarball", t.Path, t.Kind)}
@@ -110,7 +110,7 @@ func runShell(ctx context.Context, arg string, command []string, f shellFlags) e
 		if uerr != nil {
 			return &usageError{uerr}
 		}
-		code, err = ns.ReexecUserns(up, argv)
+		code, err = ns.ReexecUserns(up, argv, ns.Stdio{})
 	}
 	if err != nil {
 		return &exitError{exitFailed, err}

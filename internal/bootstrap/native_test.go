@@ -25,7 +25,7 @@ import (
 // so nothing it mounts or starts outlives it.
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 && !ns.Inside() && !isShort() {
-		code, err := ns.Reexec(os.Args[1:])
+		code, err := ns.Reexec(os.Args[1:], ns.Stdio{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

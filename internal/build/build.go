@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,6 +107,12 @@ type RunOptions struct {
 	// Remote is a remote cache of stages and packages (nil: none): see
 	// remote.go.
 	Remote *remotecache.Client
+	// Turn, when set, is called once, before the first stage that writes
+	// an output (after the stages in the chroot, whose cache entries are
+	// saved by then): the images of a set take turns there, so that one
+	// prepares its tree while another compresses (vmdeb build DIR). It
+	// returns once this build may go on, or with ctx's error.
+	Turn func(ctx context.Context, log *buildlog.Log) error
 	// host does what needs root (nil: the real one); tests replace it.
 	host host
 }

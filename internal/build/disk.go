@@ -11,7 +11,10 @@ import (
 )
 
 // diskStage writes a bootable disk image of the root file system.
-type diskStage struct{ out config.Output }
+type diskStage struct {
+	outputStage
+	out config.Output
+}
 
 func (diskStage) Name() string { return "disk" }
 

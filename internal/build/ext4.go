@@ -20,7 +20,10 @@ import (
 // ext4Stage writes the root file system as a bare ext4 image (no
 // partition table, no boot loader): for a kernel booted directly, a
 // container, or dd onto a partition. mke2fs -d fills it from the root.
-type ext4Stage struct{ out config.Output }
+type ext4Stage struct {
+	outputStage
+	out config.Output
+}
 
 func (ext4Stage) Name() string { return "ext4" }
 

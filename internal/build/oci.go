@@ -16,7 +16,10 @@ import (
 // system as one layer, with the image config the output's keys make, in
 // an OCI image layout packed in a tar file that podman load and docker
 // load read.
-type ociStage struct{ out config.Output }
+type ociStage struct {
+	outputStage
+	out config.Output
+}
 
 func (ociStage) Name() string { return "oci" }
 

@@ -38,6 +38,19 @@ type inChroot struct{}
 
 func (inChroot) NeedsChroot() bool { return true }
 
+// outputStage, embedded in a stage, marks it as one that writes an
+// output from the finished tree (a squashfs and ISO, a disk, a tarball):
+// the end of a build, where the images of a set take turns
+// (RunOptions.Turn).
+type outputStage struct{}
+
+func (outputStage) writesOutput() {}
+
+func writesOutput(s Stage) bool {
+	_, ok := s.(interface{ writesOutput() })
+	return ok
+}
+
 func needsChroot(s Stage) bool {
 	c, ok := s.(chrootUser)
 	return ok && c.NeedsChroot()
@@ -119,7 +132,7 @@ func Run(ctx context.Context, p *Plan, stages []Stage, log *buildlog.Log, o RunO
 	if o.Cache != nil {
 		st.BlockCache = BlockCacheDir(o.Cache.Dir)
 	}
-	r := &runner{st: st, stages: stages, host: h, cache: o.Cache}
+	r := &runner{st: st, stages: stages, host: h, cache: o.Cache, turn: o.Turn}
 	if o.Remote != nil {
 		r.remote = newRemoteUse(st, o.Remote)
 		defer r.remote.wait()
@@ -148,7 +161,9 @@ type runner struct {
 	host   host
 	cache  *stagecache.Cache
 	remote *remoteUse // nil: no remote cache
-	chroot io.Closer  // the chroot, while it is up
+	// turn is RunOptions.Turn, called before the first output stage.
+	turn   func(context.Context, *buildlog.Log) error
+	chroot io.Closer // the chroot, while it is up
 	// first and last are the indices of the first and the last stage
 	// that need the chroot (-1: none does).
 	first, last int
@@ -186,6 +201,14 @@ func (r *runner) run(ctx context.Context) error {
 	for i := start; i < len(r.stages); i++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted before %s: %w", r.stages[i].Name(), err)
+		}
+		if r.turn != nil && writesOutput(r.stages[i]) {
+			err := r.turn(ctx, log)
+			r.turn = nil
+			if err != nil {
+				log.Done()
+				return &StageError{Stage: "wait", Err: err}
+			}
 		}
 		if err := r.runStage(ctx, i, points); err != nil {
 			log.Done()

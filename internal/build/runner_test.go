@@ -137,6 +137,13 @@ func (c cachedStage) CacheInputs(*Plan) stagecache.Inputs {
 	return in
 }
 
+// outStage is a fake stage that writes an output (RunOptions.Turn comes
+// before the first).
+type outStage struct {
+	*fakeStage
+	outputStage
+}
+
 // afterStage is a fake chroot user with work after the chroot is down.
 type afterStage struct{ *fakeStage }
 
@@ -189,7 +196,7 @@ func (b *fakeBuild) pipeline(pkgsInput string) []Stage {
 	a, c := b.stage("a", false), b.stage("b", false)
 	a.out, c.out = b.outs[0], b.outs[1]
 	return []Stage{cachedStage{boot, "1"}, cachedStage{pkgs, pkgsInput}, b.stage("init", false),
-		b.stage("system", true), afterStage{b.stage("finalise", true)}, a, c, reportStage{}}
+		b.stage("system", true), afterStage{b.stage("finalise", true)}, outStage{fakeStage: a}, outStage{fakeStage: c}, reportStage{}}
 }
 
 func (b *fakeBuild) run(ctx context.Context, stages []Stage) (*State, error) {
@@ -328,6 +335,8 @@ func fakeOf(s Stage) *fakeStage {
 	case cachedStage:
 		return s.fakeStage
 	case afterStage:
+		return s.fakeStage
+	case outStage:
 		return s.fakeStage
 	}
 	panic(fmt.Sprintf("not a fake stage: %T", s))
@@ -536,5 +545,57 @@ func TestRunKeepWork(t *testing.T) {
 	ents, _ := os.ReadDir(b.outDir)
 	if len(ents) > 0 {
 		t.Errorf("output directory holds %v", ents)
+	}
+}
+
+// An image of a set takes its turn (RunOptions.Turn) once, before its
+// first output, with the chroot down and its cached stages saved: the
+// next image, started then, finds them. A turn that fails (the build
+// interrupted while it waits) fails the build as the step "wait", with
+// no output written and nothing left.
+func TestRunTurn(t *testing.T) {
+	b := newFakeBuild(t)
+	c, err := stagecache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.opts.Cache = c
+	turns := 0
+	b.opts.Turn = func(ctx context.Context, log *buildlog.Log) error {
+		turns++
+		b.r.add("turn")
+		if b.r.up {
+			t.Error("turn taken with the chroot up")
+		}
+		if l, _ := c.List(); len(l) != 2 {
+			t.Errorf("turn taken with %d stage cache entries, want bootstrap and packages saved", len(l))
+		}
+		return nil
+	}
+	if _, err := b.run(context.Background(), b.pipeline("p1")); err != nil {
+		t.Fatal(err)
+	}
+	// The packages stage's save takes the chroot down and up again.
+	want := []string{"run bootstrap", "up", "share", "run packages", "down", "unshare", "up", "share", "run init",
+		"run system", "run finalise", "down", "unshare", "after finalise", "turn", "run a", "run b"}
+	if !slices.Equal(b.r.events, want) || turns != 1 {
+		t.Errorf("events\n%q\nwant\n%q", b.r.events, want)
+	}
+
+	b = newFakeBuild(t)
+	b.opts.Turn = func(ctx context.Context, log *buildlog.Log) error {
+		log.Step("wait")
+		return context.Canceled
+	}
+	_, err = b.run(context.Background(), b.pipeline("p1"))
+	var se *StageError
+	if !errors.As(err, &se) || se.Stage != "wait" || !errors.Is(err, context.Canceled) {
+		t.Errorf("a failed turn: %v, want the step wait's error", err)
+	}
+	if slices.Contains(b.r.events, "run a") {
+		t.Errorf("an output stage ran after a failed turn: %q", b.r.events)
+	}
+	if l := b.leftovers(t); len(l) > 0 || len(b.published()) > 0 {
+		t.Errorf("left %v, published %v", l, b.published())
 	}
 }

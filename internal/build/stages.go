@@ -691,7 +691,10 @@ func manifest(r *imgroot.Root, native string) (string, error) {
 }
 
 // liveISOStage makes the squashfs and the hybrid ISO.
-type liveISOStage struct{ out string }
+type liveISOStage struct {
+	outputStage
+	out string
+}
 
 func (liveISOStage) Name() string { return "live-iso" }
 
@@ -725,7 +728,10 @@ func (s liveISOStage) Run(ctx context.Context, st *State) error {
 
 // squashfsStage writes a directory with filesystem.squashfs and the
 // newest kernel and initrd, as vmdebootstrap's --squash did.
-type squashfsStage struct{ out string }
+type squashfsStage struct {
+	outputStage
+	out string
+}
 
 func (squashfsStage) Name() string { return "squashfs" }
 
@@ -761,7 +767,10 @@ func (s squashfsStage) Run(ctx context.Context, st *State) error {
 
 // tarballStage writes the root file system as a tar archive, compressed
 // by its name's extension.
-type tarballStage struct{ out string }
+type tarballStage struct {
+	outputStage
+	out string
+}
 
 func (tarballStage) Name() string { return "tarball" }
 
@@ -803,7 +812,10 @@ func extension(p string) string {
 }
 
 // directoryStage copies the root file system to a directory.
-type directoryStage struct{ out string }
+type directoryStage struct {
+	outputStage
+	out string
+}
 
 func (directoryStage) Name() string { return "directory" }
 

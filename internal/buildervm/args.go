@@ -20,6 +20,9 @@ type BuildArgs struct {
 	// JobRef is the plan job the build makes, as JSON (report.JobRef),
 	// for its report; "" = none.
 	JobRef string
+	// Turn and TurnReady are an image of a set's turn lock and the file
+	// that says it holds it (vmdeb build DIR); "" = not in a set.
+	Turn, TurnReady string
 }
 
 // Argv is the arguments of the vmdeb that builds (without the binary).
@@ -39,6 +42,8 @@ func (b BuildArgs) Argv() []string {
 	opt("--outdir", b.OutDir)
 	opt("--report", b.Report)
 	opt("--job-ref", b.JobRef)
+	opt("--turn", b.Turn)
+	opt("--turn-ready", b.TurnReady)
 	if b.JSON {
 		a = append(a, "--json")
 	}

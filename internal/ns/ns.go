@@ -6,6 +6,7 @@ package ns
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -82,12 +83,16 @@ func Proven(fd int) bool {
 // (isolation: userns) rather than as the host's root.
 func Rootless() bool { return Inside() && os.Getenv(usernsEnv) == "1" && InUserns() }
 
+// Stdio is where the namespaced process's output goes: nil fields are
+// this process's own stdout and stderr.
+type Stdio struct{ Out, Err io.Writer }
+
 // Reexec runs this program again with args in new mount and
 // PID namespaces and returns its exit status. The child dies with us
 // (SIGKILL on parent death); Ctrl-C and SIGTERM are passed on to it so it
 // can tear down in order.
-func Reexec(args []string) (int, error) {
-	cmd, err := command(args, "1")
+func Reexec(args []string, std Stdio) (int, error) {
+	cmd, err := command(args, "1", std)
 	if err != nil {
 		return 1, err
 	}
@@ -105,7 +110,7 @@ func Reexec(args []string) (int, error) {
 }
 
 // command is vmdeb run again with args, marked as the namespaced build.
-func command(args []string, mark string) (*exec.Cmd, error) {
+func command(args []string, mark string, std Stdio) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -119,6 +124,12 @@ func command(args []string, mark string) (*exec.Cmd, error) {
 	}
 	cmd.Env = append(cmd.Env, marker+"="+mark)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if std.Out != nil {
+		cmd.Stdout = std.Out
+	}
+	if std.Err != nil {
+		cmd.Stderr = std.Err
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,

@@ -158,14 +158,14 @@ func UsernsAllowed() error {
 // ReexecUserns runs this program again with args in new user, mount and
 // PID namespaces, as root of the user namespace with the user's
 // subordinate ids mapped, and returns its exit status.
-func ReexecUserns(p *UsernsPlan, args []string) (int, error) {
+func ReexecUserns(p *UsernsPlan, args []string, std Stdio) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 1, err
 	}
 	defer r.Close()
 	defer w.Close()
-	cmd, err := command(args, usernsWait)
+	cmd, err := command(args, usernsWait, std)
 	if err != nil {
 		return 1, err
 	}

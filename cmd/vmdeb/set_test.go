@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"vmdeb/internal/buildlog"
+)
+
+// events is what fake builds of a set did, in order.
+type events struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (e *events) add(s string) { e.mu.Lock(); e.l = append(e.l, s); e.mu.Unlock() }
+func (e *events) index(s string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Index(e.l, s)
+}
+
+// Overlapping, the next image starts once the one before is ready (holds
+// its turn), before it ends; one after the other, only once it ended.
+func TestScheduleOverlap(t *testing.T) {
+	for _, overlap := range []bool{true, false} {
+		var ev events
+		second := make(chan struct{})
+		build := func(i int, ready func()) error {
+			ev.add("start " + string(rune('0'+i)))
+			if i == 0 {
+				ready()
+				select {
+				case <-second:
+				case <-time.After(300 * time.Millisecond):
+				}
+			} else {
+				close(second)
+			}
+			ev.add("end " + string(rune('0'+i)))
+			return nil
+		}
+		errs, started := schedule(context.Background(), 2, overlap, build, interrupted)
+		if started != 2 || errs[0] != nil || errs[1] != nil {
+			t.Fatalf("overlap %v: started %d, errors %v", overlap, started, errs)
+		}
+		if s1, e0 := ev.index("start 1"), ev.index("end 0"); (s1 < e0) != overlap {
+			t.Errorf("overlap %v: events %q", overlap, ev.l)
+		}
+	}
+}
+
+// A failed image starts the next; an interrupted one stops the set, and
+// no image after it starts.
+func TestScheduleFailureAndInterrupt(t *testing.T) {
+	var ev events
+	build := func(i int, ready func()) error {
+		ev.add("start " + string(rune('0'+i)))
+		switch i {
+		case 0:
+			return errors.New("failed")
+		case 1:
+			ready()
+			time.Sleep(50 * time.Millisecond)
+			return &exitError{130, errors.New("interrupted")}
+		case 2:
+			// It waits for its turn while image 1 runs, and gets the
+			// signal too.
+			time.Sleep(200 * time.Millisecond)
+			return &exitError{130, errors.New("interrupted")}
+		}
+		return nil
+	}
+	errs, started := schedule(context.Background(), 4, true, build, interrupted)
+	// Image 2 starts while image 1 is still running (it was ready);
+	// image 3 never does.
+	if started != 3 || errs[0] == nil || !interrupted(errs[1]) {
+		t.Fatalf("started %d, errors %v, events %q", started, errs, ev.l)
+	}
+	if ev.index("start 3") >= 0 {
+		t.Errorf("an image started after the set was interrupted: %q", ev.l)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, started := schedule(ctx, 3, true, build, interrupted); started != 0 {
+		t.Errorf("a cancelled set started %d images", started)
+	}
+}
+
+// The turn is one image's at a time: a second waits (its log says so)
+// until the first's file is closed, and gives up when its context ends.
+// take writes the ready file only with the turn held.
+func TestWaitTurn(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, "turn")
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var term bytes.Buffer
+	log := buildlog.New(nil, "", &term)
+	first, err := waitTurn(context.Background(), lock, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(term.String(), "wait") {
+		t.Errorf("the first turn waited:\n%s", term.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	ready := filepath.Join(dir, "1.ready")
+	if err := (setTurn{lock: lock, ready: ready}).take(ctx, log); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a turn taken while another holds it: %v", err)
+	}
+	if _, err := os.Stat(ready); err == nil {
+		t.Error("ready written without the turn")
+	}
+	if !strings.Contains(term.String(), "==> wait") {
+		t.Errorf("the wait is not a step of the log:\n%s", term.String())
+	}
+	got := make(chan error, 1)
+	go func() {
+		f, err := waitTurn(context.Background(), lock, log)
+		if f != nil {
+			f.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("the turn was given while held: %v", err)
+	case <-time.After(400 * time.Millisecond):
+	}
+	first.Close()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the turn was not given once free")
+	}
+	if err := (setTurn{lock: lock, ready: ready}).take(context.Background(), log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ready); err != nil {
+		t.Errorf("no ready file with the turn held: %v", err)
+	}
+	turnFile.Close()
+}
+
+// Each whole line under the image's name; a line redrawn with \r keeps
+// its last state; an unfinished line comes out on Flush; two writers do
+// not mix their lines.
+func TestPrefixWriter(t *testing.T) {
+	var mu sync.Mutex
+	var out bytes.Buffer
+	a := &prefixWriter{mu: &mu, w: &out, prefix: "a | "}
+	b := &prefixWriter{mu: &mu, w: &out, prefix: "b | "}
+	a.Write([]byte("one\ntw"))
+	b.Write([]byte("x\n"))
+	a.Write([]byte("o\n10%\r50%\r100%\nend"))
+	a.Flush()
+	b.Flush()
+	want := "a | one\nb | x\na | two\na | 100%\na | end\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
