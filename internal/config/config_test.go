@@ -396,3 +396,20 @@ func TestDebconfLines(t *testing.T) {
 		t.Errorf("debconf = %q", s.Debconf)
 	}
 }
+
+// The package cache serves the packages stage of either backend: cache:
+// is taken with debootstrap; insecure, the native bootstrapper's alone,
+// is refused with it.
+func TestCacheWithEitherBackend(t *testing.T) {
+	s, err := Load(write(t, good+"cache: debs\n"))
+	if err != nil {
+		t.Fatalf("cache: with the debootstrap backend: %v", err)
+	}
+	if s.Bootstrap != "debootstrap" || s.Path(s.Cache) != filepath.Join(s.Dir, "debs") {
+		t.Errorf("bootstrap %q, cache %q", s.Bootstrap, s.Path(s.Cache))
+	}
+	_, err = Load(write(t, good+"insecure: true\n"))
+	if err == nil || !strings.Contains(err.Error(), "insecure: only applies to bootstrap: native") {
+		t.Errorf("insecure: with debootstrap: %v", err)
+	}
+}

@@ -93,11 +93,9 @@ func (s *Spec) Validate() Errors {
 	if !oneOf(s.Bootstrap, Backends) {
 		bad("bootstrap", "unknown backend %q (valid: %s)", s.Bootstrap, Join(Backends))
 	}
-	// cache and insecure belong to the native bootstrapper; accepting them
-	// for another backend would make users believe they work.
-	if s.Cache != "" && s.Bootstrap != Native {
-		bad("cache", "only the native bootstrapper has a package cache (set bootstrap: native)")
-	}
+	// insecure belongs to the native bootstrapper; accepting it for
+	// another backend would make users believe it works. (The package
+	// cache, cache:, serves the packages stage of either backend.)
 	if s.Insecure && s.Bootstrap != Native {
 		bad("insecure", "only applies to bootstrap: native")
 	}
