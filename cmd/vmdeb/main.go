@@ -313,8 +313,8 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.jobRef, "job-ref", "", "")
 	c.Flags().MarkHidden("job-ref")
 	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default the next image starts while the one before writes its outputs)")
-	c.Flags().StringVar(&f.turn.lock, "turn", "", "")
-	c.Flags().StringVar(&f.turn.ready, "turn-ready", "", "")
+	c.Flags().StringVar(&f.turn.Lock, "turn", "", "")
+	c.Flags().StringVar(&f.turn.Ready, "turn-ready", "", "")
 	c.Flags().MarkHidden("turn")
 	c.Flags().MarkHidden("turn-ready")
 	return c
@@ -359,8 +359,8 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 		if f.run.Remote, err = f.remote.open(); err != nil {
 			return rep.finish(err)
 		}
-		if f.turn.lock != "" {
-			f.run.Turn = f.turn.take
+		if f.turn.Lock != "" {
+			f.run.Turn = f.turn.Take
 		}
 		return buildInside(s, f.run, f.logPath, rep)
 	}
@@ -506,7 +506,7 @@ func (f buildFlags) inner(path string) buildervm.BuildArgs {
 	stageCache, _ := f.cache.dir()
 	return buildervm.BuildArgs{WorkDir: f.run.WorkDir, KeepWork: f.run.KeepWork, Log: f.logPath, OutDir: f.outDir,
 		Report: f.report.path, JSON: f.report.json, StageCache: stageCache, Config: path, JobRef: f.jobRef,
-		Turn: f.turn.lock, TurnReady: f.turn.ready}
+		Turn: f.turn.Lock, TurnReady: f.turn.Ready}
 }
 
 // reexec runs the build (argv) in a vmdeb process of its own, in the

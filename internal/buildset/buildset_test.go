@@ -1,4 +1,4 @@
-package main
+package buildset
 
 import (
 	"bytes"
@@ -14,6 +14,11 @@ import (
 
 	"vmdeb/internal/buildlog"
 )
+
+// errStop is the error of an interrupted build, which stops the set.
+var errStop = errors.New("interrupted")
+
+func stops(err error) bool { return errors.Is(err, errStop) }
 
 // events is what fake builds of a set did, in order.
 type events struct {
@@ -48,7 +53,7 @@ func TestScheduleOverlap(t *testing.T) {
 			ev.add("end " + string(rune('0'+i)))
 			return nil
 		}
-		errs, started := schedule(context.Background(), 2, overlap, build, interrupted)
+		errs, started := Schedule(context.Background(), 2, overlap, build, stops)
 		if started != 2 || errs[0] != nil || errs[1] != nil {
 			t.Fatalf("overlap %v: started %d, errors %v", overlap, started, errs)
 		}
@@ -70,19 +75,19 @@ func TestScheduleFailureAndInterrupt(t *testing.T) {
 		case 1:
 			ready()
 			time.Sleep(50 * time.Millisecond)
-			return &exitError{130, errors.New("interrupted")}
+			return errStop
 		case 2:
 			// It waits for its turn while image 1 runs, and gets the
 			// signal too.
 			time.Sleep(200 * time.Millisecond)
-			return &exitError{130, errors.New("interrupted")}
+			return errStop
 		}
 		return nil
 	}
-	errs, started := schedule(context.Background(), 4, true, build, interrupted)
+	errs, started := Schedule(context.Background(), 4, true, build, stops)
 	// Image 2 starts while image 1 is still running (it was ready);
 	// image 3 never does.
-	if started != 3 || errs[0] == nil || !interrupted(errs[1]) {
+	if started != 3 || errs[0] == nil || !stops(errs[1]) {
 		t.Fatalf("started %d, errors %v, events %q", started, errs, ev.l)
 	}
 	if ev.index("start 3") >= 0 {
@@ -91,7 +96,7 @@ func TestScheduleFailureAndInterrupt(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, started := schedule(ctx, 3, true, build, interrupted); started != 0 {
+	if _, started := Schedule(ctx, 3, true, build, stops); started != 0 {
 		t.Errorf("a cancelled set started %d images", started)
 	}
 }
@@ -117,7 +122,7 @@ func TestWaitTurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	ready := filepath.Join(dir, "1.ready")
-	if err := (setTurn{lock: lock, ready: ready}).take(ctx, log); !errors.Is(err, context.DeadlineExceeded) {
+	if err := (Turn{Lock: lock, Ready: ready}).Take(ctx, log); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a turn taken while another holds it: %v", err)
 	}
 	if _, err := os.Stat(ready); err == nil {
@@ -148,7 +153,7 @@ func TestWaitTurn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the turn was not given once free")
 	}
-	if err := (setTurn{lock: lock, ready: ready}).take(context.Background(), log); err != nil {
+	if err := (Turn{Lock: lock, Ready: ready}).Take(context.Background(), log); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(ready); err != nil {
@@ -163,8 +168,8 @@ func TestWaitTurn(t *testing.T) {
 func TestPrefixWriter(t *testing.T) {
 	var mu sync.Mutex
 	var out bytes.Buffer
-	a := &prefixWriter{mu: &mu, w: &out, prefix: "a | "}
-	b := &prefixWriter{mu: &mu, w: &out, prefix: "b | "}
+	a := &Prefixed{Mu: &mu, W: &out, Prefix: "a | "}
+	b := &Prefixed{Mu: &mu, W: &out, Prefix: "b | "}
 	a.Write([]byte("one\ntw"))
 	b.Write([]byte("x\n"))
 	a.Write([]byte("o\n10%\r50%\r100%\nend"))

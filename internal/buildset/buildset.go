@@ -1,0 +1,213 @@
+// Package buildset runs the images of a set (vmdeb build DIR) so that
+// they overlap: the next image starts (bootstrap, packages, hook:
+// downloads, apt, scripts) while the one before writes its outputs (the
+// squashfs's compression above all), and the images take turns at that
+// end, so that at most one compresses at a time and at most two work
+// directories exist. The turn is a lock in a directory of the set's own:
+// an image's build takes it before its first output stage
+// (build.RunOptions.Turn) and holds it until its process ends; taking it,
+// it writes its ready file, and the set starts the next image. By then
+// the image's cached stages are saved, so the next one reuses the
+// bootstrap they share (and the package cache, and the squashfs blocks
+// compressed before it). A failed image starts the next one too; an
+// interrupted one stops the set.
+package buildset
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmdeb/internal/buildlog"
+)
+
+// Dir is a set's own directory: its turn lock and its images' ready
+// files.
+type Dir string
+
+// NewDir makes a set's directory (remove it with os.RemoveAll when the
+// set is done).
+func NewDir() (Dir, error) {
+	d, err := os.MkdirTemp("", "vmdeb-set-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(d, "turn"), nil, 0o600); err != nil {
+		os.RemoveAll(d)
+		return "", err
+	}
+	return Dir(d), nil
+}
+
+// Turn is image i's turn in the set.
+func (d Dir) Turn(i int) Turn {
+	return Turn{Lock: filepath.Join(string(d), "turn"), Ready: filepath.Join(string(d), fmt.Sprintf("%d.ready", i))}
+}
+
+// Turn is one image's place in a set: the set's lock, and the file its
+// build writes once it holds it.
+type Turn struct{ Lock, Ready string }
+
+// turnFile holds the set's lock for as long as this build process lives.
+var turnFile *os.File
+
+// Take is build.RunOptions.Turn for an image of a set: it waits for the lock
+// (the image before it is writing its outputs), then writes the ready
+// file.
+func (t Turn) Take(ctx context.Context, log *buildlog.Log) error {
+	f, err := waitTurn(ctx, t.Lock, log)
+	if err != nil {
+		return err
+	}
+	turnFile = f // closed, and the lock released, when this process ends
+	return os.WriteFile(t.Ready, nil, 0o600)
+}
+
+// waitTurn returns the lock file at path open and locked, once no other
+// open file holds it, or ctx's error. A wait is a step of the log.
+func waitTurn(ctx context.Context, path string, log *buildlog.Log) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the set's turn: %w", err)
+	}
+	try := func() (bool, error) {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	ok, err := try()
+	if !ok && err == nil {
+		log.Step("wait")
+		log.Printf("waiting for the image before this one in the set to write its outputs")
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for !ok && err == nil {
+			select {
+			case <-ctx.Done():
+				f.Close()
+				return nil, ctx.Err()
+			case <-tick.C:
+			}
+			ok, err = try()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("the set's turn: %w", err)
+	}
+	return f, nil
+}
+
+// Schedule runs build(i) for each of n images, in order, and returns
+// their errors and how many were started. Image i+1 starts when image i
+// ends or, with overlap, calls its ready function. No image starts once
+// ctx is done or an image's error is one that stops the set (stops).
+func Schedule(ctx context.Context, n int, overlap bool, build func(i int, ready func()) error, stops func(error) bool) ([]error, int) {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stopped := false
+	started := 0
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		halt := stopped
+		mu.Unlock()
+		if halt || ctx.Err() != nil {
+			break
+		}
+		next := make(chan struct{})
+		var once sync.Once
+		release := func() { once.Do(func() { close(next) }) }
+		started++
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer release()
+			ready := func() {}
+			if overlap {
+				ready = release
+			}
+			err := build(i, ready)
+			mu.Lock()
+			errs[i] = err
+			if stops(err) {
+				stopped = true
+			}
+			mu.Unlock()
+		}(i)
+		select {
+		case <-next:
+		case <-ctx.Done():
+		}
+	}
+	wg.Wait()
+	return errs, started
+}
+
+// WatchReady calls ready once the file at path exists, unless done
+// closes first.
+func WatchReady(path string, ready func(), done <-chan struct{}) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		if _, err := os.Stat(path); err == nil {
+			ready()
+			return
+		}
+	}
+}
+
+// Prefixed writes whole lines to W, each after Prefix; the writers that
+// share Mu do not mix their lines.
+type Prefixed struct {
+	Mu     *sync.Mutex
+	W      io.Writer
+	Prefix string
+	buf    []byte
+}
+
+func (p *Prefixed) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		p.line(p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+func (p *Prefixed) line(l []byte) {
+	// A progress bar redrawn in place: only its last state is a line.
+	if j := bytes.LastIndexByte(l, '\r'); j >= 0 {
+		l = l[j+1:]
+	}
+	p.Mu.Lock()
+	defer p.Mu.Unlock()
+	fmt.Fprintf(p.W, "%s%s\n", p.Prefix, l)
+}
+
+// Flush writes what is left of an unfinished line.
+func (p *Prefixed) Flush() {
+	if len(p.buf) > 0 {
+		p.line(p.buf)
+		p.buf = nil
+	}
+}
