@@ -74,8 +74,8 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 			return buildOne(ctx, c, g, nil)
 		}
 		name := strings.TrimSuffix(filepath.Base(c), filepath.Ext(c))
-		out := &buildset.Prefixed{Mu: &mu, W: os.Stdout, Prefix: name + " | "}
-		errOut := &buildset.Prefixed{Mu: &mu, W: os.Stderr, Prefix: name + " | "}
+		out := buildset.Prefixed(&mu, os.Stdout, name+" | ")
+		errOut := buildset.Prefixed(&mu, os.Stderr, name+" | ")
 		defer out.Flush()
 		defer errOut.Flush()
 		g.turn = setTurn{Turn: dir.Turn(i), std: ns.Stdio{Out: out, Err: errOut}}

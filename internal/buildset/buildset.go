@@ -14,19 +14,20 @@
 package buildset
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/run"
 )
 
 // Dir is a set's own directory: its turn lock and its images' ready
@@ -172,42 +173,16 @@ func WatchReady(path string, ready func(), done <-chan struct{}) {
 	}
 }
 
-// Prefixed writes whole lines to W, each after Prefix; the writers that
-// share Mu do not mix their lines.
-type Prefixed struct {
-	Mu     *sync.Mutex
-	W      io.Writer
-	Prefix string
-	buf    []byte
-}
-
-func (p *Prefixed) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
+// Prefixed is a writer of whole lines to w, each after prefix; the
+// writers that share mu do not mix their lines. Flush it at the end.
+func Prefixed(mu *sync.Mutex, w io.Writer, prefix string) *run.LineWriter {
+	return &run.LineWriter{Line: func(l string) {
+		// A progress bar redrawn in place: only its last state is a line.
+		if j := strings.LastIndexByte(l, '\r'); j >= 0 {
+			l = l[j+1:]
 		}
-		p.line(p.buf[:i])
-		p.buf = p.buf[i+1:]
-	}
-	return len(b), nil
-}
-
-func (p *Prefixed) line(l []byte) {
-	// A progress bar redrawn in place: only its last state is a line.
-	if j := bytes.LastIndexByte(l, '\r'); j >= 0 {
-		l = l[j+1:]
-	}
-	p.Mu.Lock()
-	defer p.Mu.Unlock()
-	fmt.Fprintf(p.W, "%s%s\n", p.Prefix, l)
-}
-
-// Flush writes what is left of an unfinished line.
-func (p *Prefixed) Flush() {
-	if len(p.buf) > 0 {
-		p.line(p.buf)
-		p.buf = nil
-	}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%s%s\n", prefix, l)
+	}}
 }

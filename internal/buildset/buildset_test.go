@@ -168,8 +168,8 @@ func TestWaitTurn(t *testing.T) {
 func TestPrefixWriter(t *testing.T) {
 	var mu sync.Mutex
 	var out bytes.Buffer
-	a := &Prefixed{Mu: &mu, W: &out, Prefix: "a | "}
-	b := &Prefixed{Mu: &mu, W: &out, Prefix: "b | "}
+	a := Prefixed(&mu, &out, "a | ")
+	b := Prefixed(&mu, &out, "b | ")
 	a.Write([]byte("one\ntw"))
 	b.Write([]byte("x\n"))
 	a.Write([]byte("o\n10%\r50%\r100%\nend"))
