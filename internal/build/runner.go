@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
+
 	"vmdeb/internal/config"
 
 	"golang.org/x/sys/unix"
@@ -322,10 +324,14 @@ func (r *runner) cleanup(keep bool, private string) error {
 	}
 	if keep {
 		st.Log.Printf("work directory kept: %s", st.WorkDir)
-	} else if rerr := chroot.RemoveAll(st.WorkDir); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("removing work directory: %w", rerr))
-	} else {
-		unix.Rmdir(private) // only if no other build uses it
+		return err
 	}
+	t := time.Now()
+	if rerr := chroot.RemoveAll(st.WorkDir); rerr != nil {
+		return errors.Join(err, fmt.Errorf("removing work directory: %w", rerr))
+	}
+	// In the log only: the time between the last step and the build's end.
+	st.Log.Logf("work directory removed in %.1fs", time.Since(t).Seconds())
+	unix.Rmdir(private) // only if no other build uses it
 	return err
 }
