@@ -306,7 +306,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.isolation, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
-	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure")
+	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure; with several configs, a directory that gets each image's report as CONFIG-NAME.json")
 	c.Flags().BoolVar(&f.report.json, "json", false, "print the JSON report on stdout; messages go to stderr")
 	c.Flags().StringVar(&f.planFile, "plan", "", "the plan (vmdeb plan --format json) whose --job to build")
 	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")
@@ -393,10 +393,14 @@ func buildOuter(ctx context.Context, a []string, f buildFlags, rep *buildReporte
 	if len(configs) > 1 && f.logPath != "" {
 		return &usageError{errors.New("--log names one file; with several configs each build logs beside its outputs")}
 	}
-	if len(configs) > 1 && (f.report.path != "" || f.report.json) {
-		return &usageError{errors.New("--report and --json describe one build; with several configs build each with its own --report FILE")}
+	if len(configs) > 1 && f.report.json {
+		return &usageError{errors.New("--json prints one build's report; with several configs, --report DIR writes each image's report into DIR")}
 	}
-	if f.report.path, err = absReport(f.report.path); err != nil {
+	if len(configs) > 1 {
+		if f.report.path, err = setReports(f.report.path, configs); err != nil {
+			return err
+		}
+	} else if f.report.path, err = absReport(f.report.path); err != nil {
 		return err
 	}
 	if err := checkIsolationFlag(f.isolation); err != nil {

@@ -62,18 +62,26 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 		defer os.RemoveAll(string(dir))
 		fmt.Fprintf(prose, "vmdeb: building %d images; each starts while the one before writes its outputs (--sequential: one after the other)\n", len(configs))
 	}
+	if f.report.path != "" {
+		if err := os.MkdirAll(f.report.path, 0o755); err != nil {
+			return &exitError{exitFailed, fmt.Errorf("--report: %w", err)}
+		}
+	}
 	var mu sync.Mutex // whole lines on the terminal
 	took := make([]time.Duration, len(configs))
 	one := func(i int, ready func()) error {
 		c := configs[i]
 		g := f
+		if f.report.path != "" {
+			g.report.path = filepath.Join(f.report.path, setName(c)+".json")
+		}
 		start := time.Now()
 		defer func() { took[i] = time.Since(start) }()
 		if !overlap {
 			fmt.Printf("\n### %s\n", c)
 			return buildOne(ctx, c, g, nil)
 		}
-		name := strings.TrimSuffix(filepath.Base(c), filepath.Ext(c))
+		name := setName(c)
 		out := buildset.Prefixed(&mu, os.Stdout, name+" | ")
 		errOut := buildset.Prefixed(&mu, os.Stderr, name+" | ")
 		defer out.Flush()
@@ -121,6 +129,38 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 		return &exitError{exitFailed, fmt.Errorf("%d of %d images were not built", len(configs)-built, len(configs))}
 	}
 	return nil
+}
+
+// setReports checks --report DIR for a set (each image's report is
+// DIR/NAME.json, NAME its config file's name without .yaml): DIR is made
+// absolute (buildSet creates it), a file there and two configs of one
+// name are refused.
+func setReports(dir string, configs []string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", &usageError{fmt.Errorf("--report %q: %v", dir, err)}
+	}
+	seen := map[string]string{}
+	for _, c := range configs {
+		n := setName(c)
+		if other, ok := seen[n]; ok {
+			return "", &usageError{fmt.Errorf("--report %s: %s and %s would both write %s.json there; build them in separate runs", dir, other, c, n)}
+		}
+		seen[n] = c
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return "", &usageError{fmt.Errorf("--report %s: with several configs --report names a directory (each image's report is NAME.json in it), and this is a file", dir)}
+	}
+	return abs, nil
+}
+
+// setName is how a set names an image: its config file's name without
+// its extension.
+func setName(config string) string {
+	return strings.TrimSuffix(filepath.Base(config), filepath.Ext(config))
 }
 
 // outputsSize is the total size of a config's outputs, as text.

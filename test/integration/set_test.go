@@ -2,9 +2,9 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 )
@@ -12,17 +12,17 @@ import (
 // TestSetOverlaps: vmdeb build DIR builds its images as a set. The second
 // image starts while the first writes its outputs, reuses the bootstrap
 // the first saved, and writes its own outputs only once the first has
-// finished (they take turns at that end). Read from the build logs' step
-// times.
+// finished (they take turns at that end). Read from the images' reports
+// (--report DIR: one per image).
 func TestSetOverlaps(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	dir, stages, out, work := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	dir, stages, out, work, reports := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "reports")
 	base := "suite: trixie\narchitecture: amd64\nkernel: none\nbootstrap: native\n"
 	// The first image's outputs take a while: a second tarball besides its
-	// tarball.
+	// first.
 	cfgs := map[string]string{
 		"a.yaml": "name: set-a\n" + base + "packages: [less]\noutputs:\n  - {type: tarball, path: a.tar.gz}\n  - {type: tarball, path: a-copy.tgz}\n",
 		"b.yaml": "name: set-b\n" + base + "packages: [less, file]\noutputs:\n  - {type: tarball, path: b.tar.gz}\n",
@@ -32,23 +32,20 @@ func TestSetOverlaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := run(t, ctx, "build", "--stage-cache", stages, "--outdir", out, "--workdir", work, dir)
+	r := run(t, ctx, "build", "--stage-cache", stages, "--outdir", out, "--workdir", work, "--report", reports, dir)
 	if r.code != 0 {
 		t.Fatalf("the set failed (%d): %s\n%s", r.code, r.stderr, tail(r.stdout, 40))
 	}
 	assertClean(t, work)
-	a, _ := steps(t, filepath.Join(out, "set-a.build.log"))
-	b, bStart := steps(t, filepath.Join(out, "set-b.build.log"))
-	logB, _ := os.ReadFile(filepath.Join(out, "set-b.build.log"))
-	if !regexp.MustCompile(`stage cache: bootstrap +reused`).Match(logB) {
-		t.Errorf("the second image did not reuse the first's bootstrap:\n%s", tail(string(logB), 40))
+	a, b := setReport(t, filepath.Join(reports, "a.json")), setReport(t, filepath.Join(reports, "b.json"))
+	if !a.OK || !b.OK {
+		t.Fatalf("reports say ok %v, %v", a.OK, b.OK)
 	}
-	aOutputs, aEnd := a["tarball"], a["report"]
-	bOutputs := b["tarball"]
-	if aOutputs.IsZero() || aEnd.IsZero() || bStart.IsZero() || bOutputs.IsZero() {
-		t.Fatalf("steps missing from the logs: a %v, b %v", a, b)
+	if c := b.cacheAction("bootstrap"); c != "restored" {
+		t.Errorf("the second image's bootstrap: %q, want restored from the first's", c)
 	}
-	// Step times are to the second.
+	aOutputs, aEnd := a.step("tarball"), a.end()
+	bStart, bOutputs := b.Steps[0].Started, b.step("tarball")
 	if bStart.Before(aOutputs) {
 		t.Errorf("the second image started (%s) before the first reached its outputs (%s)", bStart, aOutputs)
 	}
@@ -60,26 +57,56 @@ func TestSetOverlaps(t *testing.T) {
 	}
 }
 
-// steps are the start times of a build log's steps (a step run twice,
-// its first), and that of its first step.
-func steps(t *testing.T, log string) (map[string]time.Time, time.Time) {
+// setReportDoc is what TestSetOverlaps reads of a build report.
+type setReportDoc struct {
+	OK    bool `json:"ok"`
+	Steps []struct {
+		Name     string    `json:"name"`
+		Started  time.Time `json:"started"`
+		Duration float64   `json:"duration_seconds"`
+	} `json:"stages"`
+	Cache struct {
+		Stages []struct{ Stage, Action string } `json:"stages"`
+	} `json:"cache"`
+}
+
+func setReport(t *testing.T, path string) setReportDoc {
 	t.Helper()
-	data, err := os.ReadFile(log)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, first := map[string]time.Time{}, time.Time{}
-	for _, l := range regexp.MustCompile(`(?m)^==> (\S+) \[([^\]]+)\]$`).FindAllStringSubmatch(string(data), -1) {
-		at, err := time.Parse(time.RFC3339, l[2])
-		if err != nil {
-			t.Fatalf("%s: %v", log, err)
-		}
-		if first.IsZero() {
-			first = at
-		}
-		if _, ok := m[l[1]]; !ok {
-			m[l[1]] = at
+	var d setReportDoc
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(d.Steps) == 0 {
+		t.Fatalf("%s: no stages", path)
+	}
+	return d
+}
+
+// step is when the first step of that name started.
+func (d setReportDoc) step(name string) time.Time {
+	for _, s := range d.Steps {
+		if s.Name == name {
+			return s.Started
 		}
 	}
-	return m, first
+	return time.Time{}
+}
+
+// end is when the last step ended.
+func (d setReportDoc) end() time.Time {
+	l := d.Steps[len(d.Steps)-1]
+	return l.Started.Add(time.Duration(l.Duration * float64(time.Second)))
+}
+
+func (d setReportDoc) cacheAction(stage string) string {
+	for _, s := range d.Cache.Stages {
+		if s.Stage == stage {
+			return s.Action
+		}
+	}
+	return ""
 }
