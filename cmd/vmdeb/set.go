@@ -50,7 +50,8 @@ func overlaps(configs []string, f buildFlags) bool {
 }
 
 // buildSet builds several images, overlapping unless told otherwise (see
-// internal/buildset); a failure does not stop the others. The table at the end says how each went.
+// internal/buildset); a failure does not stop the others. The table at
+// the end says how each went.
 func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 	overlap := overlaps(configs, f)
 	var dir buildset.Dir
@@ -79,7 +80,11 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 		defer func() { took[i] = time.Since(start) }()
 		if !overlap {
 			fmt.Printf("\n### %s\n", c)
-			return buildOne(ctx, c, g, nil)
+			err := buildOne(ctx, c, g, nil)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
+			}
+			return err
 		}
 		name := setName(c)
 		out := buildset.Prefixed(&mu, os.Stdout, name+" | ")
@@ -112,9 +117,6 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 			r.result = "STOPPED"
 		case err != nil:
 			r.result = "FAILED"
-			if !overlap {
-				fmt.Fprintln(os.Stderr, "vmdeb:", buildlog.Redact(err.Error()))
-			}
 		default:
 			built++
 			r.size = outputsSize(c, f.outDir)
