@@ -21,6 +21,7 @@ import (
 	"vmdeb/internal/build"
 	"vmdeb/internal/buildervm"
 	"vmdeb/internal/buildlog"
+	"vmdeb/internal/buildset"
 	"vmdeb/internal/config"
 	"vmdeb/internal/jobplan"
 	"vmdeb/internal/ns"
@@ -312,7 +313,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")
 	c.Flags().StringVar(&f.jobRef, "job-ref", "", "")
 	c.Flags().MarkHidden("job-ref")
-	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default the next image starts while the one before writes its outputs)")
+	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default two at a time: the next starts once the one before has its base system, and they take turns at writing outputs)")
 	c.Flags().StringVar(&f.turn.Lock, "turn", "", "")
 	c.Flags().StringVar(&f.turn.Ready, "turn-ready", "", "")
 	c.Flags().MarkHidden("turn")
@@ -360,7 +361,9 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 			return rep.finish(err)
 		}
 		if f.turn.Lock != "" {
-			f.run.Turn = f.turn.Take
+			// An image of a set: see internal/buildset (buildInside
+			// lowers its priority, once its own /proc is mounted).
+			f.run.Turn, f.run.BaseReady = f.turn.Take, f.turn.BaseReady
 		}
 		return buildInside(s, f.run, f.logPath, rep)
 	}
@@ -559,6 +562,14 @@ func buildInside(s *config.Spec, o build.RunOptions, logPath string, rep *buildR
 	}
 	if err := ns.Prepare(); err != nil {
 		return &exitError{exitFailed, err}
+	}
+	if o.Turn != nil {
+		// An image of a set runs at a lower priority until its turn
+		// (internal/buildset); its threads are listed in the /proc of
+		// its PID namespace, mounted by Prepare.
+		if err := buildset.Yield(); err != nil {
+			fmt.Fprintln(os.Stderr, "vmdeb: lowering the priority of this image of the set:", err)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()

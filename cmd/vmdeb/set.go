@@ -61,7 +61,7 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 			return &exitError{exitFailed, err}
 		}
 		defer os.RemoveAll(string(dir))
-		fmt.Fprintf(prose, "vmdeb: building %d images; each starts while the one before writes its outputs (--sequential: one after the other)\n", len(configs))
+		fmt.Fprintf(prose, "vmdeb: building %d images, two at a time, taking turns at writing their outputs (--sequential: one after the other)\n", len(configs))
 	}
 	if f.report.path != "" {
 		if err := os.MkdirAll(f.report.path, 0o755); err != nil {

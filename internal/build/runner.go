@@ -134,7 +134,7 @@ func Run(ctx context.Context, p *Plan, stages []Stage, log *buildlog.Log, o RunO
 	if o.Cache != nil {
 		st.BlockCache = BlockCacheDir(o.Cache.Dir)
 	}
-	r := &runner{st: st, stages: stages, host: h, cache: o.Cache, turn: o.Turn}
+	r := &runner{st: st, stages: stages, host: h, cache: o.Cache, turn: o.Turn, baseReady: o.BaseReady}
 	if o.Remote != nil {
 		r.remote = newRemoteUse(st, o.Remote)
 		defer r.remote.wait()
@@ -164,8 +164,13 @@ type runner struct {
 	cache  *stagecache.Cache
 	remote *remoteUse // nil: no remote cache
 	// turn is RunOptions.Turn, called before the first output stage.
-	turn   func(context.Context, *buildlog.Log) error
-	chroot io.Closer // the chroot, while it is up
+	turn func(context.Context, *buildlog.Log) error
+	// baseReady is RunOptions.BaseReady, called once (then nil) after
+	// stage base: the first cached stage, or the first stage without a
+	// cache.
+	baseReady func()
+	base      int
+	chroot    io.Closer // the chroot, while it is up
 	// first and last are the indices of the first and the last stage
 	// that need the chroot (-1: none does).
 	first, last int
@@ -189,6 +194,12 @@ func (r *runner) run(ctx context.Context) error {
 			log.Done()
 			return &StageError{Stage: "restore", Err: err}
 		}
+	}
+	if len(points) > 0 {
+		r.base = points[0].index
+	}
+	if start > r.base {
+		r.based()
 	}
 	r.attach = start > 0
 	r.first, r.last = -1, -1
@@ -254,7 +265,18 @@ func (r *runner) runStage(ctx context.Context, i int, points []cachePoint) error
 			}
 		}
 	}
+	if i == r.base {
+		r.based()
+	}
 	return nil
+}
+
+// based calls baseReady, once.
+func (r *runner) based() {
+	if r.baseReady != nil {
+		r.baseReady()
+		r.baseReady = nil
+	}
 }
 
 // openChroot sets the chroot up (logged as the step "chroot" the first

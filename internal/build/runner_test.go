@@ -560,6 +560,12 @@ func TestRunTurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.opts.Cache = c
+	b.opts.BaseReady = func() {
+		b.r.add("based")
+		if l, _ := c.List(); len(l) == 0 {
+			t.Error("base ready with no stage cache entry, want the bootstrap saved")
+		}
+	}
 	turns := 0
 	b.opts.Turn = func(ctx context.Context, log *buildlog.Log) error {
 		turns++
@@ -576,10 +582,18 @@ func TestRunTurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The packages stage's save takes the chroot down and up again.
-	want := []string{"run bootstrap", "up", "share", "run packages", "down", "unshare", "up", "share", "run init",
+	want := []string{"run bootstrap", "based", "up", "share", "run packages", "down", "unshare", "up", "share", "run init",
 		"run system", "run finalise", "down", "unshare", "after finalise", "turn", "run a", "run b"}
 	if !slices.Equal(b.r.events, want) || turns != 1 {
 		t.Errorf("events\n%q\nwant\n%q", b.r.events, want)
+	}
+	// A second build restores both stages: its base is ready before any
+	// stage runs.
+	if _, err := b.run(context.Background(), b.pipeline("p1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.r.events) < 2 || b.r.events[0] != "based" || slices.Contains(b.r.events[1:], "based") {
+		t.Errorf("restored build: events %q, want based once, first", b.r.events)
 	}
 
 	b = newFakeBuild(t)

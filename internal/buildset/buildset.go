@@ -1,16 +1,19 @@
 // Package buildset runs the images of a set (vmdeb build DIR) so that
-// they overlap: the next image starts (bootstrap, packages, hook:
-// downloads, apt, scripts) while the one before writes its outputs (the
-// squashfs's compression above all), and the images take turns at that
-// end, so that at most one compresses at a time and at most two work
-// directories exist. The turn is a lock in a directory of the set's own:
-// an image's build takes it before its first output stage
-// (build.RunOptions.Turn) and holds it until its process ends; taking it,
-// it writes its ready file, and the set starts the next image. By then
-// the image's cached stages are saved, so the next one reuses the
-// bootstrap they share (and the package cache, and the squashfs blocks
-// compressed before it). A failed image starts the next one too; an
-// interrupted one stops the set.
+// they overlap, two at a time: the next image starts once the one before
+// has its base system in the stage cache (so it finds the bootstrap they
+// share there) and the one before that has ended. Preparing an image
+// (bootstrap, packages, hook: downloads, apt, scripts) keeps about one
+// core busy, so two prepare side by side; writing the outputs (the
+// squashfs's compression above all) takes every core, so the images take
+// turns at that end, one at a time, the first ready first. The turn is a
+// lock in a directory of the
+// set's own: an image's build takes it before its first output stage
+// (build.RunOptions.Turn) and holds it until its process ends. Until it
+// holds the turn an image runs at a lower priority (nice 10), so that
+// the one compressing is not slowed by the one preparing; taking the
+// turn, a build as root goes back to the normal priority (a rootless one
+// cannot, and both then share alike). A failed image lets the next start
+// too; an interrupted one stops the set.
 package buildset
 
 import (
@@ -20,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +73,43 @@ func (t Turn) Take(ctx context.Context, log *buildlog.Log) error {
 		return err
 	}
 	turnFile = f // closed, and the lock released, when this process ends
-	return os.WriteFile(t.Ready, nil, 0o600)
+	if err := setNice(0); err == nil {
+		log.Logf("the set's turn taken: back to the normal priority")
+	}
+	return nil
+}
+
+// BaseReady is build.RunOptions.BaseReady for an image of a set: it
+// writes the ready file, and the set may start the next image. (If it
+// cannot, the next image starts when this one ends.)
+func (t Turn) BaseReady() { os.WriteFile(t.Ready, nil, 0o600) }
+
+// Yield lowers this build's priority until it takes its turn (nice 10:
+// see the package comment). It is called first thing in the build's
+// process; the programs it starts inherit it.
+func Yield() error { return setNice(waitingNice) }
+
+// waitingNice is the nice value of an image without the turn.
+const waitingNice = 10
+
+// setNice gives every thread of this process the nice value n (a
+// process's nice value is its threads', and a program started later
+// inherits its starting thread's). Lowering it needs CAP_SYS_NICE.
+func setNice(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, e := range tasks {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitTurn returns the lock file at path open and locked, once no other
@@ -111,34 +151,49 @@ func waitTurn(ctx context.Context, path string, log *buildlog.Log) (*os.File, er
 
 // Schedule runs build(i) for each of n images, in order, and returns
 // their errors and how many were started. Image i+1 starts when image i
-// ends or, with overlap, calls its ready function. No image starts once
+// calls its ready function (with overlap) or ends, and, with overlap,
+// once image i-1 has ended: two at most run at once. No image starts once
 // ctx is done or an image's error is one that stops the set (stops).
 func Schedule(ctx context.Context, n int, overlap bool, build func(i int, ready func()) error, stops func(error) bool) ([]error, int) {
 	errs := make([]error, n)
+	ready, done := make([]chan struct{}, n), make([]chan struct{}, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	stopped := false
 	started := 0
+	wait := func(c chan struct{}) {
+		select {
+		case <-c:
+		case <-ctx.Done():
+		}
+	}
 	for i := 0; i < n; i++ {
+		if i > 0 {
+			wait(ready[i-1])
+		}
+		if i > 1 {
+			wait(done[i-2])
+		}
 		mu.Lock()
 		halt := stopped
 		mu.Unlock()
 		if halt || ctx.Err() != nil {
 			break
 		}
-		next := make(chan struct{})
+		ready[i], done[i] = make(chan struct{}), make(chan struct{})
 		var once sync.Once
-		release := func() { once.Do(func() { close(next) }) }
+		release := func() { once.Do(func() { close(ready[i]) }) }
 		started++
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			defer close(done[i])
 			defer release()
-			ready := func() {}
+			r := func() {}
 			if overlap {
-				ready = release
+				r = release
 			}
-			err := build(i, ready)
+			err := build(i, r)
 			mu.Lock()
 			errs[i] = err
 			if stops(err) {
@@ -146,10 +201,6 @@ func Schedule(ctx context.Context, n int, overlap bool, build func(i int, ready 
 			}
 			mu.Unlock()
 		}(i)
-		select {
-		case <-next:
-		case <-ctx.Done():
-		}
 	}
 	wg.Wait()
 	return errs, started

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/buildlog"
 )
@@ -33,8 +37,9 @@ func (e *events) index(s string) int {
 	return slices.Index(e.l, s)
 }
 
-// Overlapping, the next image starts once the one before is ready (holds
-// its turn), before it ends; one after the other, only once it ended.
+// Overlapping, the next image starts once the one before is ready (its
+// base system in the cache), before it ends; one after the other, only
+// once it ended.
 func TestScheduleOverlap(t *testing.T) {
 	for _, overlap := range []bool{true, false} {
 		var ev events
@@ -60,6 +65,30 @@ func TestScheduleOverlap(t *testing.T) {
 		if s1, e0 := ev.index("start 1"), ev.index("end 0"); (s1 < e0) != overlap {
 			t.Errorf("overlap %v: events %q", overlap, ev.l)
 		}
+	}
+}
+
+// Two at most at once: image 2 waits for image 0's end even when image 1
+// is ready at once.
+func TestScheduleTwoAtMost(t *testing.T) {
+	var ev events
+	build := func(i int, ready func()) error {
+		ev.add("start " + string(rune('0'+i)))
+		ready()
+		if i == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		ev.add("end " + string(rune('0'+i)))
+		return nil
+	}
+	if _, started := Schedule(context.Background(), 3, true, build, stops); started != 3 {
+		t.Fatalf("started %d", started)
+	}
+	if s2, e0 := ev.index("start 2"), ev.index("end 0"); s2 < e0 {
+		t.Errorf("a third image started while two ran: %q", ev.l)
+	}
+	if s1, e0 := ev.index("start 1"), ev.index("end 0"); s1 > e0 {
+		t.Errorf("the second image waited for the first's end: %q", ev.l)
 	}
 }
 
@@ -103,7 +132,6 @@ func TestScheduleFailureAndInterrupt(t *testing.T) {
 
 // The turn is one image's at a time: a second waits (its log says so)
 // until the first's file is closed, and gives up when its context ends.
-// take writes the ready file only with the turn held.
 func TestWaitTurn(t *testing.T) {
 	dir := t.TempDir()
 	lock := filepath.Join(dir, "turn")
@@ -121,12 +149,8 @@ func TestWaitTurn(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	ready := filepath.Join(dir, "1.ready")
-	if err := (Turn{Lock: lock, Ready: ready}).Take(ctx, log); !errors.Is(err, context.DeadlineExceeded) {
+	if err := (Turn{Lock: lock}).Take(ctx, log); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a turn taken while another holds it: %v", err)
-	}
-	if _, err := os.Stat(ready); err == nil {
-		t.Error("ready written without the turn")
 	}
 	if !strings.Contains(term.String(), "==> wait") {
 		t.Errorf("the wait is not a step of the log:\n%s", term.String())
@@ -153,11 +177,8 @@ func TestWaitTurn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the turn was not given once free")
 	}
-	if err := (Turn{Lock: lock, Ready: ready}).Take(context.Background(), log); err != nil {
+	if err := (Turn{Lock: lock}).Take(context.Background(), log); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(ready); err != nil {
-		t.Errorf("no ready file with the turn held: %v", err)
 	}
 	turnFile.Close()
 }
@@ -178,5 +199,65 @@ func TestPrefixWriter(t *testing.T) {
 	want := "a | one\nb | x\na | two\na | 100%\na | end\n"
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// BaseReady writes the image's ready file, for the set to see.
+func TestBaseReady(t *testing.T) {
+	d, err := NewDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(string(d))
+	a, b := d.Turn(0), d.Turn(1)
+	if a.Lock != b.Lock || a.Ready == b.Ready {
+		t.Fatalf("turns %+v, %+v: one lock, a ready file each", a, b)
+	}
+	if _, err := os.Stat(a.Lock); err != nil {
+		t.Fatal(err)
+	}
+	a.BaseReady()
+	if _, err := os.Stat(a.Ready); err != nil {
+		t.Errorf("no ready file: %v", err)
+	}
+	if _, err := os.Stat(b.Ready); err == nil {
+		t.Error("the other image's ready file written")
+	}
+}
+
+// Yield lowers the priority of every thread; taking the turn brings it
+// back when allowed (as root).
+func TestYield(t *testing.T) {
+	before, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != 20 { // the kernel's 20 - nice: nice 0
+		t.Skip("the test process does not run at nice 0")
+	}
+	runtime.LockOSThread() // a thread that exists before Yield
+	defer runtime.UnlockOSThread()
+	if err := Yield(); err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, e := range tasks {
+		tid, _ := strconv.Atoi(e.Name())
+		if p, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && 20-p != waitingNice {
+			t.Errorf("thread %d at nice %d, want %d", tid, 20-p, waitingNice)
+		}
+	}
+	err = setNice(0)
+	if os.Geteuid() != 0 {
+		if err == nil {
+			t.Error("the priority raised without the right to")
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); 20-p != 0 {
+		t.Errorf("nice %d after the turn, want 0", 20-p)
 	}
 }
