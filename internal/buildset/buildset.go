@@ -1,7 +1,7 @@
 // Package buildset runs the images of a set (vmdeb build DIR) so that
 // they overlap, two at a time: the next image starts once the one before
 // has its base system in the stage cache (so it finds the bootstrap they
-// share there) and the one before that has ended. Preparing an image
+// share there) and fewer than two run. Preparing an image
 // (bootstrap, packages, hook: downloads, apt, scripts) keeps about one
 // core busy, so two prepare side by side; writing the outputs (the
 // squashfs's compression above all) takes every core, so the images take
@@ -152,27 +152,26 @@ func waitTurn(ctx context.Context, path string, log *buildlog.Log) (*os.File, er
 // Schedule runs build(i) for each of n images, in order, and returns
 // their errors and how many were started. Image i+1 starts when image i
 // calls its ready function (with overlap) or ends, and, with overlap,
-// once image i-1 has ended: two at most run at once. No image starts once
-// ctx is done or an image's error is one that stops the set (stops).
+// once fewer than two images run. No image starts once ctx is done or an
+// image's error is one that stops the set (stops).
 func Schedule(ctx context.Context, n int, overlap bool, build func(i int, ready func()) error, stops func(error) bool) ([]error, int) {
 	errs := make([]error, n)
-	ready, done := make([]chan struct{}, n), make([]chan struct{}, n)
+	slots := make(chan struct{}, 2) // the images running
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	stopped := false
 	started := 0
-	wait := func(c chan struct{}) {
-		select {
-		case <-c:
-		case <-ctx.Done():
-		}
-	}
+	var prev chan struct{} // the ready of the image before
 	for i := 0; i < n; i++ {
-		if i > 0 {
-			wait(ready[i-1])
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+			}
 		}
-		if i > 1 {
-			wait(done[i-2])
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 		}
 		mu.Lock()
 		halt := stopped
@@ -180,14 +179,15 @@ func Schedule(ctx context.Context, n int, overlap bool, build func(i int, ready 
 		if halt || ctx.Err() != nil {
 			break
 		}
-		ready[i], done[i] = make(chan struct{}), make(chan struct{})
+		ready := make(chan struct{})
 		var once sync.Once
-		release := func() { once.Do(func() { close(ready[i]) }) }
+		release := func() { once.Do(func() { close(ready) }) }
+		prev = ready
 		started++
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			defer close(done[i])
+			defer func() { <-slots }()
 			defer release()
 			r := func() {}
 			if overlap {

@@ -68,14 +68,14 @@ func TestScheduleOverlap(t *testing.T) {
 	}
 }
 
-// Two at most at once: image 2 waits for image 0's end even when image 1
-// is ready at once.
+// Two at most at once: image 2 waits for an image to end even when image
+// 1 is ready at once.
 func TestScheduleTwoAtMost(t *testing.T) {
 	var ev events
 	build := func(i int, ready func()) error {
 		ev.add("start " + string(rune('0'+i)))
 		ready()
-		if i == 0 {
+		if i < 2 {
 			time.Sleep(200 * time.Millisecond)
 		}
 		ev.add("end " + string(rune('0'+i)))
@@ -84,11 +84,30 @@ func TestScheduleTwoAtMost(t *testing.T) {
 	if _, started := Schedule(context.Background(), 3, true, build, stops); started != 3 {
 		t.Fatalf("started %d", started)
 	}
-	if s2, e0 := ev.index("start 2"), ev.index("end 0"); s2 < e0 {
+	firstEnd := min(ev.index("end 0"), ev.index("end 1"))
+	if s2 := ev.index("start 2"); s2 < firstEnd {
 		t.Errorf("a third image started while two ran: %q", ev.l)
 	}
 	if s1, e0 := ev.index("start 1"), ev.index("end 0"); s1 > e0 {
 		t.Errorf("the second image waited for the first's end: %q", ev.l)
+	}
+}
+
+// A slot freed by image 1 lets image 2 start while image 0 still runs.
+func TestScheduleFreeSlot(t *testing.T) {
+	var ev events
+	build := func(i int, ready func()) error {
+		ev.add("start " + string(rune('0'+i)))
+		ready()
+		if i == 0 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		ev.add("end " + string(rune('0'+i)))
+		return nil
+	}
+	Schedule(context.Background(), 3, true, build, stops)
+	if s2, e0 := ev.index("start 2"), ev.index("end 0"); s2 > e0 {
+		t.Errorf("image 2 waited for image 0 with image 1 done: %q", ev.l)
 	}
 }
 
