@@ -1,19 +1,18 @@
 // Package buildset runs the images of a set (vmdeb build DIR) so that
 // they overlap, two at a time: the next image starts once the one before
 // has its base system in the stage cache (so it finds the bootstrap they
-// share there) and fewer than two run. Preparing an image
-// (bootstrap, packages, hook: downloads, apt, scripts) keeps about one
-// core busy, so two prepare side by side; writing the outputs (the
-// squashfs's compression above all) takes every core, so the images take
-// turns at that end, one at a time, the first ready first. The turn is a
-// lock in a directory of the
-// set's own: an image's build takes it before its first output stage
-// (build.RunOptions.Turn) and holds it until its process ends. Until it
-// holds the turn an image runs at a lower priority (nice 10), so that
-// the one compressing is not slowed by the one preparing; taking the
-// turn, a build as root goes back to the normal priority (a rootless one
-// cannot, and both then share alike). A failed image lets the next start
-// too; an interrupted one stops the set.
+// share there) and fewer than two run. Preparing an image (bootstrap,
+// packages, hook: downloads, apt, scripts) keeps about one core busy, so
+// two prepare side by side; writing the outputs (the squashfs's
+// compression above all) takes every core, so the images take turns at
+// that end, one at a time, the first ready first. The turn is a lock in a
+// directory of the set's own: an image's build takes it before its first
+// output stage (build.RunOptions.Turn) and holds it until its process
+// ends. Until it holds the turn an image runs at a lower priority (nice
+// 10), so that the one compressing is not slowed by the one preparing;
+// taking the turn, a build as root goes back to the normal priority (a
+// rootless one cannot, and both then share alike). A failed image lets
+// the next start too; an interrupted one stops the set.
 package buildset
 
 import (
@@ -58,15 +57,15 @@ func (d Dir) Turn(i int) Turn {
 }
 
 // Turn is one image's place in a set: the set's lock, and the file its
-// build writes once it holds it.
+// build writes once its base system is in place (BaseReady).
 type Turn struct{ Lock, Ready string }
 
 // turnFile holds the set's lock for as long as this build process lives.
 var turnFile *os.File
 
-// Take is build.RunOptions.Turn for an image of a set: it waits for the lock
-// (the image before it is writing its outputs), then writes the ready
-// file.
+// Take is build.RunOptions.Turn for an image of a set: it waits for the
+// lock (another image is writing its outputs), then gives the build back
+// its normal priority where it may.
 func (t Turn) Take(ctx context.Context, log *buildlog.Log) error {
 	f, err := waitTurn(ctx, t.Lock, log)
 	if err != nil {
@@ -85,8 +84,9 @@ func (t Turn) Take(ctx context.Context, log *buildlog.Log) error {
 func (t Turn) BaseReady() { os.WriteFile(t.Ready, nil, 0o600) }
 
 // Yield lowers this build's priority until it takes its turn (nice 10:
-// see the package comment). It is called first thing in the build's
-// process; the programs it starts inherit it.
+// see the package comment). The build calls it as soon as its PID
+// namespace's /proc is mounted (the threads are listed there); the
+// programs it starts inherit it.
 func Yield() error { return setNice(waitingNice) }
 
 // waitingNice is the nice value of an image without the turn.
@@ -129,7 +129,7 @@ func waitTurn(ctx context.Context, path string, log *buildlog.Log) (*os.File, er
 	ok, err := try()
 	if !ok && err == nil {
 		log.Step("wait")
-		log.Printf("waiting for the image before this one in the set to write its outputs")
+		log.Printf("waiting for the image of the set that is writing its outputs")
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for !ok && err == nil {
