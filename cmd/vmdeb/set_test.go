@@ -35,3 +35,25 @@ func TestSetReports(t *testing.T) {
 		t.Errorf("no --report: %q, %v", got, err)
 	}
 }
+
+// A set overlaps unless --sequential, or unless one of its images builds
+// in a builder VM (its build process is on the other side of the VM).
+func TestOverlaps(t *testing.T) {
+	dir := t.TempDir()
+	base := "suite: trixie\narchitecture: amd64\nkernel: none\noutputs:\n  - {type: tarball, path: out.tar.gz}\n"
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	os.WriteFile(a, []byte("name: a\n"+base), 0o644)
+	os.WriteFile(b, []byte("name: b\nisolation: vm\n"+base), 0o644)
+	if !overlaps([]string{a, a}, buildFlags{}) {
+		t.Error("a set of host builds does not overlap")
+	}
+	if overlaps([]string{a, a}, buildFlags{sequential: true}) {
+		t.Error("--sequential overlaps")
+	}
+	if overlaps([]string{a, b}, buildFlags{}) {
+		t.Error("a set with a builder-VM image overlaps")
+	}
+	if overlaps([]string{a, a}, buildFlags{isolation: "vm"}) {
+		t.Error("--isolation vm overlaps")
+	}
+}
