@@ -108,13 +108,14 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 		took                 time.Duration
 	}
 	var rows []row
-	built := 0
+	built, stopped := 0, 0
 	for i, c := range configs[:started] {
 		err := errs[i]
 		r := row{config: c, result: "ok", took: took[i]}
 		switch {
 		case interrupted(err):
 			r.result = "STOPPED"
+			stopped++
 		case err != nil:
 			r.result = "FAILED"
 		default:
@@ -127,10 +128,15 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 	for _, r := range rows {
 		fmt.Printf("%-50s %-7s %10s %8s\n", r.config, r.result, r.size, r.took.Round(time.Second))
 	}
-	if built < len(configs) {
-		return &exitError{exitFailed, fmt.Errorf("%d of %d images were not built", len(configs)-built, len(configs))}
+	if built == len(configs) {
+		return nil
 	}
-	return nil
+	err := fmt.Errorf("%d of %d images were not built", len(configs)-built, len(configs))
+	if stopped > 0 {
+		// As one interrupted build: a script can tell a stop from a failure.
+		return &exitError{130, fmt.Errorf("interrupted: %w", err)}
+	}
+	return &exitError{exitFailed, err}
 }
 
 // setReports checks --report DIR for a set (each image's report is
