@@ -307,7 +307,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.isolation, "isolation", "", "where the build runs: "+config.Join(config.Isolations)+" (overrides the config's isolation:)")
 	c.RegisterFlagCompletionFunc("isolation", isolationValues)
 	c.Flags().BoolVar(&f.inVM, "vm", false, "build inside a builder VM (same as --isolation vm)")
-	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure; with several configs, a directory that gets each image's report as CONFIG-NAME.json")
+	c.Flags().StringVar(&f.report.path, "report", "", "write a JSON report of the build (docs/json.md) to this file, on success and on failure; with several configs, a directory that gets each image's report as NAME.json (NAME: its config file's name without .yaml)")
 	c.Flags().BoolVar(&f.report.json, "json", false, "print the JSON report on stdout; messages go to stderr")
 	c.Flags().StringVar(&f.planFile, "plan", "", "the plan (vmdeb plan --format json) whose --job to build")
 	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")

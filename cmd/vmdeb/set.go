@@ -71,10 +71,10 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 	var mu sync.Mutex // whole lines on the terminal
 	took := make([]time.Duration, len(configs))
 	one := func(i int, ready func()) error {
-		c := configs[i]
+		c, name := configs[i], setName(configs[i])
 		g := f
 		if f.report.path != "" {
-			g.report.path = filepath.Join(f.report.path, setName(c)+".json")
+			g.report.path = filepath.Join(f.report.path, name+".json")
 		}
 		start := time.Now()
 		defer func() { took[i] = time.Since(start) }()
@@ -86,7 +86,6 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 			}
 			return err
 		}
-		name := setName(c)
 		out := buildset.Prefixed(&mu, os.Stdout, name+" | ")
 		errOut := buildset.Prefixed(&mu, os.Stderr, name+" | ")
 		defer out.Flush()

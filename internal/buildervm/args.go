@@ -21,7 +21,8 @@ type BuildArgs struct {
 	// for its report; "" = none.
 	JobRef string
 	// Turn and TurnReady are an image of a set's turn lock and the file
-	// that says it holds it (vmdeb build DIR); "" = not in a set.
+	// it writes once its base system is in place (vmdeb build DIR,
+	// internal/buildset); "" = not in a set.
 	Turn, TurnReady string
 }
 
