@@ -113,10 +113,11 @@ type RunOptions struct {
 	// prepares its tree while another compresses (vmdeb build DIR). It
 	// returns once this build may go on, or with ctx's error.
 	Turn func(ctx context.Context, log *buildlog.Log) error
-	// BaseReady, when set, is called once the base system is in place:
-	// restored from the stage cache, or built and saved there (built,
-	// without a cache). A set then starts its next image, which finds the
-	// bootstrap they share in the cache.
+	// BaseReady, when set, is called once what images share is in
+	// place: the base system, and common-packages if the config has them,
+	// restored from the stage cache or built and saved there (the base
+	// system built, without a cache). A set then starts its next image,
+	// which finds those stages in the cache.
 	BaseReady func()
 	// host does what needs root (nil: the real one); tests replace it.
 	host host

@@ -53,6 +53,7 @@ type cachePoint struct {
 	key    string
 	parent string
 	inputs stagecache.Inputs
+	shared bool // other images reuse it (the stage is shared)
 }
 
 // cachePoints are the cached stages of a build, in order, each keyed by
@@ -67,7 +68,8 @@ func cachePoints(p *Plan, stages []Stage) []cachePoint {
 		}
 		in := c.CacheInputs(p)
 		key := stagecache.Key(parent, in)
-		pts = append(pts, cachePoint{index: i, stage: s.Name(), key: key, parent: parent, inputs: in})
+		_, sh := s.(shared)
+		pts = append(pts, cachePoint{index: i, stage: s.Name(), key: key, parent: parent, inputs: in, shared: sh})
 		parent = key
 	}
 	return pts
@@ -119,6 +121,20 @@ func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 		pk.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
 	}
 	return pk
+}
+
+// CacheInputs of common-packages: its package list, the debconf answers
+// and SOURCE_DATE_EPOCH (on top of the bootstrap's key), and nothing of
+// the image's own packages: every image with the same base system and
+// common-packages has the same key.
+func (commonPackagesStage) CacheInputs(p *Plan) stagecache.Inputs {
+	var in stagecache.Inputs
+	in.Add("common-packages", strings.Join(p.Spec.CommonPackages, " "))
+	in.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
+	if len(p.Spec.Debconf) > 0 {
+		in.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
+	}
+	return in
 }
 
 // cacheExclude are left out of stored stages: downloaded packages, which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,5 +152,60 @@ func TestWhyRebuilt(t *testing.T) {
 	}
 	if got := whyRebuilt(c, "t", pts3[1], false); got != "a stage before it is rebuilt" {
 		t.Errorf("after a rebuilt stage: %q", got)
+	}
+}
+
+// The common-packages stage's key depends on the base system and its own
+// list, never on the image's own packages: images that share the list
+// share the entry. Its key is chained into the packages stage's.
+func TestCommonPackagesKeys(t *testing.T) {
+	common := func(extra string) (string, string) {
+		p := cachePlan(t, specFiles(t, extra, cacheFiles))
+		pts := cachePoints(p, Stages(p))
+		if len(pts) != 3 || pts[1].stage != "common-packages" || pts[2].parent != pts[1].key || !pts[1].shared || pts[2].shared {
+			t.Fatalf("cache points %+v, want bootstrap, common-packages (shared), packages", pts)
+		}
+		return pts[1].key, pts[2].key
+	}
+	c0, k0 := common("common-packages: [live-task-base, firmware-linux]\npackages: [task-xfce-desktop]\n")
+	c1, k1 := common("common-packages: [live-task-base, firmware-linux]\npackages: [task-kde-desktop]\n")
+	if c1 != c0 || k1 == k0 {
+		t.Errorf("other packages: common key changed %v (want false), packages key changed %v (want true)", c1 != c0, k1 != k0)
+	}
+	c2, k2 := common("common-packages: [live-task-base]\npackages: [task-xfce-desktop]\n")
+	if c2 == c0 || k2 == k0 {
+		t.Error("other common-packages: want both keys changed")
+	}
+	c3, _ := common("common-packages: [live-task-base, firmware-linux]\npackages: [task-xfce-desktop]\n" +
+		"debconf: [firmware-ipw2x00 firmware-ipw2x00/license/accepted boolean true]\n")
+	if c3 == c0 {
+		t.Error("debconf answers: want the common key changed (they are given before it installs)")
+	}
+	// Without common-packages there is no such stage, and the packages
+	// stage installs the same list as with them.
+	p := cachePlan(t, specFiles(t, "packages: [live-task-base, firmware-linux, task-xfce-desktop]\n", cacheFiles))
+	if pts := cachePoints(p, Stages(p)); len(pts) != 2 || pts[1].stage != "packages" {
+		t.Errorf("without common-packages: cache points %+v", pts)
+	}
+	q := cachePlan(t, specFiles(t, "common-packages: [live-task-base, firmware-linux]\npackages: [task-xfce-desktop]\n", cacheFiles))
+	if !slices.Equal(p.Packages, q.Packages) {
+		t.Errorf("packages stage installs %v with common-packages, %v without", q.Packages, p.Packages)
+	}
+}
+
+// A set starts its next image after the last cached stage images share.
+func TestBaseStage(t *testing.T) {
+	for _, c := range []struct {
+		points []cachePoint
+		want   int
+	}{
+		{nil, 0},
+		{[]cachePoint{{index: 0, shared: true}, {index: 1}}, 0},
+		{[]cachePoint{{index: 0, shared: true}, {index: 1, shared: true}, {index: 2}}, 1},
+		{[]cachePoint{{index: 2}, {index: 3}}, 2},
+	} {
+		if got := baseStage(c.points); got != c.want {
+			t.Errorf("baseStage(%+v) = %d, want %d", c.points, got, c.want)
+		}
 	}
 }

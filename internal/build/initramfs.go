@@ -117,6 +117,67 @@ func putOffInitramfs(st *State) ([]string, error) {
 	return []string{"-o", "DPkg::Path=" + initramfsDir + ":" + dpkgPath}, nil
 }
 
+// putOffKept is where the common-packages stage leaves the requests it
+// put off, in the root file system its cache entry keeps (the stand-in's
+// directory is on the chroot's /run, which no entry keeps); the packages
+// stage takes them back and makes the initramfs once for both.
+const putOffKept = "var/lib/vmdeb/initramfs-put-off"
+
+// keepPutOffInitramfs moves the requests put off so far to putOffKept.
+func keepPutOffInitramfs(st *State) error {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	data, err := r.ReadFile(strings.TrimPrefix(initramfsRequests, "/"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.MkdirAll(path.Dir(putOffKept), 0o755); err != nil {
+		return err
+	}
+	if err := r.WriteFile(putOffKept, data, 0o644); err != nil {
+		return err
+	}
+	return r.Remove(strings.TrimPrefix(initramfsRequests, "/"))
+}
+
+// takePutOffInitramfs moves the requests keepPutOffInitramfs kept back
+// to the stand-in's (installed by putOffInitramfs), before what it puts
+// off itself; the image keeps no trace of them.
+func takePutOffInitramfs(st *State) error {
+	r, err := imgroot.Open(st.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	data, err := r.ReadFile(putOffKept)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	reqs := strings.TrimPrefix(initramfsRequests, "/")
+	old, err := r.ReadFile(reqs)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := r.WriteFile(reqs, append(data, old...), 0o644); err != nil {
+		return err
+	}
+	if err := r.Remove(putOffKept); err != nil {
+		return err
+	}
+	// Only if empty: the image may have a directory of that name.
+	r.Remove(path.Dir(putOffKept))
+	return nil
+}
+
 // initramfsRequest is one call of update-initramfs that was put off.
 type initramfsRequest struct {
 	Mode    byte   // 'c' (create) or 'u' (update)

@@ -97,3 +97,39 @@ func TestInitramfsStandIn(t *testing.T) {
 		t.Errorf("--version without the real update-initramfs: %q %v", out, err)
 	}
 }
+
+// What the common-packages stage put off reaches the packages stage
+// through the root file system (its /run is gone by then), ahead of what
+// that stage puts off itself, and leaves no trace in the image.
+func TestPutOffInitramfsKept(t *testing.T) {
+	root := t.TempDir()
+	st := &State{Rootfs: root}
+	if err := keepPutOffInitramfs(st); err != nil {
+		t.Fatalf("nothing put off: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, putOffKept)); !os.IsNotExist(err) {
+		t.Fatalf("nothing put off, yet %s: %v", putOffKept, err)
+	}
+	if _, err := putOffInitramfs(st); err != nil {
+		t.Fatal(err)
+	}
+	reqs := filepath.Join(root, initramfsRequests)
+	os.WriteFile(reqs, []byte("-u -k all\n"), 0o644)
+	if err := keepPutOffInitramfs(st); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(root, "run")) // the chroot's /run goes
+	if _, err := putOffInitramfs(st); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(reqs, []byte("-c -k 6.12.1-amd64\n"), 0o644)
+	if err := takePutOffInitramfs(st); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(reqs); string(b) != "-u -k all\n-c -k 6.12.1-amd64\n" {
+		t.Errorf("requests %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/vmdeb")); !os.IsNotExist(err) {
+		t.Errorf("var/lib/vmdeb left in the image: %v", err)
+	}
+}

@@ -361,7 +361,7 @@ func packageList(s *config.Spec) []string {
 		}
 		l = append(l, diskPackages(s, o)...)
 	}
-	l = append(l, s.Packages...)
+	l = append(append(l, s.CommonPackages...), s.Packages...)
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range l {

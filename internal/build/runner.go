@@ -166,8 +166,7 @@ type runner struct {
 	// turn is RunOptions.Turn, called before the first output stage.
 	turn func(context.Context, *buildlog.Log) error
 	// baseReady is RunOptions.BaseReady, called once (then nil) after
-	// stage base: the first cached stage, or the first stage without a
-	// cache.
+	// stage base (baseStage).
 	baseReady func()
 	base      int
 	chroot    io.Closer // the chroot, while it is up
@@ -195,9 +194,7 @@ func (r *runner) run(ctx context.Context) error {
 			return &StageError{Stage: "restore", Err: err}
 		}
 	}
-	if len(points) > 0 {
-		r.base = points[0].index
-	}
+	r.base = baseStage(points)
 	if start > r.base {
 		r.based()
 	}
@@ -269,6 +266,23 @@ func (r *runner) runStage(ctx context.Context, i int, points []cachePoint) error
 		r.based()
 	}
 	return nil
+}
+
+// shared is a stage whose cache entry other images of a set reuse: the
+// base system, common-packages.
+type shared interface{ sharedBetweenImages() }
+
+// baseStage is the index of the stage after which a set may start its
+// next image: the last cached stage that images share, else the first
+// cached stage, else the first stage.
+func baseStage(points []cachePoint) int {
+	base := 0
+	for i, pt := range points {
+		if i == 0 || pt.shared {
+			base = pt.index
+		}
+	}
+	return base
 }
 
 // based calls baseReady, once.

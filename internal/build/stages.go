@@ -34,7 +34,11 @@ import (
 // then one stage per output, then the report. The chroot is no stage: the
 // runner sets it up for the stages that need it.
 func Stages(p *Plan) []Stage {
-	s := []Stage{bootstrapStage{}, packagesStage{}}
+	s := []Stage{bootstrapStage{}}
+	if len(p.Spec.CommonPackages) > 0 {
+		s = append(s, commonPackagesStage{})
+	}
+	s = append(s, packagesStage{})
 	if p.TargetGrub {
 		s = append(s, targetGrubStage{})
 	}
@@ -82,6 +86,10 @@ func Stages(p *Plan) []Stage {
 type bootstrapStage struct{}
 
 func (bootstrapStage) Name() string { return "bootstrap" }
+
+// sharedBetweenImages: a set starts its next image once the base system
+// is in the stage cache.
+func (bootstrapStage) sharedBetweenImages() {}
 
 func (bootstrapStage) Run(ctx context.Context, st *State) error {
 	return st.Backend.Bootstrap(ctx, st.Log, bootstrapRequest(st))
@@ -146,38 +154,138 @@ func aptAuth(st *State) ([]string, error) {
 }
 
 func (packagesStage) Run(ctx context.Context, st *State) error {
-	c := st.Chroot
-	auth, err := aptAuth(st)
+	common := len(st.Plan.Spec.CommonPackages) > 0
+	// After common-packages, apt's lists are those of the same Release
+	// (its digest is in the bootstrap's key) and the debconf answers are
+	// given.
+	opts, err := aptPrepare(ctx, st, !common)
 	if err != nil {
 		return err
 	}
-	if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
-		return err
-	}
-	if err := setDebconf(ctx, st); err != nil {
-		return err
-	}
-	putOff, err := putOffInitramfs(st)
-	if err != nil {
-		return err
-	}
-	opts := slices.Concat(auth, putOff)
-	if len(st.Plan.Packages) > 0 {
-		if err := prefetch(ctx, st, st.Plan.Packages, opts); err != nil {
+	if common {
+		if err := takePutOffInitramfs(st); err != nil {
 			return err
 		}
-		st.Log.Printf("installing %d packages and their dependencies: %s", len(st.Plan.Packages), strings.Join(st.Plan.Packages, " "))
-		pw := buildlog.NewPackageProgress(st.Log, 0)
-		if err := c.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(st.Plan.Packages, opts...), Line: pw.Line}); err != nil {
-			return err
-		}
+	}
+	if err := aptInstall(ctx, st, st.Plan.Packages, opts); err != nil {
+		return err
 	}
 	// Local packages are installed whether or not the config lists any
 	// from the archive.
 	if err := installCustom(ctx, st, opts); err != nil {
 		return err
 	}
+	if common {
+		if err := finishCommon(ctx, st, opts); err != nil {
+			return err
+		}
+	}
 	return makeInitramfs(ctx, st)
+}
+
+// aptPrepare readies apt in the chroot for an install: the mirrors'
+// credentials, apt-get update and the debconf answers (unless fresh is
+// false: a stage before did both), the initramfs put off. It returns
+// the options every apt-get install of the stage takes.
+func aptPrepare(ctx context.Context, st *State, fresh bool) ([]string, error) {
+	auth, err := aptAuth(st)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: append(append(append([]string{}, aptOptions...), auth...), "update")}); err != nil {
+			return nil, err
+		}
+		if err := setDebconf(ctx, st); err != nil {
+			return nil, err
+		}
+	}
+	putOff, err := putOffInitramfs(st)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(auth, putOff), nil
+}
+
+// aptInstall fetches pkgs ahead and installs them with apt-get.
+func aptInstall(ctx context.Context, st *State, pkgs, opts []string) error {
+	if len(pkgs) == 0 {
+		return nil
+	}
+	if err := prefetch(ctx, st, pkgs, opts); err != nil {
+		return err
+	}
+	st.Log.Printf("installing %d packages and their dependencies: %s", len(pkgs), strings.Join(pkgs, " "))
+	pw := buildlog.NewPackageProgress(st.Log, 0)
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: AptInstallArgs(pkgs, opts...), Line: pw.Line})
+}
+
+// commonPackagesStage installs common-packages: what a family of images
+// has in common, in a stage whose cache entry each of them reuses
+// (cached: see CacheInputs). Triggers and the initramfs are left to the
+// packages stage, so that each runs once over everything installed.
+type commonPackagesStage struct{ inChroot }
+
+func (commonPackagesStage) Name() string { return "common-packages" }
+
+// sharedBetweenImages: a set starts its next image once this stage is
+// in the stage cache.
+func (commonPackagesStage) sharedBetweenImages() {}
+
+// deferTriggers leave the packages' triggers pending at the end of an
+// apt run: apt configures every package itself (Configure=all, not
+// leaving it to dpkg --configure --pending), with dpkg's --no-triggers,
+// and skips its final dpkg --configure --pending. The next apt run, or
+// finishCommon, runs them.
+var deferTriggers = []string{"-o", "PackageManager::Configure=all", "-o", "DPkg::NoTriggers=true", "-o", "DPkg::ConfigurePending=false"}
+
+func (commonPackagesStage) Run(ctx context.Context, st *State) error {
+	opts, err := aptPrepare(ctx, st, true)
+	if err != nil {
+		return err
+	}
+	if err := aptInstall(ctx, st, st.Plan.Spec.CommonPackages, append(opts, deferTriggers...)); err != nil {
+		return err
+	}
+	return keepPutOffInitramfs(st)
+}
+
+// finishCommon ends the packages stage of an image with common-packages:
+// the triggers the common stage left pending run (once, with everything
+// installed), and what apt chose in the common stage that the image's own
+// packages make unneeded goes (an alternative of a dependency, taken
+// before apt knew the packages that satisfy it now), so that the image
+// holds what one apt run of both lists would have given it.
+func finishCommon(ctx context.Context, st *State, opts []string) error {
+	path := "PATH=" + initramfsDir + ":" + dpkgPath
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "dpkg", Args: []string{"--configure", "--pending"}, Env: []string{path}}); err != nil {
+		return fmt.Errorf("running the triggers left pending: %w", err)
+	}
+	var sim bytes.Buffer
+	args := slices.Concat(aptOptions, opts, []string{"--simulate", "autoremove", "--purge"})
+	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: args, Stdout: &sim}); err != nil {
+		return err
+	}
+	gone := autoremoved(sim.String())
+	if len(gone) == 0 {
+		return nil
+	}
+	st.Log.Printf("removing %d packages that common-packages brought and the image's packages do not need: %s", len(gone), strings.Join(gone, " "))
+	args = slices.Concat(aptOptions, opts, []string{"autoremove", "--purge"})
+	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: args})
+}
+
+// autoremoved lists the packages apt-get --simulate autoremove would
+// remove ("Purg NAME [VERSION]" or "Remv NAME [VERSION]" lines).
+func autoremoved(sim string) []string {
+	var out []string
+	for _, l := range strings.Split(sim, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && (f[0] == "Purg" || f[0] == "Remv") {
+			out = append(out, f[1])
+		}
+	}
+	return out
 }
 
 // setDebconf gives debconf the config's answers (debconf:) before any

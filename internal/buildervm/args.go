@@ -21,7 +21,7 @@ type BuildArgs struct {
 	// for its report; "" = none.
 	JobRef string
 	// Turn and TurnReady are an image of a set's turn lock and the file
-	// it writes once its base system is in place (vmdeb build DIR,
+	// it writes once its shared stages are in place (vmdeb build DIR,
 	// internal/buildset); "" = not in a set.
 	Turn, TurnReady string
 }

@@ -1,7 +1,8 @@
 // Package buildset runs the images of a set (vmdeb build DIR) so that
 // they overlap, two at a time: the next image starts once the one before
-// has its base system in the stage cache (so it finds the bootstrap they
-// share there) and fewer than two run. Preparing an image (bootstrap,
+// has its base system (and common-packages, if it has them) in the stage
+// cache, so that it finds the stages they share there, and fewer than two
+// run. Preparing an image (bootstrap,
 // packages, hook: downloads, apt, scripts) keeps about one core busy, so
 // two prepare side by side; writing the outputs (the squashfs's
 // compression above all) takes every core, so the images take turns at

@@ -38,16 +38,20 @@ type Spec struct {
 	SecurityMirror string `yaml:"security-mirror"`
 	// APTAuth names an apt auth.conf file (apt_auth.conf(5)) with the
 	// mirrors' credentials: given to the build, never put in the image.
-	APTAuth        string   `yaml:"apt-auth"`
-	Components     []string `yaml:"components"`
-	Variant        Variant  `yaml:"variant"`
-	Bootstrap      Backend  `yaml:"bootstrap"`
-	Keyring        string   `yaml:"keyring"`
-	Cache          string   `yaml:"cache"`
-	Insecure       bool     `yaml:"insecure"`
-	Kernel         string   `yaml:"kernel"`
-	DeviceTree     string   `yaml:"device-tree"`
-	Packages       []string `yaml:"packages"`
+	APTAuth    string   `yaml:"apt-auth"`
+	Components []string `yaml:"components"`
+	Variant    Variant  `yaml:"variant"`
+	Bootstrap  Backend  `yaml:"bootstrap"`
+	Keyring    string   `yaml:"keyring"`
+	Cache      string   `yaml:"cache"`
+	Insecure   bool     `yaml:"insecure"`
+	Kernel     string   `yaml:"kernel"`
+	DeviceTree string   `yaml:"device-tree"`
+	Packages   []string `yaml:"packages"`
+	// CommonPackages are installed before Packages, in a stage of their
+	// own whose cache entry every image with the same base system and the
+	// same CommonPackages shares: what a family of images has in common.
+	CommonPackages []string `yaml:"common-packages"`
 	CustomPackages []string `yaml:"custom-packages"`
 	// Debconf are answers given to debconf before the packages are
 	// installed, one debconf-set-selections line each: OWNER QUESTION

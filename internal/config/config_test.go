@@ -92,6 +92,8 @@ func TestLoadErrors(t *testing.T) {
 			[]string{":2: suite: unknown suite \"trixy\"", "bookworm"}},
 		{"bad package", strings.Replace(good, "wpasupplicant", "Bad_Pkg", 1),
 			[]string{":4: packages[1]:", "Bad_Pkg"}},
+		{"bad common package", strings.Replace(good, "users:", "common-packages: [live-task-base, Firmware]\nusers:", 1),
+			[]string{":5: common-packages[1]:", "Firmware", "not a Debian package name"}},
 		{"debconf too short", strings.Replace(good, "users:", "debconf: [\"firmware-ipw2x00 firmware-ipw2x00/license/accepted\"]\nusers:", 1),
 			[]string{":5: debconf[0]:", "OWNER QUESTION TYPE VALUE"}},
 		{"debconf unknown type", strings.Replace(good, "users:", "debconf:\n  - man-db man-db/auto-update bool false\nusers:", 1),

@@ -140,6 +140,11 @@ func (s *Spec) Validate() Errors {
 			bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
 		}
 	}
+	for i, p := range s.CommonPackages {
+		if !packageRE.MatchString(p) {
+			bad(fmt.Sprintf("common-packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
+		}
+	}
 	for i, d := range s.CustomPackages {
 		key := fmt.Sprintf("custom-packages[%d]", i)
 		if !strings.HasSuffix(d, ".deb") {
