@@ -313,7 +313,7 @@ starts (exit status 2) writes no report file; --json prints the error.`,
 	c.Flags().StringVar(&f.jobID, "job", "", "build this job of --plan: its config, into its output directory, with its report (docs/plan.md)")
 	c.Flags().StringVar(&f.jobRef, "job-ref", "", "")
 	c.Flags().MarkHidden("job-ref")
-	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default two at a time: the next starts once the one before has its base system, and they take turns at writing outputs)")
+	c.Flags().BoolVar(&f.sequential, "sequential", false, "with several configs, build one image after the other (by default two at a time: the next starts once the one before has its base system and common packages, and they take turns at writing outputs)")
 	c.Flags().StringVar(&f.turn.Lock, "turn", "", "")
 	c.Flags().StringVar(&f.turn.Ready, "turn-ready", "", "")
 	c.Flags().MarkHidden("turn")
