@@ -176,7 +176,7 @@ func (packagesStage) Run(ctx context.Context, st *State) error {
 		return err
 	}
 	if common {
-		if err := finishCommon(ctx, st, opts); err != nil {
+		if err := runPendingTriggers(ctx, st); err != nil {
 			return err
 		}
 	}
@@ -236,7 +236,7 @@ func (commonPackagesStage) sharedBetweenImages() {}
 // apt run: apt configures every package itself (Configure=all, not
 // leaving it to dpkg --configure --pending), with dpkg's --no-triggers,
 // and skips its final dpkg --configure --pending. The next apt run, or
-// finishCommon, runs them.
+// runPendingTriggers, runs them.
 var deferTriggers = []string{"-o", "PackageManager::Configure=all", "-o", "DPkg::NoTriggers=true", "-o", "DPkg::ConfigurePending=false"}
 
 func (commonPackagesStage) Run(ctx context.Context, st *State) error {
@@ -250,42 +250,16 @@ func (commonPackagesStage) Run(ctx context.Context, st *State) error {
 	return keepPutOffInitramfs(st)
 }
 
-// finishCommon ends the packages stage of an image with common-packages:
-// the triggers the common stage left pending run (once, with everything
-// installed), and what apt chose in the common stage that the image's own
-// packages make unneeded goes (an alternative of a dependency, taken
-// before apt knew the packages that satisfy it now), so that the image
-// holds what one apt run of both lists would have given it.
-func finishCommon(ctx context.Context, st *State, opts []string) error {
+// runPendingTriggers ends the packages stage of an image with
+// common-packages: the triggers the common stage left pending run, once,
+// with everything installed (apt ran them already if it ran dpkg at all;
+// if the image's own packages were all installed before, it did not).
+func runPendingTriggers(ctx context.Context, st *State) error {
 	path := "PATH=" + initramfsDir + ":" + dpkgPath
 	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "dpkg", Args: []string{"--configure", "--pending"}, Env: []string{path}}); err != nil {
 		return fmt.Errorf("running the triggers left pending: %w", err)
 	}
-	var sim bytes.Buffer
-	args := slices.Concat(aptOptions, opts, []string{"--simulate", "autoremove", "--purge"})
-	if err := st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: args, Stdout: &sim}); err != nil {
-		return err
-	}
-	gone := autoremoved(sim.String())
-	if len(gone) == 0 {
-		return nil
-	}
-	st.Log.Printf("removing %d packages that common-packages brought and the image's packages do not need: %s", len(gone), strings.Join(gone, " "))
-	args = slices.Concat(aptOptions, opts, []string{"autoremove", "--purge"})
-	return st.Chroot.Run(ctx, buildlog.Cmd{Name: "apt-get", Args: args})
-}
-
-// autoremoved lists the packages apt-get --simulate autoremove would
-// remove ("Purg NAME [VERSION]" or "Remv NAME [VERSION]" lines).
-func autoremoved(sim string) []string {
-	var out []string
-	for _, l := range strings.Split(sim, "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && (f[0] == "Purg" || f[0] == "Remv") {
-			out = append(out, f[1])
-		}
-	}
-	return out
+	return nil
 }
 
 // setDebconf gives debconf the config's answers (debconf:) before any

@@ -7,24 +7,6 @@ import (
 	"vmdeb/internal/bootstrap"
 )
 
-func TestAutoremoved(t *testing.T) {
-	sim := `Reading package lists...
-Building dependency tree...
-The following packages will be REMOVED:
-  libadwaita-1-0* zenity* zenity-common*
-0 upgraded, 0 newly installed, 3 to remove and 0 not upgraded.
-Purg zenity [4.1.90-1]
-Purg libadwaita-1-0 [1.7.2-1]
-Purg zenity-common [4.1.90-1]
-`
-	if got, want := autoremoved(sim), []string{"zenity", "libadwaita-1-0", "zenity-common"}; !slices.Equal(got, want) {
-		t.Errorf("autoremoved = %q, want %q", got, want)
-	}
-	if got := autoremoved("Reading package lists...\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"); len(got) != 0 {
-		t.Errorf("nothing to remove: %q", got)
-	}
-}
-
 // common-packages is a stage of its own, in the chroot, cached, between
 // the bootstrap and the packages, only when the config has them.
 func TestCommonPackagesStage(t *testing.T) {
