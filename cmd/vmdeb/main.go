@@ -363,6 +363,9 @@ func runBuild(ctx context.Context, a []string, f buildFlags) error {
 		if f.turn.Lock != "" {
 			// An image of a set: see internal/buildset (buildInside
 			// lowers its priority, once its own /proc is mounted).
+			if err := f.turn.Hold(); err != nil {
+				return rep.finish(&exitError{exitFailed, err})
+			}
 			f.run.Turn, f.run.BaseReady = f.turn.Take, f.turn.BaseReady
 		}
 		return buildInside(s, f.run, f.logPath, rep)

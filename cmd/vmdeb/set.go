@@ -60,7 +60,7 @@ func buildSet(ctx context.Context, configs []string, f buildFlags) error {
 		if dir, err = buildset.NewDir(); err != nil {
 			return &exitError{exitFailed, err}
 		}
-		defer os.RemoveAll(string(dir))
+		defer dir.Remove()
 		fmt.Fprintf(prose, "vmdeb: building %d images, two at a time, taking turns at writing their outputs (--sequential: one after the other)\n", len(configs))
 	}
 	if f.report.path != "" {

@@ -34,22 +34,91 @@ import (
 	"vmdeb/internal/run"
 )
 
-// Dir is a set's own directory: its turn lock and its images' ready
-// files.
+// Dir is a set's own directory: its turn lock, its images' ready files,
+// and the owner file every process of the set holds a shared lock on for
+// as long as it lives (the set's vmdeb, and each image's build: Hold).
 type Dir string
 
-// NewDir makes a set's directory (remove it with os.RemoveAll when the
-// set is done).
+// ownerName is the set directory's owner file. A directory whose owner
+// file nobody holds is left from a set whose vmdeb was killed (SIGKILL):
+// the next set removes it (sweep).
+const ownerName = "owner"
+
+// ownerFile is the owner lock this process holds (NewDir or Hold), kept
+// open, and so locked, until Remove or the process's end.
+var ownerFile *os.File
+
+// NewDir removes the directories of sets nobody holds any more, and
+// makes this set's, holding its owner lock (Remove ends the set).
 func NewDir() (Dir, error) {
+	sweep(os.TempDir())
 	d, err := os.MkdirTemp("", "vmdeb-set-")
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(d, "turn"), nil, 0o600); err != nil {
+	fail := func(err error) (Dir, error) {
 		os.RemoveAll(d)
 		return "", err
 	}
+	if err := os.WriteFile(filepath.Join(d, "turn"), nil, 0o600); err != nil {
+		return fail(err)
+	}
+	// Locked before it takes its name: a sweep never sees it unlocked.
+	f, err := os.OpenFile(filepath.Join(d, ownerName+".new"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if err := os.Rename(f.Name(), filepath.Join(d, ownerName)); err != nil {
+		f.Close()
+		return fail(err)
+	}
+	ownerFile = f
 	return Dir(d), nil
+}
+
+// Remove ends the set: its directory goes, and this process's hold on it.
+func (d Dir) Remove() error {
+	if ownerFile != nil {
+		ownerFile.Close()
+		ownerFile = nil
+	}
+	return os.RemoveAll(string(d))
+}
+
+// Hold is called by an image's build with its turn: it holds the set
+// directory's owner lock for as long as the build process lives, so that
+// the directory outlives a killed set's vmdeb while its builds run.
+func (t Turn) Hold() error {
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(t.Lock), ownerName), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("the set's directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return fmt.Errorf("the set's directory: %w", err)
+	}
+	ownerFile = f
+	return nil
+}
+
+// sweep removes the set directories under tmp whose owner lock nobody
+// holds. Others' directories it may not open or remove are left alone.
+func sweep(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "vmdeb-set-*"))
+	for _, d := range dirs {
+		f, err := os.OpenFile(filepath.Join(d, ownerName), os.O_RDWR, 0)
+		if err != nil {
+			continue // not a set's (or one made before owner files)
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(d)
+		}
+		f.Close()
+	}
 }
 
 // Turn is image i's turn in the set.

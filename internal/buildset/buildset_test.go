@@ -227,7 +227,7 @@ func TestBaseReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(string(d))
+	defer d.Remove()
 	a, b := d.Turn(0), d.Turn(1)
 	if a.Lock != b.Lock || a.Ready == b.Ready {
 		t.Fatalf("turns %+v, %+v: one lock, a ready file each", a, b)
@@ -278,5 +278,56 @@ func TestYield(t *testing.T) {
 	}
 	if p, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); 20-p != 0 {
 		t.Errorf("nice %d after the turn, want 0", 20-p)
+	}
+}
+
+// A set's directory stays while any process of the set holds it (its
+// vmdeb, an image's build) and goes with the next set once none does: its
+// vmdeb was killed. Directories without an owner file are not a set's.
+func TestSweep(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	other := filepath.Join(tmp, "vmdeb-set-other")
+	os.Mkdir(other, 0o700)
+	killed, err := NewDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerFile.Close() // as if its vmdeb were killed
+	ownerFile = nil
+	held, err := NewDir() // sweeps killed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(string(killed)); !os.IsNotExist(err) {
+		t.Errorf("the killed set's directory is left: %v", err)
+	}
+	ownerFile.Close() // its vmdeb is killed, but an image's build holds it
+	ownerFile = nil
+	if err := held.Turn(0).Hold(); err != nil {
+		t.Fatal(err)
+	}
+	build := ownerFile
+	ownerFile = nil
+	d, err := NewDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Remove()
+	for _, keep := range []string{string(held), other, string(d)} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s removed: %v", keep, err)
+		}
+	}
+	build.Close() // the build ends too
+	sweep(tmp)
+	if _, err := os.Stat(string(held)); !os.IsNotExist(err) {
+		t.Errorf("a set nobody holds is left: %v", err)
+	}
+	if _, err := os.Stat(string(d)); err != nil {
+		t.Errorf("this set's directory removed while it holds it: %v", err)
+	}
+	if err := (Turn{Lock: filepath.Join(string(held), "turn")}).Hold(); err == nil {
+		t.Error("Hold of a removed set's directory: no error")
 	}
 }
