@@ -85,9 +85,9 @@ func cacheCmd() *cobra.Command {
 				return err
 			}
 			var total int64
-			fmt.Printf("%-12s %-24s %-10s %10s  %-16s  %s\n", "KEY", "CONFIG", "STAGE", "SIZE", "LAST USED", "CREATED")
+			fmt.Printf("%-12s %-24s %-15s %10s  %-16s  %s\n", "KEY", "CONFIG", "STAGE", "SIZE", "LAST USED", "CREATED")
 			for _, e := range l {
-				fmt.Printf("%-12s %-24s %-10s %10s  %-16s  %s\n", e.Key[:12], e.Config, e.Stage, bytesize.Format(e.Size),
+				fmt.Printf("%-12s %-24s %-15s %10s  %-16s  %s\n", e.Key[:12], e.Config, e.Stage, bytesize.Format(e.Size),
 					e.LastUsed().Local().Format("2006-01-02 15:04"), e.Created.Local().Format("2006-01-02 15:04"))
 				total += e.Size
 			}
