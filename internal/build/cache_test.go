@@ -209,3 +209,32 @@ func TestBaseStage(t *testing.T) {
 		}
 	}
 }
+
+// The eight live images of configs/ share their bootstrap and
+// common-packages entries: a set of them installs the firmware and the
+// localisation once.
+func TestConfigsShareCommonPackages(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) < 8 {
+		t.Fatalf("configs: %v %v", files, err)
+	}
+	var first []cachePoint
+	for _, f := range files {
+		s, err := config.Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := cachePlan(t, s)
+		pts := cachePoints(p, Stages(p))
+		if len(pts) != 3 || pts[1].stage != "common-packages" {
+			t.Fatalf("%s: cache points %+v, want bootstrap, common-packages, packages", f, pts)
+		}
+		if first == nil {
+			first = pts
+			continue
+		}
+		if pts[0].key != first[0].key || pts[1].key != first[1].key {
+			t.Errorf("%s: bootstrap or common-packages key differs from %s's", f, files[0])
+		}
+	}
+}
