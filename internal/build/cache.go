@@ -114,13 +114,19 @@ func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 	for _, d := range p.Spec.CustomPackages {
 		pk.AddFile("custom-packages "+d, p.Spec.Path(d))
 	}
-	pk.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
+	addInstallInputs(&pk, p)
+	return pk
+}
+
+// addInstallInputs adds what an apt install in the chroot depends on
+// besides its package list: SOURCE_DATE_EPOCH and the debconf answers.
+func addInstallInputs(in *stagecache.Inputs, p *Plan) {
+	in.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
 	// Only when given, so that the keys of configs without answers stay
 	// what they were.
 	if len(p.Spec.Debconf) > 0 {
-		pk.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
+		in.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
 	}
-	return pk
 }
 
 // CacheInputs of common-packages: its package list, the debconf answers
@@ -130,10 +136,7 @@ func (packagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 func (commonPackagesStage) CacheInputs(p *Plan) stagecache.Inputs {
 	var in stagecache.Inputs
 	in.Add("common-packages", strings.Join(p.Spec.CommonPackages, " "))
-	in.Add("source-date-epoch", fmt.Sprint(p.SourceDateEpoch))
-	if len(p.Spec.Debconf) > 0 {
-		in.Add("debconf", strings.Join(p.Spec.Debconf, "\n"))
-	}
+	addInstallInputs(&in, p)
 	return in
 }
 

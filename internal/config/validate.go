@@ -135,14 +135,14 @@ func (s *Spec) Validate() Errors {
 	if s.DeviceTree != "" {
 		validateDeviceTree(s, a, bad)
 	}
-	for i, p := range s.Packages {
-		if !packageRE.MatchString(p) {
-			bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
-		}
-	}
-	for i, p := range s.CommonPackages {
-		if !packageRE.MatchString(p) {
-			bad(fmt.Sprintf("common-packages[%d]", i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
+	for _, l := range []struct {
+		key   string
+		names []string
+	}{{"packages", s.Packages}, {"common-packages", s.CommonPackages}} {
+		for i, p := range l.names {
+			if !packageRE.MatchString(p) {
+				bad(fmt.Sprintf("%s[%d]", l.key, i), "%q is not a Debian package name (lower case, digits, + - .; optionally =VERSION or /SUITE)", p)
+			}
 		}
 	}
 	for i, d := range s.CustomPackages {
