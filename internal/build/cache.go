@@ -13,6 +13,7 @@ import (
 	"vmdeb/internal/bytesize"
 	"vmdeb/internal/chroot"
 	"vmdeb/internal/report"
+	"vmdeb/internal/squashfs"
 	"vmdeb/internal/stagecache"
 )
 
@@ -34,8 +35,37 @@ var selfSum = sync.OnceValue(func() string {
 })
 
 // AutoPruneSize bounds the stage cache after each build: the least
-// recently used entries go first.
+// recently used entries go first. The squashfs block cache in it has a
+// bound of its own, the same (trimBlockCache).
 const AutoPruneSize = 20 << 30
+
+// trimBlockCache bounds the squashfs block cache after a build that made
+// a squashfs through it, as saveToCache bounds the stage entries: without
+// it every rebuild with changed files would add blocks until the disk is
+// full. The least recently used blocks go first (a block's date is when a
+// build last took it, to the hour). A block another build of a set is
+// about to take, if removed, is compressed again: the image is the same.
+func trimBlockCache(st *State, limit int64) {
+	if st.BlockCache == "" {
+		return
+	}
+	used := false
+	for _, b := range st.Blocks {
+		used = used || b.Used
+	}
+	if !used {
+		return
+	}
+	c := squashfs.Cache{Dir: st.BlockCache}
+	n, freed, err := c.Prune(0, limit)
+	if err != nil {
+		st.Log.Printf("squashfs block cache: not trimmed: %v", err)
+		return
+	}
+	if n > 0 {
+		st.Log.Printf("squashfs block cache: removed %d least recently used blocks, %s (over %s)", n, bytesize.Format(freed), bytesize.Format(limit))
+	}
+}
 
 // cached is a stage whose result the stage cache keeps: the root file
 // system as the stage leaves it. The runner restores the deepest cached

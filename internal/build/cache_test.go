@@ -1,16 +1,21 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"vmdeb/internal/bootstrap"
+	"vmdeb/internal/buildlog"
 	"vmdeb/internal/config"
 	"vmdeb/internal/deb"
+	"vmdeb/internal/live"
+	"vmdeb/internal/squashfs"
 	"vmdeb/internal/stagecache"
 )
 
@@ -236,5 +241,60 @@ func TestConfigsShareCommonPackages(t *testing.T) {
 		if pts[0].key != first[0].key || pts[1].key != first[1].key {
 			t.Errorf("%s: bootstrap or common-packages key differs from %s's", f, files[0])
 		}
+	}
+}
+
+// TestTrimBlockCache: after a build that made its squashfs through the
+// block cache, the cache is trimmed to the bound, least recently used
+// blocks first; a build that did not use it leaves it alone.
+func TestTrimBlockCache(t *testing.T) {
+	dir := t.TempDir()
+	c := &squashfs.Cache{Dir: dir, Ident: "test"}
+	var keys []string
+	for i := 0; i < 4; i++ {
+		raw := []byte{byte(i), 1, 2, 3}
+		k := c.Key(raw)
+		if err := c.Put(k, squashfs.Stored{Data: bytes.Repeat([]byte{byte(i)}, 1000)}); err != nil {
+			t.Fatal(err)
+		}
+		// Block i last used i hours ago: block 3 is the oldest.
+		when := time.Now().Add(-time.Duration(i) * time.Hour)
+		if err := os.Chtimes(filepath.Join(dir, k[:2], k), when, when); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	_, size, err := c.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := size / 4
+	var logged strings.Builder
+	st := &State{Log: buildlog.New(&logged, "log", nil), BlockCache: dir}
+
+	// No squashfs made through the cache: nothing removed.
+	st.Blocks = []*live.BlockReport{{Used: false}}
+	trimBlockCache(st, one)
+	if n, _, _ := c.Usage(); n != 4 {
+		t.Fatalf("a build that did not use the block cache trimmed it: %d blocks left", n)
+	}
+
+	st.Blocks = append(st.Blocks, &live.BlockReport{Used: true})
+	trimBlockCache(st, 2*one)
+	for i, k := range keys {
+		_, err := c.Get(k)
+		if kept := err == nil; kept != (i < 2) {
+			t.Errorf("block %d (used %d hours ago): kept %v, want %v (%v)", i, i, kept, i < 2, err)
+		}
+	}
+	if !strings.Contains(logged.String(), "squashfs block cache: removed 2 least recently used blocks") {
+		t.Errorf("log does not say what was removed:\n%s", logged.String())
+	}
+
+	// Under the bound: nothing removed, nothing said.
+	logged.Reset()
+	trimBlockCache(st, AutoPruneSize)
+	if n, _, _ := c.Usage(); n != 2 || logged.Len() != 0 {
+		t.Errorf("under the bound: %d blocks left, log %q", n, logged.String())
 	}
 }

@@ -225,6 +225,7 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	trimBlockCache(r.st, AutoPruneSize)
 	log.Done()
 	return nil
 }
