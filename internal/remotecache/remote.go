@@ -31,9 +31,12 @@ import (
 const (
 	StageArtifactType = "application/vnd.vmdeb.stage.v1"
 	StageEntryType    = "application/vnd.vmdeb.stage.entry.v1+json" // the config: entry.json
-	StageArchiveType  = "application/vnd.vmdeb.stage.rootfs.v1.tar" // the one layer: the tree
-	DebArtifactType   = "application/vnd.vmdeb.deb.v1"
-	DebType           = "application/vnd.debian.binary-package"
+	StageArchiveType  = "application/vnd.vmdeb.stage.rootfs.v1.tar" // the one layer: the tree, a tar archive
+	// StageArchiveZstdType is the layer of an entry whose archive is
+	// compressed (stagecache.FormatTarZstd, what vmdeb saves).
+	StageArchiveZstdType = "application/vnd.vmdeb.stage.rootfs.v1.tar+zstd"
+	DebArtifactType      = "application/vnd.vmdeb.deb.v1"
+	DebType              = "application/vnd.debian.binary-package"
 )
 
 // Limits on what is read whole into memory.
@@ -275,7 +278,7 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 		return "", err
 	}
 	dg := d.Digest.String()
-	if m.Config.MediaType != StageEntryType || m.Config.Size > maxEntry || m.Layers[0].MediaType != StageArchiveType {
+	if _, ok := archiveFormat(m.Layers[0].MediaType); m.Config.MediaType != StageEntryType || m.Config.Size > maxEntry || !ok {
 		return dg, refuse(tag, "unexpected media types")
 	}
 	data, err := content.FetchAll(ctx, c.target, m.Config)
@@ -306,9 +309,30 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 	return dg, nil
 }
 
+// archiveFormat is the stage cache format of an archive layer's media
+// type.
+func archiveFormat(mediaType string) (string, bool) {
+	switch mediaType {
+	case StageArchiveZstdType:
+		return stagecache.FormatTarZstd, true
+	case StageArchiveType:
+		return stagecache.FormatTar, true
+	}
+	return "", false
+}
+
+// archiveType is the layer media type of an archive of format f.
+func archiveType(f string) string {
+	if f == stagecache.FormatTarZstd {
+		return StageArchiveZstdType
+	}
+	return StageArchiveType
+}
+
 // CheckEntry reads a pulled entry.json and checks it against what the
 // build computed (key, stage) and the layer that carries its archive:
-// one tar archive whose SHA256 and size are the layer's.
+// one archive of the format the layer's media type says, whose SHA256
+// and size are the layer's.
 func CheckEntry(data []byte, key, stage string, layer ocispec.Descriptor) (*stagecache.Entry, error) {
 	var e stagecache.Entry
 	if err := json.Unmarshal(data, &e); err != nil {
@@ -319,8 +343,8 @@ func CheckEntry(data []byte, key, stage string, layer ocispec.Descriptor) (*stag
 		return nil, fmt.Errorf("its entry is for key %s, the build computed %s", e.Key, key)
 	case e.Stage != stage:
 		return nil, fmt.Errorf("its entry is of stage %q, not %q", e.Stage, stage)
-	case e.Format != "tar":
-		return nil, fmt.Errorf("its entry's format is %q, not tar", e.Format)
+	case !stagecache.IsArchive(e.Format) || archiveType(e.Format) != layer.MediaType:
+		return nil, fmt.Errorf("its entry's format is %q, its layer's media type %s", e.Format, layer.MediaType)
 	case layer.Digest != digest.NewDigestFromEncoded(digest.SHA256, e.SHA256):
 		return nil, fmt.Errorf("its entry records SHA256 %s, its archive's digest is %s", e.SHA256, layer.Digest)
 	case layer.Size != e.Size:
@@ -350,7 +374,7 @@ func (v *verifying) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// PushStage stores a local entry (as Export gives it: a tar archive at
+// PushStage stores a local entry (as Export gives it: an archive at
 // path) under its key. It returns the manifest's digest and whether the
 // registry had it already (then nothing was sent).
 func (c *Client) PushStage(ctx context.Context, e *stagecache.Entry, path string) (dg string, present bool, err error) {
@@ -376,8 +400,11 @@ func (c *Client) pushStage(ctx context.Context, e *stagecache.Entry, path string
 	if err := c.pushBytes(ctx, cfg, meta); err != nil {
 		return "", false, err
 	}
-	layer := ocispec.Descriptor{MediaType: StageArchiveType, Digest: digest.NewDigestFromEncoded(digest.SHA256, e.SHA256), Size: e.Size,
-		Annotations: map[string]string{ocispec.AnnotationTitle: "rootfs.tar"}}
+	if !stagecache.IsArchive(e.Format) {
+		return "", false, fmt.Errorf("stage entry %s: format %q is not an archive", e.Key[:12], e.Format)
+	}
+	layer := ocispec.Descriptor{MediaType: archiveType(e.Format), Digest: digest.NewDigestFromEncoded(digest.SHA256, e.SHA256), Size: e.Size,
+		Annotations: map[string]string{ocispec.AnnotationTitle: stagecache.ArchiveName(e.Format)}}
 	if err := c.pushFile(ctx, layer, path); err != nil {
 		return "", false, err
 	}

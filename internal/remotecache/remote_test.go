@@ -105,12 +105,18 @@ var testRef = Ref{Host: "127.0.0.1:5000", Repo: "vmdeb/cache", PlainHTTP: true}
 // localEntry stores an entry whose archive is data in a new local cache.
 func localEntry(t *testing.T, key, stage string, data []byte) (*stagecache.Cache, *stagecache.Entry) {
 	t.Helper()
+	return localEntryFormat(t, key, stage, stagecache.FormatTar, data)
+}
+
+// localEntryFormat stores an entry of an archive format in a new local cache.
+func localEntryFormat(t *testing.T, key, stage, format string, data []byte) (*stagecache.Cache, *stagecache.Entry) {
+	t.Helper()
 	c, err := stagecache.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
-	e := &stagecache.Entry{Key: key, Config: "test", Stage: stage, Format: "tar", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+	e := &stagecache.Entry{Key: key, Config: "test", Stage: stage, Format: format, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Inputs: stagecache.Inputs{{Name: "suite", Value: "trixie"}}}
 	if err := c.Import(context.Background(), e, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
@@ -269,6 +275,8 @@ func TestStagePullRefusesWrongEntry(t *testing.T) {
 		"key":     {func(e *stagecache.Entry) { e.Key = strings.Repeat("5b", 32) }, "the build computed " + key},
 		"size":    {func(e *stagecache.Entry) { e.Size++ }, "its entry records 31 bytes"},
 		"format":  {func(e *stagecache.Entry) { e.Format = "reflink" }, `format is "reflink"`},
+		// A compressed archive's entry under a plain tar's media type.
+		"tar.zst": {func(e *stagecache.Entry) { e.Format = stagecache.FormatTarZstd }, `format is "tar.zst", its layer's media type ` + StageArchiveType},
 		"garbage": {nil, "its entry.json"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -427,5 +435,34 @@ func TestStallGivenUp(t *testing.T) {
 	defer cancel()
 	if _, err := cl2.PullStage(ctx, key, "packages", dst); err == nil || cl2.Down() != nil {
 		t.Errorf("cancelled pull: %v, down %v", err, cl2.Down())
+	}
+}
+
+// TestStageRoundTripZstd: a compressed entry (what vmdeb saves) travels
+// under its own media type and arrives as the same compressed archive.
+func TestStageRoundTripZstd(t *testing.T) {
+	ctx := context.Background()
+	key := strings.Repeat("3d", 32)
+	data := []byte("\x28\xb5\x2f\xfd stands for a zstd stream")
+	src, e := localEntryFormat(t, key, "packages", stagecache.FormatTarZstd, data)
+	cl := NewWithTarget(testRef, memory.New())
+	push(t, cl, src, e)
+	_, m, err := cl.manifest(ctx, StageTag(key), StageArtifactType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := m.Layers[0]; l.MediaType != StageArchiveZstdType || l.Annotations[ocispec.AnnotationTitle] != "rootfs.tar.zst" {
+		t.Errorf("layer %s titled %q, want %s titled rootfs.tar.zst", l.MediaType, l.Annotations[ocispec.AnnotationTitle], StageArchiveZstdType)
+	}
+	dst, _ := stagecache.Open(t.TempDir())
+	if _, err := cl.PullStage(ctx, key, "packages", dst); err != nil {
+		t.Fatal(err)
+	}
+	pe, ok := dst.Lookup(key)
+	if !ok || pe.Format != stagecache.FormatTarZstd {
+		t.Fatalf("pulled entry: %+v %v", pe, ok)
+	}
+	if b, _ := os.ReadFile(filepath.Join(pe.Dir(), "rootfs.tar.zst")); !bytes.Equal(b, data) {
+		t.Error("pulled archive differs")
 	}
 }

@@ -19,8 +19,8 @@ import (
 // an imported entry is no more trusted than a saved one. e.Key must be
 // the key the caller computed (it names the entry's directory).
 func (c *Cache) Import(ctx context.Context, e *Entry, r io.Reader) (err error) {
-	if e.Format != "tar" || len(e.SHA256) != 64 || e.Size < 0 || len(e.Key) < 12 {
-		return fmt.Errorf("%w: an imported entry must be a tar archive with its size and SHA256", ErrCorrupt)
+	if !IsArchive(e.Format) || len(e.SHA256) != 64 || e.Size < 0 || len(e.Key) < 12 {
+		return fmt.Errorf("%w: an imported entry must be an archive (%s or %s) with its size and SHA256", ErrCorrupt, FormatTarZstd, FormatTar)
 	}
 	if _, ok := c.Lookup(e.Key); ok {
 		return nil
@@ -35,7 +35,7 @@ func (c *Cache) Import(ctx context.Context, e *Entry, r io.Reader) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	f, err := os.Create(filepath.Join(tmp, archiveName))
+	f, err := os.Create(filepath.Join(tmp, ArchiveName(e.Format)))
 	if err != nil {
 		return err
 	}
@@ -92,16 +92,16 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Export gives the entry as a tar archive, as Import takes it: the
-// stored archive itself, or for a reflinked entry one written from its
-// tree into a temporary file that done removes. The returned entry
-// describes the archive (format tar, its size and SHA256).
+// Export gives the entry as an archive, as Import takes it: the stored
+// archive itself, or for a reflinked entry a compressed one written from
+// its tree into a temporary file that done removes. The returned entry
+// describes the archive (its format, size and SHA256).
 func (c *Cache) Export(ctx context.Context, e *Entry) (out *Entry, path string, done func(), err error) {
 	cp := *e
-	if e.Format == "tar" {
-		return &cp, filepath.Join(e.dir, archiveName), func() {}, nil
+	if IsArchive(e.Format) {
+		return &cp, e.archive(), func() {}, nil
 	}
-	if e.Format != "reflink" {
+	if e.Format != FormatReflink {
 		return nil, "", nil, fmt.Errorf("stage cache: entry %s has an unknown format %q", e.Key, e.Format)
 	}
 	tmp, lock, err := c.newTemp("export")
@@ -112,8 +112,8 @@ func (c *Cache) Export(ctx context.Context, e *Entry) (out *Entry, path string, 
 		os.RemoveAll(tmp)
 		lock.Close()
 	}
-	cp.Format = "tar"
-	path = filepath.Join(tmp, archiveName)
+	cp.Format = FormatTarZstd
+	path = filepath.Join(tmp, ArchiveName(cp.Format))
 	if err := writeArchive(ctx, &cp, filepath.Join(e.dir, treeName), path, nil); err != nil {
 		done()
 		return nil, "", nil, errors.Join(fmt.Errorf("stage cache: exporting %s", e.Key[:12]), err)

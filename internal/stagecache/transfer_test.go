@@ -3,7 +3,10 @@ package stagecache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +28,7 @@ func exportImport(t *testing.T, c *Cache, e *Entry, root string) {
 		t.Fatal(err)
 	}
 	defer done()
-	if ex.Format != "tar" || len(ex.SHA256) != 64 || ex.Key != e.Key {
+	if ex.Format != FormatTarZstd || len(ex.SHA256) != 64 || ex.Key != e.Key {
 		t.Fatalf("exported entry: %+v", ex)
 	}
 	f, err := os.Open(path)
@@ -137,4 +141,55 @@ func TestExportReflinkEntry(t *testing.T) {
 // 1 for every directory, ext4 counts subdirectories.
 func dirLinksOut(l string) string {
 	return regexp.MustCompile(`(?m)^(\S+ d\S+ .*) \d+ (\d+:\d+)$`).ReplaceAllString(l, "$1 $2")
+}
+
+// TestPlainTarEntryRestored: an entry whose archive is a tar as it is
+// (earlier versions saved those; a registry may hold them) is imported
+// and restored like a compressed one, and a compressed one's archive is
+// a zstd stream of that tar.
+func TestPlainTarEntryRestored(t *testing.T) {
+	needTar(t)
+	root := tree(t)
+	c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+	in := inputs("suite", "trixie")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "bootstrap", Inputs: in}
+	if err := c.Save(context.Background(), e, root, nil); err != nil {
+		t.Fatal(err)
+	}
+	zst, err := os.ReadFile(e.archive())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(zst, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Fatalf("the saved archive is not a zstd stream: % x", zst[:8])
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(zst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	zr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(plain)
+	old := &Entry{Key: e.Key, Config: "img", Stage: "bootstrap", Inputs: in, Format: FormatTar, Size: int64(len(plain)), SHA256: hex.EncodeToString(sum[:])}
+	dst, _ := Open(filepath.Join(t.TempDir(), "other"))
+	if err := dst.Import(context.Background(), old, bytes.NewReader(plain)); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := dst.Lookup(e.Key)
+	if !ok || got.Format != FormatTar {
+		t.Fatalf("imported plain entry: %+v %v", got, ok)
+	}
+	if _, err := os.Stat(filepath.Join(got.Dir(), "rootfs.tar")); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := dst.Restore(context.Background(), got, out); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := listing(t, root), listing(t, out); a != b {
+		t.Errorf("restored from a plain tar:\n--- saved\n%s--- restored\n%s", a, b)
+	}
 }
