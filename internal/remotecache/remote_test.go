@@ -271,10 +271,10 @@ func TestStagePullRefusesWrongEntry(t *testing.T) {
 		edit func(e *stagecache.Entry)
 		want string
 	}{
-		"sha256":  {func(e *stagecache.Entry) { e.SHA256 = strings.Repeat("0", 64) }, "its entry records SHA256 0000"},
-		"key":     {func(e *stagecache.Entry) { e.Key = strings.Repeat("5b", 32) }, "the build computed " + key},
-		"size":    {func(e *stagecache.Entry) { e.Size++ }, "its entry records 31 bytes"},
-		"format":  {func(e *stagecache.Entry) { e.Format = "reflink" }, `format is "reflink"`},
+		"sha256": {func(e *stagecache.Entry) { e.SHA256 = strings.Repeat("0", 64) }, "its entry records SHA256 0000"},
+		"key":    {func(e *stagecache.Entry) { e.Key = strings.Repeat("5b", 32) }, "the build computed " + key},
+		"size":   {func(e *stagecache.Entry) { e.Size++ }, "its entry records 31 bytes"},
+		"format": {func(e *stagecache.Entry) { e.Format = "reflink" }, `format is "reflink"`},
 		// A compressed archive's entry under a plain tar's media type.
 		"tar.zst": {func(e *stagecache.Entry) { e.Format = stagecache.FormatTarZstd }, `format is "tar.zst", its layer's media type ` + StageArchiveType},
 		"garbage": {nil, "its entry.json"},
