@@ -36,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmdeb/internal/archive"
+	"vmdeb/internal/bytesize"
 )
 
 // DefaultDir is where builds keep stage results unless told otherwise.
@@ -368,7 +369,7 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 		}
 	} else {
 		e.Format = FormatTarZstd
-		if err := writeArchive(ctx, e, root, filepath.Join(tmp, ArchiveName(e.Format)), exclude); err != nil {
+		if err := writeArchive(ctx, e, root, filepath.Join(tmp, ArchiveName(e.Format)), exclude, c.Dir); err != nil {
 			return err
 		}
 	}
@@ -400,14 +401,15 @@ func (c *Cache) Save(ctx context.Context, e *Entry, root string, exclude []strin
 
 // writeArchive writes root as an ordered tar archive of format e.Format
 // (FormatTarZstd or FormatTar) and records its size and SHA256 in e.
-func writeArchive(ctx context.Context, e *Entry, root, path string, exclude []string) error {
+func writeArchive(ctx context.Context, e *Entry, root, path string, exclude []string, cacheDir string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	rw := &reserving{w: io.MultiWriter(f, h), dir: cacheDir}
+	cw := &countWriter{w: rw}
 	var out io.Writer = cw
 	var zw *zstd.Encoder
 	if e.Format == FormatTarZstd {
@@ -431,11 +433,18 @@ func writeArchive(ctx context.Context, e *Entry, root, path string, exclude []st
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if rw.full != nil {
+			// tar failed writing to a pipe nobody reads any more.
+			return rw.full
+		}
 		return fmt.Errorf("stage cache: tar of %s: %v: %s", root, err, strings.TrimSpace(stderr.String()))
 	}
 	if zw != nil {
 		err := zw.Close()
 		zw = nil
+		if rw.full != nil {
+			return rw.full
+		}
 		if err != nil {
 			return fmt.Errorf("stage cache: compressing %s: %w", path, err)
 		}
@@ -529,6 +538,65 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// NoSpaceError says an entry was not saved because writing it would have
+// left the file system holding the cache with less than it keeps free
+// (reserve): a cache must not fill the disk that the build, and the host,
+// need.
+type NoSpaceError struct {
+	Dir           string
+	Free, Reserve int64
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("stage cache: stopped writing an entry: the file system of %s has %s free, and the cache leaves at least %s (5%% of it, at least 2 GiB) to the rest of the machine",
+		e.Dir, bytesize.Format(e.Free), bytesize.Format(e.Reserve))
+}
+
+// statFS is the free and the total space of the file system holding dir
+// (a variable: tests give a full disk).
+var statFS = func(dir string) (free, total int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+}
+
+// reserveOf is what the cache leaves free on a file system of this size.
+func reserveOf(total int64) int64 { return max(total/20, 2<<30) }
+
+// reserveCheck is how often, in bytes written, the free space is looked
+// at (a variable for tests).
+var reserveCheck int64 = 64 << 20
+
+// reserving writes through w, and fails with a NoSpaceError once the file
+// system holding dir has less free than its reserve: checked before the
+// first write and every reserveCheck bytes.
+type reserving struct {
+	w       io.Writer
+	dir     string
+	pending int64 // written since the last check
+	checked bool
+	full    *NoSpaceError // once the reserve was reached
+}
+
+func (r *reserving) Write(p []byte) (int, error) {
+	if !r.checked || r.pending >= reserveCheck {
+		r.checked, r.pending = true, 0
+		if free, total, err := statFS(r.dir); err == nil {
+			if res := reserveOf(total); free < res {
+				r.full = &NoSpaceError{Dir: r.dir, Free: free, Reserve: res}
+			}
+		}
+	}
+	if r.full != nil {
+		return 0, r.full
+	}
+	n, err := r.w.Write(p)
+	r.pending += int64(n)
+	return n, err
 }
 
 type countWriter struct {

@@ -2,6 +2,7 @@ package stagecache
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -432,5 +433,72 @@ func TestSweepRemovesOldUnlockedNew(t *testing.T) {
 	c.sweep()
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a dead writer's entry was kept: %v", err)
+	}
+}
+
+// TestSaveKeepsTheReserve: an entry whose writing would leave the file
+// system with less than the cache's reserve is not saved, whether the
+// disk is short from the start or becomes so while it is written, and
+// nothing is left of it; an import stops the same way.
+func TestSaveKeepsTheReserve(t *testing.T) {
+	needTar(t)
+	const total = 100 << 30 // a 100 GiB disk: a 5 GiB reserve
+	if r := reserveOf(total); r != 5<<30 {
+		t.Fatalf("reserve of a 100 GiB disk = %d", r)
+	}
+	if r := reserveOf(8 << 30); r != 2<<30 {
+		t.Fatalf("reserve of an 8 GiB disk = %d, want the 2 GiB floor", r)
+	}
+	oldStat, oldCheck := statFS, reserveCheck
+	t.Cleanup(func() { statFS, reserveCheck = oldStat, oldCheck })
+	reserveCheck = 512 // look often: the test tree is small
+	for name, freeAt := range map[string]func(call int) int64{
+		"short from the start": func(int) int64 { return 4 << 30 },
+		"short while writing":  func(call int) int64 { return map[bool]int64{true: 50 << 30, false: 4 << 30}[call == 1] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			calls := 0
+			statFS = func(string) (int64, int64, error) { calls++; return freeAt(calls), total, nil }
+			c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+			in := inputs("x", name)
+			e := &Entry{Key: Key("", in), Config: "img", Stage: "packages", Inputs: in}
+			root := tree(t)
+			// Data zstd cannot shrink, so that the archive is
+			// written in many pieces.
+			noise := make([]byte, 1<<20)
+			rand.Read(noise)
+			os.WriteFile(filepath.Join(root, "noise"), noise, 0o644)
+			err := c.Save(context.Background(), e, root, nil)
+			var full *NoSpaceError
+			if !errors.As(err, &full) || full.Reserve != 5<<30 || full.Free != 4<<30 {
+				t.Fatalf("Save on a full disk: %v, want a NoSpaceError", err)
+			}
+			if !strings.Contains(err.Error(), c.Dir+" has 4 GiB free") {
+				t.Errorf("the error does not say what is free: %v", err)
+			}
+			if ents, _ := os.ReadDir(c.Dir); len(ents) != 0 {
+				t.Errorf("left in the cache: %v", ents)
+			}
+		})
+	}
+	// Plenty of room: saved.
+	statFS = func(string) (int64, int64, error) { return 50 << 30, total, nil }
+	c, _ := Open(filepath.Join(t.TempDir(), "cache"))
+	in := inputs("x", "room")
+	e := &Entry{Key: Key("", in), Config: "img", Stage: "packages", Inputs: in}
+	if err := c.Save(context.Background(), e, tree(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	// An import on a full disk stops too, and leaves nothing.
+	statFS = func(string) (int64, int64, error) { return 1 << 30, total, nil }
+	f, _ := os.Open(e.archive())
+	defer f.Close()
+	dst, _ := Open(filepath.Join(t.TempDir(), "other"))
+	var full *NoSpaceError
+	if err := dst.Import(context.Background(), e, f); !errors.As(err, &full) {
+		t.Fatalf("Import on a full disk: %v, want a NoSpaceError", err)
+	}
+	if ents, _ := os.ReadDir(dst.Dir); len(ents) != 0 {
+		t.Errorf("import left: %v", ents)
 	}
 }

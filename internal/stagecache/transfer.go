@@ -42,7 +42,11 @@ func (c *Cache) Import(ctx context.Context, e *Entry, r io.Reader) (err error) {
 	defer f.Close()
 	h := sha256.New()
 	// One byte more than recorded: a longer stream is refused, not cut.
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, e.Size+1))
+	rw := &reserving{w: io.MultiWriter(f, h), dir: c.Dir}
+	n, err := io.Copy(rw, io.LimitReader(ctxReader{ctx, r}, e.Size+1))
+	if rw.full != nil {
+		return rw.full
+	}
 	if err != nil {
 		return fmt.Errorf("stage cache: importing %s: %w", e.Key[:12], err)
 	}
@@ -114,7 +118,7 @@ func (c *Cache) Export(ctx context.Context, e *Entry) (out *Entry, path string, 
 	}
 	cp.Format = FormatTarZstd
 	path = filepath.Join(tmp, ArchiveName(cp.Format))
-	if err := writeArchive(ctx, &cp, filepath.Join(e.dir, treeName), path, nil); err != nil {
+	if err := writeArchive(ctx, &cp, filepath.Join(e.dir, treeName), path, nil, c.Dir); err != nil {
 		done()
 		return nil, "", nil, errors.Join(fmt.Errorf("stage cache: exporting %s", e.Key[:12]), err)
 	}

@@ -121,6 +121,10 @@ func TestExportReflinkEntry(t *testing.T) {
 	root := filepath.Join(mnt, "work", "rootfs")
 	os.MkdirAll(root, 0o755)
 	makeTree(root)
+	// The small file system is below any reserve the cache keeps.
+	oldStat := statFS
+	statFS = func(string) (int64, int64, error) { return 50 << 30, 100 << 30, nil }
+	t.Cleanup(func() { statFS = oldStat })
 	c, _ := Open(filepath.Join(mnt, "cache"))
 	in := inputs("suite", "trixie")
 	e := &Entry{Key: Key("", in), Config: "img", Stage: "packages", Inputs: in}
