@@ -110,7 +110,10 @@ if [ "$only" != alone ]; then
 	undrop
 	for l in "$d"/out/*.build.log; do stages "$l"; done
 	sed -n '/^CONFIG/,$p' "$work/set.out"
-	du -sh "$d/stages" "$d/stages/squashfs-blocks" "$d/debs" 2>/dev/null | sed 's/^/    disk: /' || true
+	# Separately: du counts a directory once, and skips an argument
+	# inside one it already went through.
+	for p in "$d/stages/squashfs-blocks" "$d/debs"; do du -sh "$p"; done 2>/dev/null | sed 's/^/    disk: /' || true
+	du -sh --exclude=squashfs-blocks "$d/stages" 2>/dev/null | sed 's/^/    disk: stage entries: /' || true
 	keepreports set "$d"
 	rm -rf "$d"
 	[ "$failed" = 0 ] || exit 1
