@@ -16,7 +16,7 @@
 #   ONLY=set or ONLY=alone runs one half (the eight images' two halves do
 #   not fit in one sitting here); KEEP=DIR keeps each build's JSON report
 #   (docs/json.md: stage times, cache actions, outputs with their sizes and
-#   digests) and log in DIR; DROP_ISOS=1 empties each ISO once its build
+#   digests), log and package manifest in DIR; DROP_ISOS=1 empties each ISO once its build
 #   has written its report (its size and SHA256 are in the report): the
 #   eight desktop-sized images, their stage cache, block cache, package
 #   cache and work trees together need more disk than a small builder has.
@@ -53,7 +53,7 @@ dropisos() {
 keepreports() {
 	[ -n "$keep" ] || return 0
 	mkdir -p "$keep/$1"
-	cp "$2"/reports/*.json "$2"/out/*.build.log "$keep/$1/" 2>/dev/null || true
+	cp "$2"/reports/*.json "$2"/out/*.build.log "$2"/out/*.packages "$keep/$1/" 2>/dev/null || true
 }
 
 # copytree NAME: a copy of configs/ and examples/ whose configs use the
