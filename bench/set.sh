@@ -16,10 +16,11 @@
 #   ONLY=set or ONLY=alone runs one half (the eight images' two halves do
 #   not fit in one sitting here); KEEP=DIR keeps each build's JSON report
 #   (docs/json.md: stage times, cache actions, outputs with their sizes and
-#   digests), log and package manifest in DIR; DROP_ISOS=1 empties each ISO once its build
-#   has written its report (its size and SHA256 are in the report): the
-#   eight desktop-sized images, their stage cache, block cache, package
-#   cache and work trees together need more disk than a small builder has.
+#   digests), log and package manifest in DIR; DROP_ISOS=1 empties each
+#   ISO once its build has written its report (its size and SHA256 are in
+#   the report): the eight desktop-sized images, their stage cache, block
+#   cache, package cache and work trees together need more disk than a
+#   small builder has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -eq 0 ]; then
