@@ -278,7 +278,7 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 		return "", err
 	}
 	dg := d.Digest.String()
-	if _, ok := archiveFormat(m.Layers[0].MediaType); m.Config.MediaType != StageEntryType || m.Config.Size > maxEntry || !ok {
+	if lt := m.Layers[0].MediaType; m.Config.MediaType != StageEntryType || m.Config.Size > maxEntry || (lt != StageArchiveZstdType && lt != StageArchiveType) {
 		return dg, refuse(tag, "unexpected media types")
 	}
 	data, err := content.FetchAll(ctx, c.target, m.Config)
@@ -309,24 +309,11 @@ func (c *Client) pullStage(ctx context.Context, key, stage string, local *stagec
 	return dg, nil
 }
 
-// archiveFormat is the stage cache format of an archive layer's media
-// type.
-func archiveFormat(mediaType string) (string, bool) {
-	switch mediaType {
-	case StageArchiveZstdType:
-		return stagecache.FormatTarZstd, true
-	case StageArchiveType:
-		return stagecache.FormatTar, true
-	}
-	return "", false
-}
-
-// archiveType is the layer media type of an archive of format f.
-func archiveType(f string) string {
-	if f == stagecache.FormatTarZstd {
-		return StageArchiveZstdType
-	}
-	return StageArchiveType
+// archiveTypes are the layer media types of the stage cache's archive
+// formats.
+var archiveTypes = map[string]string{
+	stagecache.FormatTarZstd: StageArchiveZstdType,
+	stagecache.FormatTar:     StageArchiveType,
 }
 
 // CheckEntry reads a pulled entry.json and checks it against what the
@@ -343,7 +330,7 @@ func CheckEntry(data []byte, key, stage string, layer ocispec.Descriptor) (*stag
 		return nil, fmt.Errorf("its entry is for key %s, the build computed %s", e.Key, key)
 	case e.Stage != stage:
 		return nil, fmt.Errorf("its entry is of stage %q, not %q", e.Stage, stage)
-	case !stagecache.IsArchive(e.Format) || archiveType(e.Format) != layer.MediaType:
+	case archiveTypes[e.Format] != layer.MediaType:
 		return nil, fmt.Errorf("its entry's format is %q, its layer's media type %s", e.Format, layer.MediaType)
 	case layer.Digest != digest.NewDigestFromEncoded(digest.SHA256, e.SHA256):
 		return nil, fmt.Errorf("its entry records SHA256 %s, its archive's digest is %s", e.SHA256, layer.Digest)
@@ -400,10 +387,11 @@ func (c *Client) pushStage(ctx context.Context, e *stagecache.Entry, path string
 	if err := c.pushBytes(ctx, cfg, meta); err != nil {
 		return "", false, err
 	}
-	if !stagecache.IsArchive(e.Format) {
+	mt, ok := archiveTypes[e.Format]
+	if !ok {
 		return "", false, fmt.Errorf("stage entry %s: format %q is not an archive", e.Key[:12], e.Format)
 	}
-	layer := ocispec.Descriptor{MediaType: archiveType(e.Format), Digest: digest.NewDigestFromEncoded(digest.SHA256, e.SHA256), Size: e.Size,
+	layer := ocispec.Descriptor{MediaType: mt, Digest: digest.NewDigestFromEncoded(digest.SHA256, e.SHA256), Size: e.Size,
 		Annotations: map[string]string{ocispec.AnnotationTitle: stagecache.ArchiveName(e.Format)}}
 	if err := c.pushFile(ctx, layer, path); err != nil {
 		return "", false, err
